@@ -1,0 +1,307 @@
+"""Small building blocks shared by the model zoo.
+
+Activations, pooling, flatten and local response normalization are modules
+(not bare functions) so that they appear as named rows in the summary table
+and as named entries when a caller captures intermediate activations with
+``model.apply(..., capture_intermediates=True)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from cnn_jax import geometry
+from cnn_jax.ops import lecture_conv_general_dilated
+
+Padding = int | tuple[int, int] | Sequence[tuple[int, int]]
+
+# LeCun et al. 1998, Appendix A: f(a) = A tanh(S a) with A = 1.7159, S = 2/3,
+# chosen so that f(1) = 1 and f(-1) = -1.
+LECUN_TANH_AMPLITUDE = 1.7159
+LECUN_TANH_SLOPE = 2.0 / 3.0
+
+
+def scaled_tanh(x: jax.Array) -> jax.Array:
+  """LeCun's squashing function 1.7159 * tanh(2/3 * x)."""
+  return LECUN_TANH_AMPLITUDE * jnp.tanh(LECUN_TANH_SLOPE * x)
+
+
+ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
+    "relu": nn.relu,
+    "leaky_relu": nn.leaky_relu,
+    "elu": nn.elu,
+    "tanh": jnp.tanh,
+    "scaled_tanh": scaled_tanh,
+    "sigmoid": nn.sigmoid,
+    "identity": lambda x: x,
+}
+
+
+def activation_fn(kind: str, negative_slope: float = 0.1,
+                  alpha: float = 1.0) -> Callable[[jax.Array], jax.Array]:
+  """An activation function by name.
+
+  Args:
+    kind: one of `ACTIVATIONS` (relu, leaky_relu, elu, tanh, scaled_tanh,
+      sigmoid, identity).
+    negative_slope: slope of leaky_relu for x < 0 (the lecture uses 0.1).
+    alpha: alpha of elu.
+
+  Returns:
+    A function x -> activation(x).
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  if kind not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {kind!r}; choose one of {sorted(ACTIVATIONS)}")
+  if kind == "leaky_relu":
+    return functools.partial(nn.leaky_relu, negative_slope=negative_slope)
+  if kind == "elu":
+    return functools.partial(nn.elu, alpha=alpha)
+  return ACTIVATIONS[kind]
+
+
+class Activation(nn.Module):
+  """A named activation layer (RELU in the lecture's layer tables)."""
+  kind: str = "relu"
+  negative_slope: float = 0.1
+  alpha: float = 1.0
+
+  @nn.compact
+  def __call__(self, x):
+    return activation_fn(self.kind, self.negative_slope, self.alpha)(x)
+
+
+def padding_pairs(padding: Padding) -> list[tuple[int, int]]:
+  """Explicit (low, high) padding for both spatial axes.
+
+  Args:
+    padding: an int P (P on every side), a pair (Ph, Pw) of symmetric paddings,
+      or ((top, bottom), (left, right)).
+
+  Returns:
+    [(top, bottom), (left, right)].
+  """
+  if isinstance(padding, int):
+    return [(padding, padding)] * 2
+  padding = list(padding)
+  if all(isinstance(p, int) for p in padding):
+    return [(p, p) for p in padding]
+  return [tuple(p) for p in padding]
+
+
+CONV_IMPLS = ("xla", "lecture")
+
+
+def conv_general_dilated_fn(conv_impl: str = "xla") -> Callable[..., jax.Array]:
+  """The `lax.conv_general_dilated`-compatible function of an implementation.
+
+  Args:
+    conv_impl: "xla" or "lecture" (see `conv_class`).
+
+  Returns:
+    A function with the signature of `jax.lax.conv_general_dilated`.
+
+  Raises:
+    ValueError: for an unknown implementation.
+  """
+  if conv_impl == "xla":
+    return lax.conv_general_dilated
+  if conv_impl == "lecture":
+    return lecture_conv_general_dilated
+  raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
+
+
+def conv_class(conv_impl: str = "xla") -> Callable[..., nn.Conv]:
+  """The convolution module to use for an implementation name.
+
+  Args:
+    conv_impl: "xla" (XLA's convolution and autodiff) or "lecture" (the same
+      forward pass with the lecture's explicit backward pass, see
+      `cnn_jax.ops.lecture_conv2d`).
+
+  Returns:
+    `flax.linen.Conv` or a partial of it; parameters are identical either way.
+
+  Raises:
+    ValueError: for an unknown implementation.
+  """
+  return functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated_fn(conv_impl))
+
+
+def check_conv_geometry(x: jax.Array, kernel: int, padding: int, stride: int,
+                        layer: str) -> None:
+  """Raises `GeometryError` naming `layer` if a conv does not tile `x` exactly.
+
+  Args:
+    x: the NHWC input of the layer (only its static shape is read).
+    kernel: filter size F.
+    padding: symmetric zero padding P.
+    stride: stride S.
+    layer: the layer's name, quoted in the error.
+  """
+  for size in x.shape[1:3]:
+    geometry.conv_output_size(size, kernel, padding, stride, layer=layer)
+
+
+def check_pool_geometry(x: jax.Array, window: int, stride: int, layer: str) -> None:
+  """Raises `GeometryError` naming `layer` if a pool does not tile `x` exactly."""
+  for size in x.shape[1:3]:
+    geometry.pool_output_size(size, window, stride, layer=layer)
+
+
+def _pool_pads(size: int, window: int, stride: int, pad: tuple[int, int],
+               ceil_mode: bool) -> tuple[int, int]:
+  """Padding that reproduces PyTorch's ceil_mode windows (extra on the high side)."""
+  lo, hi = pad
+  if not ceil_mode:
+    return lo, hi
+  out = -(-(size + lo + hi - window) // stride) + 1
+  # PyTorch drops a last window that would start inside the right padding.
+  if (out - 1) * stride >= size + lo:
+    out -= 1
+  return lo, max(hi, (out - 1) * stride + window - size - lo)
+
+
+class MaxPool(nn.Module):
+  """Max pooling with window F and stride S (POOL in the lecture).
+
+  `ceil_mode=True` keeps a last partial window, as PyTorch's ceil_mode does
+  (GoogLeNet's pools rely on it).
+  """
+  window: int = 2
+  stride: int | None = None
+  padding: Padding = 0
+  ceil_mode: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    stride = self.stride or self.window
+    pads = [_pool_pads(x.shape[i + 1], self.window, stride, p, self.ceil_mode)
+            for i, p in enumerate(padding_pairs(self.padding))]
+    return nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding=pads)
+
+
+class AvgPool(nn.Module):
+  """Average pooling with window F and stride S.
+
+  Padded zeros are counted in the average, as in PyTorch's default.
+  """
+  window: int = 2
+  stride: int | None = None
+  padding: Padding = 0
+
+  @nn.compact
+  def __call__(self, x):
+    stride = self.stride or self.window
+    return nn.avg_pool(x, (self.window,) * 2, (stride,) * 2,
+                       padding=padding_pairs(self.padding), count_include_pad=True)
+
+
+def _adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
+  # PyTorch's rule: bin i covers [floor(i*size/out), ceil((i+1)*size/out)).
+  return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+class AdaptiveAvgPool(nn.Module):
+  """Average pooling to a fixed output size, with PyTorch's bin boundaries.
+
+  torchvision's AlexNet (6x6) and VGG (7x7) use it so that their classifiers
+  accept any image size; at the nominal size it is the identity.
+  """
+  output_size: int | tuple[int, int] = 1
+
+  @nn.compact
+  def __call__(self, x):
+    out_h, out_w = ((self.output_size,) * 2 if isinstance(self.output_size, int)
+                    else self.output_size)
+    _, h, w, _ = x.shape
+    if (h, w) == (out_h, out_w):
+      return x
+    if h % out_h == 0 and w % out_w == 0:
+      return nn.avg_pool(x, (h // out_h, w // out_w), (h // out_h, w // out_w))
+    rows = [x[:, a:b].mean(axis=1) for a, b in _adaptive_bins(h, out_h)]
+    x = jnp.stack(rows, axis=1)
+    cols = [x[:, :, a:b].mean(axis=2) for a, b in _adaptive_bins(w, out_w)]
+    return jnp.stack(cols, axis=2)
+
+
+class GlobalAvgPool(nn.Module):
+  """Mean over the spatial axes: (N, H, W, C) -> (N, C)."""
+
+  @nn.compact
+  def __call__(self, x):
+    return jnp.mean(x, axis=(1, 2))
+
+
+class Flatten(nn.Module):
+  """(N, H, W, C) -> (N, H*W*C), in NHWC order."""
+
+  @nn.compact
+  def __call__(self, x):
+    return x.reshape((x.shape[0], -1))
+
+
+class LocalResponseNorm(nn.Module):
+  """Local response normalization across channels (Krizhevsky et al. 2012, 3.3).
+
+  b_c = a_c / (k + alpha * sum_{c' in window(c)} a_{c'}^2) ** beta, with a
+  window of `size` adjacent channels centred on c. Note: PyTorch's
+  LocalResponseNorm divides alpha by `size`; this is the paper's formula.
+  """
+  size: int = 5
+  k: float = 2.0
+  alpha: float = 1e-4
+  beta: float = 0.75
+
+  @nn.compact
+  def __call__(self, x):
+    squared = jnp.square(x.astype(jnp.float32))
+    half = self.size // 2
+    window_sum = lax.reduce_window(
+        squared, 0.0, lax.add, (1, 1, 1, self.size), (1, 1, 1, 1),
+        [(0, 0), (0, 0), (0, 0), (half, self.size - 1 - half)])
+    scale = (self.k + self.alpha * window_sum) ** -self.beta
+    return (x * scale).astype(x.dtype)
+
+
+def batch_norm(train: bool, dtype: Any = jnp.float32, **kwargs) -> Callable[..., nn.BatchNorm]:
+  """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here).
+
+  Args:
+    train: use batch statistics (True) or the running averages (False).
+    dtype: compute dtype; statistics and parameters stay float32.
+    **kwargs: overrides, e.g. epsilon=1e-3 for torchvision's GoogLeNet.
+
+  Returns:
+    A partial of `flax.linen.BatchNorm`.
+  """
+  options = dict(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                 dtype=dtype, param_dtype=jnp.float32)
+  options.update(kwargs)
+  return functools.partial(nn.BatchNorm, **options)
+
+
+def he_normal_fan_out() -> Callable:
+  """Kaiming normal with fan-out, as torchvision initializes ResNet convs."""
+  return nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def num_params(tree: Any) -> int:
+  """Total number of entries in a pytree of arrays (or ShapeDtypeStructs).
+
+  Args:
+    tree: e.g. `variables["params"]`.
+
+  Returns:
+    The sum of the sizes of all leaves.
+  """
+  return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))

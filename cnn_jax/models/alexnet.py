@@ -1,0 +1,102 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton 2012) and torchvision's variant.
+
+`alexnet` is the paper's two-tower network on 227x227 input: conv2, conv4
+and conv5 are grouped convolutions (each tower sees only its own 48/192
+maps), conv3 and the FC layers connect across towers, and local response
+normalization follows conv1 and conv2. `alexnet_tv` is torchvision's
+one-tower variant (Krizhevsky 2014, "One weird trick"), without LRN.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnn_jax import layers
+
+
+class ConvSpec(NamedTuple):
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: int = 0
+  groups: int = 1
+  lrn: bool = False   # LRN after the ReLU (paper: conv1, conv2)
+  pool: bool = False  # 3x3 stride-2 overlapping max pool after
+
+
+PAPER_CONVS = (
+    ConvSpec(96, 11, stride=4, lrn=True, pool=True),
+    ConvSpec(256, 5, padding=2, groups=2, lrn=True, pool=True),
+    ConvSpec(384, 3, padding=1),
+    ConvSpec(384, 3, padding=1, groups=2),
+    ConvSpec(256, 3, padding=1, groups=2, pool=True),
+)
+
+TORCHVISION_CONVS = (
+    ConvSpec(64, 11, stride=4, padding=2, pool=True),
+    ConvSpec(192, 5, padding=2, pool=True),
+    ConvSpec(384, 3, padding=1),
+    ConvSpec(256, 3, padding=1),
+    ConvSpec(256, 3, padding=1, pool=True),
+)
+
+
+class AlexNet(nn.Module):
+  """AlexNet family.
+
+  Attributes:
+    num_classes: output classes.
+    convs: the five conv layers (see `ConvSpec`).
+    check_geometry: enforce the lecture's whole-number rule on every layer
+      (the paper's 227x227 design satisfies it; torchvision's 224x224 floors).
+    adaptive_pool: torchvision's adaptive average pool to 6x6 before the
+      classifier, which lets the network accept other image sizes.
+    fc_width: width of the two hidden FC layers.
+    dropout: dropout rate before the hidden FC layers.
+    dtype: compute dtype; parameters stay float32.
+    conv_impl: "xla" or "lecture".
+  """
+  num_classes: int = 1000
+  convs: Sequence[ConvSpec] = PAPER_CONVS
+  check_geometry: bool = True
+  adaptive_pool: bool = False
+  fc_width: int = 4096
+  dropout: float = 0.5
+  dtype: Any = jnp.float32
+  conv_impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    conv_cls = layers.conv_class(self.conv_impl)
+    for i, spec in enumerate(self.convs, start=1):
+      name = f"conv{i}"
+      if self.check_geometry:
+        layers.check_conv_geometry(x, spec.kernel, spec.padding, spec.stride, name)
+      x = conv_cls(spec.features, (spec.kernel,) * 2, strides=(spec.stride,) * 2,
+                   padding=[(spec.padding,) * 2] * 2, feature_group_count=spec.groups,
+                   dtype=self.dtype, name=name)(x)
+      x = layers.Activation("relu", name=f"{name}_act")(x)
+      if spec.lrn:
+        x = layers.LocalResponseNorm(name=f"{name}_lrn")(x)
+      if spec.pool:
+        if self.check_geometry:
+          layers.check_pool_geometry(x, 3, 2, f"pool{i}")
+        x = layers.MaxPool(3, 2, name=f"pool{i}")(x)
+    if self.adaptive_pool:
+      x = layers.AdaptiveAvgPool(6, name="avgpool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    dense = functools.partial(nn.Dense, dtype=self.dtype)
+    for i in (6, 7):
+      x = nn.Dropout(self.dropout, deterministic=not train, name=f"fc{i}_dropout")(x)
+      x = layers.Activation("relu", name=f"fc{i}_act")(dense(self.fc_width, name=f"fc{i}")(x))
+    x = dense(self.num_classes, name="fc8")(x)
+    return x.astype(jnp.float32)
+
+
+alexnet = functools.partial(AlexNet, convs=PAPER_CONVS)
+alexnet_tv = functools.partial(AlexNet, convs=TORCHVISION_CONVS, check_geometry=False,
+                               adaptive_pool=True)

@@ -1,0 +1,83 @@
+"""Models by name: every variant is a partial of one family class."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """A registered model: how to build it and the input it was designed for."""
+  constructor: Callable[..., nn.Module]
+  image_size: int
+  channels: int
+  num_classes: int
+  paper: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(name: str, constructor: Callable[..., nn.Module], *, image_size: int,
+             channels: int = 3, num_classes: int = 1000, paper: str = "",
+             aliases: tuple[str, ...] = ()) -> None:
+  """Adds a model to the zoo.
+
+  Args:
+    name: the registry name, e.g. "resnet50".
+    constructor: a family class or a functools.partial of one.
+    image_size: the input size of the paper's design (square).
+    channels: input channels of the paper's design.
+    num_classes: the paper's number of classes (used when the caller gives none).
+    paper: short citation, shown by the summary and the README.
+    aliases: other names for the same model.
+  """
+  if name in _REGISTRY or name in _ALIASES:
+    raise ValueError(f"model {name!r} is registered twice")
+  _REGISTRY[name] = ModelSpec(constructor, image_size, channels, num_classes, paper)
+  for alias in aliases:
+    _ALIASES[alias] = name
+
+
+def spec(name: str) -> ModelSpec:
+  """The registry entry of a model name or alias.
+
+  Args:
+    name: a name from `names()` or an alias such as "vgg16".
+
+  Returns:
+    Its `ModelSpec`.
+
+  Raises:
+    KeyError: naming the unknown model and listing the known ones.
+  """
+  name = _ALIASES.get(name, name)
+  if name not in _REGISTRY:
+    raise KeyError(f"unknown model {name!r}; known models: {', '.join(names())}")
+  return _REGISTRY[name]
+
+
+def names() -> list[str]:
+  """The registered model names (aliases not included), in registration order."""
+  return list(_REGISTRY)
+
+
+def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
+  """Builds a zoo model.
+
+  Args:
+    name: a model name or alias (see `names()`).
+    num_classes: output classes; defaults to the paper's.
+    **overrides: any field of the family class, e.g. dtype=jnp.bfloat16,
+      conv_impl="lecture", shortcut="B".
+
+  Returns:
+    An unbound `flax.linen.Module`; call `init`/`apply` on NHWC float input.
+  """
+  entry = spec(name)
+  classes = entry.num_classes if num_classes is None else num_classes
+  return entry.constructor(num_classes=classes, **overrides)

@@ -1,0 +1,101 @@
+"""The lecture's generic CNN template, built from a config:
+
+    INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC
+
+Every layer's geometry is checked with the lecture's formulas, so an
+impossible configuration fails at build time with the layer's name.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnn_jax import layers
+
+DOWNSAMPLING = ("max", "avg", "stride", "none")
+
+
+class StandardCNN(nn.Module):
+  """INPUT -> [[CONV -> ACT]*N -> POOL?]*M -> [FC -> ACT]*K -> FC.
+
+  Attributes:
+    num_classes: output classes.
+    widths: conv filters per stage; its length is M.
+    convs_per_stage: N.
+    kernel_size: F of every conv ("same" padding P = (F - 1) / 2, stride 1).
+    downsampling: after each stage, "max" or "avg" pooling (2x2, stride 2),
+      "stride" (the stage's last conv has stride 2, Springenberg et al. 2015),
+      or "none".
+    fc_widths: hidden fully-connected widths; its length is K.
+    activation: activation name (see `cnn_jax.layers.ACTIVATIONS`).
+    negative_slope: leaky_relu slope.
+    batch_norm: batch norm after each conv (and hidden FC), before the activation.
+    dropout: dropout rate before each FC layer (0 disables it).
+    dtype: compute dtype; parameters stay float32.
+    conv_impl: "xla" or "lecture".
+  """
+  num_classes: int = 10
+  widths: Sequence[int] = (32, 64)
+  convs_per_stage: int = 2
+  kernel_size: int = 3
+  downsampling: str = "max"
+  fc_widths: Sequence[int] = (128,)
+  activation: str = "relu"
+  negative_slope: float = 0.1
+  batch_norm: bool = False
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+  conv_impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if self.downsampling not in DOWNSAMPLING:
+      raise ValueError(f"downsampling={self.downsampling!r}; choose one of {DOWNSAMPLING}")
+    if self.kernel_size % 2 == 0:
+      raise ValueError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
+                       "'same' padding (F - 1)/2 is whole")
+    pad = (self.kernel_size - 1) // 2
+    conv = functools.partial(layers.conv_class(self.conv_impl), dtype=self.dtype,
+                             kernel_size=(self.kernel_size,) * 2,
+                             padding=[(pad, pad)] * 2, use_bias=not self.batch_norm)
+    norm = layers.batch_norm(train, self.dtype)
+    act = functools.partial(layers.Activation, self.activation, self.negative_slope)
+
+    for stage, width in enumerate(self.widths, start=1):
+      for i in range(1, self.convs_per_stage + 1):
+        name = f"conv{stage}_{i}"
+        stride = 2 if (self.downsampling == "stride" and i == self.convs_per_stage) else 1
+        layers.check_conv_geometry(x, self.kernel_size, pad, stride, name)
+        x = conv(width, strides=(stride, stride), name=name)(x)
+        if self.batch_norm:
+          x = norm(name=f"{name}_bn")(x)
+        x = act(name=f"{name}_act")(x)
+      if self.downsampling in ("max", "avg"):
+        name = f"pool{stage}"
+        layers.check_pool_geometry(x, 2, 2, name)
+        pool = layers.MaxPool if self.downsampling == "max" else layers.AvgPool
+        x = pool(2, 2, name=name)(x)
+
+    x = layers.Flatten(name="flatten")(x)
+    for i, width in enumerate(self.fc_widths, start=1):
+      x = self._dropout(x, train, f"fc{i}_dropout")
+      x = nn.Dense(width, dtype=self.dtype, use_bias=not self.batch_norm, name=f"fc{i}")(x)
+      if self.batch_norm:
+        x = norm(name=f"fc{i}_bn")(x)
+      x = act(name=f"fc{i}_act")(x)
+    x = self._dropout(x, train, "output_dropout")
+    x = nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)
+    return x.astype(jnp.float32)
+
+  def _dropout(self, x, train: bool, name: str):
+    # No module at rate 0, so the summary shows only the layers that exist.
+    if not self.dropout:
+      return x
+    return nn.Dropout(self.dropout, deterministic=not train, name=name)(x)
+
+
+standard = StandardCNN

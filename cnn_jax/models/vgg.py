@@ -1,0 +1,78 @@
+"""VGG (Simonyan & Zisserman 2015), configurations A, A-LRN, B, C, D, E.
+
+Each configuration of the paper's Table 1 is a tuple of stages; a stage is
+the kernel sizes of its convs (C has 1x1 convs in its last three stages).
+Stages end with 2x2 max pooling; torchvision's adaptive 7x7 average pool
+(the identity at 224x224) lets the classifier take smaller test images.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnn_jax import layers
+
+STAGE_WIDTHS = (64, 128, 256, 512, 512)
+
+CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "A": ((3,), (3,), (3, 3), (3, 3), (3, 3)),
+    "B": ((3, 3), (3, 3), (3, 3), (3, 3), (3, 3)),
+    "C": ((3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)),
+    "D": ((3, 3), (3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+    "E": ((3, 3), (3, 3), (3, 3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3)),
+}
+
+
+class VGG(nn.Module):
+  """VGG family.
+
+  Attributes:
+    num_classes: output classes.
+    stages: kernel sizes of the convs of each stage (see `CONFIGS`).
+    lrn: local response normalization after the first conv (config A-LRN).
+    fc_width: width of the two hidden FC layers.
+    dropout: dropout rate after the hidden FC layers.
+    dtype: compute dtype; parameters stay float32.
+    conv_impl: "xla" or "lecture".
+  """
+  num_classes: int = 1000
+  stages: Sequence[Sequence[int]] = CONFIGS["D"]
+  lrn: bool = False
+  fc_width: int = 4096
+  dropout: float = 0.5
+  dtype: Any = jnp.float32
+  conv_impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    conv_cls = layers.conv_class(self.conv_impl)
+    for stage, (kernels, width) in enumerate(zip(self.stages, STAGE_WIDTHS), start=1):
+      for i, kernel in enumerate(kernels, start=1):
+        name = f"conv{stage}_{i}"
+        pad = (kernel - 1) // 2
+        x = conv_cls(width, (kernel, kernel), padding=[(pad, pad)] * 2,
+                     dtype=self.dtype, name=name)(x)
+        x = layers.Activation("relu", name=f"{name}_act")(x)
+        if self.lrn and stage == 1 and i == 1:
+          x = layers.LocalResponseNorm(name=f"{name}_lrn")(x)
+      x = layers.MaxPool(2, 2, name=f"pool{stage}")(x)
+    x = layers.AdaptiveAvgPool(7, name="avgpool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i in (6, 7):
+      x = nn.Dense(self.fc_width, dtype=self.dtype, name=f"fc{i}")(x)
+      x = layers.Activation("relu", name=f"fc{i}_act")(x)
+      x = nn.Dropout(self.dropout, deterministic=not train, name=f"fc{i}_dropout")(x)
+    x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc8")(x)
+    return x.astype(jnp.float32)
+
+
+vgg_a = functools.partial(VGG, stages=CONFIGS["A"])
+vgg_a_lrn = functools.partial(VGG, stages=CONFIGS["A"], lrn=True)
+vgg_b = functools.partial(VGG, stages=CONFIGS["B"])
+vgg_c = functools.partial(VGG, stages=CONFIGS["C"])
+vgg_d = functools.partial(VGG, stages=CONFIGS["D"])
+vgg_e = functools.partial(VGG, stages=CONFIGS["E"])
