@@ -39,14 +39,15 @@ def _where(layer: str | None) -> str:
   return f"layer {layer!r}: " if layer else ""
 
 
-def conv_output_size(size: int, kernel: int, padding: int, stride: int,
+def conv_output_size(size: int, kernel: int, padding: int | tuple[int, int], stride: int,
                      layer: str | None = None) -> int:
   """Spatial output size of a convolution, (W - F + 2P) / S + 1.
 
   Args:
     size: input width (or height) W.
     kernel: filter size F.
-    padding: zero padding P added on each side.
+    padding: zero padding P added on each side, or a (low, high) pair for
+      asymmetric padding (then 2P stands for low + high).
     stride: stride S.
     layer: optional layer name, quoted in the error message.
 
@@ -56,8 +57,12 @@ def conv_output_size(size: int, kernel: int, padding: int, stride: int,
   Raises:
     GeometryError: if (W - F + 2P) / S is not a non-negative whole number.
   """
-  formula = f"(W - F + 2P)/S + 1 with W={size}, F={kernel}, P={padding}, S={stride}"
-  return _whole_quotient(size - kernel + 2 * padding, stride, formula, layer)
+  if isinstance(padding, int):
+    total, shown = 2 * padding, f"P={padding}"
+  else:
+    total, shown = sum(padding), f"P=(low {padding[0]}, high {padding[1]})"
+  formula = f"(W - F + 2P)/S + 1 with W={size}, F={kernel}, {shown}, S={stride}"
+  return _whole_quotient(size - kernel + total, stride, formula, layer)
 
 
 def pool_output_size(size: int, window: int, stride: int,

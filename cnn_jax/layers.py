@@ -137,14 +137,14 @@ def conv_class(conv_impl: str = "xla") -> Callable[..., nn.Conv]:
   return functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated_fn(conv_impl))
 
 
-def check_conv_geometry(x: jax.Array, kernel: int, padding: int, stride: int,
-                        layer: str) -> None:
+def check_conv_geometry(x: jax.Array, kernel: int, padding: int | tuple[int, int],
+                        stride: int, layer: str) -> None:
   """Raises `GeometryError` naming `layer` if a conv does not tile `x` exactly.
 
   Args:
     x: the NHWC input of the layer (only its static shape is read).
     kernel: filter size F.
-    padding: symmetric zero padding P.
+    padding: zero padding P on each side, or a (low, high) pair.
     stride: stride S.
     layer: the layer's name, quoted in the error.
   """

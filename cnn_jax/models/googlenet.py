@@ -139,7 +139,7 @@ class GoogLeNet(nn.Module):
       x = inception(INCEPTION_WIDTHS[name], name=f"inception{name}")(x, train)
       if self.aux_logits and name in ("4a", "4d"):
         aux = AuxClassifier(self.num_classes, block, self.dtype, name=f"aux_{name}")(x, train)
-        self.sow("aux_logits", f"aux_{name}", aux.astype(jnp.float32))
+        self.sow("aux_logits", name, aux.astype(jnp.float32))
     x = layers.MaxPool(self.last_pool_window, 2, ceil_mode=True, name="pool4")(x)
     for name in ("5a", "5b"):
       x = inception(INCEPTION_WIDTHS[name], name=f"inception{name}")(x, train)

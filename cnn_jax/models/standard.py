@@ -28,8 +28,9 @@ class StandardCNN(nn.Module):
     convs_per_stage: N.
     kernel_size: F of every conv ("same" padding P = (F - 1) / 2, stride 1).
     downsampling: after each stage, "max" or "avg" pooling (2x2, stride 2),
-      "stride" (the stage's last conv has stride 2, Springenberg et al. 2015),
-      or "none".
+      "stride" (the stage's last conv has stride 2, Springenberg et al. 2015;
+      it pads F - 2 zeros, the extra one on the high side, so that an even
+      input halves exactly), or "none".
     fc_widths: hidden fully-connected widths; its length is K.
     activation: activation name (see `cnn_jax.layers.ACTIVATIONS`).
     negative_slope: leaky_relu slope.
@@ -58,10 +59,10 @@ class StandardCNN(nn.Module):
     if self.kernel_size % 2 == 0:
       raise ValueError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
                        "'same' padding (F - 1)/2 is whole")
-    pad = (self.kernel_size - 1) // 2
+    same = ((self.kernel_size - 1) // 2,) * 2
+    halving = ((self.kernel_size - 2) // 2, (self.kernel_size - 1) // 2)
     conv = functools.partial(layers.conv_class(self.conv_impl), dtype=self.dtype,
-                             kernel_size=(self.kernel_size,) * 2,
-                             padding=[(pad, pad)] * 2, use_bias=not self.batch_norm)
+                             kernel_size=(self.kernel_size,) * 2, use_bias=not self.batch_norm)
     norm = layers.batch_norm(train, self.dtype)
     act = functools.partial(layers.Activation, self.activation, self.negative_slope)
 
@@ -69,8 +70,9 @@ class StandardCNN(nn.Module):
       for i in range(1, self.convs_per_stage + 1):
         name = f"conv{stage}_{i}"
         stride = 2 if (self.downsampling == "stride" and i == self.convs_per_stage) else 1
+        pad = halving if stride == 2 else same
         layers.check_conv_geometry(x, self.kernel_size, pad, stride, name)
-        x = conv(width, strides=(stride, stride), name=name)(x)
+        x = conv(width, strides=(stride, stride), padding=[pad] * 2, name=name)(x)
         if self.batch_norm:
           x = norm(name=f"{name}_bn")(x)
         x = act(name=f"{name}_act")(x)

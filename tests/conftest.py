@@ -1,0 +1,57 @@
+"""Shared test setup: JAX on the CPU, quick compiles, cached abstract models.
+
+The suite is dominated by XLA compile time, not by arithmetic, so the tests
+compile with LLVM's optimizations off (results are the same, the machine
+code is slower) and build parameters on the host instead of compiling
+initializers.
+"""
+
+import functools
+import math
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_backend_optimization_level=0").strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cnn_jax import models  # noqa: E402
+
+
+@functools.cache
+def abstract_init(name: str, image_size: int | None = None, batch: int = 1, **overrides):
+  """(variables, logits) of a model as ShapeDtypeStructs (nothing computed)."""
+  spec = models.spec(name)
+  size = image_size or spec.image_size
+  model = models.create(name, **overrides)
+  x = jnp.zeros((batch, size, size, spec.channels))
+  return jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x))[::-1]
+
+
+def abstract_variables(name: str, image_size: int | None = None, **overrides):
+  """Shapes of a model's variables from `jax.eval_shape`."""
+  return abstract_init(name, image_size, **overrides)[0]
+
+
+def random_variables(abstract, seed: int = 0):
+  """Concrete variables for abstract ones, drawn on the host (no compile).
+
+  Kernels get N(0, 1/fan_in) so that deep nets without batch norm keep
+  activations of order one; biases zero; batch-norm scales and variances one.
+  """
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = getattr(path[-1], "key", "")
+    if name in ("scale", "var"):
+      return np.ones(leaf.shape, leaf.dtype)
+    if name in ("bias", "mean") or len(leaf.shape) < 2:
+      return np.zeros(leaf.shape, leaf.dtype) if name != "coefficient" else np.full(
+          leaf.shape, 0.25, leaf.dtype)
+    fan_in = math.prod(leaf.shape[:-1])
+    return (rng.standard_normal(leaf.shape) / math.sqrt(fan_in)).astype(leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(draw, abstract)

@@ -1,0 +1,307 @@
+"""The model zoo: exact parameter counts from the papers, forward and gradient."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax import layers, models
+from cnn_jax.models import googlenet as googlenet_lib
+from cnn_jax.models import lenet
+
+from conftest import abstract_init, abstract_variables, random_variables
+
+# Parameters with the paper's classes and input size (see the issue and README).
+EXPECTED_PARAMS = {
+    "lenet5": 60_000,
+    "lenet5_modern": 61_706,
+    "alexnet": 60_965_224,
+    "alexnet_tv": 61_100_840,
+    "vgg_a": 132_863_336,
+    "vgg_a_lrn": 132_863_336,
+    "vgg_b": 133_047_848,
+    "vgg_c": 133_638_952,
+    "vgg_d": 138_357_544,
+    "vgg_e": 143_667_240,
+    "googlenet_tv": 6_624_904,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnet20": 269_722,
+    "resnet32": 464_154,
+    "resnet44": 658_586,
+    "resnet56": 853_018,
+    "resnet110": 1_727_962,
+    "resnet1202": 19_421_274,
+    "allcnn_c": 1_369_738,
+}
+
+DESIGN_NAMES = [
+    "lenet5", "lenet5_modern", "standard", "alexnet", "alexnet_tv", "vgg_a", "vgg_a_lrn",
+    "vgg_b", "vgg_c", "vgg_d", "vgg_e", "googlenet", "googlenet_tv", "resnet18", "resnet34",
+    "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56",
+    "resnet110", "resnet1202", "allcnn_c"]
+
+
+def test_registry_names_and_aliases():
+  assert sorted(models.names()) == sorted(DESIGN_NAMES)
+  for alias, name in [("vgg11", "vgg_a"), ("vgg13", "vgg_b"), ("vgg16", "vgg_d"),
+                      ("vgg19", "vgg_e")]:
+    assert models.create(alias) == models.create(name)
+  with pytest.raises(KeyError, match="unknown model 'resnet9'.*resnet18"):
+    models.create("resnet9")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_parameter_count_matches_paper(name):
+  assert layers.num_params(abstract_variables(name)["params"]) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110, 1202])
+def test_cifar_resnet_projection_shortcuts_add_2752(depth):
+  name = f"resnet{depth}"
+  a = layers.num_params(abstract_variables(name)["params"])
+  b = layers.num_params(abstract_variables(name, shortcut="B")["params"])
+  assert b - a == 2_752
+  if depth == 20:
+    assert b == 272_474
+
+
+def googlenet_table1_params(branch3_kernel=5):
+  """An independent count from the columns of the paper's Table 1 (conv + bias)."""
+  def conv(k, cin, cout):
+    return k * k * cin * cout + cout
+  total = conv(7, 3, 64) + conv(1, 64, 64) + conv(3, 64, 192)
+  table1 = [  # depth in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
+      (192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64),
+      (480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64),
+      (512, 128, 128, 256, 24, 64, 64), (512, 112, 144, 288, 32, 64, 64),
+      (528, 256, 160, 320, 32, 128, 128), (832, 256, 160, 320, 32, 128, 128),
+      (832, 384, 192, 384, 48, 128, 128)]
+  for cin, n1, r3, n3, r5, n5, pp in table1:
+    total += (conv(1, cin, n1) + conv(1, cin, r3) + conv(3, r3, n3) + conv(1, cin, r5)
+              + conv(branch3_kernel, r5, n5) + conv(1, cin, pp))
+  return total + 1024 * 1000 + 1000
+
+
+def test_googlenet_matches_table1_count():
+  counted = layers.num_params(abstract_variables("googlenet")["params"])
+  assert counted == googlenet_table1_params() == 6_998_552
+
+
+def test_googlenet_aux_classifiers():
+  model = models.create("googlenet", num_classes=7, aux_logits=True)
+  x = jnp.zeros((2, 224, 224, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  (logits, state) = jax.eval_shape(
+      lambda v: model.apply(v, x, train=True, mutable=["aux_logits"],
+                            rngs={"dropout": jax.random.key(1)}), variables)
+  assert logits.shape == (2, 7)
+  assert {k: v[0].shape for k, v in state["aux_logits"].items()} == {
+      "4a": (2, 7), "4d": (2, 7)}
+  # Each aux head: 1x1 conv to 128, FC 2048 -> 1024, FC 1024 -> classes.
+  def head(cin):
+    return cin * 128 + 128 + 2048 * 1024 + 1024 + 1024 * 7 + 7
+  base = layers.num_params(abstract_variables("googlenet", num_classes=7)["params"])
+  assert layers.num_params(variables["params"]) == base + head(512) + head(528)
+
+
+# Real forward and backward passes at reduced sizes, one or more per family.
+SMALL = {
+    "lenet5": 32, "lenet5_modern": 32, "standard": 32, "alexnet": 227, "alexnet_tv": 64,
+    "vgg_a": 32, "googlenet": 64, "resnet18": 32, "resnet50": 32, "resnet20": 32,
+    "allcnn_c": 32,
+}
+# The rest are the same code with other widths or more blocks (or VGG's
+# 100M-parameter classifier); they are checked abstractly: shapes and dtypes
+# of the logits and of every gradient.
+ABSTRACT = {"vgg_a_lrn": 32, "vgg_b": 32, "vgg_c": 32, "vgg_d": 32, "vgg_e": 32,
+            "googlenet_tv": 64, "resnet34": 32, "resnet101": 32, "resnet152": 32,
+            "resnet32": 32, "resnet44": 32, "resnet56": 32, "resnet110": 32}
+# resnet1202 is resnet110's code with n = 200 instead of 18; tracing its
+# backward pass alone takes 40 s, so it gets the abstract forward pass (and its
+# exact count above) while resnet110 covers the gradient of those blocks.
+FORWARD_ONLY = {"resnet1202": 32}
+
+
+def _loss_and_grad(model, variables, x, labels):
+  def loss_fn(params):
+    logits, _ = model.apply({**variables, "params": params}, x, train=True,
+                            mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
+    onehot = jax.nn.one_hot(labels, logits.shape[-1])
+    return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * onehot, -1)), logits
+  return jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+
+
+def test_every_model_is_covered_by_a_forward_check():
+  assert sorted({**SMALL, **ABSTRACT, **FORWARD_ONLY}) == sorted(DESIGN_NAMES)
+
+
+def test_resnet1202_forward_shape():
+  _, logits = abstract_init("resnet1202")
+  assert logits.shape == (1, 10) and logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_forward_and_gradient(name):
+  spec = models.spec(name)
+  model = models.create(name, num_classes=5)
+  size = SMALL[name]
+  x = np.random.default_rng(0).standard_normal((2, size, size, spec.channels), np.float32)
+  variables = random_variables(abstract_variables(name, size, num_classes=5))
+  labels = jnp.array([1, 3])
+  (loss, logits), grads = jax.jit(functools.partial(_loss_and_grad, model))(
+      variables, x, labels)
+  assert logits.shape == (2, 5) and logits.dtype == jnp.float32
+  assert np.isfinite(float(loss))
+  assert jax.tree.structure(grads) == jax.tree.structure(variables["params"])
+  leaves = jax.tree.leaves(grads)
+  assert all(np.all(np.isfinite(g)) for g in leaves)
+  # The loss reaches every layer: a gradient that is zero everywhere would mean
+  # a disconnected parameter.
+  assert sum(float(jnp.abs(g).sum()) > 0 for g in leaves) == len(leaves)
+
+
+@pytest.mark.parametrize("name", sorted(ABSTRACT))
+def test_forward_and_gradient_shapes(name):
+  spec = models.spec(name)
+  model = models.create(name, num_classes=5)
+  x = jnp.zeros((2, ABSTRACT[name], ABSTRACT[name], spec.channels))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(1), x))
+  (loss, logits), grads = jax.eval_shape(
+      functools.partial(_loss_and_grad, model), variables, x, jnp.array([1, 3]))
+  assert logits.shape == (2, 5) and loss.shape == ()
+  assert jax.tree.map(lambda g: (g.shape, g.dtype), grads) == jax.tree.map(
+      lambda p: (p.shape, p.dtype), variables["params"])
+
+
+@pytest.mark.parametrize("name", ["lenet5_modern", "resnet20", "googlenet_tv"])
+def test_bfloat16_compute_keeps_float32_params_and_stats(name):
+  spec = models.spec(name)
+  model = models.create(name, dtype=jnp.bfloat16)
+  x = jnp.ones((2, spec.image_size, spec.image_size, spec.channels))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  logits = jax.eval_shape(lambda v: model.apply(v, x), variables)
+  assert logits.dtype == jnp.float32
+  # The convolutions themselves run in bfloat16.
+  jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, x))(
+      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)))
+  assert "conv_general_dilated" in jaxpr and "bf16[2," in jaxpr
+
+
+def test_named_intermediates_can_be_captured():
+  model = models.create("resnet18")
+  x = jnp.zeros((1, 32, 32, 3))
+  _, state = jax.eval_shape(lambda v: model.apply(
+      v, x, capture_intermediates=True, mutable=["intermediates"]),
+      abstract_variables("resnet18", 32))
+  inter = state["intermediates"]
+  assert inter["conv1"]["__call__"][0].shape == (1, 16, 16, 64)
+  assert inter["layer4_1"]["__call__"][0].shape == (1, 1, 1, 512)
+  assert inter["layer4_1"]["act_out"]["__call__"][0].shape == (1, 1, 1, 512)
+
+
+def test_batch_norm_updates_statistics_only_in_training():
+  model = models.create("standard", widths=(4,), convs_per_stage=1, fc_widths=(),
+                        batch_norm=True)
+  x = np.random.default_rng(0).standard_normal((4, 8, 8, 3), np.float32) * 3 + 1
+  variables = model.init(jax.random.key(1), x)
+  _, updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  conv = model.apply(variables, x, capture_intermediates=True,
+                     mutable=["intermediates"])[1]["intermediates"]["conv1_1"]["__call__"][0]
+  # The running mean moves 10% of the way to the batch mean (PyTorch's momentum 0.1).
+  np.testing.assert_allclose(updated["batch_stats"]["conv1_1_bn"]["mean"],
+                             0.1 * np.asarray(conv).mean(axis=(0, 1, 2)), rtol=1e-5)
+  # Evaluation uses the running statistics and changes nothing.
+  logits, state = model.apply(variables, x, mutable=["batch_stats"])
+  assert jax.tree.all(jax.tree.map(np.array_equal, state["batch_stats"],
+                                   variables["batch_stats"]))
+
+
+def test_dropout_is_active_only_in_training():
+  model = models.create("standard", widths=(4,), convs_per_stage=1, dropout=0.5)
+  x = np.random.default_rng(0).standard_normal((2, 8, 8, 3), np.float32)
+  variables = model.init(jax.random.key(1), x)
+  apply = jax.jit(model.apply, static_argnames="train")
+  train_a = apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  train_b = apply(variables, x, train=True, rngs={"dropout": jax.random.key(3)})
+  assert not np.allclose(train_a, train_b)
+  np.testing.assert_array_equal(apply(variables, x), apply(variables, x))
+
+
+def test_lenet5_rbf_output_is_negative_squared_distance():
+  centres = lenet.digit_rbf_centres()
+  assert centres.shape == (10, 84) and set(np.unique(centres)) == {-1.0, 1.0}
+  assert len({c.tobytes() for c in centres}) == 10
+  model = models.create("lenet5")
+  x = jax.random.normal(jax.random.key(0), (3, 32, 32, 1))
+  variables = jax.jit(model.init)(jax.random.key(1), x)
+  assert "output" not in variables["params"]  # the centres are fixed constants
+  logits, state = jax.jit(functools.partial(model.apply, capture_intermediates=True,
+                                            mutable=["intermediates"]))(variables, x)
+  f6 = np.asarray(state["intermediates"]["F6_act"]["__call__"][0])
+  expected = -((f6[:, None, :] - centres[None]) ** 2).sum(-1)
+  np.testing.assert_allclose(logits, expected, rtol=1e-5)
+
+
+def test_lenet5_c3_follows_the_connection_table():
+  assert sum(len(c) for c in lenet.C3_CONNECTIONS) == 60
+  conv = lenet.PartialConv()
+  x = jax.random.normal(jax.random.key(0), (1, 14, 14, 6))
+  params = conv.init(jax.random.key(1), x)
+  assert params["params"]["kernel"].shape == (5, 5, 60)
+  for j, inputs in enumerate(lenet.C3_CONNECTIONS):
+    grad = jax.grad(lambda x: conv.apply(params, x)[..., j].sum())(x)
+    reads = [i for i in range(6) if float(jnp.abs(grad[..., i]).sum()) > 0]
+    assert tuple(reads) == tuple(sorted(inputs)), j
+
+
+def test_lecture_backward_pass_trains_every_model_family_the_same():
+  # Same parameters, same batch: gradients under conv_impl="lecture" equal XLA's.
+  small_cnn = dict(widths=(4, 8), fc_widths=(16,), batch_norm=True,
+                   downsampling="stride")
+  for name, size, options in [("lenet5", 32, {}), ("standard", 8, small_cnn)]:
+    spec = models.spec(name)
+    x = np.random.default_rng(0).standard_normal((2, size, size, spec.channels), np.float32)
+    xla = models.create(name, num_classes=4, **options)
+    lecture = models.create(name, num_classes=4, conv_impl="lecture", **options)
+    variables = random_variables(abstract_variables(name, size, num_classes=4, **options))
+    labels = jnp.array([0, 3])
+    (_, logits_a), grads_a = jax.jit(functools.partial(_loss_and_grad, xla))(
+        variables, x, labels)
+    (_, logits_b), grads_b = jax.jit(functools.partial(_loss_and_grad, lecture))(
+        variables, x, labels)
+    np.testing.assert_allclose(logits_a, logits_b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
+      scale = float(jnp.abs(a).max()) or 1.0
+      assert float(jnp.abs(a - b).max()) / scale < 1e-4, name
+
+
+@pytest.mark.parametrize("name", [n for n in DESIGN_NAMES if n not in FORWARD_ONLY])
+def test_every_model_accepts_the_lecture_conv(name):
+  spec = models.spec(name)
+  size = ABSTRACT.get(name) or SMALL.get(name)
+  model = models.create(name, conv_impl="lecture")
+  x = jnp.zeros((1, size, size, spec.channels))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  grads = jax.eval_shape(lambda v: jax.grad(lambda p: model.apply(
+      {**v, "params": p}, x).sum())(v["params"]), variables)
+  assert jax.tree.structure(grads) == jax.tree.structure(variables["params"])
+
+
+def test_unknown_options_are_clear_errors():
+  x = jnp.zeros((1, 32, 32, 3))
+  with pytest.raises(ValueError, match="unknown conv_impl 'fft'"):
+    models.create("resnet20", conv_impl="fft").init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="shortcut='C'"):
+    models.create("resnet20", shortcut="C").init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="6n\\+2"):
+    models.resnet.cifar_resnet(21)
+  with pytest.raises(ValueError, match="unknown activation 'swish'"):
+    models.create("standard", activation="swish").init(jax.random.key(0), x)

@@ -1,0 +1,58 @@
+"""The per-layer summary: exact counts, published MACs, and the CLI."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnn_jax import models, summary
+
+
+def _summarize(name):
+  spec = models.spec(name)
+  return summary.summarize(models.create(name), (spec.image_size, spec.image_size,
+                                                 spec.channels))
+
+
+def test_lenet5_matches_the_paper():
+  s = _summarize("lenet5")
+  assert s.total_params == 60_000
+  assert s.total_connections == 340_908
+  by_name = {r.name: r for r in s.rows}
+  # The paper's per-layer figures (Section II.B).
+  assert by_name["C1"].output_shape == (28, 28, 6) and by_name["C1"].connections == 122_304
+  assert by_name["S2"].params == 12 and by_name["S2"].connections == 5_880
+  assert by_name["C3"].params == 1_516 and by_name["C3"].connections == 151_600
+  assert by_name["S4"].params == 32 and by_name["S4"].connections == 2_000
+  assert by_name["C5"].params == 48_120 and by_name["C5"].connections == 48_120
+  assert by_name["F6"].params == 10_164 and by_name["F6"].connections == 10_164
+  assert by_name["output"].connections == 840
+
+
+def test_rows_add_up_to_the_totals():
+  for name in ("googlenet", "resnet20", "alexnet"):
+    s = _summarize(name)
+    assert sum(r.params for r in s.rows) == s.total_params
+    assert sum(r.macs for r in s.rows) == s.total_macs
+
+
+@pytest.mark.parametrize("name,published_gmacs", [
+    ("resnet18", 1.814), ("resnet50", 4.089), ("vgg_d", 15.47), ("alexnet_tv", 0.714)])
+def test_macs_match_published_figures(name, published_gmacs):
+  assert _summarize(name).total_macs / 1e9 == pytest.approx(published_gmacs, rel=0.02)
+
+
+def test_alexnet_first_layer_row():
+  row = _summarize("alexnet").rows[0]
+  assert (row.name, row.output_shape, row.params) == ("conv1", (55, 55, 96), 34_944)
+  assert row.macs == 55 * 55 * 96 * 11 * 11 * 3
+  assert "55x55x96" in _summarize("alexnet").table()
+
+
+def test_cli_prints_the_vgg16_table():
+  out = subprocess.run(
+      [sys.executable, "-m", "cnn_jax.summary", "--model", "vgg_d", "--image_size", "224"],
+      capture_output=True, text=True, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert "total parameters: 138,357,544" in out.stdout
+  assert "conv5_3" in out.stdout and "7x7x512" in out.stdout
