@@ -273,6 +273,34 @@ class LocalResponseNorm(nn.Module):
     return (x * scale).astype(x.dtype)
 
 
+class FullyConnectedHead(nn.Module):
+  """[FC -> ReLU]*K -> FC with dropout, named fc{first}, fc{first+1}, ...
+
+  AlexNet and VGG end this way. The paper's AlexNet applies dropout to the
+  outputs of the hidden layers (`dropout_before=False`); torchvision's AlexNet
+  to their inputs (`dropout_before=True`).
+  """
+  hidden: Sequence[int] = (4096, 4096)
+  num_classes: int = 1000
+  dropout: float = 0.5
+  dropout_before: bool = False
+  first: int = 6
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    for i, width in enumerate(self.hidden, start=self.first):
+      drop = nn.Dropout(self.dropout, deterministic=not train, name=f"fc{i}_dropout")
+      if self.dropout_before:
+        x = drop(x)
+      x = nn.Dense(width, dtype=self.dtype, name=f"fc{i}")(x)
+      x = Activation("relu", name=f"fc{i}_act")(x)
+      if not self.dropout_before:
+        x = drop(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    name=f"fc{self.first + len(self.hidden)}")(x)
+
+
 def batch_norm(train: bool, dtype: Any = jnp.float32, **kwargs) -> Callable[..., nn.BatchNorm]:
   """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here).
 

@@ -56,7 +56,9 @@ class AlexNet(nn.Module):
     adaptive_pool: torchvision's adaptive average pool to 6x6 before the
       classifier, which lets the network accept other image sizes.
     fc_width: width of the two hidden FC layers.
-    dropout: dropout rate before the hidden FC layers.
+    dropout: dropout rate of the hidden FC layers.
+    dropout_before_fc: dropout on the inputs of fc6 and fc7 (torchvision)
+      instead of on their outputs (the paper).
     dtype: compute dtype; parameters stay float32.
     conv_impl: "xla" or "lecture".
   """
@@ -66,6 +68,7 @@ class AlexNet(nn.Module):
   adaptive_pool: bool = False
   fc_width: int = 4096
   dropout: float = 0.5
+  dropout_before_fc: bool = False
   dtype: Any = jnp.float32
   conv_impl: str = "xla"
 
@@ -89,14 +92,11 @@ class AlexNet(nn.Module):
     if self.adaptive_pool:
       x = layers.AdaptiveAvgPool(6, name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
-    dense = functools.partial(nn.Dense, dtype=self.dtype)
-    for i in (6, 7):
-      x = nn.Dropout(self.dropout, deterministic=not train, name=f"fc{i}_dropout")(x)
-      x = layers.Activation("relu", name=f"fc{i}_act")(dense(self.fc_width, name=f"fc{i}")(x))
-    x = dense(self.num_classes, name="fc8")(x)
+    x = layers.FullyConnectedHead((self.fc_width,) * 2, self.num_classes, self.dropout,
+                                  self.dropout_before_fc, dtype=self.dtype, name="head")(x, train)
     return x.astype(jnp.float32)
 
 
 alexnet = functools.partial(AlexNet, convs=PAPER_CONVS)
 alexnet_tv = functools.partial(AlexNet, convs=TORCHVISION_CONVS, check_geometry=False,
-                               adaptive_pool=True)
+                               adaptive_pool=True, dropout_before_fc=True)

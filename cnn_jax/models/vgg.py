@@ -62,11 +62,8 @@ class VGG(nn.Module):
       x = layers.MaxPool(2, 2, name=f"pool{stage}")(x)
     x = layers.AdaptiveAvgPool(7, name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
-    for i in (6, 7):
-      x = nn.Dense(self.fc_width, dtype=self.dtype, name=f"fc{i}")(x)
-      x = layers.Activation("relu", name=f"fc{i}_act")(x)
-      x = nn.Dropout(self.dropout, deterministic=not train, name=f"fc{i}_dropout")(x)
-    x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc8")(x)
+    x = layers.FullyConnectedHead((self.fc_width,) * 2, self.num_classes, self.dropout,
+                                  dtype=self.dtype, name="head")(x, train)
     return x.astype(jnp.float32)
 
 
