@@ -1,0 +1,34 @@
+"""Datasets: TFDS sources read by Grain (no TensorFlow), the embedded digits,
+preprocessing and on-device augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnn_jax.data import sources
+from cnn_jax.data.preprocess import resize_uint8
+from cnn_jax.data.sources import DataError, load
+
+
+def as_numpy(name: str, split: str, image_size: int | None = None,
+             data_dir: str | None = None) -> dict[str, np.ndarray]:
+  """A whole (small) split as NumPy arrays.
+
+  Args:
+    name: dataset name (see `cnn_jax.data.sources.load`), e.g. "digits".
+    split: split name, e.g. "train" or "test[:50%]".
+    image_size: resize the images to image_size x image_size (bilinear).
+    data_dir: TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).
+
+  Returns:
+    {"image": uint8 (N, H, W, C), "label": int64 (N,)}.
+
+  Raises:
+    DataError: if the dataset is unknown or not prepared.
+  """
+  arrays = sources.read_all(sources.load(name, split, data_dir, image_size=image_size))
+  arrays["image"] = resize_uint8(arrays["image"], image_size)
+  return arrays
+
+
+__all__ = ["DataError", "as_numpy", "load"]

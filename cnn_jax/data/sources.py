@@ -1,0 +1,142 @@
+"""Random-access data sources: TFDS datasets (array_record) and image folders.
+
+Training reads TFDS's on-disk array_record files through `tfds.data_source`,
+which needs no TensorFlow. Preparing a dataset (download + conversion) is a
+separate, one-time step (`python -m cnn_jax.data.prepare`); some TFDS
+builders need network and TensorFlow for it, the embedded `digits` needs
+neither and is prepared on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from cnn_jax.data import digits as _digits  # noqa: F401  (registers the builder)
+from cnn_jax.data.image_folder import ImageFolderSource
+
+IMAGE_FOLDER_PREFIX = "folder:"
+# Datasets we can prepare ourselves, without network.
+EMBEDDED = ("digits",)
+
+
+class DataError(ValueError):
+  """A dataset that cannot be read as asked, with what to do about it."""
+
+
+class RandomAccessSource(Protocol):
+  """What Grain needs: len() and an example dict by index."""
+
+  def __len__(self) -> int: ...
+
+  def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+
+def default_data_dir() -> str:
+  """TFDS's data dir: $TFDS_DATA_DIR or ~/tensorflow_datasets."""
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def prepare_command(name: str, data_dir: str) -> str:
+  """The command that prepares a dataset, quoted in error messages."""
+  return f"python -m cnn_jax.data.prepare --dataset={name} --data_dir={data_dir}"
+
+
+def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of a dataset, with a clear error for unknown names.
+
+  Args:
+    name: a TFDS name such as "cifar10" or "mnist:3.0.1", or "digits".
+    data_dir: TFDS data dir (default `default_data_dir()`).
+
+  Returns:
+    The builder (nothing is downloaded or prepared).
+
+  Raises:
+    DataError: if TFDS knows no such dataset.
+  """
+  data_dir = data_dir or default_data_dir()
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    first_line = str(e).splitlines()[0]
+    raise DataError(f"unknown dataset {name!r} ({first_line}); use a TFDS name such as "
+                    "'mnist' or 'cifar10', 'digits', or 'folder:/path/to/images'") from None
+
+
+def load(name: str, split: str, data_dir: str | None = None,
+         image_size: int | None = None) -> RandomAccessSource:
+  """A random-access source for one split of a dataset.
+
+  Args:
+    name: "digits", any TFDS image-classification name ("mnist",
+      "cifar10", "imagenet2012", ...) or "folder:/path" for an image folder
+      with one subfolder per class (see `ImageFolderSource`).
+    split: a TFDS split ("train", "test", "train[:10%]", ...); for a folder,
+      the subfolder of that name.
+    data_dir: TFDS data dir (default `default_data_dir()`).
+    image_size: only for folders, the size its images are resized to.
+
+  Returns:
+    An object with len() whose items are {"image": uint8 HWC, "label": int}.
+
+  Raises:
+    DataError: if the dataset is unknown or not prepared, with the command
+      that prepares it.
+  """
+  if name.startswith(IMAGE_FOLDER_PREFIX):
+    root = name[len(IMAGE_FOLDER_PREFIX):]
+    # Labels come from the training split's classes, so that splits agree.
+    train_root = os.path.join(root, "train")
+    classes = ImageFolderSource.class_names(train_root) if os.path.isdir(train_root) else None
+    return ImageFolderSource(os.path.join(root, split), image_size=image_size or 224,
+                             classes=classes)
+  data_dir = data_dir or default_data_dir()
+  ds_builder = builder(name, data_dir)
+  if not ds_builder.is_prepared():
+    if name in EMBEDDED:
+      ds_builder.download_and_prepare(file_format="array_record")
+    else:
+      raise DataError(
+          f"dataset {name!r} is not prepared in {data_dir}; run once: "
+          f"`{prepare_command(name, data_dir)}` (this needs network, and for most "
+          "TFDS datasets the TensorFlow extra: pip install -e '.[prepare]')")
+  file_format = ds_builder.info.file_format
+  if file_format is not None and file_format.value != "array_record":
+    raise DataError(
+        f"dataset {name!r} in {data_dir} is stored as {file_format.value}, which has no "
+        f"random access; convert it with `{prepare_command(name, data_dir)}`")
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except ValueError as e:  # unknown split
+    raise DataError(f"dataset {name!r} has no split {split!r}: {str(e).splitlines()[0]}") from None
+
+
+def num_classes(name: str, data_dir: str | None = None) -> int:
+  """Number of classes of a dataset (from its TFDS label feature or folders)."""
+  if name.startswith(IMAGE_FOLDER_PREFIX):
+    return len(ImageFolderSource.class_names(os.path.join(name[len(IMAGE_FOLDER_PREFIX):],
+                                                          "train")))
+  return builder(name, data_dir).info.features["label"].num_classes
+
+
+def read_all(source: RandomAccessSource) -> dict[str, np.ndarray]:
+  """Every example of a source stacked into arrays.
+
+  Args:
+    source: a random-access source with equal image shapes.
+
+  Returns:
+    {"image": uint8 (N, H, W, C), "label": int64 (N,)}.
+  """
+  indices = list(range(len(source)))
+  getitems = getattr(source, "__getitems__", None)
+  examples = getitems(indices) if getitems else [source[i] for i in indices]
+  images = np.stack([np.asarray(e["image"]) for e in examples])
+  if images.ndim == 3:  # grayscale stored without a channel axis
+    images = images[..., None]
+  labels = np.array([e["label"] for e in examples], np.int64)
+  return {"image": images.astype(np.uint8), "label": labels}

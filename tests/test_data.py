@@ -1,0 +1,195 @@
+"""Datasets and pipelines: the digits builder, Grain sharding and resume, eval
+padding, image folders with bad files, clear errors, on-device batches."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from cnn_jax import data
+from cnn_jax.data import on_device, pipeline, preprocess, sources
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_digits_prepares_offline_with_a_fixed_stratified_split(digits_dir, tmp_path):
+  train = data.as_numpy("digits", "train", data_dir=digits_dir)
+  test = data.as_numpy("digits", "test", data_dir=digits_dir)
+  assert len(train["label"]) + len(test["label"]) == 1_797
+  assert train["image"].shape[1:] == (8, 8, 1) and train["image"].dtype == np.uint8
+  # Stratified: every class is 20% test, to within one example.
+  per_class = np.bincount(test["label"]) / (np.bincount(test["label"])
+                                            + np.bincount(train["label"]))
+  assert np.all(np.abs(per_class - 0.2) < 0.02)
+  # The same split, in the same order, when prepared again from scratch.
+  again = data.as_numpy("digits", "test", data_dir=str(tmp_path))
+  np.testing.assert_array_equal(again["image"], test["image"])
+  np.testing.assert_array_equal(again["label"], test["label"])
+  # The pixels are scikit-learn's, scaled from 0..16 to 0..255.
+  from sklearn.datasets import load_digits
+  reference = np.round(load_digits().images * 255 / 16).astype(np.uint8)
+  assert {im.tobytes() for im in test["image"][..., 0]} <= {im.tobytes() for im in reference}
+
+
+def test_as_numpy_resizes(digits_dir):
+  test = data.as_numpy("digits", "test", image_size=32, data_dir=digits_dir)
+  assert test["image"].shape == (359, 32, 32, 1)
+
+
+def test_training_path_does_not_import_tensorflow(digits_dir):
+  code = ("import sys; from cnn_jax import data; "
+          f"data.as_numpy('digits', 'train', data_dir={digits_dir!r}); "
+          "print('tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True)
+  assert out.stdout.strip() == "False"
+
+
+def test_channel_stats_match_numpy_and_are_cached(digits_dir, tmp_path):
+  images = data.as_numpy("digits", "train", data_dir=digits_dir)["image"]
+  x = images.astype(np.float64) / 255
+  calls = []
+
+  def compute():
+    calls.append(1)
+    return preprocess.channel_stats(images)
+
+  for _ in range(2):
+    mean, std = preprocess.cached_channel_stats(str(tmp_path), "digits-train", compute)
+    np.testing.assert_allclose(mean, [x.mean()], rtol=1e-12)
+    np.testing.assert_allclose(std, [x.std()], rtol=1e-12)
+  assert len(calls) == 1
+  normalized = np.asarray(preprocess.normalize(images, mean, std))
+  assert abs(normalized.mean()) < 1e-4 and abs(normalized.std() - 1) < 1e-4
+
+
+class IndexedSource:
+  """A tiny in-memory source whose label is the example's index."""
+
+  def __init__(self, n):
+    self.n = n
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, i):
+    return {"image": np.full((4, 4, 1), i % 256, np.uint8), "label": i}
+
+
+def _labels(loader, batches=None):
+  out = []
+  for i, batch in enumerate(loader):
+    if batches is not None and i == batches:
+      break
+    out.extend(batch["label"].tolist())
+  return out
+
+
+def test_grain_sharding_covers_every_example_once_per_epoch():
+  source = IndexedSource(23)
+  seen = []
+  for shard in range(2):
+    loader = pipeline.train_loader(source, batch_size=1, seed=3, shard_index=shard,
+                                   shard_count=2, num_epochs=1)
+    seen.append(_labels(loader))
+  assert not set(seen[0]) & set(seen[1])
+  assert sorted(seen[0] + seen[1]) == list(range(23))
+  # Shuffled, and reproducibly so from the seed.
+  again = pipeline.train_loader(source, batch_size=1, seed=3, shard_index=0, shard_count=2,
+                                num_epochs=1)
+  assert _labels(again) == seen[0] and seen[0] != sorted(seen[0])
+
+
+def test_grain_iterator_state_restores_the_remaining_order():
+  source = IndexedSource(50)
+  loader = pipeline.train_loader(source, batch_size=4, seed=7)
+  iterator = iter(loader)
+  for _ in range(5):  # mid-epoch (12 batches per epoch)
+    next(iterator)
+  state = iterator.get_state()
+  expected = [next(iterator)["label"].tolist() for _ in range(15)]  # crosses an epoch
+  restored = iter(pipeline.train_loader(source, batch_size=4, seed=7))
+  restored.set_state(state)
+  assert [next(restored)["label"].tolist() for _ in range(15)] == expected
+
+
+def test_grain_reads_a_tfds_data_source():
+  with tfds.testing.mock_data(num_examples=12):
+    source = tfds.data_source("mnist", split="train")
+    batch = next(iter(pipeline.train_loader(source, batch_size=4, seed=0, image_size=8)))
+  assert batch["image"].shape == (4, 8, 8, 1) and batch["image"].dtype == np.uint8
+  assert batch["label"].shape == (4,)
+
+
+@pytest.mark.parametrize("n", [10, 9, 3])
+def test_eval_batches_see_every_example_exactly_once(n):
+  seen, counts = [], []
+  for shard in range(2):
+    batches = list(pipeline.eval_batches(IndexedSource(n), batch_size=4, shard_index=shard,
+                                         shard_count=2))
+    counts.append(len(batches))
+    for batch in batches:
+      assert batch["image"].shape == (4, 4, 4, 1)
+      seen.extend(batch["label"][batch["mask"]].tolist())
+  assert counts[0] == counts[1]  # hosts stay in lockstep
+  assert sorted(seen) == list(range(n))
+
+
+def _write_image_folder(root):
+  rng = np.random.default_rng(0)
+  for split in ("train", "test"):
+    for cls in ("cat", "dog"):
+      folder = root / split / cls
+      folder.mkdir(parents=True)
+      for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (10, 12, 3), np.uint8)).save(folder / f"{i}.png")
+  (root / "train" / "cat" / "corrupt.jpg").write_bytes(b"not a jpeg at all")
+  good = (root / "train" / "dog" / "0.png").read_bytes()
+  (root / "train" / "dog" / "truncated.png").write_bytes(good[: len(good) // 2])
+  (root / "train" / "dog" / "notes.txt").write_text("ignored: not an image")
+
+
+def test_image_folder_reports_and_skips_bad_files(tmp_path, caplog):
+  _write_image_folder(tmp_path)
+  with caplog.at_level(logging.WARNING):
+    source = sources.load(f"folder:{tmp_path}", "train", image_size=16)
+  assert len(source) == 6
+  skipped = sorted(os.path.basename(path) for path, _ in source.skipped)
+  assert skipped == ["corrupt.jpg", "truncated.png"]
+  assert "corrupt.jpg" in caplog.text and "skipped 2 unreadable image(s) of 8" in caplog.text
+  # A whole epoch runs through the pipeline without a crash.
+  labels = _labels(pipeline.train_loader(source, batch_size=2, seed=0, num_epochs=1))
+  assert sorted(labels) == [0, 0, 0, 1, 1, 1]
+  test = data.as_numpy(f"folder:{tmp_path}", "test", image_size=16)
+  assert test["image"].shape == (6, 16, 16, 3)
+  assert sources.num_classes(f"folder:{tmp_path}") == 2
+
+
+def test_missing_datasets_are_clear_errors(tmp_path):
+  with pytest.raises(data.DataError, match=r"'mnist' is not prepared in .*cnn_jax\.data\.prepare"):
+    data.as_numpy("mnist", "train", data_dir=str(tmp_path))
+  with pytest.raises(data.DataError, match="unknown dataset 'no_such_set'"):
+    data.as_numpy("no_such_set", "train", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="image folder .* does not exist"):
+    data.as_numpy(f"folder:{tmp_path}/nothing", "train")
+
+
+def test_on_device_batches_are_epoch_permutations():
+  key = jax.random.key(0)
+  indices = jax.jit(on_device.batch_indices, static_argnums=(2, 3))
+  epoch0 = np.concatenate([indices(key, s, 4, 10) for s in range(2)])
+  assert len(set(epoch0.tolist())) == 8  # no repeats within an epoch
+  epoch1 = np.concatenate([indices(key, s, 4, 10) for s in range(2, 4)])
+  assert not np.array_equal(epoch0, epoch1)
+  np.testing.assert_array_equal(indices(key, 3, 4, 10), indices(key, 3, 4, 10))
+  with pytest.raises(ValueError, match="exceeds the 10 training examples"):
+    on_device.batch_indices(key, 0, 11, 10)
