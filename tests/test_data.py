@@ -193,3 +193,22 @@ def test_on_device_batches_are_epoch_permutations():
   np.testing.assert_array_equal(indices(key, 3, 4, 10), indices(key, 3, 4, 10))
   with pytest.raises(ValueError, match="exceeds the 10 training examples"):
     on_device.batch_indices(key, 0, 11, 10)
+
+
+def test_preview_cli_writes_a_grid(digits_dir, tmp_path):
+  out = tmp_path / "grid.png"
+  subprocess.run([sys.executable, "-m", "cnn_jax.data.preview", "--dataset=digits",
+                  f"--data_dir={digits_dir}", "--augment=flip_lr|rotate(15)|crop(pad=2)",
+                  "--examples=3", "--copies=4", f"--out={out}"],
+                 check=True, capture_output=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  with Image.open(out) as grid:
+    assert grid.size[0] > grid.size[1] > 100
+
+
+def test_preview_grid_rows_start_with_the_original():
+  from cnn_jax.data import preview
+  images = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1), np.uint8)
+  grid = preview.augmented_grid(images, "noise(std=0.1)", copies=3, seed=0)
+  assert grid.shape == (2, 4, 8, 8, 1)
+  np.testing.assert_allclose(grid[:, 0], images / 255.0, rtol=1e-6)
+  assert not np.allclose(grid[:, 1], grid[:, 2])

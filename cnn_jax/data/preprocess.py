@@ -78,6 +78,16 @@ def cached_channel_stats(cache_dir: str, key: str, compute) -> tuple[list[float]
   return mean, std
 
 
+def to_unit(images):
+  """uint8 images -> float32 in [0, 1] (the units augmentation works in)."""
+  return jnp.asarray(images, jnp.float32) / 255.0
+
+
+def standardize(x, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)):
+  """(x - mean) / std per channel, for float images in [0, 1] units."""
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
 def normalize(images, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)):
   """uint8 images -> float32 (x / 255 - mean) / std, per channel.
 
@@ -91,5 +101,4 @@ def normalize(images, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.
   Returns:
     float32 images of the same shape.
   """
-  x = jnp.asarray(images, jnp.float32) / 255.0
-  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+  return standardize(to_unit(images), mean, std)

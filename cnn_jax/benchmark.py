@@ -1,0 +1,91 @@
+"""Throughput benchmarks (speed is measured here, never in tests).
+
+    python -m cnn_jax.benchmark --input_only [--batch_size=128 --image_size=32]
+
+`--input_only` measures how many images per second the input path delivers,
+for the two paths a training run can take: the whole split held on the
+device (batch gathered, augmented and normalized inside one jitted function)
+and a Grain stream from the array_record files. Each prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from cnn_jax import data
+from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
+
+_INPUT_ONLY = flags.DEFINE_bool("input_only", False, "benchmark the input pipelines only")
+_DATASET = flags.DEFINE_string("dataset", "digits", "dataset for --input_only")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "global batch size")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "image size")
+_AUGMENT = flags.DEFINE_string("augment", "crop(pad=4)|rotate(10)",
+                               "augmentation spec of the on-device path")
+_STEPS = flags.DEFINE_integer("steps", 200, "timed batches")
+_WORKERS = flags.DEFINE_integer("worker_count", 0, "Grain worker processes")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir")
+
+
+def _timed(next_batch, steps: int) -> float:
+  """Seconds per batch after one warm-up batch (compilation excluded)."""
+  jax.block_until_ready(next_batch(0))
+  start = time.perf_counter()
+  for step in range(1, steps + 1):
+    out = next_batch(step)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps
+
+
+def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
+  """A jitted (step -> normalized augmented batch) function over device arrays."""
+  aug = augment.build(spec)
+  key = jax.random.key(0)
+
+  @jax.jit
+  def next_batch(step):
+    x, y = on_device.take_batch(images, labels, key, step, batch_size)
+    x = aug(jax.random.fold_in(key, step), preprocess.to_unit(x))
+    return preprocess.standardize(x, mean, std), y
+
+  return next_batch
+
+
+def input_benchmarks() -> list[dict]:
+  """Images/s of the on-device path and of the Grain stream."""
+  split = data.as_numpy(_DATASET.value, "train", _IMAGE_SIZE.value, _DATA_DIR.value)
+  mean, std = preprocess.channel_stats(split["image"])
+  images, labels = jnp.asarray(split["image"]), jnp.asarray(split["label"])
+  results = []
+  step_fn = on_device_input(images, labels, _BATCH.value, _AUGMENT.value, mean, std)
+  seconds = _timed(step_fn, _STEPS.value)
+  results.append({"input": "on_device", "dataset": _DATASET.value, "augment": _AUGMENT.value,
+                  "batch_size": _BATCH.value, "images_per_s": round(_BATCH.value / seconds)})
+
+  source = sources.load(_DATASET.value, "train", _DATA_DIR.value)
+  loader = iter(pipeline.train_loader(source, batch_size=_BATCH.value, seed=0,
+                                      image_size=_IMAGE_SIZE.value,
+                                      worker_count=_WORKERS.value))
+  seconds = _timed(lambda _: jax.device_put(next(loader)), _STEPS.value)
+  results.append({"input": "grain_stream", "dataset": _DATASET.value,
+                  "worker_count": _WORKERS.value, "batch_size": _BATCH.value,
+                  "images_per_s": round(_BATCH.value / seconds)})
+  return results
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  if not _INPUT_ONLY.value:
+    raise app.UsageError("the training-step benchmark comes with the trainer; "
+                         "use --input_only for the input pipelines")
+  for result in input_benchmarks():
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

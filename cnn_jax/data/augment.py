@@ -1,0 +1,572 @@
+"""On-device data augmentation: the classic CNN lecture's list, in JAX.
+
+Every op is a pure function of one PRNG key and one float image (H, W, C),
+so a whole pipeline runs inside the jitted training step instead of on the
+host. `build` turns a config string into a function of (key, NHWC batch) that
+gives every example its own key, and so its own random transform.
+
+    flip_lr(p=0.5)              mirror left-right with probability p
+    flip_ud(p=0.5)              mirror top-bottom with probability p
+    rotate(degrees=15)          angle uniform in [-degrees, degrees]
+    scale(low=0.9, high=1.1)    zoom factor uniform in [low, high]
+    translate(pixels=4, integer=1)
+                                shift uniform in [-pixels, pixels] per axis
+    crop(pad=4)                 zero-pad, then a random crop of the input size
+    random_resized_crop(scale=(0.08, 1.0), ratio=(0.75, 1.3333))
+                                Inception-style box, resized to the input size
+    color_jitter(brightness=0, contrast=0, saturation=0)
+    noise(std=0.05)             additive Gaussian noise
+
+Spec strings join ops with "|", e.g.
+"flip_lr|crop(pad=4)|color_jitter(0.4,0.4)|rotate(15)|noise(std=0.05)".
+
+Conventions. Rotation, zoom and translation are one affine warp (`warp`) with
+bilinear sampling and zero fill; a positive angle turns the picture
+counter-clockwise as displayed (row 0 at the top), a positive shift moves it
+down and right. Nothing is clipped to [0, 1]: clipping after brightness or
+noise would bias the image mean (so the jitter would no longer be a pure
+shift) and the network does not need values inside [0, 1].
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.ndimage import map_coordinates
+
+Array = jax.Array
+OpSpec = tuple[str, dict[str, Any]]
+
+# ITU-R BT.601 luma, the grayscale that torchvision and tf.image use.
+_LUMA = (0.299, 0.587, 0.114)
+
+# Inception (and torchvision) try this many random boxes before falling back to
+# a central one; drawing them all at once keeps the shape static under jit.
+_BOX_ATTEMPTS = 10
+
+
+# ----------------------------------------------------------------------------
+# Checks on static arguments (Python numbers, checked while tracing).
+
+
+def _require(condition: bool, op: str, message: str) -> None:
+  if not condition:
+    raise ValueError(f"augment op {op!r}: {message}")
+
+
+def _check_image(image: Array, op: str) -> None:
+  _require(image.ndim == 3, op,
+           f"expects one (H, W, C) image, got shape {tuple(image.shape)}; "
+           "use build() for NHWC batches")
+
+
+# ----------------------------------------------------------------------------
+# Resampling: the one place where images are read at non-integer positions.
+
+
+def _resample(image: Array, matrix: Array, offset: Array, mode: str) -> Array:
+  """Bilinear sample of `image` at matrix @ (row, col) + offset per pixel.
+
+  Args:
+    image: (H, W, C).
+    matrix: (2, 2) map from output pixel (row, col) to input position.
+    offset: (2,) added to the mapped position.
+    mode: "constant" (zero outside the image) or "nearest" (edge pixels).
+
+  Returns:
+    (H, W, C) image of the same dtype.
+  """
+  height, width = image.shape[:2]
+  rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                            jnp.arange(width, dtype=jnp.float32), indexing="ij")
+  src_rows = matrix[0, 0] * rows + matrix[0, 1] * cols + offset[0]
+  src_cols = matrix[1, 0] * rows + matrix[1, 1] * cols + offset[1]
+
+  def sample(channel):
+    return map_coordinates(channel, [src_rows, src_cols], order=1, mode=mode)
+
+  # One 2-D interpolation per channel: interpolating along the channel axis
+  # too would double the gathers for weights that are always zero.
+  return jax.vmap(sample, in_axes=2, out_axes=2)(image)
+
+
+def warp(image: Array, angle: float | Array = 0.0, zoom: float | Array = 1.0,
+         shift: Sequence[float] | Array = (0.0, 0.0)) -> Array:
+  """Rotates and zooms about the image centre, then shifts; deterministic.
+
+  The random ops `rotate`, `scale` and `translate` draw their parameter and
+  call this. Output pixels that come from outside the input are zero.
+
+  Args:
+    image: (H, W, C) float image.
+    angle: rotation in degrees, counter-clockwise as displayed.
+    zoom: magnification; above 1 enlarges the content (and cuts the border
+      off), below 1 shrinks it (and fills the border with zeros).
+    shift: (down, right) displacement in pixels.
+
+  Returns:
+    The warped (H, W, C) image, same dtype.
+
+  Raises:
+    ValueError: if the image is not (H, W, C).
+  """
+  _check_image(image, "warp")
+  height, width = image.shape[:2]
+  centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
+  theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
+  cos, sin = jnp.cos(theta), jnp.sin(theta)
+  # Sampling needs the inverse map, output -> input: undo the shift, then
+  # rotate by -angle and divide by the zoom about the centre. With rows
+  # pointing down, a counter-clockwise turn by -angle is this matrix.
+  inverse = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]) / zoom
+  offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
+  return _resample(image, inverse, offset, mode="constant")
+
+
+# ----------------------------------------------------------------------------
+# The ops: op(key, image, **params) -> image, one (H, W, C) image at a time.
+
+
+def flip_lr(key: Array, image: Array, p: float = 0.5) -> Array:
+  """Mirrors the image left-right with probability p.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    p: probability of flipping, in [0, 1].
+
+  Returns:
+    The (possibly) flipped image.
+
+  Raises:
+    ValueError: if p is outside [0, 1] or the image is not (H, W, C).
+  """
+  _check_image(image, "flip_lr")
+  _require(0 <= p <= 1, "flip_lr", f"p must lie in [0, 1], got {p}")
+  return jnp.where(jax.random.bernoulli(key, p), image[:, ::-1], image)
+
+
+def flip_ud(key: Array, image: Array, p: float = 0.5) -> Array:
+  """Mirrors the image top-bottom with probability p.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    p: probability of flipping, in [0, 1].
+
+  Returns:
+    The (possibly) flipped image.
+
+  Raises:
+    ValueError: if p is outside [0, 1] or the image is not (H, W, C).
+  """
+  _check_image(image, "flip_ud")
+  _require(0 <= p <= 1, "flip_ud", f"p must lie in [0, 1], got {p}")
+  return jnp.where(jax.random.bernoulli(key, p), image[::-1], image)
+
+
+def rotate(key: Array, image: Array, degrees: float = 15.0) -> Array:
+  """Rotates about the centre by an angle uniform in [-degrees, degrees].
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    degrees: largest rotation, >= 0.
+
+  Returns:
+    The rotated image; corners that come from outside the input are zero.
+
+  Raises:
+    ValueError: if degrees < 0 or the image is not (H, W, C).
+  """
+  _require(degrees >= 0, "rotate", f"degrees must be >= 0, got {degrees}")
+  angle = jax.random.uniform(key, (), minval=-degrees, maxval=degrees)
+  return warp(image, angle=angle)
+
+
+def scale(key: Array, image: Array, low: float = 0.9, high: float = 1.1) -> Array:
+  """Zooms about the centre by a factor uniform in [low, high], same size out.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    low: smallest zoom factor, > 0.
+    high: largest zoom factor, >= low.
+
+  Returns:
+    The zoomed image; a border that comes from outside the input is zero.
+
+  Raises:
+    ValueError: unless 0 < low <= high, or if the image is not (H, W, C).
+  """
+  _require(0 < low <= high, "scale", f"need 0 < low <= high, got low={low}, high={high}")
+  zoom = jax.random.uniform(key, (), minval=low, maxval=high)
+  return warp(image, zoom=zoom)
+
+
+def translate(key: Array, image: Array, pixels: float = 4, integer: bool = True) -> Array:
+  """Shifts by offsets uniform in [-pixels, pixels] along each axis.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    pixels: largest shift, >= 0 (a whole number when `integer`).
+    integer: draw whole-pixel shifts, which move pixels exactly; otherwise
+      fractional shifts with bilinear interpolation.
+
+  Returns:
+    The shifted image; the uncovered border is zero.
+
+  Raises:
+    ValueError: if pixels is negative (or fractional with `integer`), or if
+      the image is not (H, W, C).
+  """
+  _require(pixels >= 0, "translate", f"pixels must be >= 0, got {pixels}")
+  if integer:
+    _require(float(pixels).is_integer(), "translate",
+             f"pixels must be a whole number with integer=True, got {pixels}")
+    shift = jax.random.randint(key, (2,), -int(pixels), int(pixels) + 1)
+  else:
+    shift = jax.random.uniform(key, (2,), minval=-pixels, maxval=pixels)
+  return warp(image, shift=shift)
+
+
+def crop(key: Array, image: Array, pad: int = 4) -> Array:
+  """Zero-pads by `pad` on every side and takes a random crop of the input size.
+
+  This is the CIFAR recipe; it equals an integer `translate(pad)`, but slicing
+  a padded copy is exact without any interpolation.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    pad: padding in pixels, a whole number >= 0; 0 gives the identity.
+
+  Returns:
+    The (H, W, C) crop.
+
+  Raises:
+    ValueError: if pad is not a whole number >= 0 or the image is not (H, W, C).
+  """
+  _check_image(image, "crop")
+  _require(pad >= 0 and float(pad).is_integer(), "crop",
+           f"pad must be a whole number >= 0, got {pad}")
+  pad = int(pad)
+  padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+  top, left = jax.random.randint(key, (2,), 0, 2 * pad + 1)
+  return jax.lax.dynamic_slice(padded, (top, left, 0), image.shape)
+
+
+def random_resized_crop(key: Array, image: Array,
+                        scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Array:
+  """Inception-style crop: a random box, resized back to the input size.
+
+  The box covers a fraction of the image area uniform in `scale` and has a
+  width/height ratio log-uniform in `ratio`. As in torchvision, up to ten
+  boxes are drawn and the first that fits is used; if none fits, the whole
+  image (its ratio clamped into `ratio`) is. Unlike torchvision the box is not
+  rounded to whole pixels: bilinear resampling needs no integer corners, and
+  a static output shape is all that jit asks for.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    scale: (low, high) area fraction, 0 < low <= high <= 1.
+    ratio: (low, high) width/height aspect ratio, 0 < low <= high.
+
+  Returns:
+    The resized (H, W, C) crop.
+
+  Raises:
+    ValueError: if scale or ratio is out of range or the image is not (H, W, C).
+  """
+  _check_image(image, "random_resized_crop")
+  _require(0 < scale[0] <= scale[1] <= 1, "random_resized_crop",
+           f"need 0 < scale[0] <= scale[1] <= 1, got scale={scale}")
+  _require(0 < ratio[0] <= ratio[1], "random_resized_crop",
+           f"need 0 < ratio[0] <= ratio[1], got ratio={ratio}")
+  height, width = image.shape[:2]
+  box_key, top_key, left_key = jax.random.split(key, 3)
+  box_h, box_w = _sample_box(box_key, height, width, scale, ratio)
+  top = jax.random.uniform(top_key) * (height - box_h)
+  left = jax.random.uniform(left_key) * (width - box_w)
+  # Output pixel centres are spread evenly over the box (the half-pixel
+  # convention of image resizers), so a full-size box is the identity.
+  step = jnp.stack([box_h / height, box_w / width])
+  offset = jnp.stack([top, left]) + 0.5 * step - 0.5
+  # Half a pixel beyond the box edge may fall outside the image; repeating the
+  # edge avoids the dark rim that zero fill would paint there.
+  return _resample(image, jnp.diag(step), offset, mode="nearest")
+
+
+def _sample_box(key: Array, height: int, width: int, scale: tuple[float, float],
+                ratio: tuple[float, float]) -> tuple[Array, Array]:
+  """(box height, box width) of random_resized_crop, as float scalars."""
+  area_key, ratio_key = jax.random.split(key)
+  area = height * width * jax.random.uniform(
+      area_key, (_BOX_ATTEMPTS,), minval=scale[0], maxval=scale[1])
+  aspect = jnp.exp(jax.random.uniform(
+      ratio_key, (_BOX_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])))
+  box_w, box_h = jnp.sqrt(area * aspect), jnp.sqrt(area / aspect)
+  fits = (box_h <= height) & (box_w <= width)
+  first = jnp.argmax(fits)  # index of the first box that fits (0 if none)
+  fallback_h, fallback_w = _fallback_box(height, width, ratio)
+  any_fits = fits.any()
+  return (jnp.where(any_fits, box_h[first], fallback_h),
+          jnp.where(any_fits, box_w[first], fallback_w))
+
+
+def _fallback_box(height: int, width: int,
+                  ratio: tuple[float, float]) -> tuple[float, float]:
+  """torchvision's fallback: the largest central box with a ratio in range."""
+  aspect = width / height
+  if aspect < ratio[0]:
+    return width / ratio[0], float(width)
+  if aspect > ratio[1]:
+    return float(height), height * ratio[1]
+  return float(height), float(width)
+
+
+def color_jitter(key: Array, image: Array, brightness: float = 0.0,
+                 contrast: float = 0.0, saturation: float = 0.0) -> Array:
+  """Random brightness, contrast and saturation, applied in that order.
+
+  Brightness adds one delta uniform in [-brightness, brightness] to every
+  value. Contrast scales the deviations from the image mean (over all pixels
+  and channels, so the mean is kept) by a factor uniform in
+  [1 - contrast, 1 + contrast]. Saturation blends each pixel with its luma by
+  a factor uniform in [1 - saturation, 1 + saturation], which keeps the luma.
+  A one-channel image is its own grayscale, so saturation leaves it unchanged
+  (and is skipped). A strength of 0 skips its step entirely, so that, e.g., a
+  brightness-only jitter is an exact shift.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image in [0, 1] units.
+    brightness: largest additive change, >= 0.
+    contrast: largest relative change of contrast, in [0, 1].
+    saturation: largest relative change of saturation, in [0, 1].
+
+  Returns:
+    The jittered image (not clipped).
+
+  Raises:
+    ValueError: if a strength is out of range, if saturation is asked of an
+      image with other than 1 or 3 channels, or if the image is not (H, W, C).
+  """
+  _check_image(image, "color_jitter")
+  _require(brightness >= 0, "color_jitter", f"brightness must be >= 0, got {brightness}")
+  # Factors stay >= 0: a negative one would invert the image, not jitter it.
+  _require(0 <= contrast <= 1, "color_jitter", f"contrast must lie in [0, 1], got {contrast}")
+  _require(0 <= saturation <= 1, "color_jitter",
+           f"saturation must lie in [0, 1], got {saturation}")
+  channels = image.shape[-1]
+  _require(not saturation or channels in (1, 3), "color_jitter",
+           f"saturation needs 1 or 3 channels, got {channels}")
+  brightness_key, contrast_key, saturation_key = jax.random.split(key, 3)
+  if brightness:
+    image = image + _uniform(brightness_key, -brightness, brightness, image.dtype)
+  if contrast:
+    mean = image.mean()
+    image = mean + _uniform(contrast_key, 1 - contrast, 1 + contrast, image.dtype) * (image - mean)
+  if saturation and channels == 3:
+    gray = image @ jnp.asarray(_LUMA, image.dtype)[:, None]
+    factor = _uniform(saturation_key, 1 - saturation, 1 + saturation, image.dtype)
+    image = gray + factor * (image - gray)
+  return image
+
+
+def _uniform(key: Array, low: float, high: float, dtype: Any) -> Array:
+  return jax.random.uniform(key, (), dtype, minval=low, maxval=high)
+
+
+def noise(key: Array, image: Array, std: float = 0.05) -> Array:
+  """Adds Gaussian noise with standard deviation `std`, independent per value.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    std: standard deviation, >= 0.
+
+  Returns:
+    The noisy image (not clipped).
+
+  Raises:
+    ValueError: if std < 0 or the image is not (H, W, C).
+  """
+  _check_image(image, "noise")
+  _require(std >= 0, "noise", f"std must be >= 0, got {std}")
+  return image + std * jax.random.normal(key, image.shape, image.dtype)
+
+
+OPS: dict[str, Callable[..., Array]] = {
+    "flip_lr": flip_lr,
+    "flip_ud": flip_ud,
+    "rotate": rotate,
+    "scale": scale,
+    "translate": translate,
+    "crop": crop,
+    "random_resized_crop": random_resized_crop,
+    "color_jitter": color_jitter,
+    "noise": noise,
+}
+
+
+# ----------------------------------------------------------------------------
+# Specs: "op|op(args)|..." -> [(name, kwargs)] -> augment(key, images).
+
+_OP_PATTERN = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
+
+
+def parse(spec: str) -> list[OpSpec]:
+  """Parses an augmentation spec such as "flip_lr|crop(pad=4)|rotate(15)".
+
+  Ops are separated by "|"; each may take arguments in parentheses,
+  positional or keyword, written as numbers or tuples of numbers. Positional
+  arguments are returned under their parameter names, and only the given
+  arguments appear (the op's defaults fill in the rest).
+
+  Args:
+    spec: the spec; "" or "none" means no augmentation.
+
+  Returns:
+    A list of (op name, keyword arguments), in order.
+
+  Raises:
+    ValueError: on an unknown op, malformed text or bad arguments; the
+      one-line message names the op.
+  """
+  text = spec.strip()
+  if text.lower() in ("", "none"):
+    return []
+  return [_parse_op(part) for part in text.split("|")]
+
+
+def _parse_op(text: str) -> OpSpec:
+  match = _OP_PATTERN.match(text)
+  if match is None:
+    raise ValueError(f"augment op {text.strip()!r}: cannot parse, expected name or "
+                     f"name(args) with numbers; known ops: {', '.join(OPS)}")
+  name, arg_text = match.groups()
+  _known_op(name)
+  try:
+    call = ast.parse(f"_({arg_text or ''})", mode="eval").body
+    args = [ast.literal_eval(node) for node in call.args]
+    kwargs = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+  except (SyntaxError, ValueError):
+    raise ValueError(f"augment op {name!r}: arguments ({arg_text}) must be numbers or "
+                     f"tuples of numbers; it takes {_signature(name)}") from None
+  return name, _check_args(name, args, kwargs)
+
+
+def _known_op(name: str) -> None:
+  if name not in OPS:
+    raise ValueError(f"unknown augment op {name!r}; known ops: {', '.join(OPS)}")
+
+
+def _signature(name: str) -> str:
+  params = list(inspect.signature(OPS[name]).parameters.values())[2:]
+  return "(" + ", ".join(f"{param.name}={param.default!r}" for param in params) + ")"
+
+
+def _check_args(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+  """Binds arguments to op `name` and checks their types and values.
+
+  Args:
+    name: a known op.
+    args: positional arguments after (key, image).
+    kwargs: keyword arguments.
+
+  Returns:
+    All given arguments by parameter name.
+
+  Raises:
+    ValueError: if the arguments do not fit the op's signature, are not
+      numbers (or tuples where the default is a tuple), or are out of range.
+  """
+  signature = inspect.signature(OPS[name])
+  try:
+    bound = signature.bind(None, None, *args, **kwargs)
+  except TypeError as err:
+    raise ValueError(f"augment op {name!r}: {err}; it takes {_signature(name)}") from None
+  given = {param: value for param, value in bound.arguments.items()
+           if param not in ("key", "image")}
+  for param, value in given.items():
+    given[param] = _check_type(name, param, value, signature.parameters[param].default)
+  # The ops check their own ranges while tracing; tracing shapes only (no
+  # compile) on a small RGB probe reports bad values here, at config time.
+  probe = jax.ShapeDtypeStruct((8, 8, 3), jnp.float32)
+  jax.eval_shape(lambda key, image: OPS[name](key, image, **given),
+                 jax.eval_shape(jax.random.key, 0), probe)
+  return given
+
+
+def _check_type(name: str, param: str, value: Any, default: Any) -> Any:
+  """The value as a number, or as a tuple of numbers where the default is one."""
+  if isinstance(default, tuple):
+    if (isinstance(value, (tuple, list)) and len(value) == len(default)
+        and all(_is_number(x) for x in value)):
+      return tuple(value)
+    raise ValueError(f"augment op {name!r}: {param} must be a tuple of "
+                     f"{len(default)} numbers, got {value!r}")
+  if not _is_number(value):
+    raise ValueError(f"augment op {name!r}: {param} must be a number, got {value!r}")
+  return value
+
+
+def _is_number(value: Any) -> bool:
+  # bool is an int, which lets flags such as translate's `integer` be 0/1/True.
+  return isinstance(value, (int, float))
+
+
+def build(spec: str | Sequence[OpSpec]) -> Callable[[Array, Array], Array]:
+  """Composes augmentation ops into one function of (key, NHWC batch).
+
+  Each example gets its own key, `jax.random.split(key, batch)`, and each op
+  its own from that, `jax.random.fold_in(example_key, op_index)`; so one key
+  gives one output, and examples of a batch are transformed independently.
+  The result is a pure function that works under `jax.jit` (the spec is baked
+  in, nothing of it is traced).
+
+  Args:
+    spec: a spec string for `parse`, or a sequence of (op name, kwargs).
+
+  Returns:
+    augment(key, images) -> images, for float (N, H, W, C) images; it keeps
+    shape and dtype and raises ValueError for other ranks.
+
+  Raises:
+    ValueError: on an unknown op or bad arguments.
+  """
+  if isinstance(spec, str):
+    ops = parse(spec)
+  else:
+    ops = []
+    for name, kwargs in spec:
+      _known_op(name)
+      ops.append((name, _check_args(name, (), dict(kwargs))))
+  steps = [functools.partial(OPS[name], **kwargs) for name, kwargs in ops]
+
+  def augment_one(key: Array, image: Array) -> Array:
+    for index, step in enumerate(steps):
+      image = step(jax.random.fold_in(key, index), image)
+    return image
+
+  def augment(key: Array, images: Array) -> Array:
+    if images.ndim != 4:
+      raise ValueError(f"augment: expects an (N, H, W, C) batch, got shape {tuple(images.shape)}")
+    if not steps:
+      return images
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(augment_one)(keys, images)
+
+  return augment
