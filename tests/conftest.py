@@ -9,8 +9,11 @@ initializers.
 import functools
 import math
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Datasets the tests prepare (digits) go to a fresh folder, never to ~.
+os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_tfds_")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_backend_optimization_level=0").strip()
 

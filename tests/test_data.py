@@ -85,41 +85,62 @@ class IndexedSource:
     return {"image": np.full((4, 4, 1), i % 256, np.uint8), "label": i}
 
 
-def _labels(loader, batches=None):
+def _labels(loader):
+  return [label for batch in loader for label in batch["label"].tolist()]
+
+
+@pytest.fixture(scope="module")
+def mock_mnist():
+  """A TFDS array_record data source of 23 random 28x28 'mnist' examples."""
+  with tfds.testing.mock_data(num_examples=23):
+    yield tfds.data_source("mnist", split="train")
+
+
+def _ids(loader, batches=None):
+  """Example identities (hashes of the image bytes) in loader order."""
   out = []
   for i, batch in enumerate(loader):
     if batches is not None and i == batches:
       break
-    out.extend(batch["label"].tolist())
+    out.extend(hash(image.tobytes()) for image in batch["image"])
   return out
 
 
-def test_grain_sharding_covers_every_example_once_per_epoch():
-  source = IndexedSource(23)
+def test_grain_sharding_covers_every_example_once_per_epoch(mock_mnist):
+  everything = [hash(np.asarray(mock_mnist[i]["image"]).tobytes()) for i in range(23)]
+  assert len(set(everything)) == 23
   seen = []
   for shard in range(2):
-    loader = pipeline.train_loader(source, batch_size=1, seed=3, shard_index=shard,
+    loader = pipeline.train_loader(mock_mnist, batch_size=1, seed=3, shard_index=shard,
                                    shard_count=2, num_epochs=1)
-    seen.append(_labels(loader))
-  assert not set(seen[0]) & set(seen[1])
-  assert sorted(seen[0] + seen[1]) == list(range(23))
+    seen.append(_ids(loader))
+  assert sorted(seen[0] + seen[1]) == sorted(everything)  # each example exactly once
   # Shuffled, and reproducibly so from the seed.
-  again = pipeline.train_loader(source, batch_size=1, seed=3, shard_index=0, shard_count=2,
-                                num_epochs=1)
-  assert _labels(again) == seen[0] and seen[0] != sorted(seen[0])
+  again = pipeline.train_loader(mock_mnist, batch_size=1, seed=3, shard_index=0,
+                                shard_count=2, num_epochs=1)
+  assert _ids(again) == seen[0]
+  assert seen[0] != [h for h in everything if h in set(seen[0])]
 
 
-def test_grain_iterator_state_restores_the_remaining_order():
-  source = IndexedSource(50)
-  loader = pipeline.train_loader(source, batch_size=4, seed=7)
+def test_grain_iterator_state_restores_the_remaining_order(mock_mnist):
+  loader = pipeline.train_loader(mock_mnist, batch_size=4, seed=7)
   iterator = iter(loader)
-  for _ in range(5):  # mid-epoch (12 batches per epoch)
+  for _ in range(3):  # mid-epoch (5 batches per epoch)
     next(iterator)
   state = iterator.get_state()
-  expected = [next(iterator)["label"].tolist() for _ in range(15)]  # crosses an epoch
-  restored = iter(pipeline.train_loader(source, batch_size=4, seed=7))
+  expected = [_ids([next(iterator)]) for _ in range(8)]  # crosses epochs
+  restored = iter(pipeline.train_loader(mock_mnist, batch_size=4, seed=7))
   restored.set_state(state)
-  assert [next(restored)["label"].tolist() for _ in range(15)] == expected
+  assert [_ids([next(restored)]) for _ in range(8)] == expected
+
+
+def test_prefetch_to_device_keeps_order_and_shards():
+  batches = [{"image": np.full((4, 2, 2, 1), i, np.uint8), "label": np.arange(4) + i}
+             for i in range(5)]
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  out = list(pipeline.prefetch_to_device(iter(batches), size=2, sharding=sharding))
+  assert len(out) == 5 and all(isinstance(b["image"], jax.Array) for b in out)
+  assert [int(b["label"][0]) for b in out] == [0, 1, 2, 3, 4]
 
 
 def test_grain_reads_a_tfds_data_source():

@@ -7,11 +7,13 @@ does the least work it can. Each process reads only its shard of the data.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from typing import Any, Iterator
 
 import grain
+import jax
 import numpy as np
 
 from cnn_jax.data.preprocess import resize_uint8
@@ -129,3 +131,30 @@ def _pad(batch: dict[str, np.ndarray], size: int,
     out[key] = np.concatenate([value, padding]) if valid < size else value
   out["mask"] = np.arange(size) < valid
   return out
+
+
+def prefetch_to_device(batches: Iterator[dict[str, np.ndarray]], size: int,
+                       sharding: jax.sharding.Sharding) -> Iterator[dict[str, jax.Array]]:
+  """Keeps `size` batches in flight to the devices while the step runs.
+
+  Each process passes its own (local) batches; with a sharding over several
+  processes, the global array is assembled from every process's part.
+
+  Args:
+    batches: an iterator of NumPy batches (this process's part).
+    size: how many batches to transfer ahead (2 hides one step's transfer).
+    sharding: where the batch axis goes, e.g. NamedSharding(mesh, P("data")).
+
+  Yields:
+    The same batches as global `jax.Array`s, in order.
+  """
+  def put(batch):
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(put(batch))  # transfers are asynchronous: this returns at once
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
