@@ -137,6 +137,19 @@ def conv_class(conv_impl: str = "xla") -> Callable[..., nn.Conv]:
   return functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated_fn(conv_impl))
 
 
+def check_nhwc(x: jax.Array, model: str) -> None:
+  """Raises a one-line ValueError unless x is a batch of NHWC images.
+
+  Args:
+    x: the model's input.
+    model: the model's name, quoted in the error.
+  """
+  if getattr(x, "ndim", None) != 4:
+    raise ValueError(
+        f"{model} expects images as (N, H, W, C), got shape {getattr(x, 'shape', None)}; "
+        "add a channel axis (x[..., None]) or a batch axis (x[None]) as needed")
+
+
 def check_conv_geometry(x: jax.Array, kernel: int, padding: int | tuple[int, int],
                         stride: int, layer: str) -> None:
   """Raises `GeometryError` naming `layer` if a conv does not tile `x` exactly.
@@ -256,20 +269,25 @@ class LocalResponseNorm(nn.Module):
   b_c = a_c / (k + alpha * sum_{c' in window(c)} a_{c'}^2) ** beta, with a
   window of `size` adjacent channels centred on c. Note: PyTorch's
   LocalResponseNorm divides alpha by `size`; this is the paper's formula.
+  With `groups` > 1 the window stays inside each group of channels, as on
+  the paper's two GPUs, where each tower normalized only its own maps.
   """
   size: int = 5
   k: float = 2.0
   alpha: float = 1e-4
   beta: float = 0.75
+  groups: int = 1
 
   @nn.compact
   def __call__(self, x):
-    squared = jnp.square(x.astype(jnp.float32))
+    # Grouping = a new axis: the window then slides along each group only.
+    grouped = x.reshape(*x.shape[:-1], self.groups, x.shape[-1] // self.groups)
+    squared = jnp.square(grouped.astype(jnp.float32))
     half = self.size // 2
     window_sum = lax.reduce_window(
-        squared, 0.0, lax.add, (1, 1, 1, self.size), (1, 1, 1, 1),
-        [(0, 0), (0, 0), (0, 0), (half, self.size - 1 - half)])
-    scale = (self.k + self.alpha * window_sum) ** -self.beta
+        squared, 0.0, lax.add, (1,) * x.ndim + (self.size,), (1,) * (x.ndim + 1),
+        [(0, 0)] * x.ndim + [(half, self.size - 1 - half)])
+    scale = ((self.k + self.alpha * window_sum) ** -self.beta).reshape(x.shape)
     return (x * scale).astype(x.dtype)
 
 

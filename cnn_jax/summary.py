@@ -106,11 +106,11 @@ def summarize(model: nn.Module, input_shape: Sequence[int]) -> Summary:
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   params = variables.get("params", {})
 
-  paths = [path for path, _, _ in calls]
+  # A module that called other modules is a container, not a layer of the table.
+  parents = {path[:i] for path, _, _ in calls for i in range(1, len(path))}
   rows, seen = [], set()
   for path, module, out in calls:
-    is_parent = any(p[: len(path)] == path and len(p) > len(path) for p in paths)
-    if is_parent or path in seen:
+    if path in parents or path in seen:
       continue
     seen.add(path)
     own = _subtree(params, path)
@@ -137,14 +137,20 @@ def main(argv: Sequence[str]) -> None:
 
   from cnn_jax import models
 
+  from absl import app
+
   del argv
   cfg = flags.FLAGS
-  entry = models.spec(cfg.model)
-  size = cfg.image_size or entry.image_size
-  channels = cfg.channels or entry.channels
-  model = models.create(cfg.model, num_classes=cfg.num_classes)
+  try:
+    entry = models.spec(cfg.model)
+    size = cfg.image_size or entry.image_size
+    channels = cfg.channels or entry.channels
+    model = models.create(cfg.model, num_classes=cfg.num_classes)
+    table = summarize(model, (size, size, channels)).table()
+  except (KeyError, ValueError) as e:  # unknown model, impossible geometry
+    raise app.UsageError(str(e).strip("'\"")) from None
   print(f"{cfg.model}: {entry.paper}")
-  print(summarize(model, (size, size, channels)).table())
+  print(table)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,15 @@ def test_channel_stats_match_numpy_and_are_cached(digits_dir, tmp_path):
   assert len(calls) == 1
   normalized = np.asarray(preprocess.normalize(images, mean, std))
   assert abs(normalized.mean()) < 1e-4 and abs(normalized.std() - 1) < 1e-4
+  # RGB: each channel its own statistics (a wrong axis would mix them).
+  rgb = np.random.default_rng(0).integers(0, 80, (5, 4, 4, 3)).astype(np.uint8)
+  rgb[..., 1] += 100
+  rgb[..., 2] //= 4
+  mean, std = preprocess.channel_stats(rgb)
+  np.testing.assert_allclose(mean, [(rgb[..., c] / 255).mean() for c in range(3)])
+  np.testing.assert_allclose(std, [(rgb[..., c] / 255).std() for c in range(3)])
+  normalized = np.asarray(preprocess.normalize(rgb, mean, std))
+  np.testing.assert_allclose(normalized.mean(axis=(0, 1, 2)), 0, atol=1e-5)
 
 
 class IndexedSource:
@@ -89,7 +98,7 @@ def _labels(loader):
   return [label for batch in loader for label in batch["label"].tolist()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def mock_mnist():
   """A TFDS array_record data source of 23 random 28x28 'mnist' examples."""
   with tfds.testing.mock_data(num_examples=23):
@@ -151,7 +160,7 @@ def test_grain_reads_a_tfds_data_source():
   assert batch["label"].shape == (4,)
 
 
-@pytest.mark.parametrize("n", [10, 9, 3])
+@pytest.mark.parametrize("n", [10, 9, 3, 1])
 def test_eval_batches_see_every_example_exactly_once(n):
   seen, counts = [], []
   for shard in range(2):
@@ -190,6 +199,15 @@ def test_image_folder_reports_and_skips_bad_files(tmp_path, caplog):
   # A whole epoch runs through the pipeline without a crash.
   labels = _labels(pipeline.train_loader(source, batch_size=2, seed=0, num_epochs=1))
   assert sorted(labels) == [0, 0, 0, 1, 1, 1]
+  # Resume in a new process: a rebuilt source restores the saved iterator state.
+  iterator = iter(pipeline.train_loader(source, batch_size=2, seed=0))
+  next(iterator)
+  state = iterator.get_state()
+  expected = [next(iterator)["label"].tolist() for _ in range(4)]
+  rebuilt = sources.load(f"folder:{tmp_path}", "train", image_size=16)
+  restored = iter(pipeline.train_loader(rebuilt, batch_size=2, seed=0))
+  restored.set_state(state)
+  assert [next(restored)["label"].tolist() for _ in range(4)] == expected
   test = data.as_numpy(f"folder:{tmp_path}", "test", image_size=16)
   assert test["image"].shape == (6, 16, 16, 3)
   assert sources.num_classes(f"folder:{tmp_path}") == 2
@@ -200,8 +218,10 @@ def test_missing_datasets_are_clear_errors(tmp_path):
     data.as_numpy("mnist", "train", data_dir=str(tmp_path))
   with pytest.raises(data.DataError, match="unknown dataset 'no_such_set'"):
     data.as_numpy("no_such_set", "train", data_dir=str(tmp_path))
-  with pytest.raises(ValueError, match="image folder .* does not exist"):
+  with pytest.raises(data.DataError, match="image folder .* does not exist"):
     data.as_numpy(f"folder:{tmp_path}/nothing", "train")
+  with pytest.raises(data.DataError, match="image folder .* does not exist"):
+    sources.num_classes(f"folder:{tmp_path}/nothing")
 
 
 def test_on_device_batches_are_epoch_permutations():

@@ -77,6 +77,15 @@ def test_local_response_norm_is_the_paper_formula():
   np.testing.assert_allclose(out, expected, rtol=1e-5)
 
 
+def test_local_response_norm_groups_stay_inside_each_tower():
+  x = np.random.default_rng(1).standard_normal((1, 2, 2, 8)).astype(np.float32) * 10
+  grouped = _apply(layers.LocalResponseNorm(size=5, k=2.0, alpha=1e-3, groups=2), x)
+  single = layers.LocalResponseNorm(size=5, k=2.0, alpha=1e-3)
+  expected = np.concatenate([_apply(single, x[..., :4]), _apply(single, x[..., 4:])], -1)
+  np.testing.assert_allclose(grouped, expected, rtol=1e-6)
+  assert not np.allclose(grouped, _apply(single, x))
+
+
 def test_flatten_keeps_nhwc_order():
   x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
   np.testing.assert_array_equal(_apply(layers.Flatten(), x), x.reshape(1, 24))

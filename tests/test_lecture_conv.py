@@ -280,3 +280,11 @@ def test_mixed_preferred_element_type():
   assert y.dtype == jnp.float32
   dx, dw = jax.grad(f, argnums=(0, 1))(x, w)
   assert dx.dtype == jnp.bfloat16 and dw.dtype == jnp.bfloat16
+
+
+def test_gradients_come_from_the_custom_vjp():
+  # Without defvjp the gradient tests above would pass through XLA's autodiff.
+  x = jnp.ones((1, 5, 5, 2))
+  w = jnp.ones((3, 3, 2, 4))
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda w: lecture_conv2d(x, w, 2, 1).sum()))(w))
+  assert "custom_vjp_call" in jaxpr

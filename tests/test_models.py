@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from cnn_jax import layers, models
-from cnn_jax.models import googlenet as googlenet_lib
-from cnn_jax.models import lenet
+from cnn_jax.models import alexnet, lenet
 
 from conftest import abstract_init, abstract_variables, random_variables
 
@@ -55,6 +54,9 @@ def test_registry_names_and_aliases():
     assert models.create(alias) == models.create(name)
   with pytest.raises(KeyError, match="unknown model 'resnet9'.*resnet18"):
     models.create("resnet9")
+  with pytest.raises(KeyError) as error:
+    models.spec("resnet9")
+  assert str(error.value).startswith("unknown model 'resnet9'")  # not a quoted repr
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
@@ -266,7 +268,12 @@ def test_lecture_backward_pass_trains_every_model_family_the_same():
   # Same parameters, same batch: gradients under conv_impl="lecture" equal XLA's.
   small_cnn = dict(widths=(4, 8), fc_widths=(16,), batch_norm=True,
                    downsampling="stride")
-  for name, size, options in [("lenet5", 32, {}), ("standard", 8, small_cnn)]:
+  # A two-tower AlexNet in miniature: grouped convs and per-tower LRN.
+  small_alexnet = dict(convs=(alexnet.ConvSpec(8, 3, stride=2, lrn=True, pool=True),
+                              alexnet.ConvSpec(8, 3, padding=1, groups=2, lrn=True)),
+                       check_geometry=False, fc_width=16)
+  for name, size, options in [("lenet5", 32, {}), ("standard", 8, small_cnn),
+                              ("alexnet", 15, small_alexnet)]:
     spec = models.spec(name)
     x = np.random.default_rng(0).standard_normal((2, size, size, spec.channels), np.float32)
     xla = models.create(name, num_classes=4, **options)
@@ -293,10 +300,29 @@ def test_every_model_accepts_the_lecture_conv(name):
   grads = jax.eval_shape(lambda v: jax.grad(lambda p: model.apply(
       {**v, "params": p}, x).sum())(v["params"]), variables)
   assert jax.tree.structure(grads) == jax.tree.structure(variables["params"])
+  # The convolutions really go through the lecture's custom VJP.
+  concrete = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
+  assert "custom_vjp_call" in str(jax.make_jaxpr(lambda v: model.apply(v, x))(concrete))
+
+
+def test_lenet5_uses_the_papers_initialization():
+  params = jax.jit(models.create("lenet5").init)(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+  params = params["params"]
+  # Uniform in +-2.4 / F_i: C1 F_i = 25, C5 F_i = 400, F6 F_i = 120; C3 per map.
+  for layer, fan_in in [("C1", 25), ("C5", 400), ("F6", 120)]:
+    kernel = np.abs(np.asarray(params[layer]["kernel"]))
+    assert kernel.max() <= 2.4 / fan_in and kernel.max() > 0.9 * 2.4 / fan_in, layer
+  c3 = np.abs(np.asarray(params["C3"]["kernel"]))
+  assert c3.max() <= 2.4 / 75 and c3[..., :18].max() > 0.9 * 2.4 / 75
 
 
 def test_unknown_options_are_clear_errors():
   x = jnp.zeros((1, 32, 32, 3))
+  with pytest.raises(ValueError, match=r"expects images as \(N, H, W, C\).*x\[\.\.\., None\]"):
+    models.create("resnet20").init(jax.random.key(0), jnp.zeros((2, 32, 32)))
+  with pytest.raises(ValueError, match="kernel_size >= 3"):
+    models.create("standard", kernel_size=1, downsampling="stride").init(
+        jax.random.key(0), x)
   with pytest.raises(ValueError, match="unknown conv_impl 'fft'"):
     models.create("resnet20", conv_impl="fft").init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="shortcut='C'"):

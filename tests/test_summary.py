@@ -50,6 +50,15 @@ def test_alexnet_first_layer_row():
   assert "55x55x96" in _summarize("alexnet").table()
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--model", "resnet9"], "unknown model 'resnet9'"),
+    (["--model", "alexnet", "--image_size", "224"], "layer 'conv1'")])
+def test_cli_errors_are_one_line(args, message):
+  out = subprocess.run([sys.executable, "-m", "cnn_jax.summary", *args], capture_output=True,
+                       text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
+
+
 def test_cli_prints_the_vgg16_table():
   out = subprocess.run(
       [sys.executable, "-m", "cnn_jax.summary", "--model", "vgg_d", "--image_size", "224"],

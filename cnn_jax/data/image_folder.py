@@ -16,6 +16,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from cnn_jax.data.errors import DataError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -34,22 +36,25 @@ class ImageFolderSource:
     skipped: (path, reason) of every file that could not be decoded.
   """
 
-  def __init__(self, root: str, image_size: int = 224, classes: list[str] | None = None):
+  def __init__(self, root: str, image_size: int | None = 224,
+               classes: list[str] | None = None):
     """Scans and checks the folder.
 
     Args:
       root: folder with one subfolder per class.
-      image_size: images are resized to image_size x image_size.
+      image_size: images are resized to image_size x image_size (None: 224,
+        since a folder's images differ in size and a batch needs one).
       classes: the class names to use (default: the subfolders of root);
         pass the training split's classes when opening a test split.
 
     Raises:
-      ValueError: if root does not exist or holds no readable image.
+      DataError: if root does not exist or holds no readable image.
     """
     if not os.path.isdir(root):
-      raise ValueError(f"image folder {root!r} does not exist; expected "
+      raise DataError(f"image folder {root!r} does not exist; expected "
                        "root/<split>/<class>/<image> files")
-    self.image_size = image_size
+    self.root = root
+    self.image_size = image_size or 224
     self.classes = classes or self.class_names(root)
     self.paths, self.labels, self.skipped = [], [], []
     for label, name in enumerate(self.classes):
@@ -72,13 +77,21 @@ class ImageFolderSource:
       logging.warning("skipped %d unreadable image(s) of %d in %s", len(self.skipped),
                       len(self.skipped) + len(self.paths), root)
     if not self.paths:
-      raise ValueError(f"image folder {root!r} has no readable image in class subfolders "
+      raise DataError(f"image folder {root!r} has no readable image in class subfolders "
                        f"{self.classes}")
 
   @staticmethod
   def class_names(root: str) -> list[str]:
     """The sorted subfolder names of root."""
+    if not os.path.isdir(root):
+      raise DataError(f"image folder {root!r} does not exist; expected "
+                        "root/<split>/<class>/<image> files")
     return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+
+  def __repr__(self) -> str:
+    # Stable across processes and restarts: Grain compares it on resume.
+    return (f"ImageFolderSource({self.root!r}, image_size={self.image_size}, "
+            f"classes={self.classes!r})")
 
   def __len__(self) -> int:
     return len(self.paths)

@@ -111,13 +111,14 @@ def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: 
              .slice(slice(shard_index, None, shard_count))
              .map(ToArrays(image_size))
              .batch(batch_size, drop_remainder=False))
-  template = None
   yielded = 0
   for batch in dataset.to_iter_dataset(grain.ReadOptions(num_threads=4)):
-    template = template or batch
     yield _pad(batch, batch_size)
     yielded += 1
-  for _ in range(num_batches - yielded):  # this process ran out before the others
+  # This process ran out before the others (or had no example at all): send
+  # fully masked batches shaped like a real one.
+  template = {k: v[None] for k, v in ToArrays(image_size).map(source[0]).items()}
+  for _ in range(num_batches - yielded):
     yield _pad({k: v[:0] for k, v in template.items()}, batch_size, like=template)
 
 

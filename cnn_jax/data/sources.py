@@ -16,15 +16,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cnn_jax.data import digits as _digits  # noqa: F401  (registers the builder)
+from cnn_jax.data.errors import DataError
 from cnn_jax.data.image_folder import ImageFolderSource
 
 IMAGE_FOLDER_PREFIX = "folder:"
 # Datasets we can prepare ourselves, without network.
 EMBEDDED = ("digits",)
 
-
-class DataError(ValueError):
-  """A dataset that cannot be read as asked, with what to do about it."""
 
 
 class RandomAccessSource(Protocol):

@@ -51,6 +51,8 @@ class AlexNet(nn.Module):
   Attributes:
     num_classes: output classes.
     convs: the five conv layers (see `ConvSpec`).
+    towers: GPUs of the paper's design; conv1's maps are split between them,
+      so conv1's LRN normalizes within each tower's half.
     check_geometry: enforce the lecture's whole-number rule on every layer
       (the paper's 227x227 design satisfies it; torchvision's 224x224 floors).
     adaptive_pool: torchvision's adaptive average pool to 6x6 before the
@@ -64,6 +66,7 @@ class AlexNet(nn.Module):
   """
   num_classes: int = 1000
   convs: Sequence[ConvSpec] = PAPER_CONVS
+  towers: int = 2
   check_geometry: bool = True
   adaptive_pool: bool = False
   fc_width: int = 4096
@@ -74,6 +77,7 @@ class AlexNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    layers.check_nhwc(x, "AlexNet")
     conv_cls = layers.conv_class(self.conv_impl)
     for i, spec in enumerate(self.convs, start=1):
       name = f"conv{i}"
@@ -84,7 +88,9 @@ class AlexNet(nn.Module):
                    dtype=self.dtype, name=name)(x)
       x = layers.Activation("relu", name=f"{name}_act")(x)
       if spec.lrn:
-        x = layers.LocalResponseNorm(name=f"{name}_lrn")(x)
+        # Each tower normalizes its own maps: conv1's are split between the GPUs.
+        groups = spec.groups if i > 1 else self.towers
+        x = layers.LocalResponseNorm(groups=groups, name=f"{name}_lrn")(x)
       if spec.pool:
         if self.check_geometry:
           layers.check_pool_geometry(x, 3, 2, f"pool{i}")
@@ -98,5 +104,5 @@ class AlexNet(nn.Module):
 
 
 alexnet = functools.partial(AlexNet, convs=PAPER_CONVS)
-alexnet_tv = functools.partial(AlexNet, convs=TORCHVISION_CONVS, check_geometry=False,
+alexnet_tv = functools.partial(AlexNet, convs=TORCHVISION_CONVS, towers=1, check_geometry=False,
                                adaptive_pool=True, dropout_before_fc=True)

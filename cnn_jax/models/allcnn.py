@@ -42,6 +42,7 @@ class AllCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    layers.check_nhwc(x, "AllCNN")
     conv_cls = functools.partial(layers.conv_class(self.conv_impl), dtype=self.dtype)
     x = nn.Dropout(self.input_dropout, deterministic=not train, name="input_dropout")(x)
     for i, (filters, kernel, stride, pad) in enumerate(LAYERS, start=1):

@@ -33,6 +33,17 @@ INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 
 
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _torchvision_transform_input(x):
+  # torchvision's GoogLeNet(transform_input=True): undo the ImageNet
+  # normalization and apply (x - 0.5) / 0.5 instead, per channel.
+  mean, std = jnp.asarray(_IMAGENET_MEAN), jnp.asarray(_IMAGENET_STD)
+  return x * (std / 0.5) + (mean - 0.5) / 0.5
+
+
 class ConvBlock(nn.Module):
   """Conv -> (batch norm) -> ReLU; torchvision's BasicConv2d when batch_norm."""
   features: int
@@ -79,10 +90,15 @@ class AuxClassifier(nn.Module):
   num_classes: int
   block: Any = ConvBlock
   dtype: Any = jnp.float32
+  adaptive_pool: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = layers.AdaptiveAvgPool(4, name="pool")(x)  # 5x5/3 average pool on 14x14
+    # The paper: 5x5 stride-3 average pool (14x14 -> 4x4); torchvision: adaptive to 4x4.
+    if self.adaptive_pool:
+      x = layers.AdaptiveAvgPool(4, name="pool")(x)
+    else:
+      x = layers.AvgPool(5, 3, name="pool")(x)
     x = self.block(128, 1, name="conv")(x, train)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Activation("relu", name="fc1_act")(
@@ -103,6 +119,8 @@ class GoogLeNet(nn.Module):
     dropout: dropout rate before the classifier.
     aux_logits: add the two auxiliary classifiers; their logits are stored
       in the "aux_logits" collection (apply with mutable=["aux_logits"]).
+    transform_input: torchvision's re-normalization of ImageNet-normalized
+      input to the (x - 0.5) / 0.5 scaling its pretrained weights expect.
     dtype: compute dtype; parameters stay float32.
     conv_impl: "xla" or "lecture".
   """
@@ -113,11 +131,15 @@ class GoogLeNet(nn.Module):
   last_pool_window: int = 3
   dropout: float = 0.4
   aux_logits: bool = False
+  transform_input: bool = False
   dtype: Any = jnp.float32
   conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    layers.check_nhwc(x, "GoogLeNet")
+    if self.transform_input:
+      x = _torchvision_transform_input(x)
     block = functools.partial(ConvBlock, batch_norm=self.batch_norm, dtype=self.dtype,
                               conv_impl=self.conv_impl)
     pool = functools.partial(layers.MaxPool, 3, 2, ceil_mode=True)
@@ -138,7 +160,8 @@ class GoogLeNet(nn.Module):
     for name in ("4a", "4b", "4c", "4d", "4e"):
       x = inception(INCEPTION_WIDTHS[name], name=f"inception{name}")(x, train)
       if self.aux_logits and name in ("4a", "4d"):
-        aux = AuxClassifier(self.num_classes, block, self.dtype, name=f"aux_{name}")(x, train)
+        aux = AuxClassifier(self.num_classes, block, self.dtype, adaptive_pool=self.batch_norm,
+                            name=f"aux_{name}")(x, train)
         self.sow("aux_logits", name, aux.astype(jnp.float32))
     x = layers.MaxPool(self.last_pool_window, 2, ceil_mode=True, name="pool4")(x)
     for name in ("5a", "5b"):

@@ -87,7 +87,8 @@ class PartialConv(nn.Module):
     in_maps = x.shape[-1]
     pairs = [(i, j) for j, inputs in enumerate(self.table) for i in inputs]
     fan_in = [len(inputs) * self.kernel_size**2 for inputs in self.table]
-    # LeCun's initialization: uniform in +-2.4 / fan_in of the output unit.
+    # The paper's initialization (see `paper_uniform`), with each output map's
+    # own fan-in: maps reading 3, 4 or 6 inputs get different ranges.
     limits = jnp.array([2.4 / fan_in[j] for _, j in pairs])
 
     def init(key, shape, dtype=jnp.float32):
@@ -116,7 +117,10 @@ class EuclideanRBF(nn.Module):
     if self.num_classes > 10:
       raise ValueError("the faithful LeNet-5 RBF layer has 10 digit centres; "
                        "use lenet5_modern for more classes")
-    centres = jnp.asarray(digit_rbf_centres()[: self.num_classes], x.dtype)
+    # float32 even under bfloat16 compute: distances reach ~340, where bf16
+    # would resolve only steps of 2 and blur the logits.
+    x = x.astype(jnp.float32)
+    centres = jnp.asarray(digit_rbf_centres()[: self.num_classes])
     distance = jnp.sum(jnp.square(x[:, None, :] - centres[None]), axis=-1)
     return -distance
 
@@ -124,9 +128,20 @@ class EuclideanRBF(nn.Module):
     return output_shape[-1] * 84
 
 
-def _lecun_uniform():
-  # The paper draws weights uniformly in +-2.4 / F_i (F_i the fan-in).
-  return nn.initializers.variance_scaling(2.4**2 / 3.0, "fan_in", "uniform")
+def paper_uniform(fan_in_axes: tuple[int, ...] = (0, 1, 2)):
+  """The paper's initialization: uniform in +-2.4 / F_i, F_i the unit's fan-in.
+
+  Args:
+    fan_in_axes: the kernel axes that make up the fan-in ((0, 1, 2) for an
+      HWIO conv kernel, (0,) for a dense kernel).
+
+  Returns:
+    A flax initializer.
+  """
+  def init(key, shape, dtype=jnp.float32):
+    fan_in = int(np.prod([shape[a] for a in fan_in_axes]))
+    return jax.random.uniform(key, shape, dtype, -1.0, 1.0) * (2.4 / fan_in)
+  return init
 
 
 class LeNet5(nn.Module):
@@ -148,11 +163,13 @@ class LeNet5(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train  # LeNet-5 has neither dropout nor batch norm.
+    layers.check_nhwc(x, "LeNet5")
     act = "scaled_tanh" if self.faithful else "relu"
-    init = _lecun_uniform() if self.faithful else nn.initializers.lecun_normal()
+    conv_init = paper_uniform((0, 1, 2)) if self.faithful else nn.initializers.lecun_normal()
+    dense_init = paper_uniform((0,)) if self.faithful else nn.initializers.lecun_normal()
     conv = functools.partial(layers.conv_class(self.conv_impl), kernel_size=(5, 5),
-                             padding="VALID", dtype=self.dtype, kernel_init=init)
-    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=init)
+                             padding="VALID", dtype=self.dtype, kernel_init=conv_init)
+    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=dense_init)
     if self.faithful:
       pool = functools.partial(Subsampling, dtype=self.dtype)
       c3 = PartialConv(dtype=self.dtype, conv_impl=self.conv_impl, name="C3")

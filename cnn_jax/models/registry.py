@@ -18,6 +18,13 @@ class ModelSpec:
   paper: str
 
 
+class UnknownModelError(KeyError):
+  """A model name that is not in the zoo."""
+
+  def __str__(self) -> str:
+    return str(self.args[0])  # KeyError would quote the message
+
+
 _REGISTRY: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -53,11 +60,12 @@ def spec(name: str) -> ModelSpec:
     Its `ModelSpec`.
 
   Raises:
-    KeyError: naming the unknown model and listing the known ones.
+    UnknownModelError: (a KeyError) naming the unknown model and listing the
+      known ones.
   """
   name = _ALIASES.get(name, name)
   if name not in _REGISTRY:
-    raise KeyError(f"unknown model {name!r}; known models: {', '.join(names())}")
+    raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(names())}")
   return _REGISTRY[name]
 
 

@@ -100,6 +100,7 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    layers.check_nhwc(x, "ResNet")
     if self.shortcut not in SHORTCUTS:
       raise ValueError(f"shortcut={self.shortcut!r}; choose 'A' (zero padding) or "
                        "'B' (projection)")

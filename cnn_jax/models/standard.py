@@ -54,8 +54,12 @@ class StandardCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    layers.check_nhwc(x, "StandardCNN")
     if self.downsampling not in DOWNSAMPLING:
       raise ValueError(f"downsampling={self.downsampling!r}; choose one of {DOWNSAMPLING}")
+    if self.downsampling == "stride" and self.kernel_size < 3:
+      raise ValueError(f"kernel_size={self.kernel_size} cannot halve the input with "
+                       "downsampling='stride'; use kernel_size >= 3")
     if self.kernel_size % 2 == 0:
       raise ValueError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
                        "'same' padding (F - 1)/2 is whole")

@@ -49,6 +49,7 @@ class VGG(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    layers.check_nhwc(x, "VGG")
     conv_cls = layers.conv_class(self.conv_impl)
     for stage, (kernels, width) in enumerate(zip(self.stages, STAGE_WIDTHS), start=1):
       for i, kernel in enumerate(kernels, start=1):
