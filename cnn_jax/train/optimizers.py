@@ -1,0 +1,144 @@
+"""Optimizers and learning-rate schedules from a config.
+
+    config.optimizer = dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False,
+                            weight_decay=1e-4, grad_clip_norm=0.0)
+    config.schedule = dict(name="step", boundaries=(32000, 48000), factor=0.1)
+
+Schedules count optimizer steps; a schedule field ending in `_epochs` is
+converted with the run's steps per epoch, so recipes can be written the way
+the papers state them ("lr / 10 at epochs 30 and 60", "5 warm-up epochs").
+
+Weight decay never touches biases or normalization scales (parameters with
+fewer than 2 dimensions): decaying them only shrinks the network's freedom to
+shift and scale, which is why the recipes we reproduce exclude them. With SGD
+and Adam it is the papers' L2 term, added to the gradient before momentum
+(PyTorch's `weight_decay`); with AdamW it is decoupled (Loshchilov & Hutter).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import optax
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "one_cycle")
+
+
+def _get(cfg: Mapping[str, Any], key: str, default: Any) -> Any:
+  value = cfg.get(key, default)
+  return default if value is None else value
+
+
+def _in_steps(cfg: Mapping[str, Any], steps_key: str, epochs_key: str,
+              steps_per_epoch: int, default=0):
+  """A duration given under `steps_key` (steps) or `epochs_key` (epochs), in steps."""
+  epochs = cfg.get(epochs_key)
+  if epochs is not None:
+    if isinstance(epochs, (list, tuple)):
+      return [round(e * steps_per_epoch) for e in epochs]
+    return round(epochs * steps_per_epoch)
+  return _get(cfg, steps_key, default)
+
+
+def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int,
+                  steps_per_epoch: int = 1) -> optax.Schedule:
+  """The learning rate as a function of the step.
+
+  Args:
+    cfg: the schedule config: `name` in SCHEDULES and its fields:
+      step: `boundaries` (or `boundaries_epochs`) and `factor` (default 0.1);
+      cosine: `warmup_steps` (or `warmup_epochs`), `end_value` (default 0),
+        linear warm-up from 0, then cosine decay to end_value at total_steps;
+      one_cycle: `pct_start` (0.3), `div_factor` (25), `final_div_factor` (1e4).
+    learning_rate: the base (peak) learning rate.
+    total_steps: the run's length in steps.
+    steps_per_epoch: for fields given in epochs.
+
+  Returns:
+    An optax schedule.
+
+  Raises:
+    ValueError: for an unknown name or a warm-up longer than the run.
+  """
+  name = _get(cfg, "name", "constant")
+  if name == "constant":
+    return optax.constant_schedule(learning_rate)
+  if name == "step":
+    boundaries = _in_steps(cfg, "boundaries", "boundaries_epochs", steps_per_epoch, default=())
+    factor = _get(cfg, "factor", 0.1)
+    return optax.piecewise_constant_schedule(
+        learning_rate, {int(b): factor for b in boundaries})
+  if name == "cosine":
+    warmup = _in_steps(cfg, "warmup_steps", "warmup_epochs", steps_per_epoch)
+    if warmup >= total_steps:
+      raise ValueError(f"warm-up of {warmup} steps is not shorter than the run "
+                       f"({total_steps} steps); shorten schedule.warmup_steps/epochs")
+    return optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, warmup, total_steps, end_value=_get(cfg, "end_value", 0.0))
+  if name == "one_cycle":
+    return optax.cosine_onecycle_schedule(
+        total_steps, learning_rate, pct_start=_get(cfg, "pct_start", 0.3),
+        div_factor=_get(cfg, "div_factor", 25.0),
+        final_div_factor=_get(cfg, "final_div_factor", 1e4))
+  raise ValueError(f"schedule.name={name!r}; choose one of {SCHEDULES}")
+
+
+def decay_mask(params: Any) -> Any:
+  """True for the parameters weight decay applies to: kernels (ndim >= 2).
+
+  Args:
+    params: the `params` pytree.
+
+  Returns:
+    A pytree of bools with the same structure.
+  """
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any],
+                   total_steps: int, steps_per_epoch: int = 1
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optimizer of a config, and its learning-rate schedule.
+
+  Args:
+    cfg: the optimizer config: `name` in OPTIMIZERS, `learning_rate`,
+      `momentum` (sgd, default 0.9; 0 disables), `nesterov` (sgd), `b1`, `b2`,
+      `eps` (adam/adamw), `weight_decay` (default 0), `grad_clip_norm`
+      (clip the global gradient norm; 0 disables).
+    schedule_cfg: the schedule config (see `make_schedule`).
+    total_steps: the run's length in steps.
+    steps_per_epoch: for schedule fields given in epochs.
+
+  Returns:
+    (an optax GradientTransformation, the learning-rate schedule for logging).
+
+  Raises:
+    ValueError: for an unknown optimizer or a non-positive learning rate.
+  """
+  name = _get(cfg, "name", "sgd")
+  learning_rate = float(_get(cfg, "learning_rate", 0.1))
+  if learning_rate <= 0:
+    raise ValueError(f"optimizer.learning_rate must be positive, got {learning_rate}")
+  schedule = make_schedule(schedule_cfg, learning_rate, total_steps, steps_per_epoch)
+  weight_decay = float(_get(cfg, "weight_decay", 0.0))
+  clip = float(_get(cfg, "grad_clip_norm", 0.0))
+
+  chain = [optax.clip_by_global_norm(clip)] if clip > 0 else []
+  if name in ("sgd", "adam") and weight_decay:
+    chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
+  if name == "sgd":
+    momentum = float(_get(cfg, "momentum", 0.9))
+    chain.append(optax.sgd(schedule, momentum=momentum or None,
+                           nesterov=bool(_get(cfg, "nesterov", False))))
+  elif name == "adam":
+    chain.append(optax.adam(schedule, b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999),
+                            eps=_get(cfg, "eps", 1e-8)))
+  elif name == "adamw":
+    chain.append(optax.adamw(schedule, b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999),
+                             eps=_get(cfg, "eps", 1e-8), weight_decay=weight_decay,
+                             mask=decay_mask))
+  else:
+    raise ValueError(f"optimizer.name={name!r}; choose one of {OPTIMIZERS}")
+  return optax.chain(*chain), schedule
