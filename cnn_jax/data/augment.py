@@ -149,9 +149,7 @@ def flip_lr(key: Array, image: Array, p: float = 0.5) -> Array:
   Raises:
     ValueError: if p is outside [0, 1] or the image is not (H, W, C).
   """
-  _check_image(image, "flip_lr")
-  _require(0 <= p <= 1, "flip_lr", f"p must lie in [0, 1], got {p}")
-  return jnp.where(jax.random.bernoulli(key, p), image[:, ::-1], image)
+  return _random_flip(key, image, p, axis=1, op="flip_lr")
 
 
 def flip_ud(key: Array, image: Array, p: float = 0.5) -> Array:
@@ -168,9 +166,13 @@ def flip_ud(key: Array, image: Array, p: float = 0.5) -> Array:
   Raises:
     ValueError: if p is outside [0, 1] or the image is not (H, W, C).
   """
-  _check_image(image, "flip_ud")
-  _require(0 <= p <= 1, "flip_ud", f"p must lie in [0, 1], got {p}")
-  return jnp.where(jax.random.bernoulli(key, p), image[::-1], image)
+  return _random_flip(key, image, p, axis=0, op="flip_ud")
+
+
+def _random_flip(key: Array, image: Array, p: float, axis: int, op: str) -> Array:
+  _check_image(image, op)
+  _require(0 <= p <= 1, op, f"p must lie in [0, 1], got {p}")
+  return jnp.where(jax.random.bernoulli(key, p), jnp.flip(image, axis), image)
 
 
 def rotate(key: Array, image: Array, degrees: float = 15.0) -> Array:
