@@ -1,0 +1,53 @@
+"""Trains a model from a config file.
+
+    python -m cnn_jax.main --config=configs/default.py --workdir=/tmp/lenet_digits
+    python -m cnn_jax.main --config=configs/cifar10_resnet.py:56 --workdir=DIR \
+        --config.optimizer.learning_rate=0.05
+
+Re-running the same command resumes from the workdir's newest checkpoint.
+Several processes (one per host) join with --coordinator_address,
+--num_processes and --process_id; on TPU pods and under Slurm they find each
+other without these flags.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from cnn_jax.data import DataError
+from cnn_jax.geometry import GeometryError
+from cnn_jax.models.registry import UnknownModelError
+from cnn_jax.train import ConfigError, NonFiniteLossError, parallel, train_and_evaluate
+from cnn_jax.train.checkpoints import CheckpointError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "folder for checkpoints and results")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 for multi-process runs")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "index of this process")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every file it writes at INFO; the progress bar says what matters.
+    logging.set_verbosity(logging.WARNING)
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ConfigError, DataError, CheckpointError, GeometryError, NonFiniteLossError,
+          UnknownModelError) as e:
+    # Mistakes in the config or the data: one line that names the fix, no traceback.
+    message = e.args[0] if isinstance(e, KeyError) else str(e)
+    sys.exit(f"error: {message}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,166 @@
+"""Saving and restoring runs with orbax: the last K checkpoints, and the best.
+
+    WORKDIR/checkpoints/<step>/   the most recent `keep` checkpoints
+    WORKDIR/best/<step>/          the one with the highest eval accuracy
+    WORKDIR/checkpoints_unreadable/<step>/  a checkpoint that failed to restore
+
+A checkpoint holds the `TrainState` (params, batch stats, optimizer state,
+EMA, step, PRNG key) and, for streamed data, each process's Grain iterator
+state. Orbax writes a checkpoint to a temporary folder and renames it when
+complete, so a run killed while saving leaves the previous checkpoints
+intact; a checkpoint that is complete but unreadable (a damaged disk, a
+truncated copy) is moved aside and the one before it is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
+
+from cnn_jax.train.state import TrainState
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a workdir could be restored."""
+
+
+class _IteratorState:
+  """Carries a Grain iterator state through grain's checkpoint handler.
+
+  The loader runs a few batches ahead of the step, so the state to save is
+  the one recorded after the last batch trained on, not the live iterator's.
+  """
+
+  def __init__(self, state: bytes | None = None):
+    self.value = state
+
+  def get_state(self) -> bytes:
+    return self.value
+
+  def set_state(self, state: bytes) -> None:
+    self.value = state
+
+  def start_prefetch(self) -> None:
+    pass
+
+
+class Checkpoints:
+  """The checkpoints of one workdir.
+
+  Args:
+    workdir: the run's folder.
+    keep: how many recent checkpoints to keep.
+    keep_best: also keep the checkpoint with the best eval accuracy.
+    async_save: write in the background while training goes on.
+  """
+
+  def __init__(self, workdir: str, *, keep: int = 2, keep_best: bool = False,
+               async_save: bool = True):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self._options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+    self._best = None
+    if keep_best:
+      self._best = ocp.CheckpointManager(
+          os.path.join(os.path.abspath(workdir), "best"),
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=1, create=True, best_fn=lambda metrics: metrics["accuracy"],
+              best_mode="max", enable_async_checkpointing=async_save))
+
+  def steps(self) -> list[int]:
+    """Steps of the complete checkpoints, oldest first."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, state: TrainState, data_state: bytes | None = None) -> None:
+    """Starts saving `state` at its step (returns before the write ends if async).
+
+    Args:
+      state: the train state.
+      data_state: this process's Grain iterator state, or None.
+    """
+    step = int(state.step)
+    if step in self._manager.all_steps():
+      return  # e.g. the final save right after a periodic one
+    self._manager.save(step, args=self._args(state, data_state, save=True))
+
+  def save_best(self, state: TrainState, accuracy: float) -> None:
+    """Offers `state` as the best checkpoint; kept if its accuracy is the highest."""
+    if self._best is not None and int(state.step) not in self._best.all_steps():
+      self._best.save(int(state.step), args=self._args(state, None, save=True),
+                      metrics={"accuracy": float(accuracy)})
+
+  def restore_latest(self, abstract_state: TrainState, with_data: bool
+                     ) -> tuple[TrainState, bytes | None] | None:
+    """The newest checkpoint that restores; unreadable newer ones are moved aside.
+
+    Args:
+      abstract_state: the state's structure (`jax.eval_shape` of its
+        creation, with shardings).
+      with_data: restore a Grain iterator state too.
+
+    Returns:
+      (state, data iterator state or None), or None when there is no checkpoint.
+
+    Raises:
+      CheckpointError: when checkpoints exist but none restores (for example
+        after the model or optimizer was changed in the config).
+    """
+    steps = self.steps()
+    failures = []
+    for step in reversed(steps):
+      try:
+        restored = self._manager.restore(
+            step, args=self._args(abstract_state, None, save=False, with_data=with_data))
+      except Exception as e:  # orbax raises many types for damaged files
+        failures.append((step, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+        continue
+      for bad_step, reason in failures:
+        self._move_aside(bad_step, reason, good_step=step)
+      data = restored["data"].value if with_data else None
+      return restored["state"], data
+    if failures:
+      step, reason = failures[0]
+      raise CheckpointError(
+          f"no checkpoint in {self.directory} restores (newest, step {step}: {reason}); "
+          "if the config's model or optimizer changed since, use a new --workdir")
+    return None
+
+  def _args(self, state, data_state, *, save: bool, with_data: bool | None = None):
+    items = {"state": ocp.args.StandardSave(state) if save else ocp.args.StandardRestore(state)}
+    if (data_state is not None) if save else with_data:
+      items["data"] = (grain.checkpoint.CheckpointSave(_IteratorState(data_state)) if save
+                       else grain.checkpoint.CheckpointRestore(_IteratorState()))
+    return ocp.args.Composite(**items)
+
+  def _move_aside(self, step: int, reason: str, good_step: int) -> None:
+    target = os.path.join(os.path.dirname(self.directory), "checkpoints_unreadable", str(step))
+    logging.warning("checkpoint at step %d is unreadable (%s); moved it to %s and resumed "
+                    "from step %d", step, reason, target, good_step)
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)), target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"moved checkpoint {step} aside")
+    # The manager caches its list of steps; a fresh one sees the move.
+    self._manager.close()
+    self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+
+  def wait(self) -> None:
+    """Blocks until every background write has finished."""
+    self._manager.wait_until_finished()
+    if self._best is not None:
+      self._best.wait_until_finished()
+
+  def close(self) -> None:
+    """Finishes pending writes and releases the managers."""
+    self.wait()
+    self._manager.close()
+    if self._best is not None:
+      self._best.close()

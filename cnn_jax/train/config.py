@@ -1,0 +1,143 @@
+"""The training config: its fields, their defaults, and checks with clear errors.
+
+Every file in configs/ starts from `base_config()` and changes what its
+recipe needs, so a field has one default and one meaning:
+
+    seed                 PRNG seed of init, dropout, augmentation and shuffling
+    model, model_kwargs  a name from cnn_jax.models.names() and overrides
+    dtype                compute dtype, "float32" or "bfloat16" (params stay float32)
+    dataset, data_dir    a TFDS name, "digits" or "folder:/path"; TFDS data dir
+    train_split, eval_split
+    image_size           images are resized to this size on the host
+    input_pipeline       "device": the whole training split lives on the device and
+                         the jitted step draws its batch (small datasets);
+                         "grain": a Grain stream from array_record files
+    grain_workers        Grain worker processes (pipeline "grain")
+    augment              on-device augmentation spec, see cnn_jax.data.augment
+    mean, std            per-channel normalization in [0, 1] units; empty: from the
+                         training split (cached in the data dir)
+    batch_size           global batch, over all devices and processes
+    eval_batch_size      global eval batch (0: batch_size)
+    num_epochs           run length in epochs ...
+    num_train_steps      ... or, if positive, in steps (wins over num_epochs)
+    eval_every_epochs    evaluate every so many epochs ...
+    eval_every_steps     ... or, if positive, steps; and always at the end
+    log_every_steps      console, TensorBoard and NaN check interval
+    checkpoint_every_steps  0: only at evals and at the end
+    keep_checkpoints     how many recent checkpoints to keep
+    keep_best            also keep the checkpoint with the best eval accuracy
+    async_checkpoints    write checkpoints in the background
+    optimizer, schedule  see cnn_jax.train.optimizers
+    label_smoothing      Szegedy et al. 2016 (0 disables)
+    aux_loss_weight      weight of auxiliary classifiers' losses (GoogLeNet: 0.3)
+    ema_decay            evaluate an exponential moving average of the params (0: off)
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+DTYPES = ("float32", "bfloat16")
+INPUT_PIPELINES = ("device", "grain")
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message names the field and the fix."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults of every field (see the module docstring); configs override them."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.model = "lenet5_modern"
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.dtype = "float32"
+
+  config.dataset = "digits"
+  config.data_dir = ""
+  config.train_split = "train"
+  config.eval_split = "test"
+  config.image_size = 32
+  config.input_pipeline = "device"
+  config.grain_workers = 0
+  config.augment = ""
+  config.mean = ()
+  config.std = ()
+
+  config.batch_size = 128
+  config.eval_batch_size = 0
+  config.num_epochs = 10.0
+  config.num_train_steps = 0
+  config.eval_every_epochs = 1.0
+  config.eval_every_steps = 0
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 0
+  config.keep_checkpoints = 2
+  config.keep_best = False
+  config.async_checkpoints = True
+
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False, weight_decay=0.0,
+      grad_clip_norm=0.0))
+  config.schedule = ml_collections.ConfigDict(dict(name="constant"))
+  config.label_smoothing = 0.0
+  config.aux_loss_weight = 0.0
+  config.ema_decay = 0.0
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for values no run can use.
+
+  Args:
+    config: a training config.
+
+  Raises:
+    ConfigError: naming the field, the value and the fix.
+  """
+  if config.dtype not in DTYPES:
+    raise ConfigError(f"config.dtype={config.dtype!r}; use one of {DTYPES}")
+  if config.input_pipeline not in INPUT_PIPELINES:
+    raise ConfigError(f"config.input_pipeline={config.input_pipeline!r}; "
+                      f"use one of {INPUT_PIPELINES}")
+  if config.batch_size <= 0:
+    raise ConfigError(f"config.batch_size={config.batch_size} must be positive")
+  if config.num_train_steps <= 0 and config.num_epochs <= 0:
+    raise ConfigError("set config.num_train_steps or config.num_epochs to a positive value")
+  if config.log_every_steps <= 0:
+    raise ConfigError(f"config.log_every_steps={config.log_every_steps} must be positive")
+  if len(config.mean) != len(config.std):
+    raise ConfigError(f"config.mean has {len(config.mean)} values but config.std has "
+                      f"{len(config.std)}; give one per channel (or leave both empty)")
+  if not 0.0 <= config.ema_decay < 1.0:
+    raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
+
+
+def check_batch_divides(batch_size: int, devices: int, field: str = "batch_size") -> None:
+  """Raises ConfigError unless the global batch splits evenly over the devices."""
+  if batch_size % devices:
+    lower = batch_size - batch_size % devices
+    options = f"{lower} or {lower + devices}" if lower else f"{devices}"
+    raise ConfigError(f"config.{field}={batch_size} does not divide over {devices} devices; "
+                      f"use a multiple of {devices} such as {options}")
+
+
+def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int]:
+  """(total training steps, steps between evaluations) of a config.
+
+  Args:
+    config: a training config.
+    steps_per_epoch: training steps in one pass over the training split.
+
+  Returns:
+    (num_train_steps, eval_every_steps), both at least 1.
+  """
+  total = config.num_train_steps
+  if total <= 0:
+    total = max(1, math.ceil(config.num_epochs * steps_per_epoch))
+  every = config.eval_every_steps
+  if every <= 0:
+    every = max(1, round(config.eval_every_epochs * steps_per_epoch))
+  return total, every

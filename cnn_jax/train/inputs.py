@@ -1,0 +1,181 @@
+"""The data a run trains and evaluates on, in the form the steps take.
+
+Two training paths, chosen by `config.input_pipeline`:
+
+- "device": the whole training split is one replicated array on the
+  devices; the jitted step gathers its batch from (seed, step). Nothing is
+  fed per step and nothing needs saving beyond the step number.
+- "grain": a Grain loader streams this process's shard of uint8 batches,
+  a few steps ahead of the devices. Its iterator state after the last
+  consumed batch is saved with each checkpoint.
+
+Either way the host delivers uint8 images; augmentation and normalization
+run inside the step.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from cnn_jax.data import on_device, pipeline, preprocess, sources
+from cnn_jax.train import parallel
+from cnn_jax.train.config import ConfigError, check_batch_divides
+from cnn_jax.train.steps import given_batch
+
+# Examples read to estimate the per-channel mean and std of a streamed dataset.
+_STATS_EXAMPLES = 10_000
+# Batches transferred to the devices ahead of the step.
+_PREFETCH = 2
+
+
+class DeviceInput:
+  """The training split held whole on the devices."""
+
+  def __init__(self, split: dict[str, np.ndarray], batch_size: int, mesh: Mesh):
+    self.num_examples = len(split["label"])
+    if batch_size > self.num_examples:
+      raise ConfigError(f"config.batch_size={batch_size} exceeds the {self.num_examples} "
+                        "training examples; use a smaller batch")
+    self.steps_per_epoch = self.num_examples // batch_size
+    self.image_shape = split["image"].shape[1:]
+    self._arrays = parallel.put_replicated(
+        {"image": split["image"], "label": split["label"].astype(np.int32)}, mesh)
+    self.batch_fn = functools.partial(_take, batch_size=batch_size)
+
+  def next(self) -> dict[str, jax.Array]:
+    return self._arrays
+
+  def state(self) -> bytes | None:
+    return None  # the step number says everything
+
+  def restore(self, state: bytes | None) -> None:
+    del state
+
+
+def _take(inputs, step, key, *, batch_size):
+  return on_device.take_batch(inputs["image"], inputs["label"], key, step, batch_size)
+
+
+class GrainInput:
+  """This process's shard of the training split, streamed by Grain."""
+
+  def __init__(self, source, config: ml_collections.ConfigDict, mesh: Mesh):
+    local_batch = config.batch_size // jax.process_count()
+    self.num_examples = len(source)
+    self.steps_per_epoch = self.num_examples // config.batch_size
+    if self.steps_per_epoch == 0:
+      raise ConfigError(f"config.batch_size={config.batch_size} exceeds the "
+                        f"{self.num_examples} training examples; use a smaller batch")
+    self._loader = pipeline.train_loader(
+        source, batch_size=local_batch, seed=config.seed, shard_index=jax.process_index(),
+        shard_count=jax.process_count(), image_size=config.image_size,
+        worker_count=config.grain_workers)
+    self._sharding = parallel.batch_sharding(mesh)
+    self._iterator = iter(self._loader)
+    self._pending_states: collections.deque = collections.deque()
+    self._consumed_state = self._iterator.get_state()
+    self._device_batches: Iterator | None = None
+    self.image_shape = pipeline.ToArrays(config.image_size).map(source[0])["image"].shape
+    self.batch_fn = given_batch
+
+  def _host_batches(self):
+    for batch in self._iterator:
+      # The loader runs ahead of the step; remember where it stood after each
+      # batch so that a checkpoint records the batches really trained on.
+      self._pending_states.append(self._iterator.get_state())
+      yield batch
+
+  def next(self) -> dict[str, jax.Array]:
+    if self._device_batches is None:
+      self._device_batches = pipeline.prefetch_to_device(
+          self._host_batches(), _PREFETCH, self._sharding)
+    batch = next(self._device_batches)
+    self._consumed_state = self._pending_states.popleft()
+    return batch
+
+  def state(self) -> bytes:
+    return self._consumed_state
+
+  def restore(self, state: bytes | None) -> None:
+    if state is not None:
+      self._iterator.set_state(state)
+      self._consumed_state = state
+
+
+def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> DeviceInput | GrainInput:
+  """The training data of a config (see the module docstring).
+
+  Args:
+    config: the training config.
+    mesh: the data-parallel mesh.
+
+  Returns:
+    A DeviceInput or GrainInput with `next()`, `batch_fn`, `steps_per_epoch`,
+    `image_shape`, and `state()`/`restore()` for checkpoints.
+
+  Raises:
+    ConfigError: if the batch does not divide over the devices or exceeds the split.
+    DataError: if the dataset is missing, with the command that prepares it.
+  """
+  check_batch_divides(config.batch_size, mesh.size)
+  source = sources.load(config.dataset, config.train_split, config.data_dir or None,
+                        image_size=config.image_size)
+  if config.input_pipeline == "device":
+    split = sources.read_all(source)
+    split["image"] = preprocess.resize_uint8(split["image"], config.image_size)
+    return DeviceInput(split, config.batch_size, mesh)
+  return GrainInput(source, config, mesh)
+
+
+def normalization(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
+  """Per-channel (mean, std): the config's, or the training split's (cached).
+
+  Args:
+    config: the training config.
+
+  Returns:
+    (mean, std) in [0, 1] units.
+  """
+  if config.mean:
+    return list(config.mean), list(config.std)
+  data_dir = config.data_dir or sources.default_data_dir()
+  name = config.dataset.replace("/", "_").replace(":", "_")
+  key = f"{name}-{config.train_split}-{config.image_size}"
+
+  def compute():
+    source = sources.load(config.dataset, config.train_split, config.data_dir or None,
+                          image_size=config.image_size)
+    # An evenly spaced subset is enough for six numbers and bounded in time.
+    step = max(1, len(source) // _STATS_EXAMPLES)
+    subset = [source[i] for i in range(0, len(source), step)]
+    images = np.stack([pipeline.ToArrays(config.image_size).map(e)["image"] for e in subset])
+    return preprocess.channel_stats(images)
+
+  return preprocess.cached_channel_stats(data_dir, key, compute)
+
+
+def eval_batches(config: ml_collections.ConfigDict, mesh: Mesh) -> Iterator[dict[str, Any]]:
+  """The eval split in masked global batches, on the devices.
+
+  Args:
+    config: the training config.
+    mesh: the data-parallel mesh.
+
+  Yields:
+    {"image", "label", "mask"} global arrays split over the data axis.
+  """
+  batch_size = config.eval_batch_size or config.batch_size
+  check_batch_divides(batch_size, mesh.size, "eval_batch_size")
+  source = sources.load(config.dataset, config.eval_split, config.data_dir or None,
+                        image_size=config.image_size)
+  host = pipeline.eval_batches(source, batch_size=batch_size // jax.process_count(),
+                               shard_index=jax.process_index(),
+                               shard_count=jax.process_count(), image_size=config.image_size)
+  yield from pipeline.prefetch_to_device(host, _PREFETCH, parallel.batch_sharding(mesh))

@@ -1,0 +1,123 @@
+"""What a run tells its user: console progress, TensorBoard, JSON files.
+
+Only process 0 writes or prints; the other processes get a `Reporter` that
+does nothing, so the loop never asks who it is.
+
+    WORKDIR/config.json        the config as run
+    WORKDIR/environment.json   package, JAX and git versions, devices, command
+    WORKDIR/events.out.tfevents.*  TensorBoard scalars
+    WORKDIR/metrics.jsonl      the same scalars, one JSON object per line
+    WORKDIR/results.json       the final eval: accuracy, loss, step, wall_seconds
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import tensorboardX
+
+
+def _git_commit() -> str:
+  """The commit of the checkout cnn_jax runs from ("unknown" if not a git checkout)."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                         text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return out + ("+uncommitted changes" if dirty else "")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def write_json(path: str, value: Any) -> None:
+  """Writes JSON atomically (a reader never sees half a file)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  return (f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600
+          else f"{seconds // 60}:{seconds % 60:02d}")
+
+
+class Reporter:
+  """Console progress bar, TensorBoard events and JSON files of one run.
+
+  Args:
+    workdir: the run's folder.
+    total_steps: the run's length, for the ETA.
+    enabled: False on every process but 0.
+  """
+
+  def __init__(self, workdir: str, total_steps: int, enabled: bool = True):
+    self.workdir, self.total_steps, self.enabled = workdir, total_steps, enabled
+    self._start = time.time()
+    self._writer = tensorboardX.SummaryWriter(workdir) if enabled else None
+    self._tty = sys.stdout.isatty()
+
+  def write_run_info(self, config: ml_collections.ConfigDict) -> None:
+    """config.json and environment.json (versions, commit, devices, command)."""
+    if not self.enabled:
+      return
+    write_json(os.path.join(self.workdir, "config.json"), config.to_dict())
+    write_json(os.path.join(self.workdir, "environment.json"), {
+        "cnn_jax_version": importlib.metadata.version("cnn_jax"),
+        "git_commit": _git_commit(),
+        "jax_version": jax.__version__,
+        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+        "processes": jax.process_count(),
+        "command": sys.argv,
+    })
+
+  def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
+    """Logs scalars under "<split>/<name>" to TensorBoard and metrics.jsonl."""
+    if not self.enabled:
+      return
+    for name, value in values.items():
+      self._writer.add_scalar(f"{split}/{name}", value, step)
+    self._writer.flush()
+    with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
+      f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+
+  def progress(self, step: int, values: dict[str, float], steps_per_s: float,
+               images_per_s: float) -> None:
+    """One progress line: step, rates, loss and accuracy, time left."""
+    if not self.enabled:
+      return
+    eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else 0.0
+    width = 20
+    done = int(width * step / max(self.total_steps, 1))
+    bar = "#" * done + "." * (width - done)
+    line = (f"[{bar}] step {step}/{self.total_steps}  {steps_per_s:.1f} steps/s  "
+            f"{images_per_s:,.0f} img/s  loss {values['loss']:.4f}  "
+            f"acc {values['accuracy']:.4f}  eta {_duration(eta)}")
+    # A terminal gets a bar updated in place; a log file gets one line per update.
+    print(("\r" + line) if self._tty else line, end="" if self._tty else "\n", flush=True)
+
+  def message(self, text: str) -> None:
+    """A line on the console (after the bar, if one is shown)."""
+    if self.enabled:
+      print(("\n" if self._tty else "") + text, flush=True)
+
+  def results(self, values: dict[str, Any]) -> None:
+    """results.json: the final eval and the wall time since the run started."""
+    if self.enabled:
+      write_json(os.path.join(self.workdir, "results.json"),
+                 {**values, "wall_seconds": round(time.time() - self._start, 2)})
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()

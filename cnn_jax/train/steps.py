@@ -1,0 +1,151 @@
+"""The jitted training and evaluation steps.
+
+The training step does everything on the device: it takes (or receives) its
+batch, augments and normalizes it, runs forward and backward, applies the
+optimizer, updates the EMA and adds the step's loss and accuracy to running
+totals. The host reads the totals only at logging intervals, so nothing in
+the step waits for the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from cnn_jax.data.preprocess import standardize, to_unit
+from cnn_jax.train import metrics, parallel
+from cnn_jax.train.state import TrainState
+
+# (inputs, step, data key) -> (uint8 images NHWC, int labels)
+BatchFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+NO_NONFINITE_STEP = jnp.iinfo(jnp.int32).max
+# Independent streams of the run key: the data order (per epoch) and the
+# per-step keys (augmentation, dropout) must never coincide.
+_STEP_STREAM, _DATA_STREAM = 0, 1
+
+
+def given_batch(inputs: dict[str, jax.Array], step, key) -> tuple[jax.Array, jax.Array]:
+  """The batch a host pipeline delivered (`inputs` is that batch)."""
+  del step, key
+  return inputs["image"], inputs["label"]
+
+
+def empty_totals() -> dict[str, jax.Array]:
+  """Running sums the training step adds to; the host resets them after reading."""
+  return {"loss": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
+          "count": jnp.zeros((), jnp.int32), "grad_norm": jnp.zeros((), jnp.float32),
+          "steps": jnp.zeros((), jnp.int32),
+          "first_nonfinite_step": jnp.full((), NO_NONFINITE_STEP, jnp.int32)}
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh, *,
+                    batch_fn: BatchFn = given_batch,
+                    augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+                    mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
+                    dtype: Any = jnp.float32, label_smoothing: float = 0.0,
+                    aux_loss_weight: float = 0.0, ema_decay: float = 0.0,
+                    donate: bool = True) -> Callable:
+  """The jitted `step(state, totals, inputs) -> (state, totals)`.
+
+  Args:
+    model: the flax model (called with train=True).
+    tx: the optimizer.
+    mesh: the data-parallel mesh; the batch is split over its data axis.
+    batch_fn: picks the uint8 batch from `inputs` (see `given_batch`, or
+      `cnn_jax.data.on_device.take_batch` for a split held on the device).
+    augment_fn: on-device augmentation of (key, float NHWC in [0, 1]), or None.
+    mean: per-channel mean for normalization, [0, 1] units.
+    std: per-channel standard deviation.
+    dtype: compute dtype of the model's input.
+    label_smoothing: cross-entropy label smoothing.
+    aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet).
+    ema_decay: decay of the params' moving average (0: no EMA).
+    donate: reuse the state's and totals' buffers for the outputs.
+
+  Returns:
+    The jitted step. `state.step` selects the batch and the random numbers.
+  """
+  data_sharding = parallel.batch_sharding(mesh)
+  replicated = parallel.replicated(mesh)
+
+  def step(state: TrainState, totals: dict[str, jax.Array], inputs: Any):
+    run_key = jax.random.wrap_key_data(state.rng)
+    step_key = jax.random.fold_in(jax.random.fold_in(run_key, _STEP_STREAM), state.step)
+    augment_key, dropout_key = jax.random.split(step_key)
+    images, labels = batch_fn(inputs, state.step, jax.random.fold_in(run_key, _DATA_STREAM))
+    images = jax.lax.with_sharding_constraint(images, data_sharding)
+    labels = jax.lax.with_sharding_constraint(labels, data_sharding)
+    x = to_unit(images)
+    if augment_fn is not None:
+      x = augment_fn(augment_key, x)
+    x = standardize(x, mean, std).astype(dtype)
+
+    def loss_fn(params):
+      variables = {**state.variables(), "params": params}
+      logits, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_key},
+                                    mutable=["batch_stats", "aux_logits"])
+      loss = metrics.cross_entropy(logits, labels, label_smoothing)
+      for aux in jax.tree.leaves(updates.get("aux_logits", {})):
+        loss += aux_loss_weight * metrics.cross_entropy(aux, labels, label_smoothing)
+      return loss, (logits, updates.get("batch_stats", {}))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = state.ema_params
+    if ema_decay:
+      ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
+                                ema_params, params)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, ema_params=ema_params)
+    finite = jnp.isfinite(loss)
+    new_totals = {
+        "loss": totals["loss"] + loss,
+        "correct": totals["correct"] + metrics.topk_correct(logits, labels, 1),
+        "count": totals["count"] + labels.shape[0],
+        "grad_norm": totals["grad_norm"] + optax.tree.norm(grads),
+        "steps": totals["steps"] + 1,
+        "first_nonfinite_step": jnp.where(
+            finite, totals["first_nonfinite_step"],
+            jnp.minimum(totals["first_nonfinite_step"], state.step)),
+    }
+    return new_state, new_totals
+
+  return jax.jit(step, donate_argnums=(0, 1) if donate else (),
+                 out_shardings=(replicated, replicated))
+
+
+def make_eval_step(model: nn.Module, mesh: Mesh, *, mean: Sequence[float] = (0.0,),
+                   std: Sequence[float] = (1.0,), dtype: Any = jnp.float32) -> Callable:
+  """The jitted `eval_step(variables, batch) -> sums` for masked eval batches.
+
+  Args:
+    model: the flax model (called with train=False).
+    mesh: the data-parallel mesh.
+    mean: per-channel normalization mean.
+    std: per-channel normalization standard deviation.
+    dtype: compute dtype of the model's input.
+
+  Returns:
+    The jitted step; its sums over the valid examples are "loss" (summed
+    cross-entropy), "top1", "top5" (counts) and "count".
+  """
+  replicated = parallel.replicated(mesh)
+
+  def eval_step(variables, batch):
+    x = standardize(to_unit(batch["image"]), mean, std).astype(dtype)
+    logits = model.apply(variables, x, train=False)
+    mask = batch["mask"]
+    count = jnp.sum(mask.astype(jnp.int32))
+    return {"loss": metrics.cross_entropy(logits, batch["label"], mask=mask) * count,
+            "top1": metrics.topk_correct(logits, batch["label"], 1, mask),
+            "top5": metrics.topk_correct(logits, batch["label"], 5, mask),
+            "count": count}
+
+  return jax.jit(eval_step, out_shardings=replicated)

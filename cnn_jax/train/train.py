@@ -1,0 +1,233 @@
+"""`train_and_evaluate(config, workdir)`: the one training loop.
+
+The loop is plain Python around two jitted functions (see steps.py). It
+reads device values only every `log_every_steps` steps, before a checkpoint
+and at evaluations; between those, steps are queued without waiting.
+Re-running the same command in the same workdir resumes from the newest
+readable checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from cnn_jax import models, summary
+from cnn_jax.data import augment, sources
+from cnn_jax.train import inputs, parallel, steps
+from cnn_jax.train import state as state_lib
+from cnn_jax.train.checkpoints import Checkpoints
+from cnn_jax.train.config import run_length, validate
+from cnn_jax.train.optimizers import make_optimizer
+from cnn_jax.train.reporting import Reporter
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or Inf."""
+
+
+class Preempted(SystemExit):
+  """SIGTERM arrived; a checkpoint was saved and the run stopped early."""
+
+
+class _TerminationSignal:
+  """Remembers a SIGTERM so the loop can save and stop between steps."""
+
+  def __init__(self):
+    self.received = False
+    self._previous = None
+
+  def __enter__(self):
+    # Signal handlers can only be set from the main thread (tests may call
+    # the loop from others, where preemption is then not handled).
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.received = True
+
+  def any_process(self) -> bool:
+    """Whether any process got the signal (all processes must stop together)."""
+    if jax.process_count() == 1:
+      return self.received
+    flags = multihost_utils.process_allgather(np.array(self.received))
+    return bool(np.any(flags))
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _build_model(config: ml_collections.ConfigDict, num_classes: int):
+  return models.create(config.model, num_classes=num_classes,
+                       dtype=jnp.dtype(config.dtype), **config.model_kwargs.to_dict())
+
+
+def _model_table(model, image_shape) -> str:
+  try:
+    return summary.summarize(model, tuple(image_shape)).table()
+  except Exception as e:  # a custom layer may lack counts; training need not stop
+    return f"(no model summary: {e})"
+
+
+def _evaluate(eval_step, variables, batches) -> dict[str, float]:
+  totals = None
+  for batch in batches:
+    sums = eval_step(variables, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = max(int(totals["count"]), 1)
+  return {"accuracy": float(totals["top1"]) / count,
+          "top5_accuracy": float(totals["top5"]) / count,
+          "loss": float(totals["loss"]) / count}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains and evaluates a model; resumes if the workdir holds a checkpoint.
+
+  Args:
+    config: a training config (see cnn_jax.train.config and configs/).
+    workdir: folder for checkpoints, TensorBoard events and results.json.
+
+  Returns:
+    The final evaluation: {"accuracy", "top5_accuracy", "loss", "step"}.
+
+  Raises:
+    ConfigError: for a config no run can use (named field and fix).
+    DataError: if the dataset is missing (with the command that prepares it).
+    NonFiniteLossError: if the loss became NaN or Inf (the step is named; the
+      last good checkpoint is kept).
+    Preempted: after saving a checkpoint on SIGTERM.
+  """
+  validate(config)
+  mesh = parallel.make_mesh()
+  replicated = parallel.replicated(mesh)
+  train_input = inputs.training_input(config, mesh)
+  steps_per_epoch = train_input.steps_per_epoch
+  total_steps, eval_every = run_length(config, steps_per_epoch)
+  reporter = Reporter(workdir, total_steps, enabled=jax.process_index() == 0)
+  reporter.write_run_info(config)
+
+  model = _build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
+  mean, std = inputs.normalization(config)
+  tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
+  use_ema = config.ema_decay > 0
+  create_state = jax.jit(
+      functools.partial(state_lib.create, model, tx, (1, *train_input.image_shape),
+                        config.seed, use_ema),
+      out_shardings=replicated)
+  abstract_state = jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+      jax.eval_shape(create_state))
+
+  checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best,
+                            async_save=config.async_checkpoints)
+  grain_input = config.input_pipeline == "grain"
+  restored = checkpoints.restore_latest(abstract_state, with_data=grain_input)
+  if restored is None:
+    state = create_state()
+  else:
+    state, data_state = restored
+    train_input.restore(data_state)
+    reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
+  if reporter.enabled:
+    reporter.message(_model_table(model, train_input.image_shape))
+  param_count = sum(p.size for p in jax.tree.leaves(state.params))
+  reporter.message(f"{config.model}: {param_count:,} parameters; {config.dataset} "
+                   f"{train_input.num_examples:,} training examples, {steps_per_epoch} "
+                   f"steps/epoch, {total_steps} steps on {jax.device_count()} device(s)")
+
+  train_step = steps.make_train_step(
+      model, tx, mesh, batch_fn=train_input.batch_fn,
+      augment_fn=augment.build(config.augment) if config.augment else None,
+      mean=mean, std=std, dtype=jnp.dtype(config.dtype),
+      label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
+      ema_decay=config.ema_decay)
+  eval_step = steps.make_eval_step(model, mesh, mean=mean, std=std, dtype=jnp.dtype(config.dtype))
+  # A small eval split stays on the devices after the first pass.
+  cached_eval = (list(inputs.eval_batches(config, mesh))
+                 if config.input_pipeline == "device" else None)
+
+  def evaluate(state):
+    batches = cached_eval if cached_eval is not None else inputs.eval_batches(config, mesh)
+    return _evaluate(eval_step, state.variables(use_ema), batches)
+
+  def check_finite(totals, last_saved):
+    bad_step = int(totals["first_nonfinite_step"])
+    if bad_step != int(steps.NO_NONFINITE_STEP):
+      kept = (f"the last good checkpoint (step {last_saved}) is kept in "
+              f"{checkpoints.directory}" if last_saved is not None else "no checkpoint was saved")
+      raise NonFiniteLossError(
+          f"training loss became NaN or Inf at step {bad_step}; {kept}; lower "
+          "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm")
+
+  step = int(state.step)
+  last_saved = checkpoints.steps()[-1] if checkpoints.steps() else None
+  totals = parallel.put_replicated(steps.empty_totals(), mesh)
+  interval_start, interval_step = time.time(), step
+  result = None
+  try:
+    with _TerminationSignal() as termination:
+      while step < total_steps:
+        state, totals = train_step(state, totals, train_input.next())
+        step += 1
+        at_log = step % config.log_every_steps == 0 or step == total_steps
+        at_eval = step % eval_every == 0 or step == total_steps
+        at_checkpoint = at_eval or (config.checkpoint_every_steps > 0
+                                    and step % config.checkpoint_every_steps == 0)
+
+        if at_log or at_checkpoint:
+          fetched = jax.device_get(totals)
+          check_finite(fetched, last_saved)
+        if at_log:
+          elapsed = time.time() - interval_start
+          done = step - interval_step
+          values = {"loss": float(fetched["loss"]) / max(int(fetched["steps"]), 1),
+                    "accuracy": float(fetched["correct"]) / max(int(fetched["count"]), 1),
+                    "grad_norm": float(fetched["grad_norm"]) / max(int(fetched["steps"]), 1),
+                    "learning_rate": float(schedule(step - 1)),
+                    "images_per_s": done * config.batch_size / max(elapsed, 1e-9)}
+          reporter.scalars(step, "train", values)
+          reporter.progress(step, values, done / max(elapsed, 1e-9), values["images_per_s"])
+          totals = parallel.put_replicated(steps.empty_totals(), mesh)
+          interval_start, interval_step = time.time(), step
+
+        if at_eval:
+          result = {**evaluate(state), "step": step}
+          reporter.scalars(step, "eval", {k: v for k, v in result.items() if k != "step"})
+          reporter.message(f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
+                           f"top-5 {result['top5_accuracy']:.4f}  loss {result['loss']:.4f}")
+          checkpoints.save_best(state, result["accuracy"])
+        if at_checkpoint:
+          checkpoints.save(state, train_input.state())
+          last_saved = step
+
+        # Only one process may have been signalled; all must agree to stop.
+        check_now = jax.process_count() == 1 or at_log
+        if check_now and termination.any_process() and step < total_steps:
+          fetched = jax.device_get(totals)
+          check_finite(fetched, last_saved)
+          checkpoints.save(state, train_input.state())
+          checkpoints.wait()
+          reporter.message(f"SIGTERM: saved a checkpoint at step {step} in "
+                           f"{checkpoints.directory}; re-run the same command to resume")
+          raise Preempted(143)
+  finally:
+    checkpoints.close()
+    reporter.close()
+
+  if result is None:  # resumed a finished run: evaluate what it left
+    result = {**evaluate(state), "step": step}
+  reporter.results(result)
+  return result
