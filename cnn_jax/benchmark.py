@@ -1,6 +1,18 @@
 """Throughput benchmarks (speed is measured here, never in tests).
 
+    python -m cnn_jax.benchmark --model=resnet50 --batch_size=256 --image_size=224 \
+        --dtype=bfloat16 --steps=50 --peak_tflops=989
     python -m cnn_jax.benchmark --input_only [--batch_size=128 --image_size=32]
+
+The default mode times the real training step, the very function
+`train_and_evaluate` runs (`cnn_jax.train.steps.make_train_step`: forward,
+backward, SGD with momentum, running totals), over all devices, on a
+synthetic uint8 batch already on the devices, so neither the host nor the
+input pipeline is measured. It prints one JSON line: images/s, ms/step,
+compile seconds and, given the accelerator's peak (--peak_tflops, per
+device, e.g. 989 for an H100's dense bf16), the model FLOPs utilization.
+Model FLOPs are 6 x MACs x batch per step (2 per MAC forward, twice that
+backward), with the MACs of `cnn_jax.summary`.
 
 `--input_only` measures how many images per second the input path delivers,
 for the two paths a training run can take: the whole split held on the
@@ -20,14 +32,22 @@ from absl import app, flags
 
 from cnn_jax import data
 from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
+from cnn_jax.train import reporting
+from cnn_jax.train.throughput import train_step_benchmark
 
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "benchmark the input pipelines only")
+_MODEL = flags.DEFINE_string("model", None, "model name (training-step benchmark)")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype")
+_PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", None,
+                                  "peak TFLOP/s of one device, for the MFU")
+_WARMUP = flags.DEFINE_integer("warmup_steps", 3, "untimed steps after compilation")
 _DATASET = flags.DEFINE_string("dataset", "digits", "dataset for --input_only")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "global batch size")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "image size")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None,
+                                    "image size (default: the model's; 32 for --input_only)")
 _AUGMENT = flags.DEFINE_string("augment", "crop(pad=4)|rotate(10)",
                                "augmentation spec of the on-device path")
-_STEPS = flags.DEFINE_integer("steps", 200, "timed batches")
+_STEPS = flags.DEFINE_integer("steps", 50, "timed steps (or batches with --input_only)")
 _WORKERS = flags.DEFINE_integer("worker_count", 0, "Grain worker processes")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir")
 
@@ -58,7 +78,8 @@ def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
 
 def input_benchmarks() -> list[dict]:
   """Images/s of the on-device path and of the Grain stream."""
-  split = data.as_numpy(_DATASET.value, "train", _IMAGE_SIZE.value, _DATA_DIR.value)
+  image_size = _IMAGE_SIZE.value or 32
+  split = data.as_numpy(_DATASET.value, "train", image_size, _DATA_DIR.value)
   mean, std = preprocess.channel_stats(split["image"])
   images, labels = jnp.asarray(split["image"]), jnp.asarray(split["label"])
   results = []
@@ -69,7 +90,7 @@ def input_benchmarks() -> list[dict]:
 
   source = sources.load(_DATASET.value, "train", _DATA_DIR.value)
   loader = iter(pipeline.train_loader(source, batch_size=_BATCH.value, seed=0,
-                                      image_size=_IMAGE_SIZE.value,
+                                      image_size=image_size,
                                       worker_count=_WORKERS.value))
   seconds = _timed(lambda _: jax.device_put(next(loader)), _STEPS.value)
   results.append({"input": "grain_stream", "dataset": _DATASET.value,
@@ -79,12 +100,22 @@ def input_benchmarks() -> list[dict]:
 
 
 def main(argv: Sequence[str]) -> None:
-  del argv
-  if not _INPUT_ONLY.value:
-    raise app.UsageError("the training-step benchmark comes with the trainer; "
-                         "use --input_only for the input pipelines")
-  for result in input_benchmarks():
-    print(json.dumps(result))
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  reporting.quiet_logging()
+  if _INPUT_ONLY.value:
+    for result in input_benchmarks():
+      print(json.dumps(result))
+    return
+  if not _MODEL.value:
+    raise app.UsageError("give --model=NAME (one of cnn_jax.models.names()), "
+                         "or --input_only for the input pipelines")
+  try:
+    result = train_step_benchmark(_MODEL.value, _BATCH.value, _IMAGE_SIZE.value, _DTYPE.value,
+                                  _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value)
+  except (KeyError, ValueError) as e:  # unknown model, batch not divisible, geometry
+    raise app.UsageError(e.args[0] if isinstance(e, KeyError) else str(e)) from None
+  print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from cnn_jax.data import DataError
 from cnn_jax.geometry import GeometryError
 from cnn_jax.models.registry import UnknownModelError
-from cnn_jax.train import ConfigError, NonFiniteLossError, parallel, train_and_evaluate
+from cnn_jax.train import (ConfigError, NonFiniteLossError, parallel, reporting,
+                           train_and_evaluate)
 from cnn_jax.train.checkpoints import CheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
@@ -36,9 +37,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    # Orbax logs every file it writes at INFO; the progress bar says what matters.
-    logging.set_verbosity(logging.WARNING)
+  reporting.quiet_logging()
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -1,9 +1,18 @@
-"""The embedded default: LeNet-5 on the scikit-learn digits, 32x32.
+"""The embedded default: LeNet-5 on the scikit-learn digits at 32x32, on the CPU.
 
     python -m cnn_jax.main --config=configs/default.py --workdir=/tmp/cnn_jax_default
 
-Hardware: 2 CPU cores. Expected: ~99% test accuracy on the 359 held-out digits
-in about a minute including compilation (not yet measured).
+Hardware: 2 CPU cores, no accelerator, no network (the 1,797 digits ship with
+scikit-learn; 1,438 train / 359 test, upsampled from 8x8 to LeNet's 32x32).
+Expected: 99.2-99.7% test accuracy (seeds 0, 1, 2: 99.72%, 99.16%, 99.72%) in
+35-45 s wall time including compilation, peak memory about 0.7 GB
+(measured 2026-11-27 on 2 cores).
+
+Model: `lenet5_modern` (ReLU, max pooling, full C3, a linear output layer)
+rather than the faithful `lenet5` (scaled tanh, trainable subsampling, the
+partial C3 table, Euclidean RBF output): with this same recipe the faithful
+net reached 95.5% and the modern one 98.9% (60 epochs at batch 64). Train the
+faithful one with `--config.model=lenet5`.
 """
 
 from cnn_jax.train.config import base_config
@@ -15,11 +24,12 @@ def get_config():
   config.dataset = "digits"
   config.image_size = 32
   config.input_pipeline = "device"
+  # Small shifts and turns: the digits are centred, but handwriting is not.
   config.augment = "translate(pixels=2)|rotate(degrees=10)"
-  config.batch_size = 64
-  config.num_epochs = 60
-  config.eval_every_epochs = 20
-  config.log_every_steps = 50
+  config.batch_size = 128
+  config.num_epochs = 80
+  config.eval_every_epochs = 40
+  config.log_every_steps = 100
   config.optimizer = dict(name="adam", learning_rate=3e-3, weight_decay=0.0)
   config.schedule = dict(name="cosine", warmup_epochs=2)
   return config

@@ -24,6 +24,16 @@ def test_step_schedule_in_steps_and_epochs():
                                [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
 
 
+def test_step_schedule_with_one_factor_per_boundary():
+  # He et al.'s ResNet-110: 0.01 until step 400, then 0.1, /10 at 32k and 48k.
+  schedule = optimizers.make_schedule(
+      {"name": "step", "boundaries": (400, 32000, 48000), "factors": (10, 0.1, 0.1)}, 0.01, 64000)
+  np.testing.assert_allclose([schedule(s) for s in (0, 399, 400, 31999, 32000, 48000)],
+                             [0.01, 0.01, 0.1, 0.1, 0.01, 0.001], rtol=1e-6)
+  with pytest.raises(ValueError, match="one factor per boundary"):
+    optimizers.make_schedule({"name": "step", "boundaries": (1, 2), "factors": (0.1,)}, 0.1, 9)
+
+
 def test_cosine_with_warmup():
   schedule = optimizers.make_schedule({"name": "cosine", "warmup_epochs": 5}, 0.4, 1000,
                                       steps_per_epoch=20)

@@ -10,6 +10,7 @@
     checkpoints.py  orbax checkpoints: last K, best, unreadable ones moved aside
     reporting.py    progress bar, TensorBoard, config/results JSON
     train.py        the loop
+    throughput.py   timing of the training step (python -m cnn_jax.benchmark)
 """
 
 from cnn_jax.train.config import ConfigError, base_config

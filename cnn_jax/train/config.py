@@ -141,3 +141,33 @@ def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple
   if every <= 0:
     every = max(1, round(config.eval_every_epochs * steps_per_epoch))
   return total, every
+
+
+# torchvision's ImageNet statistics, used by every ImageNet recipe here.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def use_imagenet(config: ml_collections.ConfigDict, image_size: int = 224) -> None:
+  """Sets the ImageNet input shared by the ImageNet configs.
+
+  The host decodes and resizes each image to image_size x image_size (the
+  whole image, squashed; no centre crop yet), Grain streams it from the
+  array_record files, and the device applies an Inception-style random
+  crop and a flip.
+
+  Args:
+    config: the config to change in place.
+    image_size: the network's input size (227 for the paper's AlexNet).
+  """
+  config.dataset = "imagenet2012"
+  config.train_split = "train"
+  config.eval_split = "validation"
+  config.image_size = image_size
+  config.input_pipeline = "grain"
+  config.grain_workers = 16
+  config.augment = "random_resized_crop|flip_lr"
+  config.mean = IMAGENET_MEAN
+  config.std = IMAGENET_STD
+  config.log_every_steps = 500
+  config.keep_best = True

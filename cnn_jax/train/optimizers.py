@@ -48,7 +48,9 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
 
   Args:
     cfg: the schedule config: `name` in SCHEDULES and its fields:
-      step: `boundaries` (or `boundaries_epochs`) and `factor` (default 0.1);
+      step: `boundaries` (or `boundaries_epochs`) and `factor` (default 0.1),
+        or `factors`, one per boundary (e.g. a warm-up: factors (10, 0.1)
+        from a base rate of 0.01);
       cosine: `warmup_steps` (or `warmup_epochs`), `end_value` (default 0),
         linear warm-up from 0, then cosine decay to end_value at total_steps;
       one_cycle: `pct_start` (0.3), `div_factor` (25), `final_div_factor` (1e4).
@@ -67,9 +69,12 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
     return optax.constant_schedule(learning_rate)
   if name == "step":
     boundaries = _in_steps(cfg, "boundaries", "boundaries_epochs", steps_per_epoch, default=())
-    factor = _get(cfg, "factor", 0.1)
+    factors = cfg.get("factors") or [_get(cfg, "factor", 0.1)] * len(boundaries)
+    if len(factors) != len(boundaries):
+      raise ValueError(f"schedule.factors has {len(factors)} values for {len(boundaries)} "
+                       "boundaries; give one factor per boundary")
     return optax.piecewise_constant_schedule(
-        learning_rate, {int(b): factor for b in boundaries})
+        learning_rate, {int(b): float(f) for b, f in zip(boundaries, factors)})
   if name == "cosine":
     warmup = _in_steps(cfg, "warmup_steps", "warmup_epochs", steps_per_epoch)
     if warmup >= total_steps:

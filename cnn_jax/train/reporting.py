@@ -23,6 +23,17 @@ from typing import Any
 import jax
 import ml_collections
 import tensorboardX
+from absl import flags, logging
+
+
+def quiet_logging() -> None:
+  """Shows absl warnings and errors only, unless --verbosity was given.
+
+  Orbax and JAX log every file and backend they touch at INFO; a user of the
+  command line needs the progress bar and the problems.
+  """
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 def _git_commit() -> str:
