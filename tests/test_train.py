@@ -103,7 +103,8 @@ def test_run_length_in_epochs_or_steps():
 
 def test_cli_reports_config_mistakes_in_one_line(tmp_path):
   for override, expected in [("--config.model=resnet9", "error: unknown model 'resnet9'"),
-                             ("--config.batch_size=5000", "exceeds the 1438 training")]:
+                             ("--config.batch_size=5000", "exceeds the 1438 training"),
+                             ("--config.dataset=cifar10", "python -m cnn_jax.data.prepare")]:
     run = subprocess.run(
         [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}",
          f"--workdir={tmp_path / 'w'}", override], capture_output=True, text=True, timeout=120)
