@@ -229,5 +229,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   if result is None:  # resumed a finished run: evaluate what it left
     result = {**evaluate(state), "step": step}
+    reporter.message(f"the run had finished at step {step}; eval: accuracy "
+                     f"{result['accuracy']:.4f}  loss {result['loss']:.4f}")
   reporter.results(result)
   return result
