@@ -36,3 +36,12 @@ def test_topk_correct():
   assert int(metrics.topk_correct(logits, labels, 2)) == 2
   assert int(metrics.topk_correct(logits, labels, 3)) == 3
   assert int(metrics.topk_correct(logits, labels, 2, mask=jnp.array([True, False, True]))) == 1
+
+
+def test_ties_and_nan_do_not_count_as_correct():
+  constant = jnp.zeros((4, 10))                     # a dead network
+  labels = jnp.array([0, 3, 5, 9])
+  # argmax of equal logits is class 0: only the first example is right.
+  assert int(metrics.topk_correct(constant, labels, 1)) == 1
+  assert int(metrics.topk_correct(constant, labels, 5)) == 2   # classes 0-4 rank first
+  assert int(metrics.topk_correct(jnp.full((2, 10), jnp.nan), jnp.array([0, 1]), 5)) == 0

@@ -71,7 +71,7 @@ def cached_channel_stats(cache_dir: str, key: str, compute) -> tuple[list[float]
     return stats["mean"], stats["std"]
   mean, std = compute()
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
+  tmp = f"{path}.{os.getpid()}.tmp"  # processes of one run may write at once
   with open(tmp, "w") as f:
     json.dump({"mean": mean, "std": std}, f)
   os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file

@@ -50,6 +50,20 @@ class _IteratorState:
     pass
 
 
+def _save_args(state: TrainState, data_state: bytes | None) -> ocp.args.Composite:
+  items = {"state": ocp.args.StandardSave(state)}
+  if data_state is not None:
+    items["data"] = grain.checkpoint.CheckpointSave(_IteratorState(data_state))
+  return ocp.args.Composite(**items)
+
+
+def _restore_args(abstract_state: TrainState, with_data: bool) -> ocp.args.Composite:
+  items = {"state": ocp.args.StandardRestore(abstract_state)}
+  if with_data:
+    items["data"] = grain.checkpoint.CheckpointRestore(_IteratorState())
+  return ocp.args.Composite(**items)
+
+
 class Checkpoints:
   """The checkpoints of one workdir.
 
@@ -88,12 +102,12 @@ class Checkpoints:
     step = int(state.step)
     if step in self._manager.all_steps():
       return  # e.g. the final save right after a periodic one
-    self._manager.save(step, args=self._args(state, data_state, save=True))
+    self._manager.save(step, args=_save_args(state, data_state))
 
   def save_best(self, state: TrainState, accuracy: float) -> None:
     """Offers `state` as the best checkpoint; kept if its accuracy is the highest."""
     if self._best is not None and int(state.step) not in self._best.all_steps():
-      self._best.save(int(state.step), args=self._args(state, None, save=True),
+      self._best.save(int(state.step), args=_save_args(state, None),
                       metrics={"accuracy": float(accuracy)})
 
   def restore_latest(self, abstract_state: TrainState, with_data: bool
@@ -116,8 +130,7 @@ class Checkpoints:
     failures = []
     for step in reversed(steps):
       try:
-        restored = self._manager.restore(
-            step, args=self._args(abstract_state, None, save=False, with_data=with_data))
+        restored = self._manager.restore(step, args=_restore_args(abstract_state, with_data))
       except Exception as e:  # orbax raises many types for damaged files
         failures.append((step, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
         continue
@@ -132,13 +145,6 @@ class Checkpoints:
           "if the config's model or optimizer changed since, use a new --workdir")
     return None
 
-  def _args(self, state, data_state, *, save: bool, with_data: bool | None = None):
-    items = {"state": ocp.args.StandardSave(state) if save else ocp.args.StandardRestore(state)}
-    if (data_state is not None) if save else with_data:
-      items["data"] = (grain.checkpoint.CheckpointSave(_IteratorState(data_state)) if save
-                       else grain.checkpoint.CheckpointRestore(_IteratorState()))
-    return ocp.args.Composite(**items)
-
   def _move_aside(self, step: int, reason: str, good_step: int) -> None:
     target = os.path.join(os.path.dirname(self.directory), "checkpoints_unreadable", str(step))
     logging.warning("checkpoint at step %d is unreadable (%s); moved it to %s and resumed "
@@ -148,9 +154,7 @@ class Checkpoints:
       shutil.move(os.path.join(self.directory, str(step)), target)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"moved checkpoint {step} aside")
-    # The manager caches its list of steps; a fresh one sees the move.
-    self._manager.close()
-    self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+    self._manager.reload()  # it caches its list of steps
 
   def wait(self) -> None:
     """Blocks until every background write has finished."""

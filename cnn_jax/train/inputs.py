@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import jax
 import ml_collections
@@ -33,6 +33,25 @@ from cnn_jax.train.steps import given_batch
 _STATS_EXAMPLES = 10_000
 # Batches transferred to the devices ahead of the step.
 _PREFETCH = 2
+
+
+class TrainingInput(Protocol):
+  """What the loop needs from its training data.
+
+  `next()` returns what the step's `batch_fn(inputs, step, key)` takes the
+  batch from: the batch itself (Grain), or the whole split held on the
+  devices, from which the step gathers its batch (device).
+  """
+  batch_fn: Any
+  steps_per_epoch: int
+  num_examples: int
+  image_shape: tuple[int, ...]
+
+  def next(self) -> dict[str, jax.Array]: ...
+
+  def state(self) -> bytes | None: ...
+
+  def restore(self, state: bytes | None) -> None: ...
 
 
 class DeviceInput:
@@ -109,7 +128,7 @@ class GrainInput:
       self._consumed_state = state
 
 
-def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> DeviceInput | GrainInput:
+def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInput:
   """The training data of a config (see the module docstring).
 
   Args:

@@ -43,9 +43,13 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int = 1,
     An int32 scalar count (sum it over batches, divide by the example count).
   """
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
-  # Rank = how many classes score strictly higher; ties count in the label's favour.
-  rank = jnp.sum(logits > label_logit, axis=-1)
-  correct = rank < k
+  # Rank = classes that beat the label: higher logits, and equal logits of a
+  # lower index (as argmax breaks ties). Ties must not count in the label's
+  # favour, or a dead network with constant logits would score 100%.
+  index = jnp.arange(logits.shape[-1])
+  beaten_by = (logits > label_logit) | ((logits == label_logit) & (index < labels[:, None]))
+  rank = jnp.sum(beaten_by, axis=-1)
+  correct = (rank < k) & jnp.isfinite(label_logit[:, 0])
   if mask is not None:
     correct = correct & mask
   return jnp.sum(correct.astype(jnp.int32))

@@ -17,9 +17,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
-# Environment variables that say a cluster launched us, so that
-# jax.distributed.initialize() can find its peers without arguments.
-_CLUSTER_HINTS = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS",
+# Environment variables that say a TPU pod or Open MPI launched us, so that
+# jax.distributed.initialize() can find its peers without arguments (Slurm
+# is recognised by SLURM_JOB_ID with more than one task).
+_CLUSTER_HINTS = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS",
                   "OMPI_COMM_WORLD_SIZE")
 
 
@@ -52,7 +53,7 @@ def initialize_distributed(coordinator_address: str | None = None,
 def _launched_by_cluster() -> bool:
   if "SLURM_JOB_ID" in os.environ:
     return int(os.environ.get("SLURM_NTASKS", "1")) > 1
-  return any(name in os.environ for name in _CLUSTER_HINTS[1:])
+  return any(name in os.environ for name in _CLUSTER_HINTS)
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:

@@ -8,6 +8,9 @@ does nothing, so the loop never asks who it is.
     WORKDIR/events.out.tfevents.*  TensorBoard scalars
     WORKDIR/metrics.jsonl      the same scalars, one JSON object per line
     WORKDIR/results.json       the final eval: accuracy, loss, step, wall_seconds
+
+`wall_seconds` is the time of the invocation that finished the run (a run
+resumed after a kill counts from its restart).
 """
 
 from __future__ import annotations
@@ -122,6 +125,10 @@ class Reporter:
     """A line on the console (after the bar, if one is shown)."""
     if self.enabled:
       print(("\n" if self._tty else "") + text, flush=True)
+
+  def has_results(self) -> bool:
+    """Whether results.json exists (a finished run)."""
+    return os.path.exists(os.path.join(self.workdir, "results.json"))
 
   def results(self, values: dict[str, Any]) -> None:
     """results.json: the final eval and the wall time since the run started."""

@@ -55,7 +55,11 @@ def main():
   print(json.dumps({
       "devices": len(devices),
       "loss_rel_diff": abs(float(many[1]["loss"]) - loss_one) / loss_one,
-      "params_max_rel_diff": max_rel_diff(many[0].params, one[0].params),
+      # The update (new - old params) is -lr x the gradient (with momentum's
+      # first step), so comparing updates compares the gradients.
+      "update_max_rel_diff": max_rel_diff(
+          jax.tree.map(lambda new, old: new - old, many[0].params, state.params),
+          jax.tree.map(lambda new, old: new - old, one[0].params, state.params)),
       "batch_stats_max_rel_diff": max_rel_diff(many[0].batch_stats, one[0].batch_stats),
       "per_device_bn_loss_rel_diff": abs(float(per_device) - loss_one) / loss_one,
   }))
