@@ -8,6 +8,8 @@ and as named entries when a caller captures intermediate activations with
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 from typing import Any, Callable, Sequence
@@ -69,6 +71,59 @@ def activation_fn(kind: str, negative_slope: float = 0.1,
   return ACTIVATIONS[kind]
 
 
+# How gradients pass backwards through ReLU layers. "gradient" is the true
+# derivative; the others are the visualization rules (Springenberg et al.
+# 2015; Zeiler & Fergus 2014), chosen with `relu_backward_rule(...)`.
+RELU_BACKWARD_RULES = ("gradient", "guided", "deconvnet", "linear")
+_RELU_BACKWARD_RULE = contextvars.ContextVar("relu_backward_rule", default="gradient")
+
+
+@contextlib.contextmanager
+def relu_backward_rule(rule: str):
+  """Within this context, `Activation("relu")` layers traced use another backward rule.
+
+  The rule is read while a model is traced, so wrap the tracing (the call of
+  `jax.grad`, or the first call of a function jitted inside the context).
+
+  Args:
+    rule: "gradient" (the derivative: pass where the input was positive),
+      "guided" (guided backprop: pass where the input and the incoming
+      gradient are both positive), "deconvnet" (pass where the incoming
+      gradient is positive, whatever the input), or "linear" (pass
+      everything, as if the ReLU were the identity; max pools then also
+      pass gradient to every input of their window, so that the support of
+      a gradient is a receptive field).
+  """
+  if rule not in RELU_BACKWARD_RULES:
+    raise ValueError(f"unknown ReLU backward rule {rule!r}; use one of {RELU_BACKWARD_RULES}")
+  token = _RELU_BACKWARD_RULE.set(rule)
+  try:
+    yield
+  finally:
+    _RELU_BACKWARD_RULE.reset(token)
+
+
+def _relu_with_backward(rule: str) -> Callable[[jax.Array], jax.Array]:
+  """ReLU forward, with the backward rule `rule` (see relu_backward_rule)."""
+
+  @jax.custom_vjp
+  def relu(x):
+    return nn.relu(x)
+
+  def forward(x):
+    return nn.relu(x), x
+
+  def backward(x, g):
+    if rule == "guided":
+      return (g * ((x > 0) & (g > 0)).astype(g.dtype),)
+    if rule == "deconvnet":
+      return (nn.relu(g),)
+    return (g,)  # linear
+
+  relu.defvjp(forward, backward)
+  return relu
+
+
 class Activation(nn.Module):
   """A named activation layer (RELU in the lecture's layer tables)."""
   kind: str = "relu"
@@ -77,6 +132,9 @@ class Activation(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    rule = _RELU_BACKWARD_RULE.get()
+    if self.kind == "relu" and rule != "gradient":
+      return _relu_with_backward(rule)(x)
     return activation_fn(self.kind, self.negative_slope, self.alpha)(x)
 
 
@@ -200,7 +258,13 @@ class MaxPool(nn.Module):
     stride = self.stride or self.window
     pads = [_pool_pads(x.shape[i + 1], self.window, stride, p, self.ceil_mode)
             for i, p in enumerate(padding_pairs(self.padding))]
-    return nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding=pads)
+    y = nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding=pads)
+    if _RELU_BACKWARD_RULE.get() == "linear":
+      # Forward the max, backward the gradient of a sum pool: every input of
+      # the window gets gradient, so gradients trace receptive fields.
+      window_sum = nn.pool(x, 0.0, lax.add, (self.window,) * 2, (stride,) * 2, pads)
+      y = window_sum + lax.stop_gradient(y - window_sum)
+    return y
 
 
 class AvgPool(nn.Module):

@@ -1,0 +1,239 @@
+"""Visualizes a trained run: PNGs and an index.html that shows them side by side.
+
+    python -m cnn_jax.visualize --workdir=/tmp/cnn_jax_default --method=occlusion
+    python -m cnn_jax.visualize --workdir=DIR --method=gradcam --layer=S4 --images=8
+    python -m cnn_jax.visualize --workdir=DIR --method=all --out=/tmp/gallery
+
+Methods: filters, feature_maps, occlusion, saliency (vanilla gradient),
+smoothgrad, integrated_gradients, guided_backprop, deconvnet, gradcam,
+activation_max, top_patches, or all. Images come from the run's eval split;
+each caption gives the true label and the predicted label with its
+probability. Every run of the command adds its pictures to OUT/index.html.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from cnn_jax.train import reporting
+from cnn_jax.visualize import activation_max, attribution, features, plots, probe, trained
+from cnn_jax.visualize.occlusion import occlusion
+
+METHODS = ("filters", "feature_maps", "occlusion", "saliency", "smoothgrad",
+           "integrated_gradients", "guided_backprop", "deconvnet", "gradcam", "activation_max",
+           "top_patches")
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "a training workdir")
+_METHOD = flags.DEFINE_string("method", "all", f"one of {', '.join(METHODS)}, or all")
+_LAYER = flags.DEFINE_string("layer", None, "layer name (default: a sensible one per method)")
+_IMAGES = flags.DEFINE_integer("images", 8, "how many eval images")
+_CHANNEL = flags.DEFINE_integer("channel", 0, "channel for top_patches")
+_STEPS = flags.DEFINE_integer("steps", 256, "activation_max ascent steps")
+_FILL = flags.DEFINE_enum("occlusion_fill", "mean", ["mean", "gray", "black"],
+                          "occluder value: the dataset mean, Zeiler & Fergus's gray (0.5), or "
+                          "black (0: the empty background of digits)")
+_WINDOW = flags.DEFINE_integer("window", 0, "occluder side in pixels (0: a third of the image)")
+_OUT = flags.DEFINE_string("out", None, "output folder (default WORKDIR/visualize)")
+flags.mark_flag_as_required("workdir")
+
+# (png path, caption) pairs that a method produced.
+Pictures = list[tuple[str, str]]
+
+
+class Context:
+  """The run, the chosen images and their predictions, shared by all methods."""
+
+  def __init__(self, run: trained.TrainedModel, count: int, out: str, layer: str | None):
+    self.run, self.out, self.layer = run, out, layer
+    images, self.labels = run.examples(count)
+    self.x = run.normalize(images)
+    self.display = run.to_display(self.x)
+    probs = jax.nn.softmax(run.model.apply(run.variables, self.x, train=False))
+    self.predicted = np.asarray(jnp.argmax(probs, axis=-1))
+    self.confidence = np.asarray(jnp.max(probs, axis=-1))
+    self.titles = [f"true {t} / pred {p} ({c:.2f})"
+                   for t, p, c in zip(self.labels, self.predicted, self.confidence)]
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.out, name)
+
+  def spatial_layer(self) -> str:
+    return self.layer or probe.default_conv_layer(self.run.model, self.run.variables, self.x)
+
+
+def _filters(ctx: Context) -> Pictures:
+  name, kernel = features.conv_kernels(ctx.run.variables, ctx.layer)
+  first = ctx.layer is None
+  if first:
+    grid = list(features.filter_images(kernel))
+  else:  # rows: output filters, columns: input channels
+    grid = list(features.kernels_per_input_channel(kernel).reshape(-1, *kernel.shape[:2]))
+  path = plots.save_grid(grid, ctx.path(f"filters_{name.replace('/', '.')}.png"),
+                         ncols=None if first else kernel.shape[2],
+                         title=f"{name} kernels {kernel.shape[0]}x{kernel.shape[1]}")
+  return [(path, f"filters of {name}: {kernel.shape[3]} kernels of "
+                 f"{kernel.shape[0]}x{kernel.shape[1]}x{kernel.shape[2]}, each scaled to [0, 1]")]
+
+
+def _feature_maps(ctx: Context) -> Pictures:
+  layer = ctx.spatial_layer()
+  maps = np.asarray(features.feature_maps(ctx.run.model, ctx.run.variables, ctx.x[:1], layer))[0]
+  grid = [ctx.display[0]] + [plots.unit_range(maps[..., c]) for c in range(maps.shape[-1])]
+  path = plots.save_grid(grid, ctx.path(f"feature_maps_{layer.replace('/', '.')}.png"),
+                         titles=["input"] + [f"ch {c}" for c in range(maps.shape[-1])],
+                         title=f"{layer} on image 0 ({ctx.titles[0]})")
+  return [(path, f"feature maps of {layer} for eval image 0, {ctx.titles[0]}; each map "
+                 "scaled to [0, 1]")]
+
+
+def _occlusion(ctx: Context) -> Pictures:
+  size = ctx.x.shape[1]
+  window = _WINDOW.value or max(2, size // 3)
+  stride = max(1, window // 4)
+  while (size - window) % stride:  # positions must tile the image exactly
+    stride -= 1
+  # In normalized units the dataset mean is 0.
+  pixel = {"mean": np.asarray(ctx.run.mean), "gray": 0.5, "black": 0.0}[_FILL.value]
+  fill = (pixel - np.asarray(ctx.run.mean)) / np.asarray(ctx.run.std)
+  maps = occlusion(ctx.run.model, ctx.run.variables, ctx.x, jnp.asarray(ctx.labels),
+                   window=window, stride=stride, fill=fill)
+  title = f"P(true class) with a {_FILL.value} {window}x{window} square there"
+  # Each value belongs to the centre of its window position.
+  rows, cols = maps.probability.shape[1:]
+  first = (window - 1) / 2
+  extent = (first - stride / 2, first + (cols - 1) * stride + stride / 2,
+            first + (rows - 1) * stride + stride / 2, first - stride / 2)
+  path = plots.save_overlays(ctx.display, np.asarray(maps.probability),
+                             ctx.path(f"occlusion_{_FILL.value}.png"), titles=ctx.titles,
+                             title=title, value_range=(0.0, 1.0), extent=extent)
+  # The label predicted most often while occluded, per image (Zeiler & Fergus's panel (e)).
+  usual = [int(np.bincount(p.ravel()).argmax()) for p in np.asarray(maps.predicted)]
+  return [(path, f"occlusion: probability of the true class when a {_FILL.value}-valued "
+                 f"{window}x{window} square (stride {stride}) covers each place (blue: the "
+                 f"class is lost there); most frequent label under occlusion per image: "
+                 f"{usual}")]
+
+
+def _gradient_method(name: str, fn: Callable, caption: str) -> Callable[[Context], Pictures]:
+  def method(ctx: Context) -> Pictures:
+    maps = attribution.heatmap(fn(ctx.run.model, ctx.run.variables, ctx.x,
+                                  jnp.asarray(ctx.labels)))
+    path = plots.save_overlays(ctx.display, np.asarray(maps), ctx.path(f"{name}.png"),
+                               titles=ctx.titles, title=caption)
+    return [(path, f"{caption}: max |value| over channels for the true class")]
+  return method
+
+
+def _gradcam(ctx: Context) -> Pictures:
+  layer = ctx.spatial_layer()
+  maps = attribution.gradcam(ctx.run.model, ctx.run.variables, ctx.x, jnp.asarray(ctx.labels),
+                             layer)
+  path = plots.save_overlays(ctx.display, np.asarray(maps), ctx.path("gradcam.png"),
+                             titles=ctx.titles, title=f"Grad-CAM at {layer}")
+  return [(path, f"Grad-CAM at layer {layer} for the true class")]
+
+
+def _activation_max(ctx: Context) -> Pictures:
+  run = ctx.run
+  shape = tuple(ctx.x.shape[1:])
+  classes = min(10, int(run.model.apply(run.variables, ctx.x[:1], train=False).shape[-1]))
+  images = [activation_max.activation_maximization(
+      run.model, run.variables, shape, ("logit", c), steps=_STEPS.value, mean=run.mean,
+      std=run.std, learning_rate=0.02, tv=0.5, seed=c)["image"] for c in range(classes)]
+  path = plots.save_grid(images, ctx.path("activation_max.png"),
+                         titles=[f"class {c}" for c in range(classes)], ncols=classes,
+                         title="inputs that maximize each class logit (Fourier, jitter, TV)")
+  return [(path, f"activation maximization of the class logits, {_STEPS.value} steps of "
+                 "Adam on a decorrelated Fourier image with jitter, scale, rotation and a "
+                 "total-variation penalty")]
+
+
+def _top_patches(ctx: Context) -> Pictures:
+  run = ctx.run
+  layer = ctx.spatial_layer()
+  images, _ = run.examples(10_000, split=run.config.eval_split)
+  x = run.normalize(images)
+  patches = features.top_patches(run.model, run.variables, x, layer, _CHANNEL.value, k=9)
+  display = run.to_display(x)
+  crops, titles = [], []
+  for patch in patches:
+    top, bottom, left, right = patch.box
+    crops.append(display[patch.image_index, top:bottom, left:right])
+    titles.append(f"#{patch.image_index} {patch.activation:.2f}")
+  path = plots.save_grid(crops, ctx.path(f"top_patches_{layer.replace('/', '.')}"
+                                         f"_ch{_CHANNEL.value}.png"), titles=titles, ncols=9,
+                         title=f"{layer} channel {_CHANNEL.value}: top-9 receptive fields")
+  return [(path, f"the 9 eval images whose {layer} channel {_CHANNEL.value} responds most, "
+                 "cropped to the receptive field of the strongest unit")]
+
+
+RUNNERS: dict[str, Callable[[Context], Pictures]] = {
+    "filters": _filters,
+    "feature_maps": _feature_maps,
+    "occlusion": _occlusion,
+    "saliency": _gradient_method("saliency", attribution.vanilla_gradient, "vanilla gradient"),
+    "smoothgrad": _gradient_method("smoothgrad", attribution.smoothgrad, "SmoothGrad"),
+    "integrated_gradients": _gradient_method(
+        "integrated_gradients", attribution.integrated_gradients,
+        "integrated gradients (64 steps, mean-image baseline)"),
+    "guided_backprop": _gradient_method("guided_backprop", attribution.guided_backprop,
+                                        "guided backprop"),
+    "deconvnet": _gradient_method("deconvnet", attribution.deconvnet, "deconvnet"),
+    "gradcam": _gradcam,
+    "activation_max": _activation_max,
+    "top_patches": _top_patches,
+}
+
+
+def write_index(out: str, entries: list[dict]) -> str:
+  """OUT/index.html: every picture with its caption, newest method last."""
+  rows = "\n".join(
+      f"<figure><img src=\"{html.escape(e['png'])}\">"
+      f"<figcaption><b>{html.escape(e['method'])}</b>: {html.escape(e['caption'])}"
+      f"</figcaption></figure>" for e in entries)
+  page = ("<!doctype html><meta charset=\"utf-8\"><title>cnn_jax visualizations</title>"
+          "<style>figure{display:inline-block;margin:8px;vertical-align:top;max-width:900px}"
+          "img{max-width:100%}</style>\n" + rows + "\n")
+  path = os.path.join(out, "index.html")
+  with open(path, "w") as f:
+    f.write(page)
+  return path
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  reporting.quiet_logging()
+  methods = METHODS if _METHOD.value == "all" else (_METHOD.value,)
+  unknown = [m for m in methods if m not in RUNNERS]
+  if unknown:
+    raise app.UsageError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, or all")
+  out = _OUT.value or os.path.join(_WORKDIR.value, "visualize")
+  try:
+    ctx = Context(trained.load(_WORKDIR.value), _IMAGES.value, out, _LAYER.value)
+    os.makedirs(out, exist_ok=True)
+    index_path = os.path.join(out, "index.json")
+    entries = json.load(open(index_path)) if os.path.exists(index_path) else []
+    for method in methods:
+      for png, caption in RUNNERS[method](ctx):
+        name = os.path.basename(png)  # relative: the folder can be moved or committed
+        entries = [e for e in entries if e["png"] != name] + [
+            {"method": method, "png": name, "caption": caption}]
+        print(png)
+  except (trained.WorkdirError, probe.UnknownLayerError, ValueError) as e:
+    raise app.UsageError(str(e)) from None
+  with open(index_path, "w") as f:
+    json.dump(entries, f, indent=1)
+  print(write_index(out, entries))
+
+
+if __name__ == "__main__":
+  app.run(main)

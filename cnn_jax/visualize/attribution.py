@@ -1,0 +1,206 @@
+"""Which input pixels a class score depends on: gradient-based maps and Grad-CAM.
+
+All functions take a batch of *normalized* float images (N, H, W, C), as the
+network sees them, and integer labels (N,): the class whose logit is
+explained for each image. They return raw arrays; `heatmap` reduces an
+attribution over channels for display.
+
+    vanilla_gradient      d logit / d x (Simonyan et al. 2014)
+    smoothgrad            the gradient averaged over noisy copies (Smilkov et al. 2017)
+    integrated_gradients  (x - x') times the gradient averaged along x' -> x
+                          (Sundararajan et al. 2017); sums to f(x) - f(x')
+    guided_backprop       ReLUs pass gradient only where input and gradient are
+                          positive (Springenberg et al. 2015)
+    deconvnet             ReLUs pass positive gradient whatever the input; max
+                          pools route it to the forward maximum (their "switches")
+                          (Zeiler & Fergus 2014)
+    gradcam               channel weights = mean gradient at a conv layer; ReLU of
+                          the weighted sum, upsampled (Selvaraju et al. 2017)
+
+The ReLU rules are custom VJPs selected with `cnn_jax.layers.relu_backward_rule`;
+max pooling needs no special rule: its gradient already flows only to the
+position that won the forward max, which is exactly the deconvnet's switch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_jax import layers
+from cnn_jax.visualize import probe
+
+# Examples (images x noise samples, or x path points) per compiled batch.
+_CHUNK = 64
+
+
+def _label_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return jnp.take_along_axis(logits.astype(jnp.float32), labels[:, None], axis=1)[:, 0]
+
+
+def _input_gradient(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
+                    rule: str = "gradient") -> jax.Array:
+  def total_logit(x):
+    return jnp.sum(_label_logits(model.apply(variables, x, train=False), labels))
+
+  # A fresh jitted function, traced inside the context, so the rule is baked
+  # into this trace and no cached trace of another rule is reused.
+  with layers.relu_backward_rule(rule):
+    return jax.jit(jax.grad(total_logit))(images)
+
+
+def vanilla_gradient(model: nn.Module, variables: Any, images: jax.Array,
+                     labels: jax.Array) -> jax.Array:
+  """d logit[label] / d image.
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    images: float (N, H, W, C), normalized.
+    labels: int (N,), the class explained per image.
+
+  Returns:
+    float32 (N, H, W, C).
+  """
+  return _input_gradient(model, variables, images, labels)
+
+
+def guided_backprop(model: nn.Module, variables: Any, images: jax.Array,
+                    labels: jax.Array) -> jax.Array:
+  """Guided backpropagation (same arguments and result as `vanilla_gradient`)."""
+  return _input_gradient(model, variables, images, labels, rule="guided")
+
+
+def deconvnet(model: nn.Module, variables: Any, images: jax.Array,
+              labels: jax.Array) -> jax.Array:
+  """Zeiler & Fergus's deconvnet reconstruction (arguments as `vanilla_gradient`)."""
+  return _input_gradient(model, variables, images, labels, rule="deconvnet")
+
+
+def _chunked_mean_gradient(model, variables, points: jax.Array, labels: jax.Array,
+                           weights: jax.Array | None = None) -> jax.Array:
+  """Mean over axis 1 of the (weighted) gradients at points (N, S, H, W, C)."""
+  n, s = points.shape[:2]
+  flat = points.reshape(n * s, *points.shape[2:])
+  flat_labels = jnp.repeat(labels, s)
+  grads = jnp.concatenate([
+      _input_gradient(model, variables, flat[i:i + _CHUNK], flat_labels[i:i + _CHUNK])
+      for i in range(0, n * s, _CHUNK)]).reshape(points.shape)
+  if weights is not None:
+    grads = grads * weights[None, :, None, None, None]
+  return grads.mean(axis=1)
+
+
+def smoothgrad(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array, *,
+               samples: int = 32, noise: float = 0.15, seed: int = 0) -> jax.Array:
+  """SmoothGrad: the gradient averaged over copies with Gaussian noise.
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    images: float (N, H, W, C), normalized.
+    labels: int (N,).
+    samples: noisy copies per image.
+    noise: noise standard deviation as a fraction of each image's value range
+      (the paper's 10-20%).
+    seed: PRNG seed of the noise.
+
+  Returns:
+    float32 (N, H, W, C).
+  """
+  spread = (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))[:, None, None, None, None]
+  eps = jax.random.normal(jax.random.key(seed), (images.shape[0], samples, *images.shape[1:]))
+  return _chunked_mean_gradient(model, variables, images[:, None] + noise * spread * eps, labels)
+
+
+def integrated_gradients(model: nn.Module, variables: Any, images: jax.Array,
+                         labels: jax.Array, *, steps: int = 64,
+                         baseline: jax.Array | float = 0.0) -> jax.Array:
+  """Integrated gradients along the straight path from `baseline` to the image.
+
+  The path integral uses the trapezoidal rule over steps + 1 points, so the
+  attributions sum to logit(x) - logit(baseline) up to the rule's error
+  (see `completeness_gap`).
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    images: float (N, H, W, C), normalized.
+    labels: int (N,).
+    steps: intervals of the path.
+    baseline: an image or a value (0: the dataset mean, after normalization).
+
+  Returns:
+    float32 (N, H, W, C).
+  """
+  baseline = jnp.broadcast_to(jnp.asarray(baseline, images.dtype), images.shape)
+  alphas = jnp.linspace(0.0, 1.0, steps + 1)
+  weights = jnp.full((steps + 1,), 1.0).at[0].set(0.5).at[-1].set(0.5) * (steps + 1) / steps
+  path = baseline[:, None] + alphas[None, :, None, None, None] * (images - baseline)[:, None]
+  # mean(weights * grad) over the points is the trapezoidal average of the gradient.
+  return (images - baseline) * _chunked_mean_gradient(model, variables, path, labels, weights)
+
+
+def completeness_gap(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
+                     attributions: jax.Array, baseline: jax.Array | float = 0.0) -> jax.Array:
+  """|sum(attributions) - (f(x) - f(baseline))| / |f(x) - f(baseline)| per image.
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    images: float (N, H, W, C), normalized.
+    labels: int (N,).
+    attributions: integrated gradients of these images.
+    baseline: the baseline they were computed from.
+
+  Returns:
+    float32 (N,) relative gaps (0 is perfect completeness).
+  """
+  baseline = jnp.broadcast_to(jnp.asarray(baseline, images.dtype), images.shape)
+  f = lambda x: _label_logits(model.apply(variables, x, train=False), labels)
+  difference = f(images) - f(baseline)
+  total = attributions.reshape(images.shape[0], -1).sum(axis=1)
+  return jnp.abs(total - difference) / jnp.maximum(jnp.abs(difference), 1e-12)
+
+
+def gradcam(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
+            layer: str | None = None) -> jax.Array:
+  """Grad-CAM at a named conv layer, upsampled to the input size.
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    images: float (N, H, W, C), normalized.
+    labels: int (N,).
+    layer: a layer with a spatial output (default: the last one, see
+      `probe.default_conv_layer`).
+
+  Returns:
+    float32 (N, H, W), non-negative (not rescaled: divide by the max to show).
+  """
+  layer = layer or probe.default_conv_layer(model, variables, images)
+  delta = probe.zeros_like_layer(model, variables, images, layer)
+  if delta.ndim != 4:
+    raise probe.UnknownLayerError(f"layer {layer!r} has output shape {delta.shape}; Grad-CAM "
+                                  "needs a spatial (N, H, W, C) layer")
+
+  @jax.jit
+  def cam(x, delta):
+    def total_logit(d):
+      logits, activation = probe.apply_with_layer(model, variables, x, layer, d)
+      return jnp.sum(_label_logits(logits, labels)), activation
+
+    grads, activation = jax.grad(total_logit, has_aux=True)(delta)
+    weights = grads.mean(axis=(1, 2), keepdims=True)  # alpha_k: pooled gradients
+    maps = nn.relu(jnp.sum(weights * activation.astype(jnp.float32), axis=-1))
+    return jax.image.resize(maps, (x.shape[0], *x.shape[1:3]), "bilinear")
+
+  return cam(images, delta)
+
+
+def heatmap(attribution: jax.Array) -> jax.Array:
+  """(N, H, W, C) attribution -> (N, H, W): max |value| over channels (Simonyan et al.)."""
+  return jnp.max(jnp.abs(attribution), axis=-1)

@@ -1,0 +1,113 @@
+"""Reading and nudging one named layer of a model, without changing the model.
+
+Every layer of the zoo is a named submodule ("C3_act", "conv5_3_act",
+"layer4_2/act_out", "inception4e/branch1/act"), so a layer is addressed by
+its path. Flax's method interception lets us see that layer's output during
+`model.apply` and add a perturbation to it; the gradient with respect to a
+zero perturbation is the gradient with respect to the layer's output, which
+Grad-CAM and activation maximization need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class UnknownLayerError(ValueError):
+  """A layer name that the model does not have."""
+
+
+def layer_shapes(model: nn.Module, variables: Any, x: jax.Array) -> dict[str, tuple[int, ...]]:
+  """Output shape of every named submodule, in call order (nothing is computed).
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    x: an input batch (only its shape matters).
+
+  Returns:
+    {"C1": (N, 28, 28, 6), "C1_act": ..., ...}; names are module paths.
+  """
+  shapes: dict[str, tuple[int, ...]] = {}
+
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    path = "/".join(context.module.path)
+    if context.method_name == "__call__" and path and hasattr(out, "shape"):
+      shapes.setdefault(path, tuple(out.shape))
+    return out
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda v, inputs: model.apply(v, inputs, train=False), variables, x)
+  return shapes
+
+
+def layer_names(model: nn.Module, variables: Any, x: jax.Array) -> list[str]:
+  """Names of every layer (module paths such as "C1_act", "layer4_1/act_out")."""
+  return list(layer_shapes(model, variables, x))
+
+
+def apply_with_layer(model: nn.Module, variables: Any, x: jax.Array, layer: str,
+                     delta: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Runs the model in eval mode and returns (logits, output of `layer`).
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    x: float NHWC input, already normalized.
+    layer: a name from `layer_names`.
+    delta: added to the layer's output (same shape) before the rest of the
+      network sees it; None adds nothing.
+
+  Returns:
+    (logits, the layer's output before `delta` was added).
+
+  Raises:
+    UnknownLayerError: naming the layers there are.
+  """
+  seen: dict[str, jax.Array] = {}
+
+  def intercept(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name == "__call__" and "/".join(context.module.path) == layer:
+      seen["output"] = out
+      if delta is not None:
+        out = out + delta.astype(out.dtype)
+    return out
+
+  with nn.intercept_methods(intercept):
+    logits = model.apply(variables, x, train=False)
+  if "output" not in seen:
+    raise UnknownLayerError(
+        f"the model has no layer {layer!r}; its layers are: "
+        f"{', '.join(layer_names(model, variables, x))}")
+  return logits, seen["output"]
+
+
+def default_conv_layer(model: nn.Module, variables: Any, x: jax.Array) -> str:
+  """The last top-level layer whose output is still a spatial map (for Grad-CAM).
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    x: an input batch.
+
+  Returns:
+    The name of the last layer with a 4-D output larger than 1x1.
+  """
+  spatial = [name for name, shape in layer_shapes(model, variables, x).items()
+             if len(shape) == 4 and shape[1] * shape[2] > 1 and "/" not in name]
+  if not spatial:
+    raise UnknownLayerError("the model has no top-level layer with a spatial output")
+  return spatial[-1]
+
+
+def zeros_like_layer(model: nn.Module, variables: Any, x: jax.Array, layer: str) -> jax.Array:
+  """A zero perturbation shaped like `layer`'s output (float32)."""
+  out = jax.eval_shape(lambda v, inputs: apply_with_layer(model, v, inputs, layer)[1],
+                       variables, x)
+  return jnp.zeros(out.shape, jnp.float32)

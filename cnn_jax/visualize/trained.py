@@ -1,0 +1,112 @@
+"""A trained model from a training workdir: its config, newest checkpoint and data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from cnn_jax import models
+from cnn_jax.data import sources
+from cnn_jax.data.preprocess import normalize, resize_uint8
+from cnn_jax.train import inputs
+
+
+class WorkdirError(ValueError):
+  """A workdir without a config or a readable checkpoint."""
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """What the visualizations need from a run.
+
+  Attributes:
+    model: the flax model (built from the run's config).
+    variables: params (the EMA's, if the run kept one) and batch statistics.
+    config: the run's config.
+    step: the checkpoint's step.
+    mean: per-channel normalization mean of the run.
+    std: per-channel normalization standard deviation.
+  """
+  model: nn.Module
+  variables: dict[str, Any]
+  config: ml_collections.ConfigDict
+  step: int
+  mean: list[float]
+  std: list[float]
+
+  def normalize(self, images: np.ndarray) -> jax.Array:
+    """uint8 images -> the float input the network was trained on."""
+    return normalize(jnp.asarray(images), self.mean, self.std)
+
+  def to_display(self, x: jax.Array) -> np.ndarray:
+    """Normalized float images -> [0, 1] for display."""
+    return np.clip(np.asarray(x) * np.asarray(self.std) + np.asarray(self.mean), 0.0, 1.0)
+
+  def examples(self, count: int, split: str | None = None,
+               start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` examples (from `start`) of a split (default: the eval split).
+
+    Returns:
+      (uint8 images (N, H, W, C) at the run's image size, int32 labels (N,)).
+    """
+    config = self.config
+    source = sources.load(config.dataset, split or config.eval_split, config.data_dir or None,
+                          image_size=config.image_size)
+    chosen = [source[i] for i in range(start, min(start + count, len(source)))]
+    images = np.stack([np.asarray(e["image"], np.uint8) for e in chosen])
+    if images.ndim == 3:
+      images = images[..., None]
+    labels = np.array([e["label"] for e in chosen], np.int32)
+    return resize_uint8(images, config.image_size), labels
+
+
+def load(workdir: str) -> TrainedModel:
+  """Loads a training workdir's model at its newest checkpoint.
+
+  Args:
+    workdir: a folder written by `python -m cnn_jax.main`.
+
+  Returns:
+    The TrainedModel.
+
+  Raises:
+    WorkdirError: when the config or every checkpoint is missing, with the
+      command that makes them.
+  """
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise WorkdirError(f"{workdir} has no config.json: it is not a training workdir; train "
+                       f"one with `python -m cnn_jax.main --config=configs/default.py "
+                       f"--workdir={workdir}`")
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  directory = os.path.join(workdir, "checkpoints")
+  steps = sorted(int(p) for p in os.listdir(directory) if p.isdigit()) if os.path.isdir(
+      directory) else []
+  if not steps:
+    raise WorkdirError(f"{directory} holds no checkpoint; finish (or resume) the training run "
+                       "first")
+  path = os.path.join(directory, str(steps[-1]), "state")
+  checkpointer = ocp.StandardCheckpointer()
+  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
+                        checkpointer.metadata(path).item_metadata.tree)
+  state = checkpointer.restore(path, target)
+  params = state["ema_params"] if state.get("ema_params") else state["params"]
+  variables = {"params": params}
+  if state.get("batch_stats"):
+    variables["batch_stats"] = state["batch_stats"]
+  model = models.create(config.model,
+                        num_classes=sources.num_classes(config.dataset, config.data_dir or None),
+                        **config.model_kwargs.to_dict())
+  mean, std = inputs.normalization(config)
+  return TrainedModel(model, variables, config, steps[-1], mean, std)

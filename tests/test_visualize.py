@@ -1,0 +1,286 @@
+"""Visualization: each method against an independent computation, the sanity
+checks of Adebayo et al. on a trained digits model, and the CLI."""
+
+import pathlib
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax import layers, models
+from cnn_jax.train import train_and_evaluate
+from cnn_jax.train.config import base_config
+from cnn_jax.visualize import (attribution, features, probe, sanity, trained)
+from cnn_jax.visualize.occlusion import occlusion
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+  """LeNet-5 (modern) trained on the digits: a short version of configs/default.py."""
+  workdir = tmp_path_factory.mktemp("digits_run")
+  config = base_config()
+  config.model = "lenet5_modern"
+  config.augment = "translate(pixels=2)|rotate(degrees=10)"
+  config.batch_size = 128
+  config.num_epochs = 30
+  config.eval_every_epochs = 30
+  config.optimizer = dict(name="adam", learning_rate=3e-3, weight_decay=0.0)
+  config.schedule = dict(name="cosine", warmup_epochs=2)
+  result = train_and_evaluate(config, str(workdir))
+  assert result["accuracy"] > 0.95, result
+  run = trained.load(str(workdir))
+  images, labels = run.examples(16)
+  return workdir, run, run.normalize(images), jnp.asarray(labels)
+
+
+# ---------------------------------------------------------------------------
+# Building blocks, against hand computations.
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("gradient", [0.0, 0.0, 2.0, -3.0]),
+    ("guided", [0.0, 0.0, 2.0, 0.0]),
+    ("deconvnet", [0.0, 5.0, 2.0, 0.0]),
+    ("linear", [-4.0, 5.0, 2.0, -3.0]),
+])
+def test_relu_backward_rules(rule, expected):
+  x = jnp.array([-1.0, -1.0, 1.0, 1.0])       # input sign per element
+  upstream = jnp.array([-4.0, 5.0, 2.0, -3.0])  # incoming gradient
+
+  def f(v):
+    return jnp.sum(upstream * layers.Activation("relu").apply({}, v))
+
+  with layers.relu_backward_rule(rule):
+    grad = jax.grad(f)(x)
+  np.testing.assert_array_equal(grad, expected)
+  with pytest.raises(ValueError, match="unknown ReLU backward rule"):
+    with layers.relu_backward_rule("leaky"):
+      pass
+
+
+def test_deconvnet_max_pool_uses_the_forward_switches():
+  x = jnp.array([[1.0, 3.0], [2.0, 0.5]]).reshape(1, 2, 2, 1)
+  pool = lambda v: jnp.sum(layers.MaxPool(2).apply({}, v))
+  with layers.relu_backward_rule("deconvnet"):
+    switched = jax.grad(pool)(x)
+  np.testing.assert_array_equal(switched[0, ..., 0], [[0, 1], [0, 0]])  # only the max
+  with layers.relu_backward_rule("linear"):
+    spread = jax.grad(pool)(x)
+  np.testing.assert_array_equal(spread[0, ..., 0], [[1, 1], [1, 1]])
+  np.testing.assert_array_equal(layers.MaxPool(2).apply({}, x), [[[[3.0]]]])  # forward kept
+
+
+def test_probe_reads_and_perturbs_a_layer_and_names_unknown_ones():
+  model = models.create("lenet5_modern")
+  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 1))
+  variables = model.init(jax.random.key(0), x)
+  names = probe.layer_names(model, variables, x)
+  assert names[:5] == ["C1", "C1_act", "S2", "C3", "C3_act"]
+  _, c3 = probe.apply_with_layer(model, variables, x, "C3_act")
+  _, intermediates = model.apply(variables, x, capture_intermediates=True,
+                                 mutable=["intermediates"])
+  np.testing.assert_allclose(c3, intermediates["intermediates"]["C3_act"]["__call__"][0])
+  # A perturbation of the layer moves the logits like a second forward pass would.
+  delta = jnp.zeros_like(c3).at[:, 0, 0, 0].set(1.0)
+  moved, _ = probe.apply_with_layer(model, variables, x, "C3_act", delta)
+  assert not np.allclose(moved, model.apply(variables, x))
+  with pytest.raises(probe.UnknownLayerError, match="no layer 'C4'.*C1, C1_act, S2"):
+    probe.apply_with_layer(model, variables, x, "C4")
+
+
+def test_receptive_fields_follow_the_lecture_formula():
+  # r_l = r_(l-1) + (k - 1) * j_(l-1), j_l = j_(l-1) * s: 5, 6, 14, 16 for LeNet-5.
+  model = models.create("lenet5_modern")
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+  for layer, size, jump in [("C1", 5, 1), ("S2", 6, 2), ("C3_act", 14, 2), ("S4", 16, 4)]:
+    rows, cols = features.receptive_field_rows_cols(model, variables, (32, 32, 1), layer)
+    for i in (0, 1, rows.shape[0] - 1):
+      np.testing.assert_array_equal(np.flatnonzero(rows[i]), np.arange(size) + i * jump)
+    np.testing.assert_array_equal(cols, rows)
+
+
+def test_filters_are_the_first_kernels_scaled_per_filter():
+  model = models.create("standard", widths=(4,), fc_widths=())
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  name, kernel = features.conv_kernels(variables)
+  assert name == "conv1_1" and kernel.shape == (3, 3, 3, 4)
+  rgb = features.filter_images(kernel)
+  assert rgb.shape == (4, 3, 3, 3)
+  for image, original in zip(rgb, np.moveaxis(kernel, -1, 0)):
+    np.testing.assert_allclose(image, (original - original.min()) / np.ptp(original), atol=1e-6)
+  per_channel = features.kernels_per_input_channel(kernel)
+  assert per_channel.shape == (4, 3, 3, 3) and per_channel.min() == 0 and per_channel.max() == 1
+  with pytest.raises(probe.UnknownLayerError, match="conv layers: conv1_1"):
+    features.conv_kernels(variables, "conv9")
+
+
+def test_occlusion_equals_an_explicit_loop():
+  model = models.create("standard", widths=(4,), fc_widths=(8,))
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  labels = jnp.array([1, 7])
+  variables = model.init(jax.random.key(0), x)
+  maps = occlusion(model, variables, x, labels, window=4, stride=2, fill=0.3, batch_size=4)
+  assert maps.probability.shape == (2, 3, 3)
+  for n in range(2):
+    for r in range(3):
+      for c in range(3):
+        occluded = x[n].at[2 * r:2 * r + 4, 2 * c:2 * c + 4].set(0.3)
+        probs = jax.nn.softmax(model.apply(variables, occluded[None]))[0]
+        assert maps.probability[n, r, c] == pytest.approx(float(probs[labels[n]]), rel=1e-5)
+        assert maps.predicted[n, r, c] == int(jnp.argmax(probs))
+
+
+def test_gradcam_on_a_global_pooling_net_is_the_class_activation_map():
+  # With global average pooling then a dense layer (ResNet), Grad-CAM's weights
+  # are the dense weights / (h w): the map is CAM (Zhou et al. 2016).
+  model = models.create("resnet20", width=4)
+  x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+  labels = jnp.array([2, 5])
+  variables = model.init(jax.random.key(0), x)
+  cam = attribution.gradcam(model, variables, x, labels, layer="layer3_2")
+  _, features_ = probe.apply_with_layer(model, variables, x, "layer3_2")
+  weights = variables["params"]["fc"]["kernel"][:, labels].T          # (N, K)
+  expected = nn.relu(jnp.einsum("nhwk,nk->nhw", features_, weights) / (4 * 4))
+  expected = jax.image.resize(expected, (2, 16, 16), "bilinear")
+  np.testing.assert_allclose(cam, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_smoothgrad_without_noise_is_the_gradient_and_guided_differs():
+  model = models.create("standard", widths=(4, 8), fc_widths=(16,))
+  x = jax.random.normal(jax.random.key(1), (3, 8, 8, 3))
+  labels = jnp.array([0, 4, 9])
+  variables = model.init(jax.random.key(0), x)
+  vanilla = attribution.vanilla_gradient(model, variables, x, labels)
+  np.testing.assert_allclose(attribution.smoothgrad(model, variables, x, labels, samples=3,
+                                                    noise=0.0), vanilla, rtol=1e-5, atol=1e-7)
+  guided = attribution.guided_backprop(model, variables, x, labels)
+  deconv = attribution.deconvnet(model, variables, x, labels)
+  assert not np.allclose(guided, vanilla) and not np.allclose(deconv, guided)
+  assert attribution.heatmap(vanilla).shape == (3, 8, 8)
+
+
+def test_top_patches_are_the_strongest_responses_with_their_receptive_fields():
+  model = models.create("lenet5_modern")
+  x = jax.random.normal(jax.random.key(1), (12, 32, 32, 1))
+  variables = model.init(jax.random.key(0), x)
+  patches = features.top_patches(model, variables, x, "C3_act", channel=5, k=4, batch_size=5)
+  maps = np.asarray(features.feature_maps(model, variables, x, "C3_act"))[..., 5]
+  strongest = maps.reshape(12, -1).max(axis=1)
+  assert [p.image_index for p in patches] == list(np.argsort(-strongest)[:4])
+  for patch in patches:
+    assert patch.activation == pytest.approx(strongest[patch.image_index])
+    i, j = patch.position
+    assert maps[patch.image_index, i, j] == pytest.approx(patch.activation)
+    assert patch.box == (2 * i, 2 * i + 14, 2 * j, 2 * j + 14)  # 14x14 field, jump 2
+  with pytest.raises(ValueError, match=r"channel 16 is not in layer 'C3_act'.*\[0, 16\)"):
+    features.top_patches(model, variables, x, "C3_act", channel=16)
+
+
+def test_spearman_matches_a_rank_computation():
+  a = np.array([0.1, 0.4, 0.2, 0.9, 0.3])
+  assert sanity.spearman(a, a) == pytest.approx(1.0)
+  assert sanity.spearman(a, -a) == pytest.approx(-1.0)
+  b = np.array([1.0, 3.0, 2.0, 5.0, 0.0])
+  # ranks a: 0 3 1 4 2, b: 1 3 2 4 0 -> d^2 = 1 0 1 0 4 -> 1 - 6*6 / (5*24) = 0.7
+  assert sanity.spearman(a, b) == pytest.approx(0.7)
+
+
+# ---------------------------------------------------------------------------
+# On a trained digits model.
+
+
+def test_integrated_gradients_are_complete_within_one_percent(digits_run):
+  _, run, x, labels = digits_run
+  attributions = attribution.integrated_gradients(run.model, run.variables, x[:8], labels[:8],
+                                                  steps=64)
+  gaps = attribution.completeness_gap(run.model, run.variables, x[:8], labels[:8],
+                                      attributions)
+  assert float(jnp.max(gaps)) < 0.01, gaps
+
+
+def test_occluding_strokes_hurts_far_more_than_occluding_the_border(digits_run):
+  _, run, x, labels = digits_run
+  window, stride = 8, 4
+  # The occluder is the digits' empty background (pixel 0), so that it removes
+  # ink and adds none. (A gray square in the black border is itself a stroke
+  # to this network: see experiments/visualization/README.md.)
+  background = (0.0 - run.mean[0]) / run.std[0]
+  maps = occlusion(run.model, run.variables, x, labels, window=window, stride=stride,
+                   fill=background)
+  drop = np.asarray(maps.unoccluded)[:, None, None] - np.asarray(maps.probability)
+  ink = np.asarray(run.to_display(x))[..., 0] > 0.5       # stroke pixels
+  positions = drop.shape[1]
+  covered = np.array([[[ink[n, r * stride:r * stride + window, c * stride:c * stride + window].sum()
+                        for c in range(positions)] for r in range(positions)]
+                      for n in range(len(x))])
+  on_strokes = drop[covered >= 20].mean()
+  on_border = drop[covered == 0].mean()
+  assert on_strokes > 10 * max(on_border, 1e-4), (on_strokes, on_border)
+
+
+def test_maps_fail_to_survive_model_randomization(digits_run, capsys):
+  """Adebayo et al.'s cascading randomization on the trained digits model.
+
+  The mean over two draws of the random weights is reported per method; the
+  numbers are also in experiments/visualization/README.md.
+  """
+  _, run, x, labels = digits_run
+  x, labels = x[:8], labels[:8]
+  methods = {
+      "vanilla gradient": lambda v: attribution.heatmap(
+          attribution.vanilla_gradient(run.model, v, x, labels)),
+      "Grad-CAM": lambda v: attribution.gradcam(run.model, v, x, labels, layer="C3_act"),
+      "guided backprop": lambda v: attribution.heatmap(
+          attribution.guided_backprop(run.model, v, x, labels)),
+  }
+  cascades = {}
+  for name, explain in methods.items():
+    draws = [sanity.cascading_randomization(run.model, run.variables, explain, x[:1], seed=s)
+             for s in (1, 2)]
+    assert [layer for layer, _ in draws[0]] == ["output", "F6", "C5", "C3", "C1"]
+    cascades[name] = np.mean([[value for _, value in d] for d in draws], axis=0)
+    print(name, np.round(cascades[name], 3).tolist())
+  gradient, gradcam, guided = (cascades[k] for k in methods)
+  # Grad-CAM passes the issue's bar; the gradient's similarity falls steadily
+  # but ends near 0.3 on this small net (0.28-0.34 across draws, see the
+  # README of experiments/visualization); guided backprop stays the most similar.
+  assert gradcam[-1] < 0.3, cascades
+  assert np.all(np.diff(gradient) < 0) and gradient[-1] < 0.65 * gradient[0], cascades
+  assert gradient[-1] < 0.35, cascades
+  assert guided[-1] > gradient[-1] and guided[0] > 0.8, cascades
+
+
+# ---------------------------------------------------------------------------
+# The command line.
+
+
+def test_cli_writes_pngs_and_an_index(digits_run, tmp_path):
+  workdir = digits_run[0]
+  run = subprocess.run(
+      [sys.executable, "-m", "cnn_jax.visualize", f"--workdir={workdir}", "--method=gradcam",
+       "--images=3", f"--out={tmp_path}"], capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert (tmp_path / "gradcam.png").stat().st_size > 1000
+  index = (tmp_path / "index.html").read_text()
+  assert "gradcam.png" in index and "Grad-CAM at layer S4" in index
+
+  for args, message in [(["--method=umap"], "unknown --method=umap"),
+                        (["--method=gradcam", "--layer=C9"], "no layer 'C9'")]:
+    bad = subprocess.run([sys.executable, "-m", "cnn_jax.visualize", f"--workdir={workdir}",
+                          f"--out={tmp_path}", *args], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0 and message in bad.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in bad.stderr
+
+
+def test_cli_says_when_a_workdir_has_no_run(tmp_path):
+  bad = subprocess.run([sys.executable, "-m", "cnn_jax.visualize", f"--workdir={tmp_path}",
+                        "--method=filters"], capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0
+  assert "has no config.json" in bad.stderr.strip().splitlines()[-1]
