@@ -71,19 +71,22 @@ def activation_fn(kind: str, negative_slope: float = 0.1,
   return ACTIVATIONS[kind]
 
 
-# How gradients pass backwards through ReLU layers. "gradient" is the true
-# derivative; the others are the visualization rules (Springenberg et al.
-# 2015; Zeiler & Fergus 2014), chosen with `relu_backward_rule(...)`.
-RELU_BACKWARD_RULES = ("gradient", "guided", "deconvnet", "linear")
-_RELU_BACKWARD_RULE = contextvars.ContextVar("relu_backward_rule", default="gradient")
+# How gradients pass backwards through ReLU (and max-pool) layers. "gradient"
+# is the true derivative; the others are the visualization rules
+# (Springenberg et al. 2015; Zeiler & Fergus 2014), chosen with
+# `backward_rule(...)`.
+BACKWARD_RULES = ("gradient", "guided", "deconvnet", "linear")
+# (rule, the names of the ReLU layers traced with it).
+_BACKWARD_RULE = contextvars.ContextVar("backward_rule", default=("gradient", []))
 
 
 @contextlib.contextmanager
-def relu_backward_rule(rule: str):
-  """Within this context, `Activation("relu")` layers traced use another backward rule.
+def backward_rule(rule: str):
+  """Within this context, models traced use another backward rule for ReLUs.
 
-  The rule is read while a model is traced, so wrap the tracing (the call of
-  `jax.grad`, or the first call of a function jitted inside the context).
+  The rule is read while a model is traced: enter the context inside the
+  function that is differentiated (and jitted), so that each rule gets its
+  own trace.
 
   Args:
     rule: "gradient" (the derivative: pass where the input was positive),
@@ -92,19 +95,25 @@ def relu_backward_rule(rule: str):
       gradient is positive, whatever the input), or "linear" (pass
       everything, as if the ReLU were the identity; max pools then also
       pass gradient to every input of their window, so that the support of
-      a gradient is a receptive field).
+      a gradient is a receptive field). Max pools otherwise route gradient
+      to the input that won the forward max: the deconvnet's "switches".
+
+  Yields:
+    A list that receives the name of every ReLU layer traced with the rule
+    (empty: the model has no ReLU for the rule to act on).
   """
-  if rule not in RELU_BACKWARD_RULES:
-    raise ValueError(f"unknown ReLU backward rule {rule!r}; use one of {RELU_BACKWARD_RULES}")
-  token = _RELU_BACKWARD_RULE.set(rule)
+  if rule not in BACKWARD_RULES:
+    raise ValueError(f"unknown backward rule {rule!r}; use one of {BACKWARD_RULES}")
+  relus: list[str] = []
+  token = _BACKWARD_RULE.set((rule, relus))
   try:
-    yield
+    yield relus
   finally:
-    _RELU_BACKWARD_RULE.reset(token)
+    _BACKWARD_RULE.reset(token)
 
 
 def _relu_with_backward(rule: str) -> Callable[[jax.Array], jax.Array]:
-  """ReLU forward, with the backward rule `rule` (see relu_backward_rule)."""
+  """ReLU forward, with the backward rule `rule` (see backward_rule)."""
 
   @jax.custom_vjp
   def relu(x):
@@ -132,8 +141,9 @@ class Activation(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    rule = _RELU_BACKWARD_RULE.get()
+    rule, relus = _BACKWARD_RULE.get()
     if self.kind == "relu" and rule != "gradient":
+      relus.append(self.name)
       return _relu_with_backward(rule)(x)
     return activation_fn(self.kind, self.negative_slope, self.alpha)(x)
 
@@ -259,7 +269,7 @@ class MaxPool(nn.Module):
     pads = [_pool_pads(x.shape[i + 1], self.window, stride, p, self.ceil_mode)
             for i, p in enumerate(padding_pairs(self.padding))]
     y = nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding=pads)
-    if _RELU_BACKWARD_RULE.get() == "linear":
+    if _BACKWARD_RULE.get()[0] == "linear":
       # Forward the max, backward the gradient of a sum pool: every input of
       # the window gets gradient, so gradients trace receptive fields.
       window_sum = nn.pool(x, 0.0, lax.add, (self.window,) * 2, (stride,) * 2, pads)

@@ -56,21 +56,28 @@ def test_relu_backward_rules(rule, expected):
   def f(v):
     return jnp.sum(upstream * layers.Activation("relu").apply({}, v))
 
-  with layers.relu_backward_rule(rule):
+  with layers.backward_rule(rule):
     grad = jax.grad(f)(x)
   np.testing.assert_array_equal(grad, expected)
-  with pytest.raises(ValueError, match="unknown ReLU backward rule"):
-    with layers.relu_backward_rule("leaky"):
+
+
+def test_unknown_rules_and_models_without_relu_are_refused():
+  with pytest.raises(ValueError, match="unknown backward rule 'leaky'"):
+    with layers.backward_rule("leaky"):
       pass
+  model = models.create("lenet5")  # scaled tanh: no ReLU for guided backprop to change
+  x = jnp.zeros((1, 32, 32, 1))
+  with pytest.raises(ValueError, match="LeNet5 has no ReLU layer"):
+    attribution.guided_backprop(model, model.init(jax.random.key(0), x), x, jnp.array([0]))
 
 
-def test_deconvnet_max_pool_uses_the_forward_switches():
+def test_max_pool_gradient_is_the_deconvnet_switch_and_spreads_when_linear():
   x = jnp.array([[1.0, 3.0], [2.0, 0.5]]).reshape(1, 2, 2, 1)
   pool = lambda v: jnp.sum(layers.MaxPool(2).apply({}, v))
-  with layers.relu_backward_rule("deconvnet"):
+  with layers.backward_rule("deconvnet"):
     switched = jax.grad(pool)(x)
   np.testing.assert_array_equal(switched[0, ..., 0], [[0, 1], [0, 0]])  # only the max
-  with layers.relu_backward_rule("linear"):
+  with layers.backward_rule("linear"):
     spread = jax.grad(pool)(x)
   np.testing.assert_array_equal(spread[0, ..., 0], [[1, 1], [1, 1]])
   np.testing.assert_array_equal(layers.MaxPool(2).apply({}, x), [[[[3.0]]]])  # forward kept
@@ -143,26 +150,58 @@ def test_gradcam_on_a_global_pooling_net_is_the_class_activation_map():
   x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
   labels = jnp.array([2, 5])
   variables = model.init(jax.random.key(0), x)
-  cam = attribution.gradcam(model, variables, x, labels, layer="layer3_2")
+  cam = attribution.gradcam_at_layer(model, variables, x, labels, "layer3_2")
   _, features_ = probe.apply_with_layer(model, variables, x, "layer3_2")
   weights = variables["params"]["fc"]["kernel"][:, labels].T          # (N, K)
   expected = nn.relu(jnp.einsum("nhwk,nk->nhw", features_, weights) / (4 * 4))
-  expected = jax.image.resize(expected, (2, 16, 16), "bilinear")
   np.testing.assert_allclose(cam, expected, rtol=1e-4, atol=1e-6)
+  upsampled = attribution.gradcam(model, variables, x, labels, layer="layer3_2")
+  assert upsampled.shape == (2, 16, 16)
 
 
-def test_smoothgrad_without_noise_is_the_gradient_and_guided_differs():
-  model = models.create("standard", widths=(4, 8), fc_widths=(16,))
+def test_upsampling_puts_each_cell_at_its_receptive_field_centre():
+  model = models.create("lenet5_modern")
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+  one_cell = jnp.zeros((1, 5, 5)).at[0, 0, 0].set(1.0)   # S4 cell (0, 0): input rows 0-15
+  up = np.asarray(attribution.upsample_to_input(model, variables, one_cell, (32, 32, 1), "S4"))
+  # Centre 7.5, next centre 11.5: full value up to the centre, then linear.
+  assert up[0, 0, 0] == up[0, 7, 7] == 1.0
+  assert up[0, 8, 8] == pytest.approx(0.875 ** 2) and up[0, 9, 7] == pytest.approx(0.625)
+  assert up[0, 12, 12] == 0.0
+
+
+def test_smoothgrad_of_a_linear_net_is_its_gradient_whatever_the_noise():
+  # A net without nonlinearity has the same gradient everywhere, so the mean
+  # over noisy copies (90 of them: more than one compiled chunk) equals it.
+  model = models.create("standard", widths=(4,), fc_widths=(), activation="identity",
+                        downsampling="none")
   x = jax.random.normal(jax.random.key(1), (3, 8, 8, 3))
   labels = jnp.array([0, 4, 9])
   variables = model.init(jax.random.key(0), x)
   vanilla = attribution.vanilla_gradient(model, variables, x, labels)
-  np.testing.assert_allclose(attribution.smoothgrad(model, variables, x, labels, samples=3,
-                                                    noise=0.0), vanilla, rtol=1e-5, atol=1e-7)
-  guided = attribution.guided_backprop(model, variables, x, labels)
-  deconv = attribution.deconvnet(model, variables, x, labels)
-  assert not np.allclose(guided, vanilla) and not np.allclose(deconv, guided)
-  assert attribution.heatmap(vanilla).shape == (3, 8, 8)
+  smooth = attribution.smoothgrad(model, variables, x, labels, samples=30, noise=0.5)
+  np.testing.assert_allclose(smooth, vanilla, rtol=1e-4, atol=1e-6)
+
+
+def test_guided_backprop_and_deconvnet_by_hand_on_a_one_hidden_layer_net():
+  # x -> fc1 -> ReLU -> output. With g = the output weights of the class and
+  # z = fc1's pre-activation, d logit / dx = W1 (g * [z > 0]); guided backprop
+  # keeps also only g > 0; the deconvnet passes relu(g) whatever z.
+  model = models.create("standard", widths=(), fc_widths=(16,))
+  x = jax.random.normal(jax.random.key(1), (2, 4, 4, 1))
+  labels = jnp.array([3, 8])
+  variables = model.init(jax.random.key(0), x)
+  w1 = variables["params"]["fc1"]["kernel"]
+  z = x.reshape(2, -1) @ w1 + variables["params"]["fc1"]["bias"]
+  g = variables["params"]["output"]["kernel"][:, labels].T          # (2, 16)
+  by_hand = {
+      attribution.vanilla_gradient: (g * (z > 0)) @ w1.T,
+      attribution.guided_backprop: (g * (z > 0) * (g > 0)) @ w1.T,
+      attribution.deconvnet: jax.nn.relu(g) @ w1.T,
+  }
+  for method, expected in by_hand.items():
+    np.testing.assert_allclose(method(model, variables, x, labels).reshape(2, -1), expected,
+                               rtol=1e-5, atol=1e-6, err_msg=method.__name__)
 
 
 def test_top_patches_are_the_strongest_responses_with_their_receptive_fields():
@@ -189,6 +228,21 @@ def test_spearman_matches_a_rank_computation():
   b = np.array([1.0, 3.0, 2.0, 5.0, 0.0])
   # ranks a: 0 3 1 4 2, b: 1 3 2 4 0 -> d^2 = 1 0 1 0 4 -> 1 - 6*6 / (5*24) = 0.7
   assert sanity.spearman(a, b) == pytest.approx(0.7)
+  # Ties share their average rank; a constant map has no order to agree with.
+  assert sanity.spearman(np.zeros(5), np.arange(5)) == 0.0
+  ties = np.array([1.0, 1.0, 2.0, 3.0])
+  ranks = np.array([1.5, 1.5, 3.0, 4.0])  # by hand
+  expected = np.corrcoef(ranks, np.arange(4.0))[0, 1]
+  assert sanity.spearman(ties, np.arange(4.0)) == pytest.approx(expected)
+
+
+def test_layers_are_randomized_in_forward_order_whatever_the_dict_order():
+  model = models.create("lenet5")
+  x = jnp.zeros((1, 32, 32, 1))
+  variables = model.init(jax.random.key(0), x)
+  shuffled = {"params": dict(sorted(variables["params"].items()))}  # as a restored checkpoint
+  # (The RBF output layer's centres are constants, not parameters.)
+  assert sanity.parameter_layers(model, shuffled, x) == ["C1", "S2", "C3", "S4", "C5", "F6"]
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +278,7 @@ def test_occluding_strokes_hurts_far_more_than_occluding_the_border(digits_run):
   assert on_strokes > 10 * max(on_border, 1e-4), (on_strokes, on_border)
 
 
-def test_maps_fail_to_survive_model_randomization(digits_run, capsys):
+def test_maps_depend_on_the_model_parameters(digits_run, capsys):
   """Adebayo et al.'s cascading randomization on the trained digits model.
 
   The mean over two draws of the random weights is reported per method; the
@@ -269,6 +323,7 @@ def test_cli_writes_pngs_and_an_index(digits_run, tmp_path):
   assert (tmp_path / "gradcam.png").stat().st_size > 1000
   index = (tmp_path / "index.html").read_text()
   assert "gradcam.png" in index and "Grad-CAM at layer S4" in index
+  assert "images (true / predicted (probability)): " in index
 
   for args, message in [(["--method=umap"], "unknown --method=umap"),
                         (["--method=gradcam", "--layer=C9"], "no layer 'C9'")]:

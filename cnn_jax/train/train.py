@@ -78,7 +78,8 @@ class _TerminationSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _build_model(config: ml_collections.ConfigDict, num_classes: int):
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  """The config's model (name, overrides and compute dtype) for num_classes."""
   return models.create(config.model, num_classes=num_classes,
                        dtype=jnp.dtype(config.dtype), **config.model_kwargs.to_dict())
 
@@ -128,7 +129,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   reporter = Reporter(workdir, total_steps, enabled=jax.process_index() == 0)
   reporter.write_run_info(config)
 
-  model = _build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
+  model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
   mean, std = inputs.normalization(config)
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
   use_ema = config.ema_decay > 0

@@ -36,6 +36,7 @@ _METHOD = flags.DEFINE_string("method", "all", f"one of {', '.join(METHODS)}, or
 _LAYER = flags.DEFINE_string("layer", None, "layer name (default: a sensible one per method)")
 _IMAGES = flags.DEFINE_integer("images", 8, "how many eval images")
 _CHANNEL = flags.DEFINE_integer("channel", 0, "channel for top_patches")
+# activation_max: class logits, or with --layer the first channels of that layer.
 _STEPS = flags.DEFINE_integer("steps", 256, "activation_max ascent steps")
 _FILL = flags.DEFINE_enum("occlusion_fill", "mean", ["mean", "gray", "black"],
                           "occluder value: the dataset mean, Zeiler & Fergus's gray (0.5), or "
@@ -51,8 +52,11 @@ Pictures = list[tuple[str, str]]
 class Context:
   """The run, the chosen images and their predictions, shared by all methods."""
 
-  def __init__(self, run: trained.TrainedModel, count: int, out: str, layer: str | None):
+  def __init__(self, run: trained.TrainedModel, count: int, out: str, layer: str | None,
+               every_method: bool = False):
     self.run, self.out, self.layer = run, out, layer
+    # With --method=all one --layer serves methods that name layers differently.
+    self.every_method = every_method
     images, self.labels = run.examples(count)
     self.x = run.normalize(images)
     self.display = run.to_display(self.x)
@@ -61,6 +65,8 @@ class Context:
     self.confidence = np.asarray(jnp.max(probs, axis=-1))
     self.titles = [f"true {t} / pred {p} ({c:.2f})"
                    for t, p, c in zip(self.labels, self.predicted, self.confidence)]
+    self.images_caption = "images (true / predicted (probability)): " + ", ".join(
+        f"{t} / {p} ({c:.2f})" for t, p, c in zip(self.labels, self.predicted, self.confidence))
 
   def path(self, name: str) -> str:
     return os.path.join(self.out, name)
@@ -70,8 +76,11 @@ class Context:
 
 
 def _filters(ctx: Context) -> Pictures:
-  name, kernel = features.conv_kernels(ctx.run.variables, ctx.layer)
-  first = ctx.layer is None
+  layer = ctx.layer
+  if layer is not None and ctx.every_method:
+    layer = layer if layer in features.all_conv_kernels(ctx.run.variables) else None
+  name, kernel = features.conv_kernels(ctx.run.variables, layer)
+  first = layer is None
   if first:
     grid = list(features.filter_images(kernel))
   else:  # rows: output filters, columns: input channels
@@ -106,20 +115,22 @@ def _occlusion(ctx: Context) -> Pictures:
   maps = occlusion(ctx.run.model, ctx.run.variables, ctx.x, jnp.asarray(ctx.labels),
                    window=window, stride=stride, fill=fill)
   title = f"P(true class) with a {_FILL.value} {window}x{window} square there"
-  # Each value belongs to the centre of its window position.
-  rows, cols = maps.probability.shape[1:]
-  first = (window - 1) / 2
-  extent = (first - stride / 2, first + (cols - 1) * stride + stride / 2,
-            first + (rows - 1) * stride + stride / 2, first - stride / 2)
   path = plots.save_overlays(ctx.display, np.asarray(maps.probability),
                              ctx.path(f"occlusion_{_FILL.value}.png"), titles=ctx.titles,
-                             title=title, value_range=(0.0, 1.0), extent=extent)
-  # The label predicted most often while occluded, per image (Zeiler & Fergus's panel (e)).
-  usual = [int(np.bincount(p.ravel()).argmax()) for p in np.asarray(maps.predicted)]
+                             title=title, value_range=(0.0, 1.0), extent=maps.extent())
+  # Zeiler & Fergus's panel (e): the most probable label with the square there.
+  classes = int(ctx.run.model.apply(ctx.run.variables, ctx.x[:1], train=False).shape[-1])
+  labels_path = plots.save_overlays(
+      ctx.display, np.asarray(maps.predicted, np.float32),
+      ctx.path(f"occlusion_{_FILL.value}_labels.png"), titles=ctx.titles, cmap="tab10",
+      alpha=0.6, title=f"most probable label with a {_FILL.value} {window}x{window} square there",
+      value_range=(-0.5, classes - 0.5), extent=maps.extent(), interpolation="nearest")
   return [(path, f"occlusion: probability of the true class when a {_FILL.value}-valued "
                  f"{window}x{window} square (stride {stride}) covers each place (blue: the "
-                 f"class is lost there); most frequent label under occlusion per image: "
-                 f"{usual}")]
+                 f"class is lost there); layer: input; {ctx.images_caption}"),
+          (labels_path, f"occlusion: the most probable label with the {_FILL.value} square "
+                        f"at each place (colour = label, see the colorbar); "
+                        f"{ctx.images_caption}")]
 
 
 def _gradient_method(name: str, fn: Callable, caption: str) -> Callable[[Context], Pictures]:
@@ -128,7 +139,8 @@ def _gradient_method(name: str, fn: Callable, caption: str) -> Callable[[Context
                                   jnp.asarray(ctx.labels)))
     path = plots.save_overlays(ctx.display, np.asarray(maps), ctx.path(f"{name}.png"),
                                titles=ctx.titles, title=caption)
-    return [(path, f"{caption}: max |value| over channels for the true class")]
+    return [(path, f"{caption}: max |value| over channels for the true class, with respect "
+                   f"to the input; {ctx.images_caption}")]
   return method
 
 
@@ -138,20 +150,32 @@ def _gradcam(ctx: Context) -> Pictures:
                              layer)
   path = plots.save_overlays(ctx.display, np.asarray(maps), ctx.path("gradcam.png"),
                              titles=ctx.titles, title=f"Grad-CAM at {layer}")
-  return [(path, f"Grad-CAM at layer {layer} for the true class")]
+  return [(path, f"Grad-CAM at layer {layer} for the true class; {ctx.images_caption}")]
 
 
 def _activation_max(ctx: Context) -> Pictures:
+  """Class logits by default; the first channels of --layer when one is given."""
   run = ctx.run
   shape = tuple(ctx.x.shape[1:])
-  classes = min(10, int(run.model.apply(run.variables, ctx.x[:1], train=False).shape[-1]))
+  if ctx.layer and not ctx.every_method:
+    channels = probe.layer_shapes(run.model, run.variables, ctx.x[:1])
+    if ctx.layer not in channels:
+      raise probe.UnknownLayerError(f"the model has no layer {ctx.layer!r}; its layers are: "
+                                    f"{', '.join(channels)}")
+    objectives = [("channel", ctx.layer, c) for c in range(min(10, channels[ctx.layer][-1]))]
+    name, what = f"activation_max_{ctx.layer.replace('/', '.')}", f"{ctx.layer} channel"
+  else:
+    classes = int(run.model.apply(run.variables, ctx.x[:1], train=False).shape[-1])
+    objectives = [("logit", c) for c in range(min(10, classes))]
+    name, what = "activation_max", "class"
   images = [activation_max.activation_maximization(
-      run.model, run.variables, shape, ("logit", c), steps=_STEPS.value, mean=run.mean,
-      std=run.std, learning_rate=0.02, tv=0.5, seed=c)["image"] for c in range(classes)]
-  path = plots.save_grid(images, ctx.path("activation_max.png"),
-                         titles=[f"class {c}" for c in range(classes)], ncols=classes,
-                         title="inputs that maximize each class logit (Fourier, jitter, TV)")
-  return [(path, f"activation maximization of the class logits, {_STEPS.value} steps of "
+      run.model, run.variables, shape, objective, steps=_STEPS.value, mean=run.mean,
+      std=run.std, learning_rate=0.02, tv=0.5, seed=i)["image"]
+      for i, objective in enumerate(objectives)]
+  path = plots.save_grid(images, ctx.path(f"{name}.png"),
+                         titles=[f"{what} {o[-1]}" for o in objectives], ncols=len(images),
+                         title=f"inputs that maximize each {what} (Fourier, jitter, TV)")
+  return [(path, f"activation maximization of each {what}, {_STEPS.value} steps of "
                  "Adam on a decorrelated Fourier image with jitter, scale, rotation and a "
                  "total-variation penalty")]
 
@@ -218,7 +242,8 @@ def main(argv):
     raise app.UsageError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, or all")
   out = _OUT.value or os.path.join(_WORKDIR.value, "visualize")
   try:
-    ctx = Context(trained.load(_WORKDIR.value), _IMAGES.value, out, _LAYER.value)
+    ctx = Context(trained.load(_WORKDIR.value), _IMAGES.value, out, _LAYER.value,
+                  every_method=_METHOD.value == "all")
     os.makedirs(out, exist_ok=True)
     index_path = os.path.join(out, "index.json")
     entries = json.load(open(index_path)) if os.path.exists(index_path) else []

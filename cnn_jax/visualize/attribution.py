@@ -17,21 +17,26 @@ attribution over channels for display.
     gradcam               channel weights = mean gradient at a conv layer; ReLU of
                           the weighted sum, upsampled (Selvaraju et al. 2017)
 
-The ReLU rules are custom VJPs selected with `cnn_jax.layers.relu_backward_rule`;
+The ReLU rules are custom VJPs selected with `cnn_jax.layers.backward_rule`;
 max pooling needs no special rule: its gradient already flows only to the
 position that won the forward max, which is exactly the deconvnet's switch.
+The functions are jitted once per (model, rule, shapes): the model is a
+static argument, the variables are not, so randomized variables (see
+sanity.py) reuse the compiled code.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnn_jax import layers
-from cnn_jax.visualize import probe
+from cnn_jax.visualize import features, probe
 
 # Examples (images x noise samples, or x path points) per compiled batch.
 _CHUNK = 64
@@ -41,15 +46,20 @@ def _label_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.take_along_axis(logits.astype(jnp.float32), labels[:, None], axis=1)[:, 0]
 
 
+@functools.partial(jax.jit, static_argnames=("model", "rule"))
 def _input_gradient(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
                     rule: str = "gradient") -> jax.Array:
   def total_logit(x):
-    return jnp.sum(_label_logits(model.apply(variables, x, train=False), labels))
+    # Inside the traced function: the rule is part of this trace (and of the
+    # jit cache key), never inherited from a trace made under another rule.
+    with layers.backward_rule(rule) as relus:
+      logits = model.apply(variables, x, train=False)
+    if rule != "gradient" and not relus:
+      raise ValueError(f"the {rule} rule changes how ReLU layers pass gradients, and "
+                       f"{type(model).__name__} has no ReLU layer; use a ReLU model")
+    return jnp.sum(_label_logits(logits, labels))
 
-  # A fresh jitted function, traced inside the context, so the rule is baked
-  # into this trace and no cached trace of another rule is reused.
-  with layers.relu_backward_rule(rule):
-    return jax.jit(jax.grad(total_logit))(images)
+  return jax.grad(total_logit)(images)
 
 
 def vanilla_gradient(model: nn.Module, variables: Any, images: jax.Array,
@@ -179,26 +189,75 @@ def gradcam(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Arr
       `probe.default_conv_layer`).
 
   Returns:
-    float32 (N, H, W), non-negative (not rescaled: divide by the max to show).
+    float32 (N, H, W), non-negative (not rescaled: divide by the max to show):
+    the layer's map, interpolated between the centres of the cells'
+    receptive fields.
   """
   layer = layer or probe.default_conv_layer(model, variables, images)
   delta = probe.zeros_like_layer(model, variables, images, layer)
   if delta.ndim != 4:
     raise probe.UnknownLayerError(f"layer {layer!r} has output shape {delta.shape}; Grad-CAM "
                                   "needs a spatial (N, H, W, C) layer")
+  maps = _gradcam_at_layer(model, variables, images, labels, delta, layer)
+  return upsample_to_input(model, variables, maps, images.shape[1:], layer)
 
-  @jax.jit
-  def cam(x, delta):
-    def total_logit(d):
-      logits, activation = probe.apply_with_layer(model, variables, x, layer, d)
-      return jnp.sum(_label_logits(logits, labels)), activation
 
-    grads, activation = jax.grad(total_logit, has_aux=True)(delta)
-    weights = grads.mean(axis=(1, 2), keepdims=True)  # alpha_k: pooled gradients
-    maps = nn.relu(jnp.sum(weights * activation.astype(jnp.float32), axis=-1))
-    return jax.image.resize(maps, (x.shape[0], *x.shape[1:3]), "bilinear")
+def upsample_to_input(model: nn.Module, variables: Any, maps: jax.Array,
+                      image_shape: tuple[int, ...], layer: str) -> jax.Array:
+  """A layer's (N, h, w) map at input resolution (N, H, W).
 
-  return cam(images, delta)
+  Each cell is placed at the centre of its receptive field, which is not
+  where stretching the map over the image would put it (VALID convolutions
+  and pools move the fields inwards), and pixels between centres are
+  interpolated linearly.
+
+  Args:
+    model: the flax model.
+    variables: its variables.
+    maps: float (N, h, w), one value per cell of `layer`'s output.
+    image_shape: (H, W, C) of the input.
+    layer: the layer the map belongs to.
+
+  Returns:
+    float32 (N, H, W).
+  """
+  rows, cols = features.receptive_field_rows_cols(model, variables, image_shape, layer)
+  up_rows = _interpolation_matrix(_centres(rows), image_shape[0])   # (H, h)
+  up_cols = _interpolation_matrix(_centres(cols), image_shape[1])   # (W, w)
+  return jnp.einsum("Hh,nhw,Ww->nHW", up_rows, maps, up_cols)
+
+
+def gradcam_at_layer(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
+                     layer: str) -> jax.Array:
+  """Grad-CAM at the layer's own resolution: relu(sum_k alpha_k A_k), (N, h, w)."""
+  delta = probe.zeros_like_layer(model, variables, images, layer)
+  return _gradcam_at_layer(model, variables, images, labels, delta, layer)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer"))
+def _gradcam_at_layer(model, variables, images, labels, delta, layer):
+  def total_logit(d):
+    logits, activation = probe.apply_with_layer(model, variables, images, layer, d)
+    return jnp.sum(_label_logits(logits, labels)), activation
+
+  grads, activation = jax.grad(total_logit, has_aux=True)(delta)
+  weights = grads.mean(axis=(1, 2), keepdims=True)  # alpha_k: pooled gradients
+  return nn.relu(jnp.sum(weights * activation.astype(jnp.float32), axis=-1))
+
+
+def _centres(support: np.ndarray) -> np.ndarray:
+  """Centre (in input pixels) of each output row's receptive field."""
+  return np.array([np.flatnonzero(s).mean() for s in support])
+
+
+def _interpolation_matrix(centres: np.ndarray, size: int) -> jnp.ndarray:
+  """(size, len(centres)) weights of linear interpolation between the centres.
+
+  Pixels outside the first/last centre take the nearest cell's value.
+  """
+  eye = np.eye(len(centres))
+  return jnp.asarray(np.stack([np.interp(np.arange(size), centres, e) for e in eye], axis=1),
+                     jnp.float32)
 
 
 def heatmap(attribution: jax.Array) -> jax.Array:

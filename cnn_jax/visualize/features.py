@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -13,13 +14,25 @@ from cnn_jax import layers
 from cnn_jax.visualize import probe
 
 
+def all_conv_kernels(variables: Any) -> dict[str, np.ndarray]:
+  """Every conv kernel (4-D "kernel" parameter) by layer path, HWIO float32."""
+  params = variables.get("params", variables)
+  kernels = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    keys = [getattr(k, "key", str(k)) for k in path]
+    if keys[-1] == "kernel" and np.ndim(leaf) == 4:
+      kernels["/".join(keys[:-1])] = np.asarray(leaf, np.float32)
+  return kernels
+
+
 def conv_kernels(variables: Any, layer: str | None = None) -> tuple[str, np.ndarray]:
-  """The kernel of a conv layer (default: the first one), HWIO.
+  """The kernel of a conv layer (default: the one that sees the input), HWIO.
 
   Args:
     variables: a model's variables (or just its params).
     layer: the conv layer's path ("C1", "conv1", "layer1_0/conv1"); None
-      takes the first 4-D kernel in the params, which is the first layer.
+      takes the conv whose input channels are fewest (the image's), which is
+      the first layer of every zoo model.
 
   Returns:
     (layer name, float32 (kh, kw, in, out)).
@@ -27,17 +40,11 @@ def conv_kernels(variables: Any, layer: str | None = None) -> tuple[str, np.ndar
   Raises:
     probe.UnknownLayerError: for a name without a 4-D kernel, listing those there are.
   """
-  params = variables.get("params", variables)
-  kernels = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    keys = [getattr(k, "key", str(k)) for k in path]
-    if keys[-1] == "kernel" and np.ndim(leaf) == 4:
-      kernels["/".join(keys[:-1])] = np.asarray(leaf, np.float32)
+  kernels = all_conv_kernels(variables)
   if not kernels:
     raise probe.UnknownLayerError("the model has no conv kernel")
   if layer is None:
-    # Flax keeps parameters in definition order; the first conv is the input layer.
-    layer = next(iter(kernels))
+    layer = min(kernels, key=lambda name: (kernels[name].shape[2], name))
   if layer not in kernels:
     raise probe.UnknownLayerError(f"no conv kernel named {layer!r}; conv layers: "
                                   f"{', '.join(kernels)}")
@@ -89,7 +96,12 @@ def feature_maps(model: nn.Module, variables: Any, images: jax.Array, layer: str
   Returns:
     The layer's output, e.g. (N, h, w, channels).
   """
-  return jax.jit(lambda x: probe.apply_with_layer(model, variables, x, layer)[1])(images)
+  return _layer_output(model, variables, images, layer)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "layer"))
+def _layer_output(model, variables, images, layer):
+  return probe.apply_with_layer(model, variables, images, layer)[1]
 
 
 def receptive_field_rows_cols(model: nn.Module, variables: Any, image_shape: tuple[int, ...],
@@ -112,19 +124,21 @@ def receptive_field_rows_cols(model: nn.Module, variables: Any, image_shape: tup
     (rows (h, H) bool, cols (w, W) bool): rows[i, r] is True when output row
     i depends on input row r.
   """
-  positive = jax.tree.map(jnp.abs, variables)
-  x = jnp.zeros((1, *image_shape), jnp.float32)
+  row_jacobian, col_jacobian = _support_jacobians(
+      model, jax.tree.map(jnp.abs, variables), jnp.zeros((1, *image_shape), jnp.float32), layer)
+  rows = np.asarray(jnp.abs(row_jacobian).sum(axis=(1, 3, 4)) > 0)   # (h, 1, H, W, C) -> (h, H)
+  cols = np.asarray(jnp.abs(col_jacobian).sum(axis=(1, 2, 4)) > 0)   # (w, 1, H, W, C) -> (w, W)
+  return rows, cols
 
+
+@functools.partial(jax.jit, static_argnames=("model", "layer"))
+def _support_jacobians(model, positive, x, layer):
   def sums(image, axis):
-    out = probe.apply_with_layer(model, positive, image, layer)[1][0]  # (h, w, c)
+    with layers.backward_rule("linear"):
+      out = probe.apply_with_layer(model, positive, image, layer)[1][0]  # (h, w, c)
     return out.sum(axis=(axis, 2))
 
-  with layers.relu_backward_rule("linear"):
-    row_jacobian = jax.jit(jax.jacrev(lambda image: sums(image, 1)))(x)   # (h, 1, H, W, C)
-    col_jacobian = jax.jit(jax.jacrev(lambda image: sums(image, 0)))(x)   # (w, 1, H, W, C)
-  rows = np.asarray(jnp.abs(row_jacobian).sum(axis=(1, 3, 4)) > 0)
-  cols = np.asarray(jnp.abs(col_jacobian).sum(axis=(1, 2, 4)) > 0)
-  return rows, cols
+  return jax.jacrev(lambda image: sums(image, 1))(x), jax.jacrev(lambda image: sums(image, 0))(x)
 
 
 class Patch(NamedTuple):

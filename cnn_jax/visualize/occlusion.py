@@ -8,6 +8,7 @@ is built and evaluated on the device in batches.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -22,6 +23,19 @@ class OcclusionMaps(NamedTuple):
   probability: jax.Array  # float32 (N, rows, cols): P(label) with the window there
   predicted: jax.Array    # int32 (N, rows, cols): the most probable label then
   unoccluded: jax.Array   # float32 (N,): P(label) of the intact image
+  window: int             # side of the square
+  stride: int             # step between positions
+
+  def extent(self) -> tuple[float, float, float, float]:
+    """(left, right, bottom, top) in pixels: where to draw the maps on the image.
+
+    Each value belongs to the centre of its window position.
+    """
+    rows, cols = self.probability.shape[1:]
+    first = (self.window - 1) / 2
+    half = self.stride / 2
+    return (first - half, first + (cols - 1) * self.stride + half,
+            first + (rows - 1) * self.stride + half, first - half)
 
 
 def occlusion(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array, *,
@@ -58,18 +72,23 @@ def occlusion(model: nn.Module, variables: Any, images: jax.Array, labels: jax.A
   masks = (inside_rows[:, None, :, None] & inside_cols[None, :, None, :]).reshape(
       rows * cols, height, width, 1)
 
-  @jax.jit
-  def probabilities(image, label, mask_batch):
-    occluded = jnp.where(mask_batch, jnp.asarray(fill, image.dtype), image[None])
-    probs = nn.softmax(model.apply(variables, occluded, train=False).astype(jnp.float32))
-    return probs[:, label], jnp.argmax(probs, axis=-1).astype(jnp.int32)
-
+  fill = jnp.asarray(fill, images.dtype)
   probability, predicted = [], []
   for image, label in zip(images, labels):
-    parts = [probabilities(image, label, masks[i:i + batch_size])
+    parts = [_occluded_probabilities(model, variables, image, label, masks[i:i + batch_size],
+                                     fill)
              for i in range(0, rows * cols, batch_size)]
     probability.append(jnp.concatenate([p for p, _ in parts]).reshape(rows, cols))
     predicted.append(jnp.concatenate([q for _, q in parts]).reshape(rows, cols))
   intact = nn.softmax(model.apply(variables, images, train=False).astype(jnp.float32))
   return OcclusionMaps(jnp.stack(probability), jnp.stack(predicted),
-                       jnp.take_along_axis(intact, labels[:, None], axis=1)[:, 0])
+                       jnp.take_along_axis(intact, labels[:, None], axis=1)[:, 0],
+                       window, stride)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _occluded_probabilities(model, variables, image, label, mask_batch, fill):
+  occluded = jnp.where(mask_batch, fill, image[None])
+  probs = nn.softmax(model.apply(variables, occluded, train=False).astype(jnp.float32))
+  return probs[:, label], jnp.argmax(probs, axis=-1).astype(jnp.int32)
+

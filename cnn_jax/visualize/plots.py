@@ -69,7 +69,8 @@ def save_overlays(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], path
                   titles: Sequence[str] | None = None, cmap: str = "jet", alpha: float = 0.5,
                   title: str | None = None, signed: bool = False,
                   value_range: tuple[float, float] | None = None,
-                  extent: tuple[float, float, float, float] | None = None) -> str:
+                  extent: tuple[float, float, float, float] | None = None,
+                  interpolation: str = "bilinear") -> str:
   """Saves each image with a heatmap over it, and a colorbar, side by side.
 
   Args:
@@ -85,6 +86,7 @@ def save_overlays(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], path
       for probabilities); default: each map's own range.
     extent: where the map lies on the image, (left, right, bottom, top) in
       pixel coordinates, for maps coarser than the image; default: all of it.
+    interpolation: how matplotlib draws the map ("nearest" for labels).
 
   Returns:
     The path written.
@@ -103,7 +105,7 @@ def save_overlays(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], path
     _show(axes[1, index], images[index], "gray")
     shown = axes[1, index].imshow(heat, cmap="bwr" if signed else cmap, alpha=alpha,
                                   vmin=low, vmax=high if high > low else low + 1e-6,
-                                  interpolation="bilinear", extent=extent)
+                                  interpolation=interpolation, extent=extent)
     axes[1, index].set_xlim(-0.5, np.shape(images[index])[1] - 0.5)
     axes[1, index].set_ylim(np.shape(images[index])[0] - 0.5, -0.5)
     figure.colorbar(shown, ax=axes[1, index], fraction=0.046, pad=0.04)

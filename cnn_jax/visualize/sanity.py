@@ -15,13 +15,19 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import numpy as np
+import scipy.stats
+
+from cnn_jax.visualize import probe
 
 # explain(variables) -> maps (N, H, W): a saliency method bound to its images and labels.
 Explainer = Callable[[Any], Any]
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-  """Spearman rank correlation of two arrays of equal size (ties broken by order).
+  """Spearman rank correlation of two arrays of equal size.
+
+  Tied values share their average rank, so a constant map (all zeros after
+  Grad-CAM's ReLU, say) has no order to agree with and scores 0.
 
   Args:
     a: any shape.
@@ -30,21 +36,22 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
   Returns:
     The Pearson correlation of the ranks, in [-1, 1] (0 if one is constant).
   """
-  ranks_a = np.argsort(np.argsort(np.ravel(a), kind="stable"), kind="stable").astype(np.float64)
-  ranks_b = np.argsort(np.argsort(np.ravel(b), kind="stable"), kind="stable").astype(np.float64)
+  ranks_a = scipy.stats.rankdata(np.ravel(a)).astype(np.float64)
+  ranks_b = scipy.stats.rankdata(np.ravel(b)).astype(np.float64)
   ranks_a -= ranks_a.mean()
   ranks_b -= ranks_b.mean()
   denominator = np.sqrt((ranks_a ** 2).sum() * (ranks_b ** 2).sum())
   return float((ranks_a * ranks_b).sum() / denominator) if denominator else 0.0
 
 
-def parameter_layers(variables: Any) -> list[str]:
-  """Top-level layers with parameters, from the input to the logits.
+def parameter_layers(model: nn.Module, variables: Any, x: jax.Array) -> list[str]:
+  """Top-level layers with parameters, in the order the forward pass calls them.
 
-  Flax keeps parameters in the order the layers were defined, which for the
-  zoo's sequential models is the order of the forward pass.
+  (The order of the keys of a params dict is not that order: restoring a
+  checkpoint sorts them.)
   """
-  return list(variables["params"].keys())
+  called = [name.split("/")[0] for name in probe.layer_shapes(model, variables, x)]
+  return [name for name in dict.fromkeys(called) if name in variables["params"]]
 
 
 def cascading_randomization(model: nn.Module, variables: Any, explain: Explainer,
@@ -65,7 +72,7 @@ def cascading_randomization(model: nn.Module, variables: Any, explain: Explainer
   """
   fresh = model.init(jax.random.key(seed), sample_input, train=False)["params"]
   trained_maps = np.abs(np.asarray(explain(variables)))
-  names = parameter_layers(variables)
+  names = parameter_layers(model, variables, sample_input)
   results = []
   params = dict(variables["params"])
   for name in reversed(names):
