@@ -1,0 +1,191 @@
+"""torchvision's weights in our models: `from_torchvision(model_name, state_dict)`.
+
+Layouts differ in four ways, each converted here once:
+
+- conv kernels: PyTorch OIHW -> Flax HWIO;
+- dense weights: PyTorch (out, in) -> Flax (in, out);
+- the first dense layer after a spatial flatten (VGG, AlexNet, GoogLeNet's
+  auxiliary heads): PyTorch flattens (C, H, W), we flatten NHWC (H, W, C), so
+  its input rows are permuted;
+- batch norm: weight/bias/running_mean/running_var -> scale/bias and the
+  batch statistics mean/var (PyTorch's momentum 0.1 is Flax's 0.9, set by
+  the models; `num_batches_tracked` has no counterpart and is dropped).
+
+Names are mapped per family. Every parameter and statistic of our model must
+receive a tensor of the right shape and every tensor of the file must be
+used (auxiliary heads may be dropped when our model has none); otherwise the
+error lists what did not match.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_jax import models
+
+
+class WeightMismatchError(ValueError):
+  """Tensors and parameters that do not pair up; the message lists them."""
+
+
+def _resnet_path(key: str) -> str:
+  key = re.sub(r"^layer(\d)\.(\d+)\.", r"layer\1_\2/", key)
+  return key.replace("downsample.0.", "downsample_conv.").replace("downsample.1.", "downsample_bn.")
+
+
+_GOOGLENET_BRANCHES = {"branch2.0.": "branch2_reduce.", "branch2.1.": "branch2.",
+                       "branch3.0.": "branch3_reduce.", "branch3.1.": "branch3.",
+                       "branch4.1.": "branch4."}
+
+
+def _googlenet_path(key: str) -> str:
+  for theirs, ours in _GOOGLENET_BRANCHES.items():
+    key = key.replace(theirs, ours)
+  return key.replace("aux1.", "aux_4a.").replace("aux2.", "aux_4d.")
+
+
+def _sequential_paths(conv_names: list[str], dense_names: list[str]) -> Callable[[str], str]:
+  """VGG/AlexNet: features.N (convs) and classifier.N (dense) in their order."""
+
+  def path(key: str, state_keys: list[str]) -> str:
+    module, leaf = key.rsplit(".", 1)
+    group = module.split(".")[0]
+    ours = conv_names if group == "features" else dense_names
+    modules = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in state_keys
+                                 if k.startswith(group + ".")))
+    return f"{ours[modules.index(module)]}.{leaf}"
+
+  return path
+
+
+# Our dense layers whose input is a flattened (H, W, C) map: {path: (C, H, W)}.
+_FLATTENED = {
+    "vgg": {"head/fc6": (512, 7, 7)},
+    "alexnet_tv": {"head/fc6": (256, 6, 6)},
+    "googlenet_tv": {"aux_4a/fc1": (128, 4, 4), "aux_4d/fc1": (128, 4, 4)},
+}
+
+SUPPORTED = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg_a", "vgg_b",
+             "vgg_d", "vgg_e", "vgg11", "vgg13", "vgg16", "vgg19", "alexnet_tv", "googlenet_tv")
+
+
+def _family(model_name: str) -> str:
+  for family in ("resnet", "vgg"):
+    if model_name.startswith(family):
+      return family
+  return model_name
+
+
+def _flat_leaves(variables: dict[str, Any]) -> dict[tuple[str, str], Any]:
+  """{(collection, "path/to/leaf"): leaf} of a variables tree."""
+  out = {}
+  for collection, tree in variables.items():
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      out[(collection, "/".join(getattr(k, "key", str(k)) for k in path))] = leaf
+  return out
+
+
+_BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
+              "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+
+
+def from_torchvision(model_name: str, state_dict: dict[str, Any],
+                     num_classes: int | None = None, **overrides) -> dict[str, Any]:
+  """Our variables for a torchvision state dict.
+
+  Args:
+    model_name: one of SUPPORTED (our names: resnet50, vgg_d or vgg16,
+      alexnet_tv, googlenet_tv, ...).
+    state_dict: {name: array} from `torchvision.models.X().state_dict()` or
+      `cnn_jax.transfer.load_state_dict(path)` (NumPy or torch tensors).
+    num_classes: the classes of the weights (default: the state dict's).
+    **overrides: passed to `cnn_jax.models.create` (e.g. aux_logits=True).
+
+  Returns:
+    {"params": ..., "batch_stats": ...} (float32 NumPy arrays) for
+    `models.create(model_name, num_classes=num_classes, **overrides)`.
+
+  Raises:
+    WeightMismatchError: listing our parameters without a tensor, tensors
+      without a parameter, and shape mismatches.
+  """
+  if model_name not in SUPPORTED:
+    raise ValueError(f"no torchvision weights map for {model_name!r}; supported: "
+                     f"{', '.join(SUPPORTED)}")
+  tensors = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+             for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+  family = _family(model_name)
+  head = {"resnet": "fc.weight", "googlenet_tv": "fc.weight"}.get(family, None)
+  if num_classes is None:
+    last = head or [k for k in tensors if k.endswith(".weight")][-1]
+    num_classes = tensors[last].shape[0]
+  model = models.create(model_name, num_classes=num_classes, **overrides)
+  spec = models.spec(model_name)
+  shape = (1, spec.image_size, spec.image_size, spec.channels)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
+  ours = _flat_leaves(abstract)
+  if not overrides.get("aux_logits"):
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(("aux1.", "aux2."))}
+
+  if family in ("vgg", "alexnet_tv"):
+    convs = sorted({p.rsplit("/", 1)[0] for (c, p) in ours if p.endswith("kernel")
+                    and len(ours[(c, p)].shape) == 4}, key=_natural)
+    denses = sorted({p.rsplit("/", 1)[0] for (c, p) in ours if p.endswith("kernel")
+                     and len(ours[(c, p)].shape) == 2}, key=_natural)
+    sequential = _sequential_paths(convs, denses)
+    rename = lambda key: sequential(key, list(tensors))
+  else:
+    rename = _resnet_path if family == "resnet" else _googlenet_path
+  flattened = _FLATTENED.get(family, {})
+
+  converted, unused = {}, []
+  for key, value in tensors.items():
+    module, leaf = rename(key).rsplit(".", 1)
+    module = module.replace(".", "/")
+    if value.ndim == 4:      # conv weight OIHW -> HWIO
+      entry = ("params", f"{module}/kernel"), value.transpose(2, 3, 1, 0)
+    elif value.ndim == 2:    # dense weight (out, in) -> (in, out)
+      if module in flattened:
+        c, h, w = flattened[module]
+        value = value.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(value.shape[0], -1)
+      entry = ("params", f"{module}/kernel"), value.T
+    elif (("params", f"{module}/scale") in ours) and leaf in _BN_LEAVES:
+      collection, name = _BN_LEAVES[leaf]
+      entry = (collection, f"{module}/{name}"), value
+    elif leaf == "bias":
+      entry = ("params", f"{module}/bias"), value
+    else:
+      unused.append(key)
+      continue
+    converted[entry[0]] = np.asarray(entry[1], np.float32)
+
+  missing = sorted(f"{c}:{p} {tuple(ours[(c, p)].shape)}" for (c, p) in ours
+                   if (c, p) not in converted)
+  extra = sorted(f"{c}:{p} {v.shape}" for (c, p), v in converted.items() if (c, p) not in ours)
+  wrong = sorted(f"{c}:{p} ours {tuple(ours[(c, p)].shape)} vs file {v.shape}"
+                 for (c, p), v in converted.items()
+                 if (c, p) in ours and tuple(ours[(c, p)].shape) != v.shape)
+  if missing or extra or wrong or unused:
+    raise WeightMismatchError(
+        f"torchvision weights do not fit {model_name}: " + "; ".join(
+            f"{what}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
+            for what, items in (("no tensor for", missing), ("no parameter for", extra + unused),
+                                ("shape mismatch", wrong)) if items))
+  variables: dict[str, Any] = {}
+  for (collection, path), value in converted.items():
+    node = variables.setdefault(collection, {})
+    *parents, leaf = path.split("/")
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = value
+  return variables
+
+
+def _natural(name: str):
+  """Sort key that puts conv2_1 before conv10_1 and head/fc6 before head/fc7."""
+  return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
