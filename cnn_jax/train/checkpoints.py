@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 import grain
 import jax
@@ -28,6 +29,49 @@ from cnn_jax.train.state import TrainState
 
 class CheckpointError(RuntimeError):
   """No checkpoint of a workdir could be restored."""
+
+
+def read_state(path: str) -> dict[str, Any]:
+  """A saved TrainState (".../checkpoints/<step>/state") as a dict of arrays.
+
+  Arrays land on this process's first device, whatever devices wrote them,
+  so a run saved on 8 devices or 2 hosts can be read anywhere (for
+  visualization and fine-tuning; resuming uses `Checkpoints`).
+
+  Args:
+    path: the "state" folder of one checkpoint.
+
+  Returns:
+    {"params", "batch_stats", "opt_state", "ema_params", "step", "rng"}.
+  """
+  checkpointer = ocp.StandardCheckpointer()
+  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
+                        checkpointer.metadata(path).item_metadata.tree)
+  return checkpointer.restore(path, target)
+
+
+def newest_readable_state(directory: str) -> tuple[int, dict[str, Any]]:
+  """(step, state) of the newest checkpoint in a checkpoints folder that reads.
+
+  Raises:
+    CheckpointError: when the folder holds no readable checkpoint.
+  """
+  steps = sorted((int(p) for p in os.listdir(directory) if p.isdigit()), reverse=True) if (
+      os.path.isdir(directory)) else []
+  failures = []
+  for step in steps:
+    try:
+      state = read_state(os.path.join(directory, str(step), "state"))
+    except Exception as e:  # orbax raises many types for damaged files
+      failures.append(f"step {step}: {type(e).__name__}")
+      continue
+    if failures:
+      logging.warning("unreadable checkpoints skipped: %s", ", ".join(failures))
+    return step, state
+  raise CheckpointError(f"no readable checkpoint in {directory}"
+                        + (f" ({', '.join(failures)})" if failures else
+                           "; finish (or resume) the training run first"))
 
 
 class _IteratorState:

@@ -31,6 +31,14 @@ recipe needs, so a field has one default and one meaning:
     label_smoothing      Szegedy et al. 2016 (0 disables)
     aux_loss_weight      weight of auxiliary classifiers' losses (GoogLeNet: 0.3)
     ema_decay            evaluate an exponential moving average of the params (0: off)
+    init_from            start from these weights: our workdir or checkpoint, or a
+                         torchvision .pth file (see cnn_jax.transfer)
+    init_skip            regex of parameters to re-initialize (default: the head;
+                         "(?!)" keeps everything)
+    freeze               "all_but_head", "up_to:<layer>" or a regex of parameter paths
+    unfreeze_after_epochs / unfreeze_after_steps
+                         frozen parameters train from then on (0: never)
+    lr_mults             ((regex, multiplier), ...): per-parameter learning-rate factors
 """
 
 from __future__ import annotations
@@ -85,6 +93,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.0
   config.aux_loss_weight = 0.0
   config.ema_decay = 0.0
+
+  config.init_from = ""
+  config.init_skip = ""
+  config.freeze = ""
+  config.unfreeze_after_epochs = 0.0
+  config.unfreeze_after_steps = 0
+  config.lr_mults = ()
   return config
 
 

@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 from cnn_jax.data.preprocess import standardize, to_unit
 from cnn_jax.train import metrics, parallel
 from cnn_jax.train.state import TrainState
+from cnn_jax.transfer import finetune
 
 # (inputs, step, data key) -> (uint8 images NHWC, int labels)
 BatchFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -49,6 +50,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
                     mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
                     dtype: Any = jnp.float32, label_smoothing: float = 0.0,
                     aux_loss_weight: float = 0.0, ema_decay: float = 0.0,
+                    frozen_batch_norm: frozenset[str] = frozenset(),
                     donate: bool = True) -> Callable:
   """The jitted `step(state, totals, inputs) -> (state, totals)`.
 
@@ -65,6 +67,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
     label_smoothing: cross-entropy label smoothing.
     aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet).
     ema_decay: decay of the params' moving average (0: no EMA).
+    frozen_batch_norm: paths of batch-norm layers that normalize with their
+      running statistics and leave them unchanged (frozen fine-tuning).
     donate: reuse the state's and totals' buffers for the outputs.
 
   Returns:
@@ -87,8 +91,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
 
     def loss_fn(params):
       variables = {**state.variables(), "params": params}
-      logits, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_key},
-                                    mutable=["batch_stats", "aux_logits"])
+      with nn.intercept_methods(finetune.running_statistics_for(frozen_batch_norm)):
+        logits, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_key},
+                                      mutable=["batch_stats", "aux_logits"])
       loss = metrics.cross_entropy(logits, labels, label_smoothing)
       for aux in jax.tree.leaves(updates.get("aux_logits", {})):
         loss += aux_loss_weight * metrics.cross_entropy(aux, labels, label_smoothing)

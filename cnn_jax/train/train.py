@@ -29,6 +29,7 @@ from cnn_jax.train.checkpoints import Checkpoints
 from cnn_jax.train.config import run_length, validate
 from cnn_jax.train.optimizers import make_optimizer
 from cnn_jax.train.reporting import Reporter
+from cnn_jax.transfer import finetune, pretrained
 
 
 # Steps between the multi-process agreement on whether SIGTERM arrived.
@@ -103,6 +104,35 @@ def _evaluate(eval_step, variables, batches) -> dict[str, float]:
           "loss": float(totals["loss"]) / count}
 
 
+def _fine_tuning(config, model, tx, sample, steps_per_epoch):
+  """(optimizer, frozen batch-norm paths, unfreeze step) of the freeze settings."""
+  if not (config.freeze or config.lr_mults):
+    return tx, frozenset(), 0
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), sample, train=False))
+  head = config.init_skip or finetune.DEFAULT_HEAD
+  frozen = finetune.frozen_mask(model, abstract, sample, config.freeze, head)
+  unfreeze_step = config.unfreeze_after_steps or round(
+      config.unfreeze_after_epochs * steps_per_epoch)
+  tx = finetune.fine_tuning_optimizer(
+      tx, frozen, finetune.lr_multipliers(abstract["params"], config.lr_mults), unfreeze_step)
+  return tx, frozenset(finetune.frozen_batch_norm(frozen)), unfreeze_step
+
+
+def _start_from_pretrained(config, state, tx, mesh):
+  """The fresh state with the weights of config.init_from (head re-initialized)."""
+  fresh = {"params": state.params, "batch_stats": state.batch_stats}
+  if not state.batch_stats:
+    del fresh["batch_stats"]
+  merged = pretrained.merge(jax.device_get(fresh), pretrained.load(config.init_from, config.model),
+                            config.init_skip or finetune.DEFAULT_HEAD)
+  merged = parallel.put_replicated(merged, mesh)
+  params = merged["params"]
+  return state.replace(
+      params=params, batch_stats=merged.get("batch_stats", {}),
+      opt_state=jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params),
+      ema_params=jax.tree.map(jnp.copy, params) if state.ema_params else {})
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains and evaluates a model; resumes if the workdir holds a checkpoint.
 
@@ -132,6 +162,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
   mean, std = inputs.normalization(config)
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
+  sample = jnp.zeros((1, *train_input.image_shape), jnp.float32)
+  tx, frozen_batch_norm, unfreeze_step = _fine_tuning(config, model, tx, sample, steps_per_epoch)
   use_ema = config.ema_decay > 0
   create_state = jax.jit(
       functools.partial(state_lib.create, model, tx, (1, *train_input.image_shape),
@@ -147,6 +179,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   restored = checkpoints.restore_latest(abstract_state, with_data=grain_input)
   if restored is None:
     state = create_state()
+    if config.init_from:
+      state = _start_from_pretrained(config, state, tx, mesh)
+      reporter.message(f"initialized from {config.init_from} (re-initialized: "
+                       f"{config.init_skip or finetune.DEFAULT_HEAD})")
   else:
     state, data_state = restored
     train_input.restore(data_state)
@@ -158,12 +194,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                    f"{train_input.num_examples:,} training examples, {steps_per_epoch} "
                    f"steps/epoch, {total_steps} steps on {jax.device_count()} device(s)")
 
-  train_step = steps.make_train_step(
-      model, tx, mesh, batch_fn=train_input.batch_fn,
+  make_step = functools.partial(
+      steps.make_train_step, model, tx, mesh, batch_fn=train_input.batch_fn,
       augment_fn=augment.build(config.augment) if config.augment else None,
       mean=mean, std=std, dtype=jnp.dtype(config.dtype),
       label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
       ema_decay=config.ema_decay)
+  # While layers are frozen their batch norms use running statistics; a
+  # second compiled step takes over when they are released.
+  frozen_step = make_step(frozen_batch_norm=frozen_batch_norm) if frozen_batch_norm else None
+  free_step = make_step() if not frozen_batch_norm or unfreeze_step else None
   eval_step = steps.make_eval_step(model, mesh, mean=mean, std=std, dtype=jnp.dtype(config.dtype))
   # A small eval split is put on the devices once, for every evaluation.
   cached_eval = (list(inputs.eval_batches(config, mesh))
@@ -190,6 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     with _TerminationSignal() as termination:
       while step < total_steps:
+        train_step = frozen_step if frozen_step and (
+            not unfreeze_step or step < unfreeze_step) else free_step
         state, totals = train_step(state, totals, train_input.next())
         step += 1
         at_log = step % config.log_every_steps == 0 or step == total_steps

@@ -12,13 +12,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
-
-from absl import logging
 
 from cnn_jax.data import sources
 from cnn_jax.data.preprocess import normalize, resize_uint8
-from cnn_jax.train import inputs
+from cnn_jax.train import checkpoints, inputs
 from cnn_jax.train.train import build_model
 
 
@@ -91,35 +88,14 @@ def load(workdir: str) -> TrainedModel:
                        f"--workdir={workdir}`")
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  directory = os.path.join(workdir, "checkpoints")
-  steps = sorted(int(p) for p in os.listdir(directory) if p.isdigit()) if os.path.isdir(
-      directory) else []
-  if not steps:
-    raise WorkdirError(f"{directory} holds no checkpoint; finish (or resume) the training run "
-                       "first")
-  failures = []
-  for step in reversed(steps):  # the newest readable one, as a resumed run would
-    try:
-      state = _read_state(os.path.join(directory, str(step), "state"))
-    except Exception as e:  # orbax raises many types for damaged files
-      failures.append(f"step {step}: {type(e).__name__}")
-      continue
-    if failures:
-      logging.warning("unreadable checkpoints skipped: %s", ", ".join(failures))
-    params = state["ema_params"] if state.get("ema_params") else state["params"]
-    variables = {"params": params}
-    if state.get("batch_stats"):
-      variables["batch_stats"] = state["batch_stats"]
-    model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
-    mean, std = inputs.normalization(config)
-    return TrainedModel(model, variables, config, step, mean, std)
-  raise WorkdirError(f"no checkpoint in {directory} is readable ({', '.join(failures)})")
-
-
-def _read_state(path: str) -> dict[str, Any]:
-  """A saved TrainState as arrays on this process's first device, whatever wrote it."""
-  checkpointer = ocp.StandardCheckpointer()
-  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
-                        checkpointer.metadata(path).item_metadata.tree)
-  return checkpointer.restore(path, target)
+  try:
+    step, state = checkpoints.newest_readable_state(os.path.join(workdir, "checkpoints"))
+  except checkpoints.CheckpointError as e:
+    raise WorkdirError(str(e)) from None
+  params = state["ema_params"] if state.get("ema_params") else state["params"]
+  variables = {"params": params}
+  if state.get("batch_stats"):
+    variables["batch_stats"] = state["batch_stats"]
+  model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
+  mean, std = inputs.normalization(config)
+  return TrainedModel(model, variables, config, step, mean, std)
