@@ -23,6 +23,8 @@ from cnn_jax.models.registry import UnknownModelError
 from cnn_jax.train import (ConfigError, NonFiniteLossError, parallel, reporting,
                            train_and_evaluate)
 from cnn_jax.train.checkpoints import CheckpointError
+from cnn_jax.transfer import StateDictError, WeightMismatchError
+from cnn_jax.transfer.pretrained import PretrainedMismatchError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
                                           lock_config=True)
@@ -42,7 +44,8 @@ def main(argv):
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, DataError, CheckpointError, GeometryError, NonFiniteLossError,
-          UnknownModelError) as e:
+          UnknownModelError, StateDictError, WeightMismatchError, PretrainedMismatchError,
+          FileNotFoundError) as e:
     # Mistakes in the config or the data: one line that names the fix, no traceback.
     message = e.args[0] if isinstance(e, KeyError) else str(e)
     sys.exit(f"error: {message}")

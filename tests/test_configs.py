@@ -17,7 +17,8 @@ VARIANTS = [("default.py", None), ("mnist_lenet5.py", None),
             *[("cifar10_resnet.py", str(d)) for d in (20, 32, 44, 56, 110)],
             ("cifar10_allcnn.py", None), ("imagenet_alexnet.py", None),
             ("imagenet_vgg.py", "vgg_d"), ("imagenet_vgg.py", "vgg_a"),
-            ("imagenet_googlenet.py", None), ("imagenet_resnet50.py", None)]
+            ("imagenet_googlenet.py", None), ("imagenet_resnet50.py", None),
+            ("finetune_folder.py", None), ("finetune_folder.py", "vgg_d")]
 
 
 def load(path: pathlib.Path):

@@ -1,6 +1,7 @@
 """torchvision weights: our models equal torchvision's number for number, and the
 state-dict reader is exact and safe. (torch and torchvision are dev dependencies.)"""
 
+import collections
 import io
 import pickle
 import zipfile
@@ -86,10 +87,10 @@ def test_resnet50_matches_stage_by_stage():
 
 def test_mismatched_weights_are_listed_never_loaded_in_part():
   state = torch_model("resnet18").state_dict()
-  with pytest.raises(WeightMismatchError, match=r"no tensor for: .*layer1_2/"):
+  with pytest.raises(WeightMismatchError, match=r"not in the weights: .*layer1_2/"):
     from_torchvision("resnet34", state)
   state["extra.weight"] = torch.zeros(3, 3)
-  with pytest.raises(WeightMismatchError, match=r"no parameter for: .*extra/kernel"):
+  with pytest.raises(WeightMismatchError, match=r"not in the model: .*extra/kernel"):
     from_torchvision("resnet18", state)
   with pytest.raises(ValueError, match="no torchvision weights map for 'lenet5'"):
     from_torchvision("lenet5", {})
@@ -111,13 +112,38 @@ def test_state_dict_reader_equals_torch_load(tmp_path):
   state = torch_model("resnet18").state_dict()
   state["transposed"] = torch.arange(12.0).reshape(3, 4).t()    # a strided view
   state["half"] = torch.ones(3, dtype=torch.float16)
+  state["bfloat16"] = torch.linspace(-2, 2, 5, dtype=torch.bfloat16)
+  state["offset"] = torch.arange(10.0)[3:7]                     # a view into shared storage
   torch.save(state, path)
   ours = load_state_dict(str(path))
   reference = torch.load(path, weights_only=True)
   assert list(ours) == list(reference)
   for key, value in reference.items():
-    np.testing.assert_array_equal(ours[key], value.numpy())
-    assert ours[key].dtype == value.numpy().dtype
+    expected = value.float().numpy() if value.dtype == torch.bfloat16 else value.numpy()
+    np.testing.assert_array_equal(np.asarray(ours[key], expected.dtype), expected)
+  assert str(ours["bfloat16"].dtype) == "bfloat16"
+
+
+def test_state_dict_reader_refuses_views_outside_their_storage(tmp_path):
+  marker = object()
+
+  class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+      return ("storage", torch.FloatStorage, "0", "cpu", 4) if obj is marker else None
+
+  class Forged:  # a tensor of 5,000,000 floats over a storage of 4
+    def __reduce__(self):
+      return (torch._utils._rebuild_tensor_v2,
+              (marker, 0, (5_000_000,), (1,), False, collections.OrderedDict()))
+
+  buffer = io.BytesIO()
+  Pickler(buffer, protocol=2).dump(collections.OrderedDict(w=Forged()))
+  path = tmp_path / "forged.pth"
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("forged/data.pkl", buffer.getvalue())
+    archive.writestr("forged/data/0", np.zeros(4, np.float32).tobytes())
+  with pytest.raises(StateDictError, match="'w'.*lies outside its 4-element storage"):
+    load_state_dict(str(path))
 
 
 def test_state_dict_reader_refuses_code_and_non_archives(tmp_path):
@@ -135,6 +161,10 @@ def test_state_dict_reader_refuses_code_and_non_archives(tmp_path):
   not_zip.write_bytes(b"\x80\x02}q\x00.")
   with pytest.raises(StateDictError, match="not a torch.save zip archive"):
     load_state_dict(str(not_zip))
+  nested = tmp_path / "nested.pth"
+  torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, nested)
+  with pytest.raises(StateDictError, match="entry 'model' may be the state dict"):
+    load_state_dict(str(nested))
   whole_model = tmp_path / "model.pth"
   torch.save(torch.nn.Linear(2, 2), whole_model)
   with pytest.raises(StateDictError, match="save model.state_dict"):

@@ -10,6 +10,7 @@ readable checkpoint.
 from __future__ import annotations
 
 import functools
+import re
 import signal
 import threading
 import time
@@ -26,7 +27,7 @@ from cnn_jax.data import augment, sources
 from cnn_jax.train import inputs, parallel, steps
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints
-from cnn_jax.train.config import run_length, validate
+from cnn_jax.train.config import ConfigError, run_length, validate
 from cnn_jax.train.optimizers import make_optimizer
 from cnn_jax.train.reporting import Reporter
 from cnn_jax.transfer import finetune, pretrained
@@ -109,13 +110,19 @@ def _fine_tuning(config, model, tx, sample, steps_per_epoch):
   if not (config.freeze or config.lr_mults):
     return tx, frozenset(), 0
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), sample, train=False))
-  head = config.init_skip or finetune.DEFAULT_HEAD
-  frozen = finetune.frozen_mask(model, abstract, sample, config.freeze, head)
   unfreeze_step = config.unfreeze_after_steps or round(
       config.unfreeze_after_epochs * steps_per_epoch)
-  tx = finetune.fine_tuning_optimizer(
-      tx, frozen, finetune.lr_multipliers(abstract["params"], config.lr_mults), unfreeze_step)
+  try:
+    frozen = finetune.frozen_mask(model, abstract, sample, config.freeze)
+    tx = finetune.fine_tuning_optimizer(
+        tx, frozen, finetune.lr_multipliers(abstract["params"], config.lr_mults), unfreeze_step)
+  except (ValueError, re.error) as e:
+    raise ConfigError(str(e)) from None
   return tx, frozenset(finetune.frozen_batch_norm(frozen)), unfreeze_step
+
+
+def _init_skip(config) -> str:
+  return config.init_skip or finetune.DEFAULT_HEAD
 
 
 def _start_from_pretrained(config, state, tx, mesh):
@@ -124,7 +131,7 @@ def _start_from_pretrained(config, state, tx, mesh):
   if not state.batch_stats:
     del fresh["batch_stats"]
   merged = pretrained.merge(jax.device_get(fresh), pretrained.load(config.init_from, config.model),
-                            config.init_skip or finetune.DEFAULT_HEAD)
+                            _init_skip(config))
   merged = parallel.put_replicated(merged, mesh)
   params = merged["params"]
   return state.replace(
@@ -182,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.init_from:
       state = _start_from_pretrained(config, state, tx, mesh)
       reporter.message(f"initialized from {config.init_from} (re-initialized: "
-                       f"{config.init_skip or finetune.DEFAULT_HEAD})")
+                       f"{_init_skip(config)})")
   else:
     state, data_state = restored
     train_input.restore(data_state)

@@ -19,7 +19,7 @@ the batch's, and leave them unchanged.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -36,6 +36,20 @@ def param_paths(params: Any) -> list[str]:
   """"layer/sub/leaf" paths of a params tree, in tree order."""
   return ["/".join(getattr(k, "key", str(k)) for k in path)
           for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+
+def flat_variables(variables: dict[str, Any]) -> dict[tuple[str, str], Any]:
+  """{(collection, "layer/sub/leaf"): leaf} of a variables tree."""
+  return {(collection, path): leaf for collection, tree in variables.items()
+          for path, leaf in zip(param_paths(tree), jax.tree.leaves(tree))}
+
+
+def mismatch_report(missing: list[str], unused: list[str], wrong: list[str]) -> str:
+  """One line listing (the first few of) each kind of mismatch between weights."""
+  return "; ".join(f"{what}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
+                   for what, items in (("not in the weights", missing),
+                                       ("not in the model", unused),
+                                       ("shape mismatch", wrong)) if items)
 
 
 def _tree_of(params: Any, value_of: Callable[[str], Any]) -> Any:
@@ -90,9 +104,30 @@ def lr_multipliers(params: Any, pairs: Sequence[tuple[str, float]]) -> Any:
       (mult for pattern, mult in compiled if pattern.search(path)), 1.0))
 
 
-def _gate(open_from: int) -> optax.GradientTransformation:
-  """Multiplies by 0 before step `open_from` and by 1 from then on."""
-  return optax.scale_by_schedule(lambda count: (count >= open_from).astype(jnp.float32))
+class _FrozenUntilState(NamedTuple):
+  count: jax.Array
+  inner: optax.OptState
+
+
+def _frozen_until(inner: optax.GradientTransformation,
+                  open_from: int) -> optax.GradientTransformation:
+  """`inner`, but before step `open_from` updates are zero and its state stands still.
+
+  Standing still matters for Adam: had it counted the frozen steps, its bias
+  correction would be spent and its first real steps several times too large.
+  """
+  def init(params):
+    return _FrozenUntilState(jnp.zeros((), jnp.int32), inner.init(params))
+
+  def update(updates, state, params=None):
+    new_updates, new_inner = inner.update(updates, state.inner, params)
+    is_open = state.count >= open_from
+    new_updates = jax.tree.map(lambda u: jnp.where(is_open, u, jnp.zeros_like(u)), new_updates)
+    new_inner = jax.tree.map(lambda new, old: jnp.where(is_open, new, old), new_inner,
+                             state.inner)
+    return new_updates, _FrozenUntilState(state.count + 1, new_inner)
+
+  return optax.GradientTransformation(init, update)
 
 
 def _scale_by_tree(multipliers: Any) -> optax.GradientTransformation:
@@ -116,12 +151,12 @@ def fine_tuning_optimizer(tx: optax.GradientTransformation, frozen: Any, multipl
     An optax GradientTransformation.
   """
   labels = jax.tree.map(lambda f: "frozen" if f else "trained", frozen)
-  if unfreeze_step > 0:
-    # Zero the gradient before the optimizer (its moments stay untouched) and
-    # the update after it (no weight decay) until the second phase starts.
-    frozen_tx = optax.chain(_gate(unfreeze_step), tx, _gate(unfreeze_step))
-  else:
-    frozen_tx = optax.set_to_zero()
+  if not any(not f for f in jax.tree.leaves(frozen)) and unfreeze_step <= 0:
+    raise ValueError("config.freeze freezes every parameter and nothing unfreezes: "
+                     "leave the head trainable or set config.unfreeze_after_epochs")
+  # Frozen: no update and no weight decay (the update is zeroed after the
+  # optimizer), and optimizer state untouched until the second phase.
+  frozen_tx = _frozen_until(tx, unfreeze_step) if unfreeze_step > 0 else optax.set_to_zero()
   masked = optax.multi_transform({"trained": tx, "frozen": frozen_tx}, labels)
   if all(m == 1.0 for m in jax.tree.leaves(multipliers)):
     return masked
@@ -149,9 +184,11 @@ def running_statistics_for(modules: set[str]):
     x = args[0]
     mean = module.get_variable("batch_stats", "mean")
     var = module.get_variable("batch_stats", "var")
-    y = (x - mean) * jax.lax.rsqrt(var + module.epsilon)
+    # Flax's own order of operations, so that frozen equals eval mode closely.
+    multiplier = jax.lax.rsqrt(var + module.epsilon)
     if module.use_scale:
-      y = y * module.get_variable("params", "scale")
+      multiplier = multiplier * module.get_variable("params", "scale")
+    y = (x - mean) * multiplier
     if module.use_bias:
       y = y + module.get_variable("params", "bias")
     return y.astype(module.dtype or x.dtype)

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 
 from cnn_jax.train import checkpoints
 from cnn_jax.transfer import finetune
@@ -40,18 +41,18 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
     return from_torchvision(model_name, load_state_dict(init_from))
   if os.path.isdir(os.path.join(init_from, "state")):
     state = checkpoints.read_state(os.path.join(init_from, "state"))
+    where = init_from
   elif os.path.isdir(os.path.join(init_from, "checkpoints")):
-    _, state = checkpoints.newest_readable_state(os.path.join(init_from, "checkpoints"))
+    step, state = checkpoints.newest_readable_state(os.path.join(init_from, "checkpoints"))
+    where = f"{init_from} at step {step}"
   else:
     raise FileNotFoundError(f"config.init_from={init_from!r} is neither a .pth file, a "
                             "training workdir nor a checkpoint folder")
-  return {c: state[c] for c in _COLLECTIONS if state.get(c)}
-
-
-def _flat(variables: dict[str, Any]) -> dict[tuple[str, str], Any]:
-  return {(c, path): leaf for c in _COLLECTIONS if c in variables
-          for path, leaf in zip(finetune.param_paths(variables[c]),
-                                jax.tree.leaves(variables[c]))}
+  # The weights that run evaluated: its EMA, if it kept one.
+  params = state["ema_params"] if state.get("ema_params") else state["params"]
+  logging.info("pretrained weights from %s%s", where, " (EMA)" if state.get("ema_params") else "")
+  return {"params": params, **({"batch_stats": state["batch_stats"]}
+                               if state.get("batch_stats") else {})}
 
 
 def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[str, Any]:
@@ -71,7 +72,8 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
       not have, leaves of the weights that the model does not have, and
       shape mismatches (never a silent partial load).
   """
-  ours, theirs = _flat(fresh), _flat(pretrained)
+  ours = finetune.flat_variables({c: v for c, v in fresh.items() if c in _COLLECTIONS})
+  theirs = finetune.flat_variables({c: v for c, v in pretrained.items() if c in _COLLECTIONS})
   skipped = {key for key in ours | theirs if re.search(skip, key[1])}
   missing = [f"{c}:{p} {np.shape(v)}" for (c, p), v in ours.items()
              if (c, p) not in theirs and (c, p) not in skipped]
@@ -82,10 +84,8 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
            and np.shape(v) != np.shape(theirs[(c, p)])]
   if missing or unused or wrong:
     raise PretrainedMismatchError(
-        "config.init_from does not fit the model: " + "; ".join(
-            f"{what}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
-            for what, items in (("not in the weights", missing), ("not in the model", unused),
-                                ("shape mismatch", wrong)) if items)
+        "config.init_from does not fit the model: " + finetune.mismatch_report(
+            missing, unused, wrong)
         + f"; re-initialize such parameters with config.init_skip (now {skip!r})")
   merged = {}
   for collection in fresh:

@@ -17,13 +17,16 @@ import pickle
 import zipfile
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 # torch storage class name -> NumPy dtype of its elements.
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "BFloat16Storage": ml_dtypes.bfloat16, "ComplexFloatStorage": np.complex64,
+    "ComplexDoubleStorage": np.complex128, "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 
 
@@ -61,7 +64,7 @@ class _AllowListUnpickler(pickle.Unpickler):
     if module == "torch" and name in _STORAGE_DTYPES:
       return _STORAGE_DTYPES[name]
     raise StateDictError(f"refusing to unpickle {module}.{name}: a state dict holds only "
-                         "tensors (save model.state_dict(), not the model)")
+                         "tensors (save model.state_dict(), not the model or other objects)")
 
   def persistent_load(self, pid):
     kind, storage_type, key, _, _ = pid
@@ -104,15 +107,29 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
       raise StateDictError(f"{path} holds a {type(structure).__name__}, not a state dict")
     blobs: dict[str, bytes] = {}
 
-    def array(record: Any) -> np.ndarray:
+    def array(name: str, record: Any) -> np.ndarray:
       _, storage, offset, size, stride = record
       if storage.key not in blobs:
         blobs[storage.key] = archive.read(f"{root}data/{storage.key}")
       flat = np.frombuffer(blobs[storage.key], dtype=storage.dtype)
-      item = flat.itemsize
+      # The view must stay inside its storage: a forged size, stride or offset
+      # would otherwise read memory beyond the file's bytes.
+      last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset
+      if offset < 0 or any(s < 0 for s in stride) or (all(size) and last >= len(flat)):
+        raise StateDictError(f"{path}: tensor {name!r} (size {size}, stride {stride}, offset "
+                             f"{offset}) lies outside its {len(flat)}-element storage")
       view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
-                                             strides=[s * item for s in stride])
+                                             strides=[s * flat.itemsize for s in stride])
       return np.array(view)  # a copy: the file's buffer is not kept alive
 
-    return {name: array(value) for name, value in structure.items()
-            if isinstance(value, tuple) and value and value[0] == "tensor"}
+    tensors = {}
+    for name, value in structure.items():
+      if isinstance(value, tuple) and value and value[0] == "tensor":
+        tensors[name] = array(name, value)
+      elif isinstance(value, dict):
+        raise StateDictError(f"{path} holds a dict of dicts: its entry {name!r} may be the "
+                             f"state dict; save that entry alone")
+      else:
+        raise StateDictError(f"{path}: entry {name!r} is a {type(value).__name__}, not a "
+                             "tensor; save model.state_dict() alone")
+    return tensors

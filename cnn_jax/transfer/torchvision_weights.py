@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import models
+from cnn_jax.transfer import finetune
 
 
 class WeightMismatchError(ValueError):
@@ -81,15 +82,6 @@ def _family(model_name: str) -> str:
   return model_name
 
 
-def _flat_leaves(variables: dict[str, Any]) -> dict[tuple[str, str], Any]:
-  """{(collection, "path/to/leaf"): leaf} of a variables tree."""
-  out = {}
-  for collection, tree in variables.items():
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-      out[(collection, "/".join(getattr(k, "key", str(k)) for k in path))] = leaf
-  return out
-
-
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 
@@ -128,7 +120,7 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
   spec = models.spec(model_name)
   shape = (1, spec.image_size, spec.image_size, spec.channels)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
-  ours = _flat_leaves(abstract)
+  ours = finetune.flat_variables(abstract)
   if not overrides.get("aux_logits"):
     tensors = {k: v for k, v in tensors.items() if not k.startswith(("aux1.", "aux2."))}
 
@@ -171,11 +163,8 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
                  for (c, p), v in converted.items()
                  if (c, p) in ours and tuple(ours[(c, p)].shape) != v.shape)
   if missing or extra or wrong or unused:
-    raise WeightMismatchError(
-        f"torchvision weights do not fit {model_name}: " + "; ".join(
-            f"{what}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
-            for what, items in (("no tensor for", missing), ("no parameter for", extra + unused),
-                                ("shape mismatch", wrong)) if items))
+    raise WeightMismatchError(f"torchvision weights do not fit {model_name}: "
+                              + finetune.mismatch_report(missing, extra + unused, wrong))
   variables: dict[str, Any] = {}
   for (collection, path), value in converted.items():
     node = variables.setdefault(collection, {})
