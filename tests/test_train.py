@@ -423,11 +423,25 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   port = 20000 + os.getpid() % 20000
   env = dict(os.environ)
   env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+  # Output goes to files: with pipes, a process blocked on a full pipe that
+  # nobody reads would stall the other one inside a collective.
+  logs = [(open(tmp_path / f"out{i}.txt", "w+"), open(tmp_path / f"err{i}.txt", "w+"))
+          for i in range(2)]
   processes = [subprocess.Popen(
       [sys.executable, "-m", "cnn_jax.main", *args, f"--workdir={tmp_path / 'two'}",
        f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
-      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-  outputs = [p.communicate(timeout=300) for p in processes]
+      env=env, stdout=out, stderr=err, text=True) for i, (out, err) in enumerate(logs)]
+  try:
+    for p in processes:
+      p.wait(timeout=300)
+  finally:
+    for p in processes:
+      p.kill()
+  outputs = []
+  for out, err in logs:
+    out.seek(0), err.seek(0)
+    outputs.append((out.read(), err.read()))
+    out.close(), err.close()
   for p, (out, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
   # Only process 0 reports (Gloo itself may print connection lines on any process).

@@ -121,6 +121,12 @@ class Checkpoints:
   def __init__(self, workdir: str, *, keep: int = 2, keep_best: bool = False,
                async_save: bool = True):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if async_save and jax.process_count() > 1 and jax.default_backend() == "cpu":
+      # Several CPU processes talk through gloo, and a background save's
+      # cross-process sync could then interleave with the training step's
+      # collectives in a different order on each process and deadlock (seen
+      # under load). Accelerator runs keep the background saves.
+      async_save = False
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=self._options)
