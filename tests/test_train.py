@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import pytest
 from tensorboardX.proto import event_pb2
 
@@ -22,7 +21,7 @@ from cnn_jax import models
 from cnn_jax.train import (ConfigError, NonFiniteLossError, Preempted, config as config_lib,
                            parallel, steps, train_and_evaluate)
 from cnn_jax.train import state as state_lib
-from cnn_jax.train.checkpoints import CheckpointError
+from cnn_jax.train.checkpoints import CheckpointError, read_state
 
 from conftest import abstract_variables, random_variables
 
@@ -40,16 +39,11 @@ def tiny_config(pipeline: str = "device", **overrides):
 
 
 def final_state(workdir) -> dict:
-  """The newest checkpoint's state on this process's first device, read
-  independently of the loop (whatever devices wrote it)."""
+  """The newest checkpoint's state, read with orbax's plain checkpointer rather
+  than the loop's CheckpointManager (whatever devices wrote it)."""
   directory = pathlib.Path(workdir) / "checkpoints"
   step = max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-  checkpointer = ocp.StandardCheckpointer()
-  path = directory / str(step) / "state"
-  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
-                        checkpointer.metadata(path).item_metadata.tree)
-  return checkpointer.restore(path, target)
+  return read_state(str(directory / str(step) / "state"))
 
 
 def assert_trees_equal(a, b):

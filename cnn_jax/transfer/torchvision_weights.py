@@ -50,16 +50,18 @@ def _googlenet_path(key: str) -> str:
   return key.replace("aux1.", "aux_4a.").replace("aux2.", "aux_4d.")
 
 
-def _sequential_paths(conv_names: list[str], dense_names: list[str]) -> Callable[[str], str]:
+def _sequential_paths(conv_names: list[str], dense_names: list[str],
+                      state_keys: list[str]) -> Callable[[str], str]:
   """VGG/AlexNet: features.N (convs) and classifier.N (dense) in their order."""
+  modules = {group: list(dict.fromkeys(k.rsplit(".", 1)[0] for k in state_keys
+                                       if k.startswith(group + ".")))
+             for group in ("features", "classifier")}
 
-  def path(key: str, state_keys: list[str]) -> str:
+  def path(key: str) -> str:
     module, leaf = key.rsplit(".", 1)
     group = module.split(".")[0]
     ours = conv_names if group == "features" else dense_names
-    modules = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in state_keys
-                                 if k.startswith(group + ".")))
-    return f"{ours[modules.index(module)]}.{leaf}"
+    return f"{ours[modules[group].index(module)]}.{leaf}"
 
   return path
 
@@ -129,8 +131,7 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
                     and len(ours[(c, p)].shape) == 4}, key=_natural)
     denses = sorted({p.rsplit("/", 1)[0] for (c, p) in ours if p.endswith("kernel")
                      and len(ours[(c, p)].shape) == 2}, key=_natural)
-    sequential = _sequential_paths(convs, denses)
-    rename = lambda key: sequential(key, list(tensors))
+    rename = _sequential_paths(convs, denses, list(tensors))
   else:
     rename = _resnet_path if family == "resnet" else _googlenet_path
   flattened = _FLATTENED.get(family, {})
