@@ -425,9 +425,12 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
       [sys.executable, "-m", "cnn_jax.main", *args, f"--workdir={tmp_path / 'two'}",
        f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
       env=env, stdout=out, stderr=err, text=True) for i, (out, err) in enumerate(logs)]
+  timed_out = False
   try:
     for p in processes:
-      p.wait(timeout=300)
+      p.wait(timeout=240)
+  except subprocess.TimeoutExpired:
+    timed_out = True
   finally:
     for p in processes:
       p.kill()
@@ -436,6 +439,8 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     out.seek(0), err.seek(0)
     outputs.append((out.read(), err.read()))
     out.close(), err.close()
+  assert not timed_out, "the 2 processes hung; their last output:\n" + "\n".join(
+      f"process {i}: {out[-800:]}{err[-800:]}" for i, (out, err) in enumerate(outputs))
   for p, (out, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
   # Only process 0 reports (Gloo itself may print connection lines on any process).

@@ -68,10 +68,18 @@ class _TerminationSignal:
     del signum, frame
     self.received = True
 
-  def any_process(self) -> bool:
-    """Whether any process got the signal (all processes must stop together)."""
+  def any_process(self, in_flight: Any) -> bool:
+    """Whether any process got the signal (all processes must stop together).
+
+    Args:
+      in_flight: the outputs of the last dispatched step. They are waited for
+        first: XLA:CPU would run the all-gather alongside that step, and the
+        two computations' cross-process messages could then interleave
+        differently on each process and deadlock.
+    """
     if jax.process_count() == 1:
       return self.received
+    jax.block_until_ready(in_flight)
     flags = multihost_utils.process_allgather(np.array(self.received))
     return bool(np.any(flags))
 
@@ -93,11 +101,10 @@ def _model_table(model, image_shape) -> str:
     return f"(no model summary: {e})"
 
 
-def _evaluate(eval_step, variables, batches) -> dict[str, float]:
-  totals = None
+def _evaluate(eval_step, variables, batches, mesh) -> dict[str, float]:
+  totals = parallel.put_replicated(steps.empty_eval_totals(), mesh)
   for batch in batches:
-    sums = eval_step(variables, batch)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = eval_step(variables, batch, totals)
   totals = jax.device_get(totals)
   count = max(int(totals["count"]), 1)
   return {"accuracy": float(totals["top1"]) / count,
@@ -218,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def evaluate(state):
     batches = cached_eval if cached_eval is not None else inputs.eval_batches(config, mesh)
-    return _evaluate(eval_step, state.variables(use_ema), batches)
+    return _evaluate(eval_step, state.variables(use_ema), batches, mesh)
 
   def check_finite(totals, last_saved):
     bad_step = int(totals["first_nonfinite_step"])
@@ -278,7 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         # to stop; that costs a collective, hence every few steps only (cloud
         # preemption notices give about 30 s).
         check_now = jax.process_count() == 1 or step % _PREEMPTION_CHECK_STEPS == 0
-        if check_now and termination.any_process() and step < total_steps:
+        if check_now and termination.any_process((state, totals)) and step < total_steps:
           check_finite(jax.device_get(totals), last_saved)
           checkpoints.save(state, train_input.state())
           checkpoints.wait()
