@@ -445,7 +445,10 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     assert p.returncode == 0, err[-3000:]
   # Only process 0 reports (Gloo itself may print connection lines on any process).
   assert "on 4 device(s)" in outputs[0][0]
-  assert "step" not in outputs[1][0] and "eval" not in outputs[1][0]
+  assert "steps/s" not in outputs[1][0] and "eval at step" not in outputs[1][0]
+  # ...but every process ends with its own copy of the final eval.
+  finals = [next(l for l in out.splitlines() if "finished at step 12" in l) for out, _ in outputs]
+  assert finals[0].split(":", 1)[1] == finals[1].split(":", 1)[1]
 
   def losses(workdir):
     lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -22,6 +22,8 @@ from typing import Any, Mapping
 import jax
 import optax
 
+from cnn_jax.train.config import ConfigError
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "one_cycle")
 
@@ -62,7 +64,7 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
     An optax schedule.
 
   Raises:
-    ValueError: for an unknown name or a warm-up longer than the run.
+    ConfigError: for an unknown name or a warm-up longer than the run.
   """
   name = _get(cfg, "name", "constant")
   if name == "constant":
@@ -71,14 +73,14 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
     boundaries = _in_steps(cfg, "boundaries", "boundaries_epochs", steps_per_epoch, default=())
     factors = cfg.get("factors") or [_get(cfg, "factor", 0.1)] * len(boundaries)
     if len(factors) != len(boundaries):
-      raise ValueError(f"schedule.factors has {len(factors)} values for {len(boundaries)} "
+      raise ConfigError(f"schedule.factors has {len(factors)} values for {len(boundaries)} "
                        "boundaries; give one factor per boundary")
     return optax.piecewise_constant_schedule(
         learning_rate, {int(b): float(f) for b, f in zip(boundaries, factors)})
   if name == "cosine":
     warmup = _in_steps(cfg, "warmup_steps", "warmup_epochs", steps_per_epoch)
     if warmup >= total_steps:
-      raise ValueError(f"warm-up of {warmup} steps is not shorter than the run "
+      raise ConfigError(f"warm-up of {warmup} steps is not shorter than the run "
                        f"({total_steps} steps); shorten schedule.warmup_steps/epochs")
     return optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, warmup, total_steps, end_value=_get(cfg, "end_value", 0.0))
@@ -87,7 +89,7 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
         total_steps, learning_rate, pct_start=_get(cfg, "pct_start", 0.3),
         div_factor=_get(cfg, "div_factor", 25.0),
         final_div_factor=_get(cfg, "final_div_factor", 1e4))
-  raise ValueError(f"schedule.name={name!r}; choose one of {SCHEDULES}")
+  raise ConfigError(f"schedule.name={name!r}; choose one of {SCHEDULES}")
 
 
 def decay_mask(params: Any) -> Any:
@@ -120,12 +122,12 @@ def make_optimizer(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any],
     (an optax GradientTransformation, the learning-rate schedule for logging).
 
   Raises:
-    ValueError: for an unknown optimizer or a non-positive learning rate.
+    ConfigError: for an unknown optimizer or a non-positive learning rate.
   """
   name = _get(cfg, "name", "sgd")
   learning_rate = float(_get(cfg, "learning_rate", 0.1))
   if learning_rate <= 0:
-    raise ValueError(f"optimizer.learning_rate must be positive, got {learning_rate}")
+    raise ConfigError(f"optimizer.learning_rate must be positive, got {learning_rate}")
   schedule = make_schedule(schedule_cfg, learning_rate, total_steps, steps_per_epoch)
   weight_decay = float(_get(cfg, "weight_decay", 0.0))
   clip = float(_get(cfg, "grad_clip_norm", 0.0))
@@ -145,5 +147,5 @@ def make_optimizer(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any],
                              eps=_get(cfg, "eps", 1e-8), weight_decay=weight_decay,
                              mask=decay_mask))
   else:
-    raise ValueError(f"optimizer.name={name!r}; choose one of {OPTIMIZERS}")
+    raise ConfigError(f"optimizer.name={name!r}; choose one of {OPTIMIZERS}")
   return optax.chain(*chain), schedule

@@ -1,0 +1,1 @@
+"""Sweeps, cluster launch scripts and a local multi-process launcher (see README.md)."""

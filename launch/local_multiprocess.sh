@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs N processes of one training run on this machine, joined the way the
+# hosts of a TPU pod or a GPU cluster are (a coordinator on localhost, CPU
+# collectives over gloo), so the multi-host code paths run here.
+#
+# Usage:
+#   launch/local_multiprocess.sh N -- ARGS...
+#   launch/local_multiprocess.sh 2 -- --config=configs/default.py --workdir=/tmp/two_hosts
+#
+# ARGS go to `python -m cnn_jax.main` in every process, which also gets
+# --coordinator_address=localhost:PORT --num_processes=N --process_id=i.
+#
+# Environment:
+#   DEVICES_PER_PROCESS  simulated CPU devices of each process (default 1);
+#                        the global batch must divide by N x this.
+#   PORT                 coordinator port (default: a free one).
+#   LOG_DIR              where process_<i>.txt logs go (default: a new /tmp folder).
+#                        Process 0's output is also shown here; it alone reports.
+#   PYTHON               the interpreter (default: python).
+#   GRACE_SECONDS        after a failure, how long the others get to stop
+#                        before they are killed (default 60).
+#
+# If one process fails, the others are stopped (they would wait for it in a
+# collective forever) and its exit status is returned. Ctrl-C or SIGTERM is
+# passed on as SIGTERM: every process saves a checkpoint, and re-running the
+# same command resumes.
+set -euo pipefail
+
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+
+if [[ $# -lt 2 || "${2:-}" != "--" || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
+  usage >&2
+  exit 2
+fi
+num_processes=$1
+shift 2
+
+python=${PYTHON:-python}
+devices=${DEVICES_PER_PROCESS:-1}
+port=${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')}
+log_dir=${LOG_DIR:-$(mktemp -d /tmp/local_multiprocess.XXXXXX)}
+mkdir -p "$log_dir"
+
+declare -A running=()  # pid -> process index
+killer=""
+stop_all() {
+  # SIGTERM first (a process saves a checkpoint); SIGKILL after a grace
+  # period for one stuck in a collective with a process that is gone.
+  for pid in "${!running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  (sleep "${GRACE_SECONDS:-60}"; for pid in "${!running[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done) &
+  killer=$!
+}
+trap 'stop_all; wait "${!running[@]}"; exit 143' INT TERM
+
+for ((i = 0; i < num_processes; i++)); do
+  log="$log_dir/process_$i.txt"
+  command=("$python" -m cnn_jax.main "$@" "--coordinator_address=localhost:$port"
+           "--num_processes=$num_processes" "--process_id=$i")
+  if ((i == 0)); then
+    XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" \
+      "${command[@]}" > >(tee "$log") 2>&1 &
+  else
+    XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" \
+      "${command[@]}" > "$log" 2>&1 &
+  fi
+  running[$!]=$i
+done
+echo "$num_processes processes on localhost:$port, logs in $log_dir" >&2
+
+status=0
+while ((${#running[@]} > 0)); do
+  code=0
+  wait -n -p finished "${!running[@]}" || code=$?
+  index=${running[$finished]}
+  unset "running[$finished]"
+  if ((code != 0 && status == 0)); then
+    status=$code
+    echo "process $index exited with status $code; stopping the others (logs in $log_dir)" >&2
+    stop_all
+  fi
+done
+if [[ -n "$killer" ]]; then kill "$killer" 2>/dev/null || true; fi
+exit "$status"

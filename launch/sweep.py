@@ -1,0 +1,428 @@
+"""Runs the hyper-parameter sweep a config file defines, and tabulates it.
+
+    python -m launch.sweep --config=configs/default.py --workdir_root=/tmp/lr_sweep
+    python -m launch.sweep --config=configs/cifar10_resnet.py:20 --workdir_root=DIR \
+        --parallel=2 --dry_run
+
+A config file defines its sweep next to `get_config` (`h` is launch/hyper.py):
+
+    def get_sweep(h):
+      return h.product([h.sweep("optimizer.learning_rate", [1e-3, 3e-3, 1e-2]),
+                        h.sweep("seed", [0, 1])])
+
+A config with an argument (FILE.py:ARG) may define `get_sweep(h, arg)`.
+
+Each run is `python -m cnn_jax.main --config=FILE --workdir=ROOT/<name>
+--config.key=value ...`, named from its overrides ("learning_rate=0.001,
+seed=1"), with its output in ROOT/logs/<name>.txt. A run whose results.json
+exists is not run again; an interrupted one resumes from its checkpoints (the
+trainer does that), so re-running the sweep command finishes a sweep.
+ROOT/sweep.csv and ROOT/sweep.md hold one row per run (overrides, accuracy,
+loss, steps, wall time, status); ROOT/sweep.png plots the accuracy against
+the first swept value, one line per group of runs that differ only in their
+seed, with error bars over the seeds. A failed run is recorded with the end
+of its log and the sweep goes on; the command then exits with status 1.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import datetime
+import difflib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any, Sequence
+
+from absl import app, flags
+
+from launch import hyper
+from launch.hyper import Overrides, SweepError
+
+_LOG_TAIL_LINES = 15
+_SEED = "seed"
+
+_CONFIG = flags.DEFINE_string("config", None, "config file, FILE.py or FILE.py:ARG")
+_ROOT = flags.DEFINE_string("workdir_root", None, "folder for the runs' workdirs and the tables")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "runs at a time")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the commands, run nothing")
+_OVERRIDE = flags.DEFINE_multi_string(
+    "override", [], "key=value set in every run (not part of run names), e.g. num_epochs=2")
+
+
+@dataclasses.dataclass
+class Run:
+  """One training run of a sweep."""
+  name: str
+  overrides: Overrides
+  workdir: str
+  log_path: str
+  command: list[str]
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What became of a run.
+
+  status: "ok", "ok (earlier)" (results.json was there), "failed",
+  "interrupted" or "not started" (the sweep was stopped).
+  """
+  run: Run
+  status: str
+  results: dict[str, Any] = dataclasses.field(default_factory=dict)
+  log_tail: str = ""
+
+
+def load_sweep(config_spec: str) -> tuple[str, list[Overrides]]:
+  """The config file and the runs its get_sweep defines, checked against its config.
+
+  Args:
+    config_spec: "FILE.py" or "FILE.py:ARG".
+
+  Returns:
+    (the config spec, as given, the list of override dicts).
+
+  Raises:
+    SweepError: a missing file or get_sweep, an empty sweep, a key that is
+      not a config field, or two identical runs.
+  """
+  path, _, arg = config_spec.partition(":")
+  if not os.path.isfile(path):
+    raise SweepError(f"config file {path} not found")
+  spec = importlib.util.spec_from_file_location(
+      "sweep_config_" + re.sub(r"\W", "_", os.path.basename(path)), path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_sweep"):
+    raise SweepError(f"{path} defines no get_sweep(h); add one (see launch/sweep.py)")
+  takes_arg = len(inspect.signature(module.get_sweep).parameters) > 1
+  runs = module.get_sweep(hyper, arg) if takes_arg else module.get_sweep(hyper)
+  if not runs or not all(isinstance(r, dict) for r in runs):
+    raise SweepError(f"get_sweep of {path} must return a non-empty list of override dicts")
+  config = module.get_config(arg) if arg else module.get_config()
+  for key in dict.fromkeys(k for r in runs for k in r):
+    _check_field(config, key, path)
+  names = [json.dumps(r, sort_keys=True, default=str) for r in runs]
+  if len(set(names)) < len(names):
+    raise SweepError(f"get_sweep of {path} lists the same run twice")
+  return config_spec, runs
+
+
+def _check_field(config, key: str, path: str) -> None:
+  node = config
+  parts = key.split(".")
+  for depth, part in enumerate(parts):
+    fields = list(node.keys()) if hasattr(node, "keys") else []
+    if part not in fields:
+      where = ".".join(parts[:depth]) or "the config"
+      close = difflib.get_close_matches(part, fields, n=1)
+      hint = f"; did you mean {'.'.join(parts[:depth] + close)!r}?" if close else ""
+      raise SweepError(f"sweep key {key!r}: {where} in {path} has no field {part!r}{hint}")
+    node = node[part]
+
+
+def format_value(value: Any) -> str:
+  """A value as it goes on the command line (and, shortened, into run names)."""
+  if isinstance(value, float):
+    return format(value, "g")
+  if isinstance(value, (list, tuple)):
+    return repr(tuple(value))
+  return str(value)
+
+
+def run_names(runs: Sequence[Overrides]) -> list[str]:
+  """Folder names from the overrides, e.g. "learning_rate=0.001,seed=1".
+
+  A key is named by its last part unless two keys of the sweep share it.
+  """
+  keys = list(dict.fromkeys(k for r in runs for k in r))
+  last = [k.rsplit(".", 1)[-1] for k in keys]
+  label = {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
+  names = []
+  for run in runs:
+    name = ",".join(f"{label[k]}={format_value(v)}" for k, v in run.items()) or "base"
+    name = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", name)
+    names.append(name if name not in names else f"{name},{len(names)}")
+  return names
+
+
+def build_runs(config_spec: str, runs: Sequence[Overrides], root: str,
+               common: Sequence[str] = ()) -> list[Run]:
+  """The commands of the sweep's runs.
+
+  Args:
+    config_spec: "FILE.py[:ARG]".
+    runs: the override dicts.
+    root: the sweep's folder.
+    common: "key=value" overrides for every run.
+
+  Returns:
+    One Run per override dict.
+  """
+  root = os.path.abspath(root)
+  result = []
+  for name, overrides in zip(run_names(runs), runs):
+    workdir = os.path.join(root, name)
+    command = [sys.executable, "-m", "cnn_jax.main", f"--config={config_spec}",
+               f"--workdir={workdir}"]
+    command += [f"--config.{k}={format_value(v)}" for k, v in overrides.items()]
+    command += [f"--config.{c}" for c in common]
+    result.append(Run(name, dict(overrides), workdir,
+                      os.path.join(root, "logs", name + ".txt"), command))
+  return result
+
+
+def _read_results(run: Run) -> dict[str, Any] | None:
+  path = os.path.join(run.workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _tail(path: str) -> str:
+  try:
+    with open(path, errors="replace") as f:
+      lines = [line.rstrip() for line in f.read().replace("\r", "\n").splitlines()]
+  except OSError:
+    return ""
+  return "\n".join([line for line in lines if line][-_LOG_TAIL_LINES:])
+
+
+class _Runner:
+  """Runs commands N at a time and stops them all on request."""
+
+  def __init__(self):
+    self._live: set[subprocess.Popen] = set()
+    self._lock = threading.Lock()
+    self.stopping = False
+
+  def run(self, run: Run) -> Outcome:
+    earlier = _read_results(run)
+    if earlier is not None:
+      return Outcome(run, "ok (earlier)", earlier)
+    if self.stopping:
+      return Outcome(run, "not started")
+    os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
+    with open(run.log_path, "a") as log:
+      log.write(f"$ {' '.join(run.command)}\n")
+      log.flush()
+      with self._lock:
+        process = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT)
+        self._live.add(process)
+      returncode = process.wait()
+      with self._lock:
+        self._live.discard(process)
+    results = _read_results(run)
+    if returncode == 0 and results is not None:
+      return Outcome(run, "ok", results)
+    if self.stopping:
+      return Outcome(run, "interrupted", log_tail=_tail(run.log_path))
+    reason = f"exit status {returncode}" if returncode else "no results.json written"
+    return Outcome(run, "failed", {"error": reason}, _tail(run.log_path))
+
+  def stop(self) -> None:
+    """SIGTERM to every live run: the trainer saves a checkpoint and exits."""
+    self.stopping = True
+    with self._lock:
+      for process in self._live:
+        process.send_signal(signal.SIGTERM)
+
+
+def run_sweep(runs: Sequence[Run], parallel: int = 1, report=print) -> list[Outcome]:
+  """Runs the runs, `parallel` at a time; Ctrl-C or SIGTERM stops them cleanly.
+
+  Returns:
+    One Outcome per run, in the runs' order.
+  """
+  runner = _Runner()
+  outcomes: dict[int, Outcome] = {}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
+    futures = {pool.submit(runner.run, run): i for i, run in enumerate(runs)}
+    try:
+      for future in concurrent.futures.as_completed(futures):
+        outcome = future.result()
+        outcomes[futures[future]] = outcome
+        report(f"[{len(outcomes)}/{len(runs)}] {_describe(outcome)}")
+    except KeyboardInterrupt:
+      report("interrupted: stopping the runs (they save a checkpoint; re-run to resume)")
+      runner.stop()
+      for future, i in futures.items():
+        outcomes[i] = future.result()
+  return [outcomes[i] for i in range(len(runs))]
+
+
+def _describe(outcome: Outcome) -> str:
+  text = f"{outcome.run.name}: {outcome.status}"
+  if "accuracy" in outcome.results:
+    text += (f", accuracy {outcome.results['accuracy']:.4f}, "
+             f"{outcome.results.get('wall_seconds', float('nan')):.0f} s")
+  if outcome.status == "failed":
+    text += f" ({outcome.results.get('error')}; log: {outcome.run.log_path})"
+  return text
+
+
+_COLUMNS = ("accuracy", "top5_accuracy", "loss", "step", "wall_seconds")
+
+
+def write_csv(path: str, outcomes: Sequence[Outcome]) -> None:
+  """One row per run: name, override values, status, results, workdir, error."""
+  keys = list(dict.fromkeys(k for o in outcomes for k in o.run.overrides))
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["run", *keys, "status", *_COLUMNS, "workdir", "error"])
+    for o in outcomes:
+      error = "" if o.status.startswith("ok") else " / ".join(
+          filter(None, [o.results.get("error"), o.log_tail.splitlines()[-1] if o.log_tail else ""]))
+      writer.writerow([o.run.name, *(format_value(o.run.overrides.get(k, "")) for k in keys),
+                       o.status, *(o.results.get(c, "") for c in _COLUMNS), o.run.workdir,
+                       error])
+
+
+def seed_groups(outcomes: Sequence[Outcome]) -> dict[tuple, list[Outcome]]:
+  """Successful runs grouped by their overrides other than the seed."""
+  groups: dict[tuple, list[Outcome]] = {}
+  for o in outcomes:
+    if o.status.startswith("ok"):
+      key = tuple((k, format_value(v)) for k, v in o.run.overrides.items()
+                  if k.rsplit(".", 1)[-1] != _SEED)
+      groups.setdefault(key, []).append(o)
+  return groups
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+  mean = sum(values) / len(values)
+  variance = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
+  return mean, variance ** 0.5
+
+
+def write_markdown(path: str, outcomes: Sequence[Outcome], command: str) -> None:
+  """The runs' table, the mean and spread over seeds, and the failed runs' logs."""
+  keys = list(dict.fromkeys(k for o in outcomes for k in o.run.overrides))
+
+  def cell(value, digits=4):
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+  lines = [f"# Sweep ({datetime.date.today().isoformat()})", "", f"    {command}", "",
+           "| " + " | ".join([*keys, "accuracy", "loss", "steps", "wall s", "status"]) + " |",
+           "|" + "---|" * (len(keys) + 5)]
+  for o in outcomes:
+    r = o.results
+    lines.append("| " + " | ".join(
+        [*(format_value(o.run.overrides.get(k, "")) for k in keys),
+         cell(r.get("accuracy", "")), cell(r.get("loss", "")), str(r.get("step", "")),
+         cell(r.get("wall_seconds", ""), 0), o.status]) + " |")
+  groups = seed_groups(outcomes)
+  if any(len(members) > 1 for members in groups.values()):
+    others = [k for k in keys if k.rsplit(".", 1)[-1] != _SEED]
+    lines += ["", "Mean and standard deviation over seeds:", "",
+              "| " + " | ".join(others + ["runs", "accuracy", "loss"]) + " |",
+              "|" + "---|" * (len(others) + 3)]
+    for group, members in groups.items():
+      accuracy = _mean_std([m.results["accuracy"] for m in members])
+      loss = _mean_std([m.results["loss"] for m in members])
+      lines.append("| " + " | ".join([dict(group).get(k, "") for k in others] + [
+          str(len(members)), f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
+          f"{loss[0]:.4f} ± {loss[1]:.4f}"]) + " |")
+  failed = [o for o in outcomes if not o.status.startswith("ok")]
+  for o in failed:
+    lines += ["", f"## {o.run.name}: {o.status}", "", f"    {' '.join(o.run.command)}", "",
+              "```", o.log_tail or "(no output)", "```"]
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
+  """Accuracy against the first swept value (not the seed); False if nothing to plot.
+
+  One line per combination of the other swept values, each point the mean
+  over seeds with its standard deviation as error bar; a log x axis when
+  the values are positive and span a factor of 10 or more.
+  """
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  swept = [k for k in dict.fromkeys(k for o in outcomes for k in o.run.overrides)
+           if k.rsplit(".", 1)[-1] != _SEED
+           and len({format_value(o.run.overrides.get(k)) for o in outcomes}) > 1]
+  groups = seed_groups(outcomes)
+  if not swept or not groups:
+    return False
+  x_key = swept[0]
+  lines: dict[tuple, list[tuple[Any, float, float]]] = {}
+  for group, members in groups.items():
+    rest = tuple((k, v) for k, v in group if k != x_key)
+    mean, std = _mean_std([m.results["accuracy"] for m in members])
+    lines.setdefault(rest, []).append((members[0].run.overrides[x_key], mean, std))
+  x_values = [x for points in lines.values() for x, _, _ in points]
+  numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in x_values)
+  categories = list(dict.fromkeys(format_value(x) for x in x_values))
+  figure, axes = plt.subplots(figsize=(6, 4))
+  for rest, points in lines.items():
+    points.sort(key=lambda p: p[0] if numeric else categories.index(format_value(p[0])))
+    xs = [p[0] if numeric else categories.index(format_value(p[0])) for p in points]
+    label = ", ".join(f"{k}={v}" for k, v in rest) or None
+    axes.errorbar(xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
+                  capsize=3, label=label)
+  if numeric and min(x_values) > 0 and max(x_values) / min(x_values) >= 10:
+    axes.set_xscale("log")
+  if not numeric:
+    axes.set_xticks(range(len(categories)), categories)
+  seeds = max(len(m) for m in groups.values())
+  axes.set_xlabel(x_key)
+  axes.set_ylabel("eval accuracy" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""))
+  axes.grid(alpha=0.3)
+  if any(rest for rest in lines):
+    axes.legend(fontsize=8)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+  return True
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    spec, overrides = load_sweep(_CONFIG.value)
+    for common in _OVERRIDE.value:
+      if "=" not in common:
+        raise SweepError(f"--override={common!r}: write key=value, e.g. num_epochs=2")
+  except SweepError as e:
+    sys.exit(f"error: {e}")
+  runs = build_runs(spec, overrides, _ROOT.value, _OVERRIDE.value)
+  if _DRY_RUN.value:
+    for run in runs:
+      print(" ".join(run.command))
+    return
+  # SIGTERM (a cluster's or a user's kill) stops the runs like Ctrl-C does.
+  signal.signal(signal.SIGTERM, signal.default_int_handler)
+  root = os.path.abspath(_ROOT.value)
+  os.makedirs(root, exist_ok=True)
+  print(f"{len(runs)} runs, {_PARALLEL.value} at a time, in {root}")
+  outcomes = run_sweep(runs, _PARALLEL.value)
+  write_csv(os.path.join(root, "sweep.csv"), outcomes)
+  command = " ".join(["python -m launch.sweep", *sys.argv[1:]])
+  write_markdown(os.path.join(root, "sweep.md"), outcomes, command)
+  plotted = plot(os.path.join(root, "sweep.png"), outcomes)
+  print(f"wrote {root}/sweep.csv, sweep.md" + (", sweep.png" if plotted else ""))
+  if any(o.status in ("interrupted", "not started") for o in outcomes):
+    sys.exit(130)
+  failed = [o.run.name for o in outcomes if o.status == "failed"]
+  if failed:
+    sys.exit(f"{len(failed)} of {len(runs)} runs failed: {', '.join(failed)} "
+             f"(see {root}/sweep.md)")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir_root"])
+  app.run(main)

@@ -1,0 +1,199 @@
+"""Sweeps (launch/sweep.py, launch/hyper.py) and the launch scripts."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from launch import hyper, sweep
+from launch.hyper import SweepError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.py"
+LR = "optimizer.learning_rate"
+
+
+def test_product_varies_the_last_axis_fastest():
+  runs = hyper.product([hyper.sweep(LR, [0.1, 0.01]), hyper.sweep("seed", [0, 1, 2]),
+                        hyper.fixed("num_epochs", 3)])
+  assert len(runs) == 6
+  assert runs[:4] == [{LR: 0.1, "seed": 0, "num_epochs": 3}, {LR: 0.1, "seed": 1, "num_epochs": 3},
+                      {LR: 0.1, "seed": 2, "num_epochs": 3}, {LR: 0.01, "seed": 0, "num_epochs": 3}]
+
+
+def test_zip_pairs_values_and_refuses_unequal_axes():
+  runs = hyper.zip([hyper.sweep("model", ["resnet20", "resnet56"]),
+                    hyper.sweep("batch_size", [128, 64])])
+  assert runs == [{"model": "resnet20", "batch_size": 128}, {"model": "resnet56", "batch_size": 64}]
+  with pytest.raises(SweepError, match="equal length"):
+    hyper.zip([hyper.sweep("seed", [0, 1]), hyper.sweep(LR, [0.1])])
+  with pytest.raises(SweepError, match="two axes set 'seed'"):
+    hyper.product([hyper.sweep("seed", [0]), hyper.fixed("seed", 1)])
+  with pytest.raises(SweepError, match="non-empty list"):
+    hyper.sweep("seed", [])
+
+
+def test_run_names_use_short_keys_unless_they_clash():
+  assert sweep.run_names([{LR: 0.001, "seed": 1}, {LR: 3e-05, "seed": 0}]) == [
+      "learning_rate=0.001,seed=1", "learning_rate=3e-05,seed=0"]
+  clash = sweep.run_names([{"optimizer.name": "sgd", "schedule.name": "cosine"}])
+  assert clash == ["optimizer.name=sgd,schedule.name=cosine"]
+  assert sweep.run_names([{"augment": "flip()|crop(size=32, padding=4)"}]) == [
+      "augment=flip_crop_size=32,_padding=4_"]
+
+
+def _sweep_config(tmp_path, body: str) -> str:
+  path = tmp_path / "swept.py"
+  path.write_text(f"import importlib.util\n"
+                  f"spec = importlib.util.spec_from_file_location('tiny', {str(TINY)!r})\n"
+                  f"tiny = importlib.util.module_from_spec(spec)\n"
+                  f"spec.loader.exec_module(tiny)\n"
+                  f"get_config = tiny.get_config\n\n{body}\n")
+  return str(path)
+
+
+def test_load_sweep_checks_keys_against_the_config(tmp_path):
+  good = _sweep_config(tmp_path, "def get_sweep(h):\n"
+                                 "  return h.product([h.sweep('optimizer.learning_rate', [0.1, 0.05]),"
+                                 " h.sweep('seed', [0, 1])])")
+  spec, runs = sweep.load_sweep(good)
+  assert spec == good and len(runs) == 4
+  typo = _sweep_config(tmp_path, "def get_sweep(h):\n"
+                                 "  return h.sweep('optimizer.learning_rat', [0.1])")
+  with pytest.raises(SweepError, match="no field 'learning_rat'.*'optimizer.learning_rate'"):
+    sweep.load_sweep(typo)
+  with pytest.raises(SweepError, match="defines no get_sweep"):
+    sweep.load_sweep(_sweep_config(tmp_path, ""))
+  with pytest.raises(SweepError, match="same run twice"):
+    sweep.load_sweep(_sweep_config(tmp_path, "def get_sweep(h):\n"
+                                             "  return h.sweep('seed', [1, 1])"))
+  with pytest.raises(SweepError, match="not found"):
+    sweep.load_sweep(str(tmp_path / "missing.py"))
+
+
+def test_config_argument_reaches_get_sweep(tmp_path):
+  path = _sweep_config(tmp_path, "def get_sweep(h, arg):\n"
+                                 "  return h.sweep('seed', range(int(arg)))")
+  _, runs = sweep.load_sweep(path + ":3")
+  assert runs == [{"seed": 0}, {"seed": 1}, {"seed": 2}]
+
+
+def test_default_config_defines_the_learning_rate_sweep():
+  _, runs = sweep.load_sweep(str(ROOT / "configs" / "default.py"))
+  assert len(runs) == 6
+  commands = sweep.build_runs("configs/default.py", runs, "/tmp/root")
+  assert commands[0].command[2:] == [
+      "cnn_jax.main", "--config=configs/default.py",
+      "--workdir=/tmp/root/learning_rate=0.001,seed=0",
+      "--config.optimizer.learning_rate=0.001", "--config.seed=0"]
+
+
+def _outcome(lr, seed, accuracy, loss, status="ok"):
+  run = sweep.Run(f"lr={lr},seed={seed}", {LR: lr, "seed": seed}, "/w", "/w/log", ["python"])
+  results = {"accuracy": accuracy, "loss": loss, "step": 10, "wall_seconds": 3.0}
+  return sweep.Outcome(run, status, results if status == "ok" else {"error": "exit status 1"},
+                       "" if status == "ok" else "Traceback\nValueError: boom")
+
+
+def test_tables_average_over_seeds(tmp_path):
+  outcomes = [_outcome(0.1, 0, 0.90, 0.5), _outcome(0.1, 1, 0.94, 0.3),
+              _outcome(0.01, 0, 0.80, 0.9), _outcome(0.01, 1, 0.0, 0.0, status="failed")]
+  sweep.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...")
+  text = (tmp_path / "sweep.md").read_text()
+  spread = np.std([0.90, 0.94], ddof=1)
+  assert f"| 0.1 | 2 | 0.9200 ± {spread:.4f} |" in text
+  assert "| 0.01 | 1 | 0.8000 ± 0.0000 |" in text  # the failed seed is left out
+  assert "## lr=0.01,seed=1: failed" in text and "ValueError: boom" in text
+  sweep.write_csv(tmp_path / "sweep.csv", outcomes)
+  rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+  assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
+  assert rows[3]["error"] == "exit status 1 / ValueError: boom"
+  assert rows[1][LR] == "0.1" and float(rows[1]["accuracy"]) == 0.94
+  assert sweep.plot(tmp_path / "sweep.png", outcomes)
+  assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def _run_sweep_cli(config, root, *extra):
+  return subprocess.run(
+      [sys.executable, "-m", "launch.sweep", f"--config={config}", f"--workdir_root={root}",
+       "--override=num_train_steps=6", "--override=eval_every_steps=6",
+       "--override=log_every_steps=3", "--override=checkpoint_every_steps=3", *extra],
+      cwd=ROOT, capture_output=True, text=True, timeout=400)
+
+
+def test_sweep_runs_records_failures_and_skips_finished_runs(tmp_path):
+  # A negative learning rate fails in the trainer's config check: the sweep
+  # must record it and go on.
+  config = _sweep_config(tmp_path, "def get_sweep(h):\n"
+                                   "  return h.sweep('optimizer.learning_rate', [0.1, -1.0])")
+  root = tmp_path / "sweep"
+  dry = _run_sweep_cli(config, root, "--dry_run")
+  assert dry.returncode == 0 and not root.exists()
+  assert "--config.optimizer.learning_rate=-1" in dry.stdout
+
+  first = _run_sweep_cli(config, root)
+  assert first.returncode == 1, first.stderr[-2000:]
+  assert "1 of 2 runs failed: learning_rate=-1" in first.stderr
+  rows = list(csv.DictReader(open(root / "sweep.csv")))
+  assert [(r["run"], r["status"]) for r in rows] == [("learning_rate=0.1", "ok"),
+                                                      ("learning_rate=-1", "failed")]
+  assert "learning_rate must be positive" in rows[1]["error"]
+  assert "learning_rate must be positive" in (root / "sweep.md").read_text()
+  results = json.loads((root / "learning_rate=0.1" / "results.json").read_text())
+  assert float(rows[0]["accuracy"]) == results["accuracy"] and int(rows[0]["step"]) == 6
+
+  # Again: the finished run is not run again, the failed one is retried.
+  second = _run_sweep_cli(config, root)
+  rows = list(csv.DictReader(open(root / "sweep.csv")))
+  assert [r["status"] for r in rows] == ["ok (earlier)", "failed"]
+  assert second.returncode == 1
+
+  # A run that stopped after its last checkpoint resumes from it.
+  os.remove(root / "learning_rate=0.1" / "results.json")
+  _run_sweep_cli(config, root)
+  log = (root / "logs" / "learning_rate=0.1.txt").read_text()
+  assert "the run had finished at step 6" in log
+
+
+def test_launch_scripts_parse():
+  for script in ("local_multiprocess.sh", "tpu_pod.sh", "slurm.sbatch"):
+    run = subprocess.run(["bash", "-n", str(ROOT / "launch" / script)], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def _launch_local(tmp_path, processes, *args):
+  env = dict(os.environ, LOG_DIR=str(tmp_path / "logs"), GRACE_SECONDS="20")
+  return subprocess.run(["bash", str(ROOT / "launch" / "local_multiprocess.sh"), str(processes),
+                         "--", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=400)
+
+
+def test_two_local_processes_train_the_default_config_and_agree(tmp_path):
+  run = _launch_local(tmp_path, 2, "--config=configs/default.py", f"--workdir={tmp_path / 'w'}",
+                      "--config.num_train_steps=6", "--config.eval_every_steps=6",
+                      "--config.schedule.warmup_epochs=0")
+  assert run.returncode == 0, run.stderr[-3000:]
+  finals = []
+  for i in range(2):
+    log = (tmp_path / "logs" / f"process_{i}.txt").read_text()
+    finals.append(next(line for line in log.splitlines() if "finished at step 6" in line))
+  assert finals[0].startswith("process 0 of 2") and finals[1].startswith("process 1 of 2")
+  assert finals[0].split(":", 1)[1] == finals[1].split(":", 1)[1]  # same loss and accuracy
+  results = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert f"eval loss {results['loss']:.6f}" in finals[1]
+  # Only process 0 reports progress and writes the results.
+  assert "eval at step" not in (tmp_path / "logs" / "process_1.txt").read_text()
+
+
+def test_local_launch_stops_and_fails_when_a_process_fails(tmp_path):
+  run = _launch_local(tmp_path, 2, "--config=configs/default.py", f"--workdir={tmp_path / 'w'}",
+                      "--config.model=lenet6")
+  assert run.returncode == 1
+  assert "exited with status 1" in run.stderr
+  assert "lenet6" in (tmp_path / "logs" / "process_1.txt").read_text()
