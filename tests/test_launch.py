@@ -136,7 +136,7 @@ def test_sweep_runs_records_failures_and_skips_finished_runs(tmp_path):
   assert dry.returncode == 0 and not root.exists()
   assert "--config.optimizer.learning_rate=-1" in dry.stdout
 
-  first = _run_sweep_cli(config, root)
+  first = _run_sweep_cli(config, root, "--parallel=2")
   assert first.returncode == 1, first.stderr[-2000:]
   assert "1 of 2 runs failed: learning_rate=-1" in first.stderr
   rows = list(csv.DictReader(open(root / "sweep.csv")))

@@ -10,9 +10,11 @@
 For vanilla gradient, Grad-CAM (at C3_act) and guided backprop, prints the
 Spearman rank correlation between the trained model's |map| and the map after
 re-initializing the layers from the logits down to each layer, averaged over
-16 eval images and over the given random draws. Then, for 8x8 squares at
+16 eval images and over the given random draws, and the same for two
+independently initialized networks (the floor), on the whole map and
+without its 4-pixel border. Then, for 8x8 squares at
 stride 4, the mean drop of P(true class) over positions whose square covers at
-least 30% ink (pixels > 0.5) vs no ink at all. About a minute on 2 CPU cores.
+least 30% ink (pixels > 0.5) vs no ink at all. About two minutes on 2 CPU cores.
 """
 
 import numpy as np
@@ -52,6 +54,21 @@ def main(argv):
   for name, mean, low, high in rows:
     cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in zip(mean, low, high)]
     print(f"| {name} | " + " | ".join(cells) + " |")
+
+  # What is left once every layer is random, against what two random
+  # networks share, on the whole map and without a 4-pixel border.
+  print("\n| method | trained vs all random | random vs random | same, 4-pixel border left out |"
+        "\n|---|---|---|---|")
+  for (name, explain), (_, mean, _, _) in zip(methods.items(), rows):
+    floors = [sanity.random_baseline(run.model, run.variables, explain, x[:1],
+                                     seeds=(100 + s, 200 + s), margin=m)
+              for m in (0, 4) for s in _SEEDS.value]
+    inner = np.mean([sanity.cascading_randomization(run.model, run.variables, explain, x[:1],
+                                                    seed=s, margin=4)[-1][1]
+                     for s in _SEEDS.value])
+    half = len(floors) // 2
+    print(f"| {name} | {mean[-1]:.2f} | {np.mean(floors[:half]):.2f} | "
+          f"{inner:.2f} vs {np.mean(floors[half:]):.2f} |")
 
   window, stride = 8, 4
   ink = run.to_display(x)[..., 0] > 0.5
