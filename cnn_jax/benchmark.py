@@ -41,6 +41,8 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute
 _PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", None,
                                   "peak TFLOP/s of one device, for the MFU")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 3, "untimed steps after compilation")
+_CONV_IMPL = flags.DEFINE_enum("conv_impl", None, ["xla", "lecture", "gemm"],
+                               "convolution implementation (default: the model's, xla)")
 _DATASET = flags.DEFINE_string("dataset", "digits", "dataset for --input_only")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "global batch size")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None,
@@ -112,7 +114,8 @@ def main(argv: Sequence[str]) -> None:
                          "or --input_only for the input pipelines")
   try:
     result = train_step_benchmark(_MODEL.value, _BATCH.value, _IMAGE_SIZE.value, _DTYPE.value,
-                                  _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value)
+                                  _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value,
+                                  **({"conv_impl": _CONV_IMPL.value} if _CONV_IMPL.value else {}))
   except (KeyError, ValueError) as e:  # unknown model, batch not divisible, geometry
     raise app.UsageError(e.args[0] if isinstance(e, KeyError) else str(e)) from None
   print(json.dumps(result))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnn_jax import geometry
-from cnn_jax.ops import lecture_conv_general_dilated
+from cnn_jax.ops import gemm_conv_general_dilated, lecture_conv_general_dilated
 
 Padding = int | tuple[int, int] | Sequence[tuple[int, int]]
 
@@ -166,14 +166,14 @@ def padding_pairs(padding: Padding) -> list[tuple[int, int]]:
   return [tuple(p) for p in padding]
 
 
-CONV_IMPLS = ("xla", "lecture")
+CONV_IMPLS = ("xla", "lecture", "gemm")
 
 
 def conv_general_dilated_fn(conv_impl: str = "xla") -> Callable[..., jax.Array]:
   """The `lax.conv_general_dilated`-compatible function of an implementation.
 
   Args:
-    conv_impl: "xla" or "lecture" (see `conv_class`).
+    conv_impl: one of CONV_IMPLS (see `conv_class`).
 
   Returns:
     A function with the signature of `jax.lax.conv_general_dilated`.
@@ -181,20 +181,22 @@ def conv_general_dilated_fn(conv_impl: str = "xla") -> Callable[..., jax.Array]:
   Raises:
     ValueError: for an unknown implementation.
   """
-  if conv_impl == "xla":
-    return lax.conv_general_dilated
-  if conv_impl == "lecture":
-    return lecture_conv_general_dilated
-  raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
+  functions = {"xla": lax.conv_general_dilated, "lecture": lecture_conv_general_dilated,
+               "gemm": gemm_conv_general_dilated}
+  if conv_impl not in functions:
+    raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
+  return functions[conv_impl]
 
 
 def conv_class(conv_impl: str = "xla") -> Callable[..., nn.Conv]:
   """The convolution module to use for an implementation name.
 
   Args:
-    conv_impl: "xla" (XLA's convolution and autodiff) or "lecture" (the same
+    conv_impl: "xla" (XLA's convolution and autodiff), "lecture" (the same
       forward pass with the lecture's explicit backward pass, see
-      `cnn_jax.ops.lecture_conv2d`).
+      `cnn_jax.ops.lecture_conv2d`), "gemm" (im2col + one matrix product, see
+      `cnn_jax.ops.gemm_conv`; measured no faster than XLA's in whole
+      training steps on the CPU, see experiments/benchmarks/README.md).
 
   Returns:
     `flax.linen.Conv` or a partial of it; parameters are identical either way.

@@ -1,4 +1,5 @@
-"""Tests for the lecture convolution with its hand-derived backward pass."""
+"""Tests for the lecture convolution with its hand-derived backward pass, and
+for the im2col + GEMM convolution: both stand in for XLA's convolution."""
 
 import flax.linen as nn
 import jax
@@ -8,6 +9,11 @@ import pytest
 from jax import lax
 
 from cnn_jax.ops import lecture_conv2d, lecture_conv_general_dilated
+from cnn_jax.ops.gemm_conv import gemm_conv2d, gemm_conv_general_dilated
+
+CONV2D = {"lecture": lecture_conv2d, "gemm": gemm_conv2d}
+GENERAL = {"lecture": lecture_conv_general_dilated, "gemm": gemm_conv_general_dilated}
+IMPLS = pytest.mark.parametrize("impl", list(CONV2D))
 
 # float32 default (no x64), as in training.
 jax.config.update("jax_enable_x64", False)
@@ -61,22 +67,24 @@ def _random(seed, *shapes):
   return [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes]
 
 
+@IMPLS
 @pytest.mark.parametrize("xs,ws,stride,padding", CASES)
-def test_forward_matches_lax(xs, ws, stride, padding):
+def test_forward_matches_lax(impl, xs, ws, stride, padding):
   x, w = _random(0, xs, ws)
-  out = lecture_conv2d(x, w, stride, padding)
+  out = CONV2D[impl](x, w, stride, padding)
   ref = _reference(x, w, stride, padding)
   assert out.shape == ref.shape
   assert _rel_err(out, ref) < 1e-5
 
 
+@IMPLS
 @pytest.mark.parametrize("xs,ws,stride,padding", CASES)
-def test_gradients_match_autodiff(xs, ws, stride, padding):
+def test_gradients_match_autodiff(impl, xs, ws, stride, padding):
   x, w = _random(1, xs, ws)
   r = _random(2, _reference(x, w, stride, padding).shape)[0]
 
   def loss_lecture(x, w):
-    return jnp.sum(lecture_conv2d(x, w, stride, padding) * r)
+    return jnp.sum(CONV2D[impl](x, w, stride, padding) * r)
 
   def loss_ref(x, w):
     return jnp.sum(_reference(x, w, stride, padding) * r)
@@ -155,10 +163,11 @@ def test_lecture_hand_example():
     pytest.param(dict(features=3, kernel_size=(2, 2), padding="VALID"), 2, id="valid"),
   ],
 )
-def test_flax_drop_in(kwargs, in_ch):
+@IMPLS
+def test_flax_drop_in(impl, kwargs, in_ch):
   x = _random(4, (2, 7, 6, in_ch))[0]
   ref_conv = nn.Conv(**kwargs)
-  lec_conv = nn.Conv(**kwargs, conv_general_dilated=lecture_conv_general_dilated)
+  lec_conv = nn.Conv(**kwargs, conv_general_dilated=GENERAL[impl])
   # Parameter shapes via eval_shape (no initializer compilation), filled with
   # random values; the same params then drive both modules.
   shapes = jax.eval_shape(ref_conv.init, jax.random.PRNGKey(5), x)
@@ -182,16 +191,17 @@ def test_flax_drop_in(kwargs, in_ch):
   assert _rel_err(gx_lec, gx_ref) < 1e-5
 
 
-def test_general_dilated_matches_lax_with_string_padding_and_groups():
+@IMPLS
+def test_general_dilated_matches_lax_with_string_padding_and_groups(impl):
   x, w = _random(7, (2, 9, 8, 6), (3, 3, 2, 6))
   for padding in ("SAME", "VALID", [(2, 0), (1, 1)]):
     args = (x, w, (2, 2), padding)
     kw = dict(dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, _DN), feature_group_count=3)
     np.testing.assert_allclose(
-      lecture_conv_general_dilated(*args, **kw), lax.conv_general_dilated(*args, **kw), rtol=1e-5, atol=1e-5
+      GENERAL[impl](*args, **kw), lax.conv_general_dilated(*args, **kw), rtol=1e-5, atol=1e-5
     )
   # Layout strings are accepted as well.
-  out = lecture_conv_general_dilated(x, w[:, :, :, :], (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3)
+  out = GENERAL[impl](x, w[:, :, :, :], (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3)
   assert out.shape == (2, 9, 8, 6)
 
 
@@ -206,11 +216,12 @@ def test_general_dilated_matches_lax_with_string_padding_and_groups():
     (dict(dimension_numbers=_DN, feature_group_count=4), "feature_group_count"),
   ],
 )
-def test_unsupported_arguments_raise(kwargs, word):
+@IMPLS
+def test_unsupported_arguments_raise(impl, kwargs, word):
   x, w = jnp.ones((2, 5, 5, 2)), jnp.ones((3, 3, 2, 2))
   kwargs = {"dimension_numbers": _DN, **kwargs}
   with pytest.raises(ValueError, match=word):
-    lecture_conv_general_dilated(x, w, (1, 1), "SAME", **kwargs)
+    GENERAL[impl](x, w, (1, 1), "SAME", **kwargs)
 
 
 def test_lecture_conv2d_argument_errors():

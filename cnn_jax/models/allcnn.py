@@ -32,7 +32,7 @@ class AllCNN(nn.Module):
     input_dropout: dropout rate on the input image.
     dropout: dropout rate after each stride-2 conv.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla" or "lecture".
+    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 10
   input_dropout: float = 0.2

@@ -122,7 +122,7 @@ class GoogLeNet(nn.Module):
     transform_input: torchvision's re-normalization of ImageNet-normalized
       input to the (x - 0.5) / 0.5 scaling its pretrained weights expect.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla" or "lecture".
+    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 1000
   batch_norm: bool = False

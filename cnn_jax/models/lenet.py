@@ -153,7 +153,7 @@ class LeNet5(nn.Module):
       output) if True; otherwise the modern one (ReLU, max-pool, full C3,
       dense output).
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla" or "lecture" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 10
   faithful: bool = True

@@ -86,7 +86,7 @@ class ResNet(nn.Module):
     shortcut: "B" (projection where the shape changes) or "A" (zero padding).
     zero_init_residual: start each block's last batch-norm scale at zero.
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
-    conv_impl: "xla" or "lecture".
+    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 1000
   stage_sizes: Sequence[int] = (2, 2, 2, 2)

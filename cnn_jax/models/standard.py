@@ -37,7 +37,7 @@ class StandardCNN(nn.Module):
     batch_norm: batch norm after each conv (and hidden FC), before the activation.
     dropout: dropout rate before each FC layer (0 disables it).
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla" or "lecture".
+    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 10
   widths: Sequence[int] = (32, 64)

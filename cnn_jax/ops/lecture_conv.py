@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -268,29 +268,111 @@ def lecture_conv2d(
   )
 
 
-def _check_no_dilation(name: str, dilation: Sequence[int] | None) -> None:
+def _check_no_dilation(function: str, name: str, dilation: Sequence[int] | None) -> None:
   """Raises if ``dilation`` is anything but None or all ones."""
   if dilation is not None and any(int(d) != 1 for d in dilation):
     raise ValueError(
-      f"lecture_conv_general_dilated does not support {name} != 1 (dilation), got {tuple(dilation)}"
+      f"{function} does not support {name} != 1 (dilation), got {tuple(dilation)}"
     )
 
 
-def lecture_conv_general_dilated(
-  lhs: jax.Array,
-  rhs: jax.Array,
-  window_strides: Sequence[int],
-  padding: str | Sequence[tuple[int, int]],
-  lhs_dilation: Sequence[int] | None = None,
-  rhs_dilation: Sequence[int] | None = None,
-  dimension_numbers: Any = None,
-  feature_group_count: int = 1,
-  batch_group_count: int = 1,
-  precision: Any = None,
-  preferred_element_type: Any = None,
-  out_sharding: Any = None,
-) -> jax.Array:
-  """Drop-in for ``jax.lax.conv_general_dilated`` using the lecture backward.
+def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str
+                               ) -> Callable[..., jax.Array]:
+  """A ``lax.conv_general_dilated`` drop-in for plain 2-D convolutions, computed by `conv2d`.
+
+  The returned function checks and normalizes its arguments as described in
+  :func:`lecture_conv_general_dilated` and runs
+  ``conv2d(x, w, stride=, padding=, precision=, preferred_element_type=)``
+  once per feature group. Every ``conv_impl`` that replaces XLA's
+  convolution is made this way.
+
+  Args:
+   conv2d: the 2-D convolution (NHWC input, HWIO filter).
+   name: the drop-in's name, quoted in its errors.
+
+  Returns:
+   A function with the signature of ``lax.conv_general_dilated``.
+  """
+
+  def conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    out_sharding: Any = None,
+  ) -> jax.Array:
+    lhs = jnp.asarray(lhs)
+    rhs = jnp.asarray(rhs)
+    if lhs.ndim != 4 or rhs.ndim != 4:
+      raise ValueError(
+        f"{name} supports only 2-D convolutions (rank-4 lhs/rhs), got {lhs.shape} and {rhs.shape}"
+      )
+    _check_no_dilation(name, "lhs_dilation", lhs_dilation)
+    _check_no_dilation(name, "rhs_dilation", rhs_dilation)
+    if batch_group_count != 1:
+      raise ValueError(
+        f"{name} does not support batch_group_count != 1, got {batch_group_count}"
+      )
+    if out_sharding is not None:
+      raise ValueError(f"{name} does not support out_sharding")
+    # Compare the normalised dimension numbers: Flax passes a ConvDimensionNumbers,
+    # users may pass layout strings; both must mean NHWC/HWIO/NHWC.
+    dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    expected = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
+    if dn != expected:
+      raise ValueError(
+        f"{name} supports only dimension_numbers NHWC/HWIO/NHWC, got {dimension_numbers!r}"
+      )
+
+    strides = _normalize_stride(window_strides)
+    if isinstance(padding, str):
+      # Resolve 'SAME'/'VALID' to explicit (lo, hi) pairs exactly as lax does.
+      pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+    else:
+      pads = padding
+      if len(tuple(pads)) != 2:
+        raise ValueError(f"padding must have two (lo, hi) pairs, got {padding!r}")
+    pads = _normalize_padding(tuple(tuple(int(v) for v in p) for p in pads))
+
+    groups = int(feature_group_count)
+    c, o = lhs.shape[3], rhs.shape[3]
+    if groups < 1 or c % groups or o % groups or c // groups != rhs.shape[2]:
+      raise ValueError(
+        f"feature_group_count={feature_group_count} incompatible with lhs channels {c}, "
+        f"rhs shape {rhs.shape}"
+      )
+
+    conv = functools.partial(
+      conv2d,
+      stride=strides,
+      padding=pads,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+    )
+    if groups == 1:
+      return conv(lhs, rhs)
+    # Grouped convolution: group g sees input channels [g*C/G, (g+1)*C/G) and
+    # produces output channels [g*O/G, (g+1)*O/G) -- the same grouping lax uses.
+    # Each group is an ordinary lecture convolution; slicing/concatenation are
+    # differentiated by JAX, the convolutions themselves by conv2d.
+    xs = jnp.split(lhs, groups, axis=3)
+    ws = jnp.split(rhs, groups, axis=3)
+    return jnp.concatenate([conv(xg, wg) for xg, wg in zip(xs, ws)], axis=3)
+
+  conv_general_dilated.__name__ = conv_general_dilated.__qualname__ = name
+  return conv_general_dilated
+
+
+lecture_conv_general_dilated = conv_general_dilated_from(lecture_conv2d,
+                                                         "lecture_conv_general_dilated")
+lecture_conv_general_dilated.__doc__ = """Drop-in for ``jax.lax.conv_general_dilated`` using the lecture backward.
 
   Meant for ``flax.linen.Conv(..., conv_general_dilated=
   lecture_conv_general_dilated)``. Only the subset Flax needs for plain 2-D
@@ -323,61 +405,4 @@ def lecture_conv_general_dilated(
   Raises:
    ValueError: Naming the unsupported argument (dilation, batch_group_count,
     dimension_numbers, out_sharding, feature_group_count, padding).
-  """
-  lhs = jnp.asarray(lhs)
-  rhs = jnp.asarray(rhs)
-  if lhs.ndim != 4 or rhs.ndim != 4:
-    raise ValueError(
-      f"lecture_conv_general_dilated supports only 2-D convolutions (rank-4 lhs/rhs), got {lhs.shape} and {rhs.shape}"
-    )
-  _check_no_dilation("lhs_dilation", lhs_dilation)
-  _check_no_dilation("rhs_dilation", rhs_dilation)
-  if batch_group_count != 1:
-    raise ValueError(
-      f"lecture_conv_general_dilated does not support batch_group_count != 1, got {batch_group_count}"
-    )
-  if out_sharding is not None:
-    raise ValueError("lecture_conv_general_dilated does not support out_sharding")
-  # Compare the normalised dimension numbers: Flax passes a ConvDimensionNumbers,
-  # users may pass layout strings; both must mean NHWC/HWIO/NHWC.
-  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  expected = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
-  if dn != expected:
-    raise ValueError(
-      f"lecture_conv_general_dilated supports only dimension_numbers NHWC/HWIO/NHWC, got {dimension_numbers!r}"
-    )
-
-  strides = _normalize_stride(window_strides)
-  if isinstance(padding, str):
-    # Resolve 'SAME'/'VALID' to explicit (lo, hi) pairs exactly as lax does.
-    pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
-  else:
-    pads = padding
-    if len(tuple(pads)) != 2:
-      raise ValueError(f"padding must have two (lo, hi) pairs, got {padding!r}")
-  pads = _normalize_padding(tuple(tuple(int(v) for v in p) for p in pads))
-
-  groups = int(feature_group_count)
-  c, o = lhs.shape[3], rhs.shape[3]
-  if groups < 1 or c % groups or o % groups or c // groups != rhs.shape[2]:
-    raise ValueError(
-      f"feature_group_count={feature_group_count} incompatible with lhs channels {c}, "
-      f"rhs shape {rhs.shape}"
-    )
-
-  conv = functools.partial(
-    lecture_conv2d,
-    stride=strides,
-    padding=pads,
-    precision=precision,
-    preferred_element_type=preferred_element_type,
-  )
-  if groups == 1:
-    return conv(lhs, rhs)
-  # Grouped convolution: group g sees input channels [g*C/G, (g+1)*C/G) and
-  # produces output channels [g*O/G, (g+1)*O/G) -- the same grouping lax uses.
-  # Each group is an ordinary lecture convolution; slicing/concatenation are
-  # differentiated by JAX, the convolutions themselves by the lecture VJP.
-  xs = jnp.split(lhs, groups, axis=3)
-  ws = jnp.split(rhs, groups, axis=3)
-  return jnp.concatenate([conv(xg, wg) for xg, wg in zip(xs, ws)], axis=3)
+"""

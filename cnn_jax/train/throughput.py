@@ -22,7 +22,7 @@ from cnn_jax.train.config import check_batch_divides
 
 def train_step_benchmark(name: str, batch_size: int, image_size: int | None, dtype: str,
                          num_steps: int, warmup_steps: int = 3,
-                         peak_tflops: float | None = None) -> dict:
+                         peak_tflops: float | None = None, **model_kwargs) -> dict:
   """Times the training step of a model on synthetic data on the devices.
 
   Args:
@@ -33,13 +33,14 @@ def train_step_benchmark(name: str, batch_size: int, image_size: int | None, dty
     num_steps: timed steps.
     warmup_steps: untimed steps run after compilation.
     peak_tflops: one device's peak TFLOP/s for the MFU (None: no MFU).
+    **model_kwargs: model overrides, e.g. conv_impl="xla".
 
   Returns:
     The JSON-able result (see the module docstring).
   """
   spec = models.spec(name)
   size = image_size or spec.image_size
-  model = models.create(name, dtype=jnp.dtype(dtype))
+  model = models.create(name, dtype=jnp.dtype(dtype), **model_kwargs)
   mesh = parallel.make_mesh()
   check_batch_divides(batch_size, mesh.size)
   tx = optax.sgd(0.01, momentum=0.9)
@@ -67,6 +68,7 @@ def train_step_benchmark(name: str, batch_size: int, image_size: int | None, dty
 
   flops = 6 * summary.summarize(model, (size, size, spec.channels)).total_macs * batch_size
   result = {"model": name, "batch_size": batch_size, "image_size": size, "dtype": dtype,
+            **model_kwargs,
             "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
             "images_per_s": round(batch_size / seconds, 1),
             "ms_per_step": round(1000 * seconds, 3),
