@@ -253,3 +253,16 @@ def test_preview_grid_rows_start_with_the_original():
   assert grid.shape == (2, 4, 8, 8, 1)
   np.testing.assert_allclose(grid[:, 0], images / 255.0, rtol=1e-6)
   assert not np.allclose(grid[:, 1], grid[:, 2])
+
+
+def test_processes_preparing_the_digits_at_once_all_get_them(tmp_path):
+  # A sweep's runs (or a run's hosts) may all find the dataset missing.
+  code = ("import sys; from cnn_jax.data import sources; "
+          "print(len(sources.load('digits', 'train', data_dir=sys.argv[1])))")
+  processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(3)]
+  results = [p.communicate(timeout=300) for p in processes]
+  for p, (out, err) in zip(processes, results):
+    assert p.returncode == 0, err[-2000:]
+    assert out.strip().splitlines()[-1] == "1438"

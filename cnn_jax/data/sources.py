@@ -9,6 +9,7 @@ neither and is prepared on first use.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import Any, Protocol
 
@@ -65,6 +66,25 @@ def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
                     "'mnist' or 'cifar10', 'digits', or 'folder:/path/to/images'") from None
 
 
+def _prepare_once(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  """Prepares an embedded dataset, once, however many processes ask at the same time.
+
+  The runs of a sweep and the processes of a multi-host run may all find the
+  dataset missing; without the lock they would all build it, and all but
+  the first would fail to move their copy into place.
+
+  Returns:
+    The dataset's builder, prepared.
+  """
+  os.makedirs(data_dir, exist_ok=True)
+  with open(os.path.join(data_dir, f".{name}.prepare.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    ds_builder = builder(name, data_dir)  # anew: another process may have prepared it
+    if not ds_builder.is_prepared():
+      ds_builder.download_and_prepare(file_format="array_record")
+  return ds_builder
+
+
 def load(name: str, split: str, data_dir: str | None = None,
          image_size: int | None = None) -> RandomAccessSource:
   """A random-access source for one split of a dataset.
@@ -96,7 +116,7 @@ def load(name: str, split: str, data_dir: str | None = None,
   ds_builder = builder(name, data_dir)
   if not ds_builder.is_prepared():
     if name in EMBEDDED:
-      ds_builder.download_and_prepare(file_format="array_record")
+      ds_builder = _prepare_once(name, data_dir)
     else:
       raise DataError(
           f"dataset {name!r} is not prepared in {data_dir}; run once: "
