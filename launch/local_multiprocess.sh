@@ -38,7 +38,7 @@ shift 2
 python=${PYTHON:-python}
 devices=${DEVICES_PER_PROCESS:-1}
 port=${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')}
-log_dir=${LOG_DIR:-$(mktemp -d /tmp/local_multiprocess.XXXXXX)}
+log_dir=${LOG_DIR:-$(mktemp -d)}
 mkdir -p "$log_dir"
 
 declare -A running=()  # pid -> process index

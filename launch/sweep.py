@@ -273,9 +273,18 @@ def _describe(outcome: Outcome) -> str:
 _COLUMNS = ("accuracy", "top5_accuracy", "loss", "step", "wall_seconds")
 
 
+def _keys(outcomes: Sequence[Outcome]) -> list[str]:
+  """The overridden keys of all runs, in the order they first appear."""
+  return list(dict.fromkeys(k for o in outcomes for k in o.run.overrides))
+
+
+def _is_seed(key: str) -> bool:
+  return key.rsplit(".", 1)[-1] == _SEED
+
+
 def write_csv(path: str, outcomes: Sequence[Outcome]) -> None:
   """One row per run: name, override values, status, results, workdir, error."""
-  keys = list(dict.fromkeys(k for o in outcomes for k in o.run.overrides))
+  keys = _keys(outcomes)
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["run", *keys, "status", *_COLUMNS, "workdir", "error"])
@@ -292,8 +301,7 @@ def seed_groups(outcomes: Sequence[Outcome]) -> dict[tuple, list[Outcome]]:
   groups: dict[tuple, list[Outcome]] = {}
   for o in outcomes:
     if o.status.startswith("ok"):
-      key = tuple((k, format_value(v)) for k, v in o.run.overrides.items()
-                  if k.rsplit(".", 1)[-1] != _SEED)
+      key = tuple((k, format_value(v)) for k, v in o.run.overrides.items() if not _is_seed(k))
       groups.setdefault(key, []).append(o)
   return groups
 
@@ -306,7 +314,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def write_markdown(path: str, outcomes: Sequence[Outcome], command: str) -> None:
   """The runs' table, the mean and spread over seeds, and the failed runs' logs."""
-  keys = list(dict.fromkeys(k for o in outcomes for k in o.run.overrides))
+  keys = _keys(outcomes)
 
   def cell(value, digits=4):
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -322,7 +330,7 @@ def write_markdown(path: str, outcomes: Sequence[Outcome], command: str) -> None
          cell(r.get("wall_seconds", ""), 0), o.status]) + " |")
   groups = seed_groups(outcomes)
   if any(len(members) > 1 for members in groups.values()):
-    others = [k for k in keys if k.rsplit(".", 1)[-1] != _SEED]
+    others = [k for k in keys if not _is_seed(k)]
     lines += ["", "Mean and standard deviation over seeds:", "",
               "| " + " | ".join(others + ["runs", "accuracy", "loss"]) + " |",
               "|" + "---|" * (len(others) + 3)]
@@ -351,8 +359,7 @@ def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  swept = [k for k in dict.fromkeys(k for o in outcomes for k in o.run.overrides)
-           if k.rsplit(".", 1)[-1] != _SEED
+  swept = [k for k in _keys(outcomes) if not _is_seed(k)
            and len({format_value(o.run.overrides.get(k)) for o in outcomes}) > 1]
   groups = seed_groups(outcomes)
   if not swept or not groups:
