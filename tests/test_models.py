@@ -17,6 +17,8 @@ from conftest import abstract_init, abstract_variables, random_variables
 EXPECTED_PARAMS = {
     "lenet5": 60_000,
     "lenet5_modern": 61_706,
+    # 32*32*300 + 300 + 300*100 + 100 + 100*10 + 10
+    "mlp": 338_610,
     "alexnet": 60_965_224,
     "alexnet_tv": 61_100_840,
     "vgg_a": 132_863_336,
@@ -41,7 +43,7 @@ EXPECTED_PARAMS = {
 }
 
 DESIGN_NAMES = [
-    "lenet5", "lenet5_modern", "standard", "alexnet", "alexnet_tv", "vgg_a", "vgg_a_lrn",
+    "lenet5", "lenet5_modern", "mlp", "standard", "alexnet", "alexnet_tv", "vgg_a", "vgg_a_lrn",
     "vgg_b", "vgg_c", "vgg_d", "vgg_e", "googlenet", "googlenet_tv", "resnet18", "resnet34",
     "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56",
     "resnet110", "resnet1202", "allcnn_c"]
@@ -115,7 +117,7 @@ def test_googlenet_aux_classifiers():
 
 # Real forward and backward passes at reduced sizes, one or more per family.
 SMALL = {
-    "lenet5": 32, "lenet5_modern": 32, "standard": 32, "alexnet": 227, "alexnet_tv": 64,
+    "lenet5": 32, "lenet5_modern": 32, "mlp": 32, "standard": 32, "alexnet": 227, "alexnet_tv": 64,
     "vgg_a": 32, "googlenet": 64, "resnet18": 32, "resnet50": 32, "resnet20": 32,
     "allcnn_c": 32,
 }
@@ -303,7 +305,8 @@ def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, to
         assert float(jnp.abs(a - b).max()) / scale < tolerance, name
 
 
-@pytest.mark.parametrize("name", [n for n in DESIGN_NAMES if n not in FORWARD_ONLY])
+# The MLP has no convolution to replace.
+@pytest.mark.parametrize("name", [n for n in DESIGN_NAMES if n not in [*FORWARD_ONLY, "mlp"]])
 def test_every_model_accepts_the_lecture_conv(name):
   spec = models.spec(name)
   size = ABSTRACT.get(name) or SMALL.get(name)
@@ -327,6 +330,32 @@ def test_lenet5_uses_the_papers_initialization():
     assert kernel.max() <= 2.4 / fan_in and kernel.max() > 0.9 * 2.4 / fan_in, layer
   c3 = np.abs(np.asarray(params["C3"]["kernel"]))
   assert c3.max() <= 2.4 / 75 and c3[..., :18].max() > 0.9 * 2.4 / 75
+
+
+def test_unshared_convs_have_a_filter_per_position_and_equal_a_conv_when_tied():
+  # widths (4,), one 3x3 conv at 8x8 "same", 2x2 max pool, output from 4*4*4.
+  kwargs = dict(widths=(4,), convs_per_stage=1, fc_widths=(), num_classes=3)
+  x = np.random.default_rng(0).standard_normal((2, 8, 8, 2), np.float32)
+  shared = models.create("standard", **kwargs)
+  local = models.create("standard", shared_weights=False, **kwargs)
+  conv_vars = shared.init(jax.random.key(0), x)
+  local_vars = local.init(jax.random.key(0), x)
+  local_params = local_vars["params"]["conv1_1"]
+  assert local_params["kernel"].shape == (8, 8, 3 * 3 * 2, 4)  # one filter per position
+  assert local_params["bias"].shape == (8, 8, 4)
+  output_params = 4 * 4 * 4 * 3 + 3
+  assert layers.num_params(local_vars["params"]) == 64 * (18 * 4 + 4) + output_params
+  assert layers.num_params(conv_vars["params"]) == 18 * 4 + 4 + output_params
+  # Every position given the conv's filter: the two networks are the same function.
+  # ConvLocal flattens a patch channel-first: (C, kh, kw), not HWIO's (kh, kw, C).
+  kernel = conv_vars["params"]["conv1_1"]["kernel"].transpose(2, 0, 1, 3).reshape(1, 1, 18, 4)
+  tied = {"params": {**conv_vars["params"], "conv1_1": {
+      "kernel": jnp.broadcast_to(kernel, (8, 8, 18, 4)),
+      "bias": jnp.broadcast_to(conv_vars["params"]["conv1_1"]["bias"], (8, 8, 4))}}}
+  np.testing.assert_allclose(local.apply(tied, x), shared.apply(conv_vars, x), atol=1e-5)
+  with pytest.raises(ValueError, match="no locally connected form"):
+    models.create("standard", shared_weights=False, conv_impl="lecture", **kwargs).init(
+        jax.random.key(0), x)
 
 
 def test_unknown_options_are_clear_errors():

@@ -20,6 +20,7 @@ from tensorboardX.proto import event_pb2
 from cnn_jax import models
 from cnn_jax.train import (ConfigError, NonFiniteLossError, Preempted, config as config_lib,
                            parallel, steps, train_and_evaluate)
+from cnn_jax.train import inputs as inputs_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import CheckpointError, read_state
 
@@ -78,12 +79,29 @@ def read_events(workdir) -> dict[str, list[tuple[int, float]]]:
     ("batch_size", 0, "config.batch_size=0 must be positive"),
     ("mean", (0.5,), "config.mean has 1 values but config.std has 0"),
     ("ema_decay", 1.0, "config.ema_decay=1.0"),
+    ("normalize", "whiten", "config.normalize='whiten'; use one of"),
 ])
 def test_bad_config_values_are_named(field, value, message):
   config = tiny_config()
   config[field] = value
   with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
     config_lib.validate(config)
+
+
+def test_normalize_standardizes_centers_or_keeps_raw_pixels(tmp_path):
+  config = tiny_config()
+  config.data_dir = str(tmp_path)
+  standardized = inputs_lib.normalization(config)
+  config.normalize = "center"
+  centered = inputs_lib.normalization(config)
+  config.normalize = "none"
+  assert inputs_lib.normalization(config) == ([0.0], [1.0])  # digits: one channel
+  assert centered == (standardized[0], [1.0])
+  # The digits' ink covers a minority of the 8x8 pixels: a mean well inside (0, 0.5).
+  assert 0.1 < standardized[0][0] < 0.5 and 0.1 < standardized[1][0] < 0.5
+  config.normalize = "center"
+  config.mean, config.std = (0.25,), (0.5,)
+  assert inputs_lib.normalization(config) == ([0.25], [1.0])
 
 
 def test_batch_must_divide_over_devices():

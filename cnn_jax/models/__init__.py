@@ -16,6 +16,8 @@ register("lenet5_modern", lenet.lenet5_modern, image_size=32, channels=1, num_cl
          paper=_LECUN + " (ReLU, max-pool, full C3)")
 register("standard", standard.standard, image_size=32, channels=3, num_classes=10,
          paper="the lecture's INPUT -> [[CONV -> RELU]*N -> POOL?]*M -> [FC -> RELU]*K -> FC")
+register("mlp", standard.mlp, image_size=32, channels=1, num_classes=10,
+         paper=_LECUN + ", the 300-100 fully connected net")
 register("alexnet", alexnet.alexnet, image_size=227, paper=_KRIZHEVSKY + " (two towers)")
 register("alexnet_tv", alexnet.alexnet_tv, image_size=224,
          paper="Krizhevsky 2014, One weird trick (torchvision's AlexNet)")

@@ -38,6 +38,9 @@ class StandardCNN(nn.Module):
     dropout: dropout rate before each FC layer (0 disables it).
     dtype: compute dtype; parameters stay float32.
     conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    shared_weights: False makes every conv locally connected (flax's
+      ConvLocal): the same receptive fields, but each output position has its
+      own filter and bias, the lecture's network without parameter sharing.
   """
   num_classes: int = 10
   widths: Sequence[int] = (32, 64)
@@ -51,6 +54,7 @@ class StandardCNN(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   conv_impl: str = "xla"
+  shared_weights: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -63,9 +67,13 @@ class StandardCNN(nn.Module):
     if self.kernel_size % 2 == 0:
       raise ValueError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
                        "'same' padding (F - 1)/2 is whole")
+    if not self.shared_weights and self.conv_impl != "xla":
+      raise ValueError(f"conv_impl={self.conv_impl!r} has no locally connected form; "
+                       "use conv_impl='xla' with shared_weights=False")
     same = ((self.kernel_size - 1) // 2,) * 2
     halving = ((self.kernel_size - 2) // 2, (self.kernel_size - 1) // 2)
-    conv = functools.partial(layers.conv_class(self.conv_impl), dtype=self.dtype,
+    conv_class = layers.conv_class(self.conv_impl) if self.shared_weights else nn.ConvLocal
+    conv = functools.partial(conv_class, dtype=self.dtype,
                              kernel_size=(self.kernel_size,) * 2, use_bias=not self.batch_norm)
     norm = layers.batch_norm(train, self.dtype)
     act = functools.partial(layers.Activation, self.activation, self.negative_slope)
@@ -105,3 +113,6 @@ class StandardCNN(nn.Module):
 
 
 standard = StandardCNN
+# LeCun et al. 1998's 3-layer fully connected baseline (section III.C): 300 and 100
+# hidden units, no convolution at all.
+mlp = functools.partial(StandardCNN, widths=(), fc_widths=(300, 100))

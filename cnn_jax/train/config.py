@@ -16,6 +16,8 @@ recipe needs, so a field has one default and one meaning:
     augment              on-device augmentation spec, see cnn_jax.data.augment
     mean, std            per-channel normalization in [0, 1] units; empty: from the
                          training split (cached in the data dir)
+    normalize            "standardize" ((x - mean) / std), "center" (x - mean) or
+                         "none" (raw pixels in [0, 1])
     batch_size           global batch, over all devices and processes
     eval_batch_size      global eval batch (0: batch_size)
     num_epochs           run length in epochs ...
@@ -48,6 +50,7 @@ import math
 import ml_collections
 
 DTYPES = ("float32", "bfloat16")
+NORMALIZATIONS = ("standardize", "center", "none")
 INPUT_PIPELINES = ("device", "grain")
 
 
@@ -73,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment = ""
   config.mean = ()
   config.std = ()
+  config.normalize = "standardize"
 
   config.batch_size = 128
   config.eval_batch_size = 0
@@ -117,6 +121,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.input_pipeline not in INPUT_PIPELINES:
     raise ConfigError(f"config.input_pipeline={config.input_pipeline!r}; "
                       f"use one of {INPUT_PIPELINES}")
+  if config.normalize not in NORMALIZATIONS:
+    raise ConfigError(f"config.normalize={config.normalize!r}; use one of {NORMALIZATIONS}")
   if config.batch_size <= 0:
     raise ConfigError(f"config.batch_size={config.batch_size} must be positive")
   if config.num_train_steps <= 0 and config.num_epochs <= 0:

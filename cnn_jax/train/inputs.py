@@ -154,7 +154,11 @@ def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInp
 
 
 def normalization(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
-  """Per-channel (mean, std): the config's, or the training split's (cached).
+  """Per-channel (mean, std) that the step normalizes with, per `config.normalize`.
+
+  "standardize" uses the config's mean and std, or the training split's
+  (cached); "center" keeps that mean but divides by 1; "none" feeds the raw
+  [0, 1] pixels (mean 0, std 1).
 
   Args:
     config: the training config.
@@ -162,6 +166,23 @@ def normalization(config: ml_collections.ConfigDict) -> tuple[list[float], list[
   Returns:
     (mean, std) in [0, 1] units.
   """
+  if config.normalize == "none":
+    return [0.0] * _channels(config), [1.0] * _channels(config)
+  mean, std = _mean_std(config)
+  if config.normalize == "center":
+    std = [1.0] * len(mean)
+  return mean, std
+
+
+def _channels(config: ml_collections.ConfigDict) -> int:
+  if config.mean:
+    return len(config.mean)
+  source = sources.load(config.dataset, config.train_split, config.data_dir or None,
+                        image_size=config.image_size)
+  return pipeline.ToArrays(config.image_size).map(source[0])["image"].shape[-1]
+
+
+def _mean_std(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
   if config.mean:
     return list(config.mean), list(config.std)
   data_dir = config.data_dir or sources.default_data_dir()
