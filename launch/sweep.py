@@ -22,6 +22,18 @@ loss, steps, wall time, status); ROOT/sweep.png plots the accuracy against
 the first swept value, one line per group of runs that differ only in their
 seed, with error bars over the seeds. A failed run is recorded with the end
 of its log and the sweep goes on; the command then exits with status 1.
+
+Learning curves (each run's metrics.jsonl, see launch/curves.py):
+
+    --curves=eval.accuracy            curves_eval_accuracy.png, mean ± std over seeds
+    --curves=train.accuracy,eval.accuracy --panels=train_split
+                                      both curves, one panel per train_split
+    --reach="eval.accuracy>=0.95"     a column: the first logged step that met it
+    --last=train.accuracy             a column: the curve's last value
+
+--out=DIR writes the tables and plots there instead of ROOT (an experiment's
+folder). --smoke checks that a sweep still runs: one seed of its first two
+settings, 3 steps each at a constant rate, tables in ROOT only.
 """
 
 from __future__ import annotations
@@ -31,23 +43,24 @@ import csv
 import dataclasses
 import datetime
 import difflib
-import importlib.util
 import inspect
 import json
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app, flags
 
-from launch import hyper
+from launch import config_files, curves, hyper
 from launch.hyper import Overrides, SweepError
 
 _LOG_TAIL_LINES = 15
+_SMOKE_STEPS = 3
 _SEED = "seed"
 
 _CONFIG = flags.DEFINE_string("config", None, "config file, FILE.py or FILE.py:ARG")
@@ -56,6 +69,19 @@ _PARALLEL = flags.DEFINE_integer("parallel", 1, "runs at a time")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the commands, run nothing")
 _OVERRIDE = flags.DEFINE_multi_string(
     "override", [], "key=value set in every run (not part of run names), e.g. num_epochs=2")
+_OUT = flags.DEFINE_string("out", None, "folder for the tables and plots (default: workdir_root)")
+_CURVES = flags.DEFINE_multi_string(
+    "curves", [], "a learning-curve plot of these curves, e.g. eval.accuracy or "
+    "train.accuracy,eval.accuracy (one plot per flag)")
+_PANELS = flags.DEFINE_string("panels", None, "draw the curves in one panel per value of this key")
+_REACH = flags.DEFINE_multi_string(
+    "reach", [], "tabulate the first step at which a curve meets a target, e.g. "
+    "eval.accuracy>=0.95")
+_LAST = flags.DEFINE_multi_string(
+    "last", [], "tabulate the last logged value of a curve, e.g. train.accuracy")
+_SMOKE = flags.DEFINE_bool(
+    "smoke", False, "check that the sweep runs: one seed of the first two settings, "
+    f"{_SMOKE_STEPS} steps each, tables in workdir_root only")
 
 
 @dataclasses.dataclass
@@ -95,12 +121,7 @@ def load_sweep(config_spec: str) -> tuple[str, list[Overrides]]:
       not a config field, or two identical runs.
   """
   path, _, arg = config_spec.partition(":")
-  if not os.path.isfile(path):
-    raise SweepError(f"config file {path} not found")
-  spec = importlib.util.spec_from_file_location(
-      "sweep_config_" + re.sub(r"\W", "_", os.path.basename(path)), path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_files.load_module(path)
   if not hasattr(module, "get_sweep"):
     raise SweepError(f"{path} defines no get_sweep(h); add one (see launch/sweep.py)")
   takes_arg = len(inspect.signature(module.get_sweep).parameters) > 1
@@ -138,6 +159,13 @@ def format_value(value: Any) -> str:
   return str(value)
 
 
+def _name_value(value: Any) -> str:
+  # (1, 1, 1) -> 1-1-1: commas separate the keys of a run's name.
+  if isinstance(value, (list, tuple)):
+    return "-".join(format_value(v) for v in value)
+  return format_value(value)
+
+
 def run_names(runs: Sequence[Overrides]) -> list[str]:
   """Folder names from the overrides, e.g. "learning_rate=0.001,seed=1".
 
@@ -148,7 +176,7 @@ def run_names(runs: Sequence[Overrides]) -> list[str]:
   label = {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
   names = []
   for run in runs:
-    name = ",".join(f"{label[k]}={format_value(v)}" for k, v in run.items()) or "base"
+    name = ",".join(f"{label[k]}={_name_value(v)}" for k, v in run.items()) or "base"
     name = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", name)
     names.append(name if name not in names else f"{name},{len(names)}")
   return names
@@ -270,30 +298,80 @@ def _describe(outcome: Outcome) -> str:
   return text
 
 
-_COLUMNS = ("accuracy", "top5_accuracy", "loss", "step", "wall_seconds")
+_COLUMNS = ("accuracy", "top5_accuracy", "loss", "step", "num_params", "wall_seconds")
+
+
+def _keys_of(runs: Sequence[Overrides]) -> list[str]:
+  """The overridden keys of all runs, in the order they first appear."""
+  return list(dict.fromkeys(k for r in runs for k in r))
 
 
 def _keys(outcomes: Sequence[Outcome]) -> list[str]:
-  """The overridden keys of all runs, in the order they first appear."""
-  return list(dict.fromkeys(k for o in outcomes for k in o.run.overrides))
+  return _keys_of([o.run.overrides for o in outcomes])
 
 
 def _is_seed(key: str) -> bool:
   return key.rsplit(".", 1)[-1] == _SEED
 
 
-def write_csv(path: str, outcomes: Sequence[Outcome]) -> None:
-  """One row per run: name, override values, status, results, workdir, error."""
+@dataclasses.dataclass
+class Column:
+  """A column computed from each run's learning curves (see launch/curves.py)."""
+  header: str
+  value: Callable[[Outcome], float]  # nan when the run has no such value
+  digits: int
+  missing: str  # what nan means, e.g. "never"
+
+
+def reach_column(target: str) -> Column:
+  """The first logged step at which a run met a target such as "eval.accuracy>=0.95"."""
+  name, op, value = curves.parse_target(target)
+
+  def steps(outcome: Outcome) -> float:
+    return curves.steps_to_reach(*curves.read_curve(outcome.run.workdir, name), op, value)
+
+  return Column(f"steps to {target}", steps, 0, "never")
+
+
+def last_column(name: str) -> Column:
+  """The last logged value of a curve such as "train.accuracy"."""
+  curves.parse_curve(name)
+
+  def last(outcome: Outcome) -> float:
+    values = curves.read_curve(outcome.run.workdir, name)[1]
+    return float(values[-1]) if len(values) else math.nan
+
+  return Column(f"last {name}", last, 4, "")
+
+
+def _column_cell(column: Column, values: Sequence[float]) -> str:
+  """Mean (± std over several runs) of the runs that have a value, and how many have none."""
+  present = [v for v in values if not math.isnan(v)]
+  if not present:
+    return column.missing
+  mean, std = _mean_std(present)
+  text = f"{mean:.{column.digits}f}"
+  if len(values) > 1:
+    text += f" ± {std:.{column.digits}f}"
+  missed = len(values) - len(present)
+  return text + (f" ({missed} of {len(values)} {column.missing or 'missing'})" if missed else "")
+
+
+def write_csv(path: str, outcomes: Sequence[Outcome], columns: Sequence[Column] = ()) -> None:
+  """One row per run: name, override values, status, results, extra columns, workdir, error."""
   keys = _keys(outcomes)
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["run", *keys, "status", *_COLUMNS, "workdir", "error"])
+    writer.writerow(["run", *keys, "status", *_COLUMNS, *(c.header for c in columns),
+                     "workdir", "error"])
     for o in outcomes:
-      error = "" if o.status.startswith("ok") else " / ".join(
+      ok = o.status.startswith("ok")
+      error = "" if ok else " / ".join(
           filter(None, [o.results.get("error"), o.log_tail.splitlines()[-1] if o.log_tail else ""]))
+      extra = [_column_cell(c, [c.value(o)]) if ok else "" for c in columns]
       writer.writerow([o.run.name, *(format_value(o.run.overrides.get(k, "")) for k in keys),
-                       o.status, *(o.results.get(c, "") for c in _COLUMNS), o.run.workdir,
-                       error])
+                       o.status, *(o.results.get(c, "") for c in _COLUMNS), *extra,
+                       o.run.workdir, error])
 
 
 def seed_groups(outcomes: Sequence[Outcome]) -> dict[tuple, list[Outcome]]:
@@ -312,34 +390,60 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
   return mean, variance ** 0.5
 
 
-def write_markdown(path: str, outcomes: Sequence[Outcome], command: str) -> None:
-  """The runs' table, the mean and spread over seeds, and the failed runs' logs."""
+def _markdown(text: str) -> str:
+  """A table cell's text, its pipes escaped (augmentation specs have them)."""
+  return text.replace("|", "\\|")
+
+
+def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
+                   columns: Sequence[Column] = ()) -> None:
+  """The runs' table, the mean and spread over seeds, and the failed runs' logs.
+
+  Args:
+    path: the .md file to write.
+    outcomes: the runs.
+    command: the command that made the sweep, quoted at the top.
+    columns: extra columns from the runs' curves (reach_column, last_column).
+  """
   keys = _keys(outcomes)
 
   def cell(value, digits=4):
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
+  def count(value):
+    return f"{value:,}" if isinstance(value, int) else ""
+
+  extra = {id(o): [c.value(o) for c in columns] for o in outcomes if o.status.startswith("ok")}
   lines = [f"# Sweep ({datetime.date.today().isoformat()})", "", f"    {command}", "",
-           "| " + " | ".join([*keys, "accuracy", "loss", "steps", "wall s", "status"]) + " |",
-           "|" + "---|" * (len(keys) + 5)]
+           "| " + " | ".join([*keys, "accuracy", "loss", "steps", "params", "wall s",
+                              *(c.header for c in columns), "status"]) + " |",
+           "|" + "---|" * (len(keys) + 6 + len(columns))]
   for o in outcomes:
     r = o.results
+    cells = ([_column_cell(c, [v]) for c, v in zip(columns, extra[id(o)])] if id(o) in extra
+             else [""] * len(columns))
     lines.append("| " + " | ".join(
-        [*(format_value(o.run.overrides.get(k, "")) for k in keys),
+        [*(_markdown(format_value(o.run.overrides.get(k, ""))) for k in keys),
          cell(r.get("accuracy", "")), cell(r.get("loss", "")), str(r.get("step", "")),
-         cell(r.get("wall_seconds", ""), 0), o.status]) + " |")
+         count(r.get("num_params")), cell(r.get("wall_seconds", ""), 0), *cells,
+         o.status]) + " |")
   groups = seed_groups(outcomes)
   if any(len(members) > 1 for members in groups.values()):
     others = [k for k in keys if not _is_seed(k)]
     lines += ["", "Mean and standard deviation over seeds:", "",
-              "| " + " | ".join(others + ["runs", "accuracy", "loss"]) + " |",
-              "|" + "---|" * (len(others) + 3)]
+              "| " + " | ".join(others + ["runs", "accuracy", "loss", "params", "wall s",
+                                          *(c.header for c in columns)]) + " |",
+              "|" + "---|" * (len(others) + 5 + len(columns))]
     for group, members in groups.items():
       accuracy = _mean_std([m.results["accuracy"] for m in members])
       loss = _mean_std([m.results["loss"] for m in members])
-      lines.append("| " + " | ".join([dict(group).get(k, "") for k in others] + [
+      wall = _mean_std([m.results.get("wall_seconds", math.nan) for m in members])
+      lines.append("| " + " | ".join([_markdown(dict(group).get(k, "")) for k in others] + [
           str(len(members)), f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
-          f"{loss[0]:.4f} ± {loss[1]:.4f}"]) + " |")
+          f"{loss[0]:.4f} ± {loss[1]:.4f}", count(members[0].results.get("num_params")),
+          f"{wall[0]:.0f}",
+          *(_column_cell(c, [extra[id(m)][i] for m in members]) for i, c in enumerate(columns))])
+          + " |")
   failed = [o for o in outcomes if not o.status.startswith("ok")]
   for o in failed:
     lines += ["", f"## {o.run.name}: {o.status}", "", f"    {' '.join(o.run.command)}", "",
@@ -396,6 +500,46 @@ def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
   return True
 
 
+def smoke_runs(runs: Sequence[Overrides]) -> list[Overrides]:
+  """One seed of each of the first two settings (runs that differ beyond the seed)."""
+  chosen, settings = [], []
+  for run in runs:
+    setting = {k: v for k, v in run.items() if not _is_seed(k)}
+    if setting not in settings and len(chosen) < 2:
+      settings.append(setting)
+      chosen.append(run)
+  return chosen
+
+
+def plot_sweep_curves(path: str, outcomes: Sequence[Outcome], names: Sequence[str],
+                      panel_key: str | None = None) -> None:
+  """Learning curves of the sweep's settings (mean over seeds), see launch/curves.py.
+
+  Args:
+    path: the PNG to write.
+    outcomes: the runs.
+    names: the curves, e.g. ["train.accuracy", "eval.accuracy"].
+    panel_key: a swept key; one panel per value of it.
+  """
+  groups, panels = {}, {}
+  for group, members in seed_groups(outcomes).items():
+    label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in group if k != panel_key)
+    groups[label or "all"] = [m.run.workdir for m in members]
+    panels[label or "all"] = (f"{panel_key.rsplit('.', 1)[-1]}={dict(group).get(panel_key)}"
+                              if panel_key else "")
+  curves.plot_curves(path, groups, names, panels,
+                     log_y=all(n.endswith("loss") for n in names))
+
+
+def _curve_figures() -> list[list[str]]:
+  """The --curves flags as lists of curve names, checked."""
+  figures = [[n.strip() for n in flag.split(",") if n.strip()] for flag in _CURVES.value]
+  for names in figures:
+    for name in names:
+      curves.parse_curve(name)
+  return figures
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -404,9 +548,21 @@ def main(argv):
     for common in _OVERRIDE.value:
       if "=" not in common:
         raise SweepError(f"--override={common!r}: write key=value, e.g. num_epochs=2")
-  except SweepError as e:
+    figures = _curve_figures()
+    columns = ([reach_column(t) for t in _REACH.value] +
+               [last_column(n) for n in _LAST.value])
+    if _PANELS.value and _PANELS.value not in _keys_of(overrides):
+      raise SweepError(f"--panels={_PANELS.value!r} is not a swept key; the sweep's keys: "
+                       f"{', '.join(_keys_of(overrides))}")
+  except (SweepError, curves.CurveError) as e:
     sys.exit(f"error: {e}")
-  runs = build_runs(spec, overrides, _ROOT.value, _OVERRIDE.value)
+  common = list(_OVERRIDE.value)
+  if _SMOKE.value:
+    overrides = smoke_runs(overrides)
+    # A constant rate: a recipe's warm-up would outlast the smoke run.
+    common += [f"num_train_steps={_SMOKE_STEPS}", f"eval_every_steps={_SMOKE_STEPS}",
+               "log_every_steps=1", "schedule.name=constant"]
+  runs = build_runs(spec, overrides, _ROOT.value, common)
   if _DRY_RUN.value:
     for run in runs:
       print(" ".join(run.command))
@@ -414,20 +570,29 @@ def main(argv):
   # SIGTERM (a cluster's or a user's kill) stops the runs like Ctrl-C does.
   signal.signal(signal.SIGTERM, signal.default_int_handler)
   root = os.path.abspath(_ROOT.value)
-  os.makedirs(root, exist_ok=True)
+  # A smoke run never overwrites the committed tables of a full run.
+  out = root if _SMOKE.value or not _OUT.value else os.path.abspath(_OUT.value)
+  os.makedirs(out, exist_ok=True)
   print(f"{len(runs)} runs, {_PARALLEL.value} at a time, in {root}")
   outcomes = run_sweep(runs, _PARALLEL.value)
-  write_csv(os.path.join(root, "sweep.csv"), outcomes)
+  write_csv(os.path.join(out, "sweep.csv"), outcomes, columns)
   command = " ".join(["python -m launch.sweep", *sys.argv[1:]])
-  write_markdown(os.path.join(root, "sweep.md"), outcomes, command)
-  plotted = plot(os.path.join(root, "sweep.png"), outcomes)
-  print(f"wrote {root}/sweep.csv, sweep.md" + (", sweep.png" if plotted else ""))
+  write_markdown(os.path.join(out, "sweep.md"), outcomes, command, columns)
+  written = ["sweep.csv", "sweep.md"]
+  if plot(os.path.join(out, "sweep.png"), outcomes):
+    written.append("sweep.png")
+  for names in figures:
+    if seed_groups(outcomes):
+      name = "curves_" + "_".join(n.replace(".", "_") for n in names) + ".png"
+      plot_sweep_curves(os.path.join(out, name), outcomes, names, _PANELS.value)
+      written.append(name)
+  print(f"wrote {', '.join(written)} in {out}")
   if any(o.status in ("interrupted", "not started") for o in outcomes):
     sys.exit(130)
   failed = [o.run.name for o in outcomes if o.status == "failed"]
   if failed:
     sys.exit(f"{len(failed)} of {len(runs)} runs failed: {', '.join(failed)} "
-             f"(see {root}/sweep.md)")
+             f"(see {out}/sweep.md)")
 
 
 if __name__ == "__main__":

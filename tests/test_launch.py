@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from launch import hyper, sweep
+from launch import curves, hyper, sweep
 from launch.hyper import SweepError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -197,3 +197,66 @@ def test_local_launch_stops_and_fails_when_a_process_fails(tmp_path):
   assert run.returncode == 1
   assert "exited with status 1" in run.stderr
   assert "lenet6" in (tmp_path / "logs" / "process_1.txt").read_text()
+
+
+# ---------------------------------------------------------------------------
+# Learning curves and the columns computed from them.
+
+
+def _metrics_workdir(path, records):
+  path.mkdir(parents=True)
+  (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  return str(path)
+
+
+def _eval(step, accuracy):
+  return {"step": step, "split": "eval", "accuracy": accuracy, "loss": 1 - accuracy}
+
+
+def test_curves_read_average_and_find_the_first_step_to_a_target(tmp_path):
+  # A resumed run logs step 20 twice; the later record counts.
+  one = _metrics_workdir(tmp_path / "one", [
+      _eval(10, 0.5), {"step": 10, "split": "train", "loss": 2.0}, _eval(20, 0.7),
+      _eval(20, 0.8), _eval(30, 0.96), _eval(40, 0.97)])
+  two = _metrics_workdir(tmp_path / "two", [_eval(10, 0.6), _eval(20, 0.9), _eval(40, 0.99)])
+  steps, values = curves.read_curve(one, "eval.accuracy")
+  assert steps.tolist() == [10, 20, 30, 40] and values.tolist() == [0.5, 0.8, 0.96, 0.97]
+  assert curves.read_curve(one, "train.loss")[1].tolist() == [2.0]
+  assert curves.read_curve(one, "train.grad_norm")[0].size == 0
+  assert curves.steps_to_reach(steps, values, ">=", 0.95) == 30
+  assert curves.steps_to_reach(steps, values, "<=", 0.5) == 10
+  assert np.isnan(curves.steps_to_reach(steps, values, ">=", 0.99))
+  common, mean, std = curves.mean_curve([curves.read_curve(w, "eval.accuracy") for w in (one, two)])
+  assert common.tolist() == [10, 20, 40]  # the steps both runs logged
+  np.testing.assert_allclose(mean, [0.55, 0.85, 0.98])
+  np.testing.assert_allclose(std, np.std([[0.5, 0.8, 0.97], [0.6, 0.9, 0.99]], axis=0, ddof=1))
+  assert curves.parse_target("train.loss <= 0.1") == ("train.loss", "<=", 0.1)
+  with pytest.raises(curves.CurveError, match="write e.g. eval.accuracy>=0.95"):
+    curves.parse_target("accuracy>0.9")
+  with pytest.raises(curves.CurveError, match="SPLIT train or eval"):
+    curves.parse_curve("test.accuracy")
+  path = tmp_path / "curves.png"
+  curves.plot_curves(str(path), {"a": [one, two]}, ["eval.accuracy", "eval.loss"])
+  assert path.stat().st_size > 10_000
+
+
+def test_tables_tabulate_steps_to_a_target_and_last_values(tmp_path):
+  outcomes = []
+  for seed, accuracies in enumerate([(0.5, 0.96), (0.7, 0.97), (0.6, 0.8)]):
+    outcome = _outcome(0.1, seed, accuracies[-1], 0.1)
+    outcome.run.workdir = _metrics_workdir(tmp_path / f"seed{seed}", [
+        _eval(10, accuracies[0]), _eval(20, accuracies[1])])
+    outcomes.append(outcome)
+  columns = [sweep.reach_column("eval.accuracy>=0.95"), sweep.last_column("eval.loss")]
+  sweep.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...", columns)
+  text = (tmp_path / "sweep.md").read_text()
+  losses = [1 - 0.96, 1 - 0.97, 1 - 0.8]
+  # Two of three seeds reach 95% at step 20; the mean loss is over all three.
+  assert (f"| 20 ± 0 (1 of 3 never) | {np.mean(losses):.4f} ± "
+          f"{np.std(losses, ddof=1):.4f} |") in text
+  assert "| 20 | 0.0400 | ok |" in text and "| never | 0.2000 | ok |" in text
+  sweep.write_csv(tmp_path / "sweep.csv", outcomes, columns)
+  rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+  assert [r["steps to eval.accuracy>=0.95"] for r in rows] == ["20", "20", "never"]
+  assert sweep.smoke_runs([{LR: 1, "seed": 0}, {LR: 1, "seed": 1}, {LR: 2, "seed": 0},
+                           {LR: 3, "seed": 0}]) == [{LR: 1, "seed": 0}, {LR: 2, "seed": 0}]

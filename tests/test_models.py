@@ -358,6 +358,30 @@ def test_unshared_convs_have_a_filter_per_position_and_equal_a_conv_when_tied():
         jax.random.key(0), x)
 
 
+def test_plain_resnet_block_is_the_residual_block_without_its_identity():
+  conv = functools.partial(nn.Conv, use_bias=False)
+  norm = functools.partial(nn.BatchNorm, use_running_average=True)
+  x = np.random.default_rng(0).standard_normal((2, 6, 6, 4), np.float32)
+  block = functools.partial(models.resnet.BasicBlock, 4, 1, conv=conv, norm=norm)
+  variables = block(shortcut="A").init(jax.random.key(0), x)
+  params, stats = variables["params"], variables["batch_stats"]
+
+  def conv_bn(y, i):  # running mean 0 and variance 1 at init
+    y = jax.lax.conv_general_dilated(y, params[f"conv{i}"]["kernel"], (1, 1), [(1, 1)] * 2,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    scale = params[f"bn{i}"]["scale"] / jnp.sqrt(stats[f"bn{i}"]["var"] + 1e-5)
+    return (y - stats[f"bn{i}"]["mean"]) * scale + params[f"bn{i}"]["bias"]
+
+  residual = conv_bn(jax.nn.relu(conv_bn(x, 1)), 2)
+  np.testing.assert_allclose(block(shortcut="none").apply(variables, x),
+                             jax.nn.relu(residual), atol=1e-5)
+  np.testing.assert_allclose(block(shortcut="A").apply(variables, x),
+                             jax.nn.relu(residual + x), atol=1e-5)
+  # Option A shortcuts have no parameters: a plain net has as many.
+  assert layers.num_params(abstract_variables("resnet56", shortcut="none")["params"]) == (
+      EXPECTED_PARAMS["resnet56"])
+
+
 def test_unknown_options_are_clear_errors():
   x = jnp.zeros((1, 32, 32, 3))
   with pytest.raises(ValueError, match=r"expects images as \(N, H, W, C\).*x\[\.\.\., None\]"):

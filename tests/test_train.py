@@ -236,6 +236,9 @@ def test_run_learns_digits_and_writes_its_records(tmp_path):
   assert {k: saved[k] for k in ("accuracy", "loss", "step")} == {
       k: result[k] for k in ("accuracy", "loss", "step")}
   assert saved["wall_seconds"] > 0
+  # widths (8, 16), 3x3 convs with batch norm (no bias), fc 32 with batch norm, 10 classes.
+  assert saved["num_params"] == (9 * 8 + 2 * 8) + (9 * 8 * 16 + 2 * 16) + (
+      2 * 2 * 16 * 32 + 2 * 32) + (32 * 10 + 10)
   assert json.loads((tmp_path / "config.json").read_text())["model"] == "standard"
   environment = json.loads((tmp_path / "environment.json").read_text())
   assert environment["cnn_jax_version"] and environment["git_commit"]

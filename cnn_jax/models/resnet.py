@@ -5,7 +5,8 @@ ImageNet ResNets follow torchvision (v1.5: a bottleneck's stride sits on its
 (shortcut option B). CIFAR ResNets follow Section 4.2: 6n+2 layers of 3x3
 convs with 16, 32, 64 filters on 32x32 input and parameter-free option-A
 shortcuts (subsample by 2 and zero-pad the new channels); `shortcut="B"`
-switches them to projections.
+switches them to projections, and `shortcut="none"` removes them: the
+"plain" nets of Section 4.1, the same stack of layers without the identity.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 
 from cnn_jax import layers
 
-SHORTCUTS = ("A", "B")
+SHORTCUTS = ("A", "B", "none")
 
 
 class BasicBlock(nn.Module):
@@ -47,6 +48,8 @@ class BasicBlock(nn.Module):
     return self.norm(name=name)
 
   def _shortcut(self, x, features: int):
+    if self.shortcut == "none":  # a plain net
+      return 0.0
     if x.shape[-1] == features and self.stride == 1:
       return x
     if self.shortcut == "A":
@@ -83,7 +86,8 @@ class ResNet(nn.Module):
     block: `BasicBlock` or `Bottleneck`.
     width: filters of the first stage (doubling per stage): 64 ImageNet, 16 CIFAR.
     stem: "imagenet" (7x7/2 conv + 3x3/2 max pool) or "cifar" (one 3x3 conv).
-    shortcut: "B" (projection where the shape changes) or "A" (zero padding).
+    shortcut: "B" (projection where the shape changes), "A" (zero padding)
+      or "none" (no shortcut: He et al.'s plain net).
     zero_init_residual: start each block's last batch-norm scale at zero.
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
     conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
@@ -102,8 +106,8 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     layers.check_nhwc(x, "ResNet")
     if self.shortcut not in SHORTCUTS:
-      raise ValueError(f"shortcut={self.shortcut!r}; choose 'A' (zero padding) or "
-                       "'B' (projection)")
+      raise ValueError(f"shortcut={self.shortcut!r}; choose 'A' (zero padding), "
+                       "'B' (projection) or 'none' (a plain net)")
     conv = functools.partial(layers.conv_class(self.conv_impl), use_bias=False,
                              dtype=self.dtype, kernel_init=layers.he_normal_fan_out())
     norm = layers.batch_norm(train, self.dtype)

@@ -7,7 +7,8 @@ does nothing, so the loop never asks who it is.
     WORKDIR/environment.json   package, JAX and git versions, devices, command
     WORKDIR/events.out.tfevents.*  TensorBoard scalars
     WORKDIR/metrics.jsonl      the same scalars, one JSON object per line
-    WORKDIR/results.json       the final eval: accuracy, loss, step, wall_seconds
+    WORKDIR/results.json       the final eval: accuracy, loss, step, wall_seconds,
+                               and the model's num_params
 
 `wall_seconds` is the time of the invocation that finished the run (a run
 resumed after a kill counts from its restart).

@@ -302,5 +302,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      f"{result['accuracy']:.4f}  loss {result['loss']:.4f}")
     if reporter.has_results():
       return result  # keep the finished run's results.json and its wall time
-  reporter.results(result)
+  reporter.results({**result, "num_params": param_count})
   return result
