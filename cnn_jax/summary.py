@@ -126,6 +126,9 @@ def summarize(model: nn.Module, input_shape: Sequence[int]) -> Summary:
 def _macs(module: nn.Module, own_params: Any, out_shape: tuple[int, ...]) -> int:
   if hasattr(module, "count_macs"):
     return int(module.count_macs((1, *out_shape)))
+  if isinstance(module, nn.ConvLocal):
+    # One filter per output position, each used once: the kernel holds them all.
+    return math.prod(own_params["kernel"].shape)
   if "kernel" in own_params:
     # Each kernel weight is used once per output position (conv) or once (dense).
     return math.prod(own_params["kernel"].shape) * math.prod(out_shape[:-1])

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax import layers, models
+from cnn_jax import layers, models, summary
 from cnn_jax.models import alexnet, lenet
 
 from conftest import abstract_init, abstract_variables, random_variables
@@ -353,6 +353,9 @@ def test_unshared_convs_have_a_filter_per_position_and_equal_a_conv_when_tied():
       "kernel": jnp.broadcast_to(kernel, (8, 8, 18, 4)),
       "bias": jnp.broadcast_to(conv_vars["params"]["conv1_1"]["bias"], (8, 8, 4))}}}
   np.testing.assert_allclose(local.apply(tied, x), shared.apply(conv_vars, x), atol=1e-5)
+  # The same receptive fields: as many multiply-accumulates as the conv.
+  assert summary.summarize(local, (8, 8, 2)).total_macs == summary.summarize(
+      shared, (8, 8, 2)).total_macs == 8 * 8 * 18 * 4 + 4 * 4 * 4 * 3
   with pytest.raises(ValueError, match="no locally connected form"):
     models.create("standard", shared_weights=False, conv_impl="lecture", **kwargs).init(
         jax.random.key(0), x)
