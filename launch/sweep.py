@@ -318,7 +318,7 @@ def _is_seed(key: str) -> bool:
 class Column:
   """A column computed from each run's learning curves (see launch/curves.py)."""
   header: str
-  value: Callable[[Outcome], float]  # nan when the run has no such value
+  value: Callable[[Outcome], float | None]  # None: the run logged no such curve
   digits: int
   missing: str  # what nan means, e.g. "never"
 
@@ -327,8 +327,9 @@ def reach_column(target: str) -> Column:
   """The first logged step at which a run met a target such as "eval.accuracy>=0.95"."""
   name, op, value = curves.parse_target(target)
 
-  def steps(outcome: Outcome) -> float:
-    return curves.steps_to_reach(*curves.read_curve(outcome.run.workdir, name), op, value)
+  def steps(outcome: Outcome) -> float | None:
+    logged, values = curves.read_curve(outcome.run.workdir, name)
+    return curves.steps_to_reach(logged, values, op, value) if len(logged) else None
 
   return Column(f"steps to {target}", steps, 0, "never")
 
@@ -337,15 +338,18 @@ def last_column(name: str) -> Column:
   """The last logged value of a curve such as "train.accuracy"."""
   curves.parse_curve(name)
 
-  def last(outcome: Outcome) -> float:
+  def last(outcome: Outcome) -> float | None:
     values = curves.read_curve(outcome.run.workdir, name)[1]
-    return float(values[-1]) if len(values) else math.nan
+    return float(values[-1]) if len(values) else None
 
   return Column(f"last {name}", last, 4, "")
 
 
 def _column_cell(column: Column, values: Sequence[float]) -> str:
   """Mean (± std over several runs) of the runs that have a value, and how many have none."""
+  values = [v for v in values if v is not None]
+  if not values:
+    return "no curve"
   present = [v for v in values if not math.isnan(v)]
   if not present:
     return column.missing

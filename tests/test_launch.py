@@ -258,5 +258,9 @@ def test_tables_tabulate_steps_to_a_target_and_last_values(tmp_path):
   sweep.write_csv(tmp_path / "sweep.csv", outcomes, columns)
   rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
   assert [r["steps to eval.accuracy>=0.95"] for r in rows] == ["20", "20", "never"]
+  outcomes[0].run.workdir = str(tmp_path / "gone")  # a run that logged nothing
+  assert sweep.reach_column("eval.accuracy>=0.95").value(outcomes[0]) is None
+  sweep.write_csv(tmp_path / "sweep.csv", outcomes, columns)
+  assert next(csv.DictReader(open(tmp_path / "sweep.csv")))["last eval.loss"] == "no curve"
   assert sweep.smoke_runs([{LR: 1, "seed": 0}, {LR: 1, "seed": 1}, {LR: 2, "seed": 0},
                            {LR: 3, "seed": 0}]) == [{LR: 1, "seed": 0}, {LR: 2, "seed": 0}]
