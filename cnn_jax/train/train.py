@@ -270,6 +270,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           interval_start, interval_step = time.time(), step
 
         if at_eval:
+          # Steps run asynchronously: wait for them here, so that their time
+          # counts as training and only the eval's own time is left out.
+          jax.block_until_ready(state)
+          eval_start = time.time()
           result = {**evaluate(state), "step": step}
           reporter.scalars(step, "eval", {k: v for k, v in result.items() if k != "step"})
           reporter.message(f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
@@ -279,8 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           checkpoints.save(state, train_input.state())
           last_saved = step
 
-        if at_eval:  # the eval's time is not training throughput
-          interval_start = time.time()
+        if at_eval:  # the eval's (and its checkpoint's) time is not training throughput
+          interval_start += time.time() - eval_start
         # Only one process may have been signalled, so all processes must agree
         # to stop; that costs a collective, hence every few steps only (cloud
         # preemption notices give about 30 s).
