@@ -1,0 +1,36 @@
+"""Claim 3: ReLU vs Leaky ReLU (0.1) vs ELU vs tanh on the same network.
+
+    python -m launch.sweep --config=experiments/activations/config.py \
+        --workdir_root=/tmp/activations --out=experiments/activations \
+        --curves=train.loss --curves=eval.accuracy --reach="eval.accuracy>=0.95" \
+        --reach="train.loss<=0.02"
+
+A LeNet-5-sized template (5x5 convs with 6 and 16 filters, "same" padding,
+max pooling, fully connected 120 and 84) on the digits at 32x32, trained as
+Krizhevsky et al. did when they compared ReLU with tanh: plain SGD with
+momentum 0.9 at a constant 0.01, no augmentation, batch 128, 400 steps, eval
+every 10 steps; 4 activations x 3 seeds. Hardware: 2 CPU cores. Expected:
+about 5 minutes in all; results in experiments/activations/README.md.
+"""
+
+from launch import config_files
+
+
+def get_config():
+  config = config_files.load_config("configs/default.py")
+  config.model = "standard"
+  config.model_kwargs = dict(widths=(6, 16), convs_per_stage=1, kernel_size=5,
+                             fc_widths=(120, 84), activation="relu", negative_slope=0.1)
+  config.augment = ""
+  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
+                          weight_decay=0.0, grad_clip_norm=0.0)
+  config.schedule = dict(name="constant")
+  config.num_train_steps = 400
+  config.eval_every_steps = 10
+  config.log_every_steps = 10
+  return config
+
+
+def get_sweep(h):
+  return h.product([h.sweep("model_kwargs.activation", ["relu", "leaky_relu", "elu", "tanh"]),
+                    h.sweep("seed", [0, 1, 2])])
