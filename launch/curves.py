@@ -92,50 +92,50 @@ def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]
   return steps, stacked.mean(axis=0), std
 
 
-def plot_curves(path: str, groups: dict[str, Sequence[str]], names: Sequence[str],
-                panels: dict[str, str] | None = None, log_y: bool = False) -> None:
+def plot_curves(path: str, groups: Sequence[tuple[str, str, Sequence[str]]],
+                names: Sequence[str], log_y: bool = False) -> None:
   """Mean curves (shaded ± std over seeds) of groups of runs, saved as a PNG.
 
   Args:
     path: the PNG to write.
-    groups: a label per group -> the workdirs of its runs (its seeds).
+    groups: (panel title, label, the workdirs of the group's runs, i.e. its
+      seeds) per group; groups with the same title share a panel (one panel:
+      give every group the same title, e.g. "").
     names: curves to draw, e.g. ["eval.accuracy"] or ["train.accuracy",
       "eval.accuracy"]; the first is drawn solid, the others dashed and dotted.
-    panels: group label -> panel title; groups that share a title share a
-      panel (default: one panel).
     log_y: a logarithmic y axis (for losses).
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  panels = panels or {label: "" for label in groups}
-  titles = list(dict.fromkeys(panels.values()))
+  titles = list(dict.fromkeys(title for title, _, _ in groups))
   figure, axes = plt.subplots(1, len(titles), figsize=(5.5 * len(titles), 4), squeeze=False,
                               sharey=True)
   styles = ["-", "--", ":", "-."]
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for title, ax in zip(titles, axes[0]):
-    members = [label for label in groups if panels[label] == title]
-    for i, label in enumerate(members):
+    members = [(label, workdirs) for t, label, workdirs in groups if t == title]
+    for i, (label, workdirs) in enumerate(members):
       color = colors[i % len(colors)]
       for name, style in zip(names, styles):
-        curves = [read_curve(w, name) for w in groups[label]]
-        curves = [c for c in curves if len(c[0])]
-        if not curves:
+        runs = [read_curve(w, name) for w in workdirs]
+        runs = [c for c in runs if len(c[0])]
+        if not runs:
           continue
-        steps, mean, std = mean_curve(curves)
+        steps, mean, std = mean_curve(runs)
         text = label if len(names) == 1 else f"{label}, {name.split('.')[0]}"
         ax.plot(steps, mean, style, color=color, label=text)
-        if len(curves) > 1:
+        if len(runs) > 1:
           ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("step")
     if log_y:
       ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  seeds = max(len(w) for w in groups.values())
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
+  seeds = max(len(workdirs) for _, _, workdirs in groups)
   spread = f" (mean, ± std over {seeds} seeds)" if seeds > 1 else ""
   axes[0][0].set_ylabel(" / ".join(names) + spread)
   figure.tight_layout()

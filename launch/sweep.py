@@ -525,14 +525,13 @@ def plot_sweep_curves(path: str, outcomes: Sequence[Outcome], names: Sequence[st
     names: the curves, e.g. ["train.accuracy", "eval.accuracy"].
     panel_key: a swept key; one panel per value of it.
   """
-  groups, panels = {}, {}
+  groups = []
   for group, members in seed_groups(outcomes).items():
     label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in group if k != panel_key)
-    groups[label or "all"] = [m.run.workdir for m in members]
-    panels[label or "all"] = (f"{panel_key.rsplit('.', 1)[-1]}={dict(group).get(panel_key)}"
-                              if panel_key else "")
-  curves.plot_curves(path, groups, names, panels,
-                     log_y=all(n.endswith("loss") for n in names))
+    title = (f"{panel_key.rsplit('.', 1)[-1]}={dict(group).get(panel_key)}"
+             if panel_key else "")
+    groups.append((title, label or "all runs", [m.run.workdir for m in members]))
+  curves.plot_curves(path, groups, names, log_y=all(n.endswith("loss") for n in names))
 
 
 def _curve_figures() -> list[list[str]]:

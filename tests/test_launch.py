@@ -236,8 +236,32 @@ def test_curves_read_average_and_find_the_first_step_to_a_target(tmp_path):
   with pytest.raises(curves.CurveError, match="SPLIT train or eval"):
     curves.parse_curve("test.accuracy")
   path = tmp_path / "curves.png"
-  curves.plot_curves(str(path), {"a": [one, two]}, ["eval.accuracy", "eval.loss"])
+  curves.plot_curves(str(path), [("", "a", [one, two])], ["eval.accuracy", "eval.loss"])
   assert path.stat().st_size > 10_000
+
+
+def test_curve_panels_keep_groups_that_share_a_label(tmp_path):
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  workdirs = [_metrics_workdir(tmp_path / str(i), [_eval(10, 0.1 * i), _eval(20, 0.1 * i + 0.05)])
+              for i in range(4)]
+  outcomes = []
+  for i, (shortcut, depth) in enumerate([("none", 8), ("none", 20), ("A", 8), ("A", 20)]):
+    outcome = _outcome(0.1, 0, 0.9, 0.1)
+    outcome.run.overrides = {"shortcut": shortcut, "depth": depth, "seed": 0}
+    outcome.run.workdir = workdirs[i]
+    outcomes.append(outcome)
+  drawn = []
+  original = plt.Figure.savefig
+  try:
+    plt.Figure.savefig = lambda figure, *a, **k: drawn.append(
+        [[(line.get_label(), line.get_ydata()[0]) for line in ax.get_lines()]
+         for ax in figure.axes])
+    sweep.plot_sweep_curves(str(tmp_path / "c.png"), outcomes, ["eval.accuracy"], "shortcut")
+  finally:
+    plt.Figure.savefig = original
+  # Two panels, each with both depths: "depth=8" in one panel is not lost to the other.
+  assert [[label for label, _ in panel] for panel in drawn[0]] == [["depth=8", "depth=20"]] * 2
+  assert [[y for _, y in panel] for panel in drawn[0]] == [[0.0, 0.1], [0.2, pytest.approx(0.3)]]
 
 
 def test_tables_tabulate_steps_to_a_target_and_last_values(tmp_path):
