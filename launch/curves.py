@@ -110,8 +110,12 @@ def plot_curves(path: str, groups: Sequence[tuple[str, str, Sequence[str]]],
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   titles = list(dict.fromkeys(title for title, _, _ in groups))
-  figure, axes = plt.subplots(1, len(titles), figsize=(5.5 * len(titles), 4), squeeze=False,
-                              sharey=True)
+  lines_per_panel = max(sum(t == title for t, _, _ in groups) for title in titles) * len(names)
+  # Many lines: one legend under the panels (they share their labels) rather than on them.
+  below = lines_per_panel > 6
+  legend_rows = -(-lines_per_panel // 2) if below else 0
+  figure, axes = plt.subplots(1, len(titles), squeeze=False, sharey=True,
+                              figsize=(5.5 * len(titles), 4 + 0.22 * legend_rows))
   styles = ["-", "--", ":", "-."]
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for title, ax in zip(titles, axes[0]):
@@ -133,11 +137,16 @@ def plot_curves(path: str, groups: Sequence[tuple[str, str, Sequence[str]]],
     if log_y:
       ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
+    if ax.get_legend_handles_labels()[0] and not below:
       ax.legend(fontsize=7)
   seeds = max(len(workdirs) for _, _, workdirs in groups)
   spread = f" (mean, ± std over {seeds} seeds)" if seeds > 1 else ""
-  axes[0][0].set_ylabel(" / ".join(names) + spread)
-  figure.tight_layout()
+  axes[0][0].set_ylabel(" / ".join(names) + spread, fontsize=9)
+  if below:
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.22 * legend_rows / figure.get_figheight(), 1, 1))
+  else:
+    figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)

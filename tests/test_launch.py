@@ -288,3 +288,16 @@ def test_tables_tabulate_steps_to_a_target_and_last_values(tmp_path):
   assert next(csv.DictReader(open(tmp_path / "sweep.csv")))["last eval.loss"] == "no curve"
   assert sweep.smoke_runs([{LR: 1, "seed": 0}, {LR: 1, "seed": 1}, {LR: 2, "seed": 0},
                            {LR: 3, "seed": 0}]) == [{LR: 1, "seed": 0}, {LR: 2, "seed": 0}]
+
+
+def test_sweep_cli_names_bad_curve_flags_in_one_line(tmp_path):
+  config = str(ROOT / "configs" / "default.py")
+  for flag, message in [("--reach=accuracy>0.9", "write e.g. eval.accuracy>=0.95"),
+                        ("--curves=test.loss", "SPLIT train or eval"),
+                        ("--panels=model", "--panels='model' is not a swept key; the sweep's "
+                                           "keys: optimizer.learning_rate, seed")]:
+    result = subprocess.run([sys.executable, "-m", "launch.sweep", f"--config={config}",
+                             f"--workdir_root={tmp_path}", "--dry_run", flag],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        "error: ") and message in result.stderr, (flag, result.stderr)

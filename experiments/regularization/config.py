@@ -1,0 +1,44 @@
+"""Claim 5: regularization and augmentation with little data.
+
+    python -m launch.sweep --config=experiments/regularization/config.py \
+        --workdir_root=/tmp/regularization --out=experiments/regularization --parallel=2 \
+        --curves=train.accuracy,eval.accuracy --panels=train_split --last=train.accuracy
+
+{no regularization, dropout 0.5, batch norm, both} x {augmentation off, on
+(1-pixel shifts, 10-degree turns)} at 10%, 25% and 100% of the digits'
+training split (143, 359 and 1,438 images), 3 seeds each: 72 runs of a
+small template (3x3 convs with 16 and 32 filters, max pooling, fully
+connected 64, then the output) at 16x16, Adam 3e-3 with a cosine decay over
+300 steps of 64, eval every 30 steps. The train accuracy is measured on the
+training batches as they are trained on (augmented, dropout on).
+Hardware: 2 CPU cores. Expected: about 15 minutes in all (2 runs at a time);
+results in experiments/regularization/README.md.
+"""
+
+from launch import config_files
+
+AUGMENT = "translate(pixels=1)|rotate(degrees=10)"
+
+
+def get_config():
+  config = config_files.load_config("configs/default.py")
+  config.model = "standard"
+  config.model_kwargs = dict(widths=(16, 32), convs_per_stage=1, kernel_size=3, fc_widths=(64,),
+                             dropout=0.0, batch_norm=False)
+  config.image_size = 16
+  config.augment = ""
+  config.batch_size = 64
+  config.num_train_steps = 300
+  config.eval_every_steps = 30
+  config.log_every_steps = 30
+  config.schedule = dict(name="cosine", warmup_steps=0)
+  return config
+
+
+def get_sweep(h):
+  regularization = h.zip([h.sweep("model_kwargs.dropout", [0.0, 0.5, 0.0, 0.5]),
+                          h.sweep("model_kwargs.batch_norm", [False, False, True, True])])
+  return h.product([h.sweep("train_split", ["train[:10%]", "train[:25%]", "train"]),
+                    regularization,
+                    h.sweep("augment", ["", AUGMENT]),
+                    h.sweep("seed", [0, 1, 2])])

@@ -1,0 +1,86 @@
+"""Every experiment's documented command still runs, in smoke mode (a few steps).
+
+The commands are read from each experiment's config docstring, so the
+documentation cannot drift from the code; the full runs are not in CI.
+"""
+
+import csv
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from cnn_jax import models
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+SWEPT = sorted(p.parent.name for p in EXPERIMENTS.glob("*/config.py"))
+
+
+def documented_commands(path: pathlib.Path) -> list[str]:
+  """The `python ...` commands of a file's docstring, continuation lines joined."""
+  text = re.sub(r"\\\n\s*", " ", path.read_text().split('"""')[1])
+  return [line.strip() for line in text.splitlines() if line.strip().startswith("python ")]
+
+
+def _run(command: str, tmp_path: pathlib.Path, extra=()) -> subprocess.CompletedProcess:
+  # The experiment's own folders become tmp_path; nothing committed is written.
+  args = [a for a in shlex.split(command) if not a.startswith("--out=")]
+  args = [f"--workdir_root={tmp_path}" if a.startswith("--workdir_root=") else a for a in args]
+  result = subprocess.run([sys.executable, *args[1:], *extra], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+  return result
+
+
+def test_every_swept_experiment_is_found():
+  assert {"fc_vs_conv", "parameter_sharing", "activations", "downsampling", "regularization",
+          "preprocessing", "depth", "lecture_backward"} <= set(SWEPT)
+
+
+@pytest.mark.parametrize("name", SWEPT)
+def test_experiment_commands_run_in_smoke_mode(name, tmp_path):
+  commands = documented_commands(EXPERIMENTS / name / "config.py")
+  sweeps = [c for c in commands if "-m launch.sweep" in c]
+  assert len(sweeps) == 1, commands
+  _run(sweeps[0], tmp_path, ["--smoke"])
+  rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+  assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
+  assert all(int(r["step"]) == 3 for r in rows)
+  for flag in re.findall(r"--curves=(\S+)", sweeps[0]):
+    name_png = "curves_" + "_".join(n.replace(".", "_") for n in flag.split(",")) + ".png"
+    assert (tmp_path / name_png).stat().st_size > 5_000, name_png
+  for command in commands:  # the experiment's other scripts, on the smoke runs
+    if command not in sweeps:
+      extra = ["--seeds=0"] if "compare.py" in command else []
+      _run(command, tmp_path, extra)
+
+
+def test_counts_scripts_print_the_lectures_numbers(tmp_path):
+  fc = _run("python experiments/fc_vs_conv/counts.py", tmp_path).stdout
+  assert "3,073 parameters" in fc and "120,001 parameters" in fc and "30,720,256" in fc
+  sharing = _run("python experiments/parameter_sharing/counts.py", tmp_path).stdout
+  assert "105,705,600" in sharing and "34,944" in sharing and "55x55x96 = 290,400" in sharing
+
+
+def test_zoo_table_lists_counts_and_speed(tmp_path):
+  command = documented_commands(EXPERIMENTS / "model_zoo" / "zoo_table.py")[0]
+  _run(command, tmp_path, ["--models=lenet5_modern,resnet1202", "--steps=1",
+                           f"--out={tmp_path}"])
+  rows = list(csv.DictReader(open(tmp_path / "zoo.csv")))
+  assert [r["model"] for r in rows] == ["lenet5_modern", "resnet1202"]
+  assert int(rows[0]["params"]) == 61_706 and float(rows[0]["images_per_s"]) > 0
+  assert rows[1]["images_per_s"] == ""  # not timed
+  assert (tmp_path / "zoo.png").exists()
+  assert set(models.names()) >= {r["model"] for r in rows}
+
+
+def test_index_and_readme_link_every_experiment():
+  index = (EXPERIMENTS / "README.md").read_text()
+  readme = (ROOT / "README.md").read_text()
+  for folder in sorted(p.parent.name for p in EXPERIMENTS.glob("*/README.md")):
+    assert f"({folder}/README.md)" in index, folder
+    assert f"(experiments/{folder}/README.md)" in readme, folder
