@@ -31,8 +31,8 @@ Learning curves (each run's metrics.jsonl, see launch/curves.py):
     --reach="eval.accuracy>=0.95"     a column: the first logged step that met it
     --last=train.accuracy             a column: the curve's last value
 
---out=DIR writes the tables and plots there instead of ROOT (an experiment's
-folder). --smoke checks that a sweep still runs: one seed of its first two
+--results_dir=DIR writes the tables and plots there instead of ROOT (an
+experiment's folder). --smoke checks that a sweep still runs: one seed of its first two
 settings, 3 steps each at a constant rate, tables in ROOT only.
 """
 
@@ -69,7 +69,9 @@ _PARALLEL = flags.DEFINE_integer("parallel", 1, "runs at a time")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the commands, run nothing")
 _OVERRIDE = flags.DEFINE_multi_string(
     "override", [], "key=value set in every run (not part of run names), e.g. num_epochs=2")
-_OUT = flags.DEFINE_string("out", None, "folder for the tables and plots (default: workdir_root)")
+# Not "--out": cnn_jax.data.preview defines that, and absl flags share one namespace.
+_RESULTS_DIR = flags.DEFINE_string("results_dir", None,
+                                   "folder for the tables and plots (default: workdir_root)")
 _CURVES = flags.DEFINE_multi_string(
     "curves", [], "a learning-curve plot of these curves, e.g. eval.accuracy or "
     "train.accuracy,eval.accuracy (one plot per flag)")
@@ -574,7 +576,7 @@ def main(argv):
   signal.signal(signal.SIGTERM, signal.default_int_handler)
   root = os.path.abspath(_ROOT.value)
   # A smoke run never overwrites the committed tables of a full run.
-  out = root if _SMOKE.value or not _OUT.value else os.path.abspath(_OUT.value)
+  out = root if _SMOKE.value or not _RESULTS_DIR.value else os.path.abspath(_RESULTS_DIR.value)
   os.makedirs(out, exist_ok=True)
   print(f"{len(runs)} runs, {_PARALLEL.value} at a time, in {root}")
   outcomes = run_sweep(runs, _PARALLEL.value)

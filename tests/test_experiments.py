@@ -5,6 +5,7 @@ documentation cannot drift from the code; the full runs are not in CI.
 """
 
 import csv
+import json
 import pathlib
 import re
 import shlex
@@ -28,7 +29,8 @@ def documented_commands(path: pathlib.Path) -> list[str]:
 
 def _run(command: str, tmp_path: pathlib.Path, extra=()) -> subprocess.CompletedProcess:
   # The experiment's own folders become tmp_path; nothing committed is written.
-  args = [a for a in shlex.split(command) if not a.startswith("--out=")]
+  args = [a for a in shlex.split(command)
+          if not a.startswith(("--out=", "--results_dir="))]
   args = [f"--workdir_root={tmp_path}" if a.startswith("--workdir_root=") else a for a in args]
   result = subprocess.run([sys.executable, *args[1:], *extra], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
@@ -84,3 +86,24 @@ def test_index_and_readme_link_every_experiment():
   for folder in sorted(p.parent.name for p in EXPERIMENTS.glob("*/README.md")):
     assert f"({folder}/README.md)" in index, folder
     assert f"(experiments/{folder}/README.md)" in readme, folder
+
+
+def test_transfer_experiment_runs_in_smoke_mode(tmp_path):
+  command = documented_commands(EXPERIMENTS / "transfer" / "few_shot_digits.py")[0]
+  output = _run(command, tmp_path, ["--seeds=1", "--steps=3", "--pretrain_steps=3",
+                                    "--methods=scratch,head only",
+                                    f"--out={tmp_path}"]).stdout
+  assert "seed 0 scratch:" in output and "seed 0 head only:" in output
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert set(results["accuracy"]) == {"scratch", "head only"}
+  assert (tmp_path / "results.png").exists()
+
+
+def test_visualization_sanity_checks_run_in_smoke_mode(tmp_path):
+  train, check = documented_commands(EXPERIMENTS / "visualization" / "sanity_checks.py")
+  workdir = tmp_path / "run"
+  _run(train.replace("/tmp/cnn_jax_default", str(workdir)), tmp_path,
+       ["--config.num_train_steps=3", "--config.schedule.name=constant"])
+  output = _run(check.replace("/tmp/cnn_jax_default", str(workdir)), tmp_path,
+                ["--images=2", "--seed=1"]).stdout
+  assert "| vanilla gradient |" in output and "| occluder |" in output

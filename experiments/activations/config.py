@@ -1,7 +1,7 @@
 """Claim 3: ReLU vs Leaky ReLU (0.1) vs ELU vs tanh on the same network.
 
     python -m launch.sweep --config=experiments/activations/config.py \
-        --workdir_root=/tmp/activations --out=experiments/activations \
+        --workdir_root=/tmp/activations --results_dir=experiments/activations \
         --curves=train.loss --curves=eval.accuracy --reach="eval.accuracy>=0.95" \
         --reach="train.loss<=0.02"
 

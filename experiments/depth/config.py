@@ -1,7 +1,7 @@
 """Claim 7: plain vs residual networks of growing depth (He et al. 2016, Figure 6).
 
     python -m launch.sweep --config=experiments/depth/config.py \
-        --workdir_root=/tmp/depth --out=experiments/depth \
+        --workdir_root=/tmp/depth --results_dir=experiments/depth \
         --curves=train.loss --panels=model_kwargs.shortcut
 
 CIFAR-style ResNets of 8, 20 and 56 layers (6n+2, n = 1, 3, 9) with option-A

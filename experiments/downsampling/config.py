@@ -1,7 +1,7 @@
 """Claim 4: max pooling vs average pooling vs stride-2 convolution (Springenberg et al. 2015).
 
     python -m launch.sweep --config=experiments/downsampling/config.py \
-        --workdir_root=/tmp/downsampling --out=experiments/downsampling \
+        --workdir_root=/tmp/downsampling --results_dir=experiments/downsampling \
         --curves=eval.accuracy --reach="eval.accuracy>=0.95"
 
 The lecture's template INPUT -> [[CONV -> RELU]*2 -> DOWNSAMPLE]*2 -> FC 128

@@ -2,7 +2,7 @@
 
     python experiments/fc_vs_conv/counts.py
     python -m launch.sweep --config=experiments/fc_vs_conv/config.py \
-        --workdir_root=/tmp/fc_vs_conv --out=experiments/fc_vs_conv \
+        --workdir_root=/tmp/fc_vs_conv --results_dir=experiments/fc_vs_conv \
         --curves=eval.accuracy --reach="eval.accuracy>=0.95"
 
 LeCun et al. 1998's 300-100 fully connected net (`mlp`, 338,610 parameters)

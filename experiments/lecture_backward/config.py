@@ -1,7 +1,7 @@
 """Claim 8: training with the lecture's backward pass follows XLA's.
 
     python -m launch.sweep --config=experiments/lecture_backward/config.py \
-        --workdir_root=/tmp/lecture_backward --out=experiments/lecture_backward \
+        --workdir_root=/tmp/lecture_backward --results_dir=experiments/lecture_backward \
         --curves=train.loss
     python experiments/lecture_backward/compare.py --workdir_root=/tmp/lecture_backward \
         --out=experiments/lecture_backward

@@ -2,7 +2,7 @@
 
     python experiments/parameter_sharing/counts.py
     python -m launch.sweep --config=experiments/parameter_sharing/config.py \
-        --workdir_root=/tmp/parameter_sharing --out=experiments/parameter_sharing \
+        --workdir_root=/tmp/parameter_sharing --results_dir=experiments/parameter_sharing \
         --curves=eval.accuracy --reach="eval.accuracy>=0.95"
 
 The lecture's template with two 5x5 stages (8 and 16 filters, "same"

@@ -1,7 +1,7 @@
 """Claim 6: raw pixels vs mean subtraction vs per-channel normalization.
 
     python -m launch.sweep --config=experiments/preprocessing/config.py \
-        --workdir_root=/tmp/preprocessing --out=experiments/preprocessing \
+        --workdir_root=/tmp/preprocessing --results_dir=experiments/preprocessing \
         --curves=train.loss --curves=eval.accuracy --reach="eval.accuracy>=0.95" \
         --reach="train.loss<=0.02"
 

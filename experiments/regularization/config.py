@@ -1,7 +1,7 @@
 """Claim 5: regularization and augmentation with little data.
 
     python -m launch.sweep --config=experiments/regularization/config.py \
-        --workdir_root=/tmp/regularization --out=experiments/regularization --parallel=2 \
+        --workdir_root=/tmp/regularization --results_dir=experiments/regularization --parallel=2 \
         --curves=train.accuracy,eval.accuracy --panels=train_split --last=train.accuracy
 
 {no regularization, dropout 0.5, batch norm, both} x {augmentation off, on

@@ -47,6 +47,10 @@ _OUT = flags.DEFINE_string("out", "experiments/transfer", "folder for results.md
 _SEEDS = flags.DEFINE_integer("seeds", 3, "random draws of the 10-example training sets")
 _SHOTS = flags.DEFINE_integer("shots", 10, "training examples per class")
 _STEPS = flags.DEFINE_integer("steps", 150, "training steps of each few-shot run")
+_PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", 600, "training steps on the digits 0-4")
+_METHODS = flags.DEFINE_list(
+    "methods", None, "these methods only, e.g. scratch,head only (default: all seven; names "
+    "with a comma cannot be listed)")
 _AUGMENT = flags.DEFINE_string("augment", "translate(pixels=2)|rotate(degrees=10)",
                                "augmentation of the few-shot runs (\"\" for none)")
 
@@ -107,8 +111,8 @@ def main(argv):
   # input they were trained on; scratch gets the same.
   mean, std = preprocess.channel_stats(np.repeat(subset(train, PRETRAIN_CLASSES)[0], 3, -1))
   pretrained = os.path.join(root, "runs", "pretrain")
-  base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, 600, 64, mean=mean, std=std),
-                            pretrained)
+  base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, _PRETRAIN_STEPS.value, 64,
+                                       mean=mean, std=std), pretrained)
   print(f"pretrained on digits 0-4: test accuracy {base['accuracy']:.4f}")
 
   methods = {
@@ -128,6 +132,11 @@ def main(argv):
                            freeze="up_to:C3"),
       "convs fine-tuned": dict(init_from=pretrained, init_skip="^(C5|F6|output)/"),
   }
+  if _METHODS.value:
+    unknown = sorted(set(_METHODS.value) - set(methods))
+    if unknown:
+      raise app.UsageError(f"unknown method(s) {unknown}; choose from {list(methods)}")
+    methods = {name: methods[name] for name in _METHODS.value}
   results = {name: [] for name in methods}
   shots = _SHOTS.value
   for seed in range(_SEEDS.value):
