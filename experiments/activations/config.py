@@ -10,7 +10,9 @@ max pooling, fully connected 120 and 84) on the digits at 32x32, trained as
 Krizhevsky et al. did when they compared ReLU with tanh: plain SGD with
 momentum 0.9 at a constant 0.01, no augmentation, batch 128, 400 steps, eval
 every 10 steps; 4 activations x 3 seeds. Hardware: 2 CPU cores. Expected:
-about 5 minutes in all; results in experiments/activations/README.md.
+about 8 minutes in all; training loss 0.02 after about 120-150 steps with
+ReLU, leaky ReLU and ELU, about 360 with tanh; test accuracy 96.8-97.3% for all
+(experiments/activations/README.md).
 """
 
 from launch import config_files

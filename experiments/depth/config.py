@@ -10,7 +10,8 @@ paper's plain nets), on the digits at 16x16 with half the paper's widths (8,
 16, 32 filters) so that the 56-layer nets train on 2 CPU cores; the paper's
 optimizer (SGD, momentum 0.9, weight decay 1e-4, lr 0.1) with a cosine decay
 over 400 steps of 64, 1-pixel shifts, 3 seeds each. Hardware: 2 CPU cores.
-Expected: about 15 minutes in all; results in experiments/depth/README.md.
+Expected: about 12 minutes in all; final training loss plain 0.016 / 0.030 /
+1.7 (8 / 20 / 56 layers), residual 0.014 / 0.007 / 0.039 (experiments/depth/README.md).
 """
 
 from launch import config_files

@@ -9,8 +9,8 @@ The lecture's template INPUT -> [[CONV -> RELU]*2 -> DOWNSAMPLE]*2 -> FC 128
 8x8, so nothing is lost), downsampling by 2x2 max pooling, 2x2 average
 pooling, or by giving each stage's last conv a stride of 2; the default
 recipe shortened to 40 epochs (Adam 3e-3, cosine, small shifts and turns),
-3 seeds each. Hardware: 2 CPU cores. Expected: about 6 minutes in all;
-results in experiments/downsampling/README.md.
+3 seeds each. Hardware: 2 CPU cores. Expected: about 4 minutes in all;
+max 99.2%, average 98.9%, stride 99.4% (experiments/downsampling/README.md).
 """
 
 from launch import config_files

@@ -9,7 +9,8 @@ LeCun et al. 1998's 300-100 fully connected net (`mlp`, 338,610 parameters)
 against LeNet-5 (`lenet5_modern`, 61,706) on the digits at 32x32, with the
 default recipe (configs/default.py: Adam 3e-3, cosine, 80 epochs, small
 shifts and turns), 3 seeds each. Hardware: 2 CPU cores. Expected: about 4
-minutes in all; results in experiments/fc_vs_conv/README.md.
+minutes in all; mlp 98.6 ± 0.3%, lenet5_modern 99.5 ± 0.3% test accuracy
+(experiments/fc_vs_conv/README.md).
 """
 
 from launch import config_files

@@ -11,8 +11,9 @@ convolution and with `conv_impl="lecture"` (cnn_jax/ops/lecture_conv.py: the
 gradients written out as the lecture's two formulas, a correlation with the
 upstream gradient for the filters and a full convolution with the flipped
 filters for the input), 3 seeds each, the loss logged every 20 steps.
-Hardware: 2 CPU cores. Expected: about 6 minutes in all; results in
-experiments/lecture_backward/README.md.
+Hardware: 2 CPU cores. Expected: about 4 minutes in all; the two runs of each seed
+identical (largest loss gap 0), at the same speed
+(experiments/lecture_backward/README.md).
 """
 
 from launch import config_files

@@ -10,8 +10,9 @@ template with ReLU, plain SGD with momentum 0.9 at 0.01, no augmentation,
 400 steps, eval every 10) on the digits at 32x32, fed raw pixels in [0, 1]
 (`normalize="none"`), pixels minus the training mean ("center"), or
 standardized by the training mean and standard deviation ("standardize",
-the default); 3 seeds each. Hardware: 2 CPU cores. Expected: about 4
-minutes in all; results in experiments/preprocessing/README.md.
+the default); 3 seeds each. Hardware: 2 CPU cores. Expected: about 5
+minutes in all; training loss 0.02 after about 140 steps standardized, 220
+raw, 250 centered; test accuracy 96.3-97.1% (experiments/preprocessing/README.md).
 """
 
 from launch import config_files

@@ -11,8 +11,9 @@ small template (3x3 convs with 16 and 32 filters, max pooling, fully
 connected 64, then the output) at 16x16, Adam 3e-3 with a cosine decay over
 300 steps of 64, eval every 30 steps. The train accuracy is measured on the
 training batches as they are trained on (augmented, dropout on).
-Hardware: 2 CPU cores. Expected: about 15 minutes in all (2 runs at a time);
-results in experiments/regularization/README.md.
+Hardware: 2 CPU cores. Expected: about 12 minutes in all (2 runs at a time);
+unregularized 91.7 / 93.8 / 96.8% test at 10 / 25 / 100% of the data, batch
+norm + augmentation 95.9 / 97.5 / 99.2% (experiments/regularization/README.md).
 """
 
 from launch import config_files
