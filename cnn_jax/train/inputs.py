@@ -166,20 +166,12 @@ def normalization(config: ml_collections.ConfigDict) -> tuple[list[float], list[
   Returns:
     (mean, std) in [0, 1] units.
   """
+  mean, std = _mean_std(config)  # cached; "none" needs only its number of channels
   if config.normalize == "none":
-    return [0.0] * _channels(config), [1.0] * _channels(config)
-  mean, std = _mean_std(config)
+    return [0.0] * len(mean), [1.0] * len(std)
   if config.normalize == "center":
     std = [1.0] * len(mean)
   return mean, std
-
-
-def _channels(config: ml_collections.ConfigDict) -> int:
-  if config.mean:
-    return len(config.mean)
-  source = sources.load(config.dataset, config.train_split, config.data_dir or None,
-                        image_size=config.image_size)
-  return pipeline.ToArrays(config.image_size).map(source[0])["image"].shape[-1]
 
 
 def _mean_std(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:

@@ -111,10 +111,6 @@ def main(argv):
   # input they were trained on; scratch gets the same.
   mean, std = preprocess.channel_stats(np.repeat(subset(train, PRETRAIN_CLASSES)[0], 3, -1))
   pretrained = os.path.join(root, "runs", "pretrain")
-  base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, _PRETRAIN_STEPS.value, 64,
-                                       mean=mean, std=std), pretrained)
-  print(f"pretrained on digits 0-4: test accuracy {base['accuracy']:.4f}")
-
   methods = {
       "scratch": {},
       "head only": dict(init_from=pretrained, freeze="all_but_head"),
@@ -132,11 +128,16 @@ def main(argv):
                            freeze="up_to:C3"),
       "convs fine-tuned": dict(init_from=pretrained, init_skip="^(C5|F6|output)/"),
   }
+  # Checked before the pretraining, so that a misspelt name costs nothing.
   if _METHODS.value:
     unknown = sorted(set(_METHODS.value) - set(methods))
     if unknown:
       raise app.UsageError(f"unknown method(s) {unknown}; choose from {list(methods)}")
     methods = {name: methods[name] for name in _METHODS.value}
+  base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, _PRETRAIN_STEPS.value, 64,
+                                       mean=mean, std=std), pretrained)
+  print(f"pretrained on digits 0-4: test accuracy {base['accuracy']:.4f}")
+
   results = {name: [] for name in methods}
   shots = _SHOTS.value
   for seed in range(_SEEDS.value):
