@@ -124,26 +124,52 @@ def test_state_dict_reader_equals_torch_load(tmp_path):
   assert str(ours["bfloat16"].dtype) == "bfloat16"
 
 
-def test_state_dict_reader_refuses_views_outside_their_storage(tmp_path):
+def _forged_state_dict(path, tensors):
+  """A zip-format .pth whose tensors {name: (size, stride)} all view one 4-float storage."""
   marker = object()
 
   class Pickler(pickle.Pickler):
     def persistent_id(self, obj):
       return ("storage", torch.FloatStorage, "0", "cpu", 4) if obj is marker else None
 
-  class Forged:  # a tensor of 5,000,000 floats over a storage of 4
+  class Forged:
+    def __init__(self, size, stride):
+      self.size, self.stride = size, stride
+
     def __reduce__(self):
       return (torch._utils._rebuild_tensor_v2,
-              (marker, 0, (5_000_000,), (1,), False, collections.OrderedDict()))
+              (marker, 0, self.size, self.stride, False, collections.OrderedDict()))
 
   buffer = io.BytesIO()
-  Pickler(buffer, protocol=2).dump(collections.OrderedDict(w=Forged()))
-  path = tmp_path / "forged.pth"
+  Pickler(buffer, protocol=2).dump(collections.OrderedDict(
+      (name, Forged(*layout)) for name, layout in tensors.items()))
   with zipfile.ZipFile(path, "w") as archive:
     archive.writestr("forged/data.pkl", buffer.getvalue())
     archive.writestr("forged/data/0", np.zeros(4, np.float32).tobytes())
+  return str(path)
+
+
+def test_state_dict_reader_refuses_views_outside_their_storage(tmp_path):
+  path = _forged_state_dict(tmp_path / "forged.pth", {"w": ((5_000_000,), (1,))})
   with pytest.raises(StateDictError, match="'w'.*lies outside its 4-element storage"):
-    load_state_dict(str(path))
+    load_state_dict(path)
+
+
+def test_state_dict_reader_never_allocates_more_than_the_file_holds(tmp_path):
+  # A stride-0 (expanded) view: 2**45 floats = 128 TiB from 16 stored bytes.
+  expanded = _forged_state_dict(tmp_path / "expanded.pth", {"w": ((2**15, 2**15, 2**15),
+                                                                  (0, 0, 0))})
+  with pytest.raises(StateDictError, match=r"'w'.*would expand the file's 16 stored bytes"):
+    load_state_dict(expanded)
+  # Many views of one storage, each within it, add up beyond it too.
+  overlapping = _forged_state_dict(tmp_path / "overlapping.pth",
+                                   {"w0": ((3,), (1,)), "w1": ((2,), (2,))})
+  with pytest.raises(StateDictError, match="'w1'.*would expand"):
+    load_state_dict(overlapping)
+  # The same view twice (tied weights) is one copy and reads.
+  tied = _forged_state_dict(tmp_path / "tied.pth", {"a": ((4,), (1,)), "b": ((4,), (1,))})
+  weights = load_state_dict(tied)
+  assert weights["a"] is weights["b"] and weights["a"].shape == (4,)
 
 
 def test_state_dict_reader_refuses_code_and_non_archives(tmp_path):

@@ -20,6 +20,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from cnn_jax.errors import UserError
+
 # torch storage class name -> NumPy dtype of its elements.
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -30,7 +32,7 @@ _STORAGE_DTYPES = {
 }
 
 
-class StateDictError(ValueError):
+class StateDictError(UserError, ValueError):
   """A file that is not a readable torch state dict."""
 
 
@@ -106,21 +108,38 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     if not isinstance(structure, dict):
       raise StateDictError(f"{path} holds a {type(structure).__name__}, not a state dict")
     blobs: dict[str, bytes] = {}
+    copies: dict[tuple, np.ndarray] = {}
+    # Bytes copied out so far may not exceed the bytes the file stores: a
+    # forged stride of 0 (or views overlapping in one storage) would
+    # otherwise make a small file expand into terabytes.
+    budget = {"stored": 0, "copied": 0}
 
     def array(name: str, record: Any) -> np.ndarray:
       _, storage, offset, size, stride = record
       if storage.key not in blobs:
         blobs[storage.key] = archive.read(f"{root}data/{storage.key}")
+        budget["stored"] += len(blobs[storage.key])
       flat = np.frombuffer(blobs[storage.key], dtype=storage.dtype)
       # The view must stay inside its storage: a forged size, stride or offset
       # would otherwise read memory beyond the file's bytes.
       last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset
-      if offset < 0 or any(s < 0 for s in stride) or (all(size) and last >= len(flat)):
+      if (offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride)
+          or len(stride) != len(size) or (all(size) and last >= len(flat))):
         raise StateDictError(f"{path}: tensor {name!r} (size {size}, stride {stride}, offset "
                              f"{offset}) lies outside its {len(flat)}-element storage")
+      identity = (storage.key, offset, tuple(size), tuple(stride))
+      if identity in copies:  # tied weights: one copy
+        return copies[identity]
+      budget["copied"] += int(np.prod(size, dtype=np.int64)) * flat.itemsize
+      if budget["copied"] > budget["stored"]:
+        raise StateDictError(
+            f"{path}: tensor {name!r} (size {size}, stride {stride}) would expand the "
+            f"file's {budget['stored']:,} stored bytes into {budget['copied']:,}; a state dict "
+            "saved by torch.save(model.state_dict()) never does: re-save it from the model")
       view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
                                              strides=[s * flat.itemsize for s in stride])
-      return np.array(view)  # a copy: the file's buffer is not kept alive
+      copies[identity] = np.array(view)  # a copy: the file's buffer is not kept alive
+      return copies[identity]
 
     tensors = {}
     for name, value in structure.items():
