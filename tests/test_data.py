@@ -266,3 +266,152 @@ def test_processes_preparing_the_digits_at_once_all_get_them(tmp_path):
   for p, (out, err) in zip(processes, results):
     assert p.returncode == 0, err[-2000:]
     assert out.strip().splitlines()[-1] == "1438"
+  # Only the process that prepared says so.
+  assert sum(out.count("preparing the digits dataset") for out, _ in results) == 1
+
+
+def _write_uniform_folder(root, value, mtime=None):
+  """root/train/{a,b}/{0,1}.png, every pixel `value`; mtime (s) set if given."""
+  for cls in ("a", "b"):
+    (root / "train" / cls).mkdir(parents=True, exist_ok=True)
+    for i in range(2):
+      path = root / "train" / cls / f"{i}.png"
+      Image.fromarray(np.full((6, 6, 3), value, np.uint8)).save(path)
+      if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
+  # The stale cache this guards against: statistics keyed by the folder's
+  # name only kept a mean of 0.02 after the images became bright (0.98).
+  from cnn_jax.train import inputs
+  from cnn_jax.train.config import base_config
+  root = tmp_path / "images"
+  _write_uniform_folder(root, 5, mtime=1_000_000_000)
+  config = base_config()
+  config.dataset, config.image_size = f"folder:{root}", 6
+  config.data_dir = str(tmp_path / "tfds")
+  computed = []
+  channel_stats = preprocess.channel_stats
+  monkeypatch.setattr(preprocess, "channel_stats",
+                      lambda images: computed.append(1) or channel_stats(images))
+  mean, _ = inputs.normalization(config)
+  np.testing.assert_allclose(mean, [5 / 255] * 3)
+  assert inputs.normalization(config)[0] == mean and len(computed) == 1  # cached
+  # The same file names with other content; the mtime surely differs.
+  before = sources.fingerprint(config.dataset, "train")
+  _write_uniform_folder(root, 250, mtime=1_000_000_100)
+  assert sources.fingerprint(config.dataset, "train") != before
+  mean, _ = inputs.normalization(config)
+  np.testing.assert_allclose(mean, [250 / 255] * 3)
+  assert len(computed) == 2
+  # A file added or removed changes the key as well.
+  after = sources.fingerprint(config.dataset, "train")
+  (root / "train" / "a" / "1.png").unlink()
+  assert sources.fingerprint(config.dataset, "train") != after
+
+
+def test_tfds_fingerprint_changes_when_the_prepared_files_do(digits_dir):
+  first = sources.fingerprint("digits", "train", digits_dir)
+  assert sources.fingerprint("digits", "train", digits_dir) == first  # cheap and stable
+  version_dir = sources.builder("digits", digits_dir).data_path
+  shard = next(p for p in version_dir.iterdir() if "train.array_record" in p.name)
+  stat = os.stat(shard)
+  try:
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "regenerated"
+    assert sources.fingerprint("digits", "train", digits_dir) != first
+  finally:
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  assert sources.fingerprint("digits", "train", digits_dir) == first
+
+
+def test_empty_or_unreadable_class_folders_are_named(tmp_path):
+  _write_uniform_folder(tmp_path, 100)
+  (tmp_path / "train" / "c").mkdir()
+  (tmp_path / "train" / "c" / "README.txt").write_text("not an image")
+  with pytest.raises(data.DataError, match=r"class folder '.*/train/c' has no images "
+                                           r"\(files ending in .*\); add its images or "
+                                           "delete the folder"):
+    sources.load(f"folder:{tmp_path}", "train", image_size=6)
+  (tmp_path / "train" / "c" / "0.png").write_bytes(b"not a png")
+  with pytest.raises(data.DataError, match=r"class folder '.*/train/c' has no readable "
+                                           r"image \(all 1 unreadable, e\.g\. .*/c/0\.png: "
+                                           r".*\); replace its images or delete the folder"):
+    sources.load(f"folder:{tmp_path}", "train", image_size=6)
+  # Images directly in the split folder, without class subfolders.
+  flat = tmp_path / "flat" / "train"
+  flat.mkdir(parents=True)
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(flat / "0.png")
+  with pytest.raises(data.DataError, match="has no class subfolders; put the images in "
+                                           "one subfolder per class"):
+    sources.load(f"folder:{tmp_path / 'flat'}", "train")
+
+
+def test_missing_split_folder_names_the_splits_there_are(tmp_path):
+  _write_uniform_folder(tmp_path, 100)
+  message = (r"image folder '.*' has no split folder 'validation' \(it has \['train'\]\); "
+             r"create .*/validation/<class>/<image> files or set the split")
+  with pytest.raises(data.DataError, match=message):
+    sources.load(f"folder:{tmp_path}", "validation")
+  with pytest.raises(data.DataError, match=message):
+    sources.fingerprint(f"folder:{tmp_path}", "validation")
+
+
+def test_an_image_broken_after_opening_is_a_data_error_naming_it(tmp_path):
+  # Bad files found when the folder is opened are skipped (see above); one
+  # replaced or deleted while a run reads the folder must name the file,
+  # wherever it is decoded: the device read, the eval and training pipelines.
+  _write_uniform_folder(tmp_path, 100)
+  source = sources.load(f"folder:{tmp_path}", "train", image_size=6)
+  (tmp_path / "train" / "b" / "1.png").write_bytes(b"garbage")
+  message = (r"cannot read image .*/train/b/1\.png \(UnidentifiedImageError: .*\); it "
+             "changed after the dataset was opened: restore or delete the file and re-run")
+  reads = {
+      "item": lambda: source[3],
+      "device": lambda: sources.read_all(source),
+      "eval": lambda: list(pipeline.eval_batches(source, batch_size=2, image_size=6)),
+      "train": lambda: list(pipeline.train_loader(source, batch_size=2, seed=0,
+                                                  num_epochs=1)),
+  }
+  for read in reads.values():
+    with pytest.raises(data.DataError, match=message) as error:
+      read()
+    assert "\n" not in str(error.value)
+  (tmp_path / "train" / "b" / "1.png").unlink()
+  with pytest.raises(data.DataError, match=r"cannot read image .*/b/1\.png \(FileNotFound"):
+    source[3]
+
+
+def test_preparing_the_digits_prints_one_line_of_our_own(tmp_path):
+  # TFDS's own output ("Downloading and preparing dataset Unknown size",
+  # "Variant folder ... has no dataset_info.json", progress bars) reads as a
+  # network download; the first use prints one line instead, the next none.
+  code = ("import sys; from cnn_jax.data import sources; "
+          "from tensorflow_datasets.core.utils import tqdm_utils; "
+          "sources.load('digits', 'train', data_dir=sys.argv[1]); "
+          "assert tqdm_utils._active, 'progress bars left off'")  # hidden only while we prepare
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  outputs = [subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                            text=True, check=True, env=env) for _ in range(2)]
+  first = outputs[0].stdout + outputs[0].stderr
+  assert first.splitlines() == [
+      "preparing the digits dataset (1,797 images from scikit-learn, no download) in "
+      f"{tmp_path}/digits/1.0.0"]
+  for noise in ("Downloading", "Variant folder", "Unknown size", "\r"):
+    assert noise not in first
+  assert outputs[1].stdout + outputs[1].stderr == ""
+
+
+def test_prepare_cli_prepares_the_digits_quietly_and_reports_user_errors(tmp_path):
+  command = [sys.executable, "-m", "cnn_jax.data.prepare", f"--data_dir={tmp_path}"]
+  out = subprocess.run(command + ["--dataset=digits"], capture_output=True, text=True,
+                       check=True)
+  version_dir = tmp_path / "digits" / "1.0.0"
+  assert out.stdout.splitlines() == [
+      "preparing the digits dataset (1,797 images from scikit-learn, no download) in "
+      f"{version_dir}", f"prepared digits in {version_dir}"]
+  assert "Downloading" not in out.stderr and "Variant folder" not in out.stderr
+  bad = subprocess.run(command + ["--dataset=no_such_set"], capture_output=True, text=True)
+  assert bad.returncode != 0
+  assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]  # one line, no traceback
+  assert bad.stderr.startswith("error: unknown dataset 'no_such_set'")

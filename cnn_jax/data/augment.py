@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 
+from cnn_jax.errors import ArgumentError
+
 Array = jax.Array
 OpSpec = tuple[str, dict[str, Any]]
 
@@ -59,7 +61,7 @@ _BOX_ATTEMPTS = 10
 
 def _require(condition: bool, op: str, message: str) -> None:
   if not condition:
-    raise ValueError(f"augment op {op!r}: {message}")
+    raise ArgumentError(f"augment op {op!r}: {message}")
 
 
 def _check_image(image: Array, op: str) -> None:
@@ -456,7 +458,7 @@ def parse(spec: str) -> list[OpSpec]:
 def _parse_op(text: str) -> OpSpec:
   match = _OP_PATTERN.match(text)
   if match is None:
-    raise ValueError(f"augment op {text.strip()!r}: cannot parse, expected name or "
+    raise ArgumentError(f"augment op {text.strip()!r}: cannot parse, expected name or "
                      f"name(args) with numbers; known ops: {', '.join(OPS)}")
   name, arg_text = match.groups()
   _known_op(name)
@@ -465,14 +467,14 @@ def _parse_op(text: str) -> OpSpec:
     args = [ast.literal_eval(node) for node in call.args]
     kwargs = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
   except (SyntaxError, ValueError):
-    raise ValueError(f"augment op {name!r}: arguments ({arg_text}) must be numbers or "
+    raise ArgumentError(f"augment op {name!r}: arguments ({arg_text}) must be numbers or "
                      f"tuples of numbers; it takes {_signature(name)}") from None
   return name, _check_args(name, args, kwargs)
 
 
 def _known_op(name: str) -> None:
   if name not in OPS:
-    raise ValueError(f"unknown augment op {name!r}; known ops: {', '.join(OPS)}")
+    raise ArgumentError(f"unknown augment op {name!r}; known ops: {', '.join(OPS)}")
 
 
 def _signature(name: str) -> str:
@@ -499,7 +501,7 @@ def _check_args(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[
   try:
     bound = signature.bind(None, None, *args, **kwargs)
   except TypeError as err:
-    raise ValueError(f"augment op {name!r}: {err}; it takes {_signature(name)}") from None
+    raise ArgumentError(f"augment op {name!r}: {err}; it takes {_signature(name)}") from None
   given = {param: value for param, value in bound.arguments.items()
            if param not in ("key", "image")}
   for param, value in given.items():
@@ -518,10 +520,10 @@ def _check_type(name: str, param: str, value: Any, default: Any) -> Any:
     if (isinstance(value, (tuple, list)) and len(value) == len(default)
         and all(_is_number(x) for x in value)):
       return tuple(value)
-    raise ValueError(f"augment op {name!r}: {param} must be a tuple of "
+    raise ArgumentError(f"augment op {name!r}: {param} must be a tuple of "
                      f"{len(default)} numbers, got {value!r}")
   if not _is_number(value):
-    raise ValueError(f"augment op {name!r}: {param} must be a number, got {value!r}")
+    raise ArgumentError(f"augment op {name!r}: {param} must be a number, got {value!r}")
   return value
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from cnn_jax.errors import ArgumentError
+
 
 def batch_indices(key: jax.Array, step: jax.Array, batch_size: int,
                   num_examples: int) -> jax.Array:
@@ -30,7 +32,7 @@ def batch_indices(key: jax.Array, step: jax.Array, batch_size: int,
     int32 (batch_size,) indices into the split.
   """
   if batch_size > num_examples:
-    raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training "
+    raise ArgumentError(f"batch_size {batch_size} exceeds the {num_examples} training "
                      "examples held on the device; use a smaller batch")
   steps_per_epoch = num_examples // batch_size
   epoch, position = jnp.divmod(step, steps_per_epoch)

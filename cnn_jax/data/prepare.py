@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags, logging
 
+from cnn_jax import errors
 from cnn_jax.data import sources
 
 _DATASET = flags.DEFINE_string("dataset", "digits", "TFDS dataset name, e.g. cifar10")
@@ -29,7 +30,12 @@ def prepare(name: str, data_dir: str | None = None) -> str:
 
   Returns:
     The folder the dataset was written to.
+
+  Raises:
+    DataError: if TFDS knows no such dataset.
   """
+  if name in sources.EMBEDDED:  # prepared as on first use: one line, no download
+    return str(sources.prepared_builder(name, data_dir).data_path)
   ds_builder = sources.builder(name, data_dir)
   ds_builder.download_and_prepare(file_format="array_record")
   return str(ds_builder.data_path)
@@ -37,8 +43,12 @@ def prepare(name: str, data_dir: str | None = None) -> str:
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  # TFDS and JAX log every file and backend they touch at INFO (as the
+  # training CLI, show warnings and errors only unless --verbosity is given).
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   print(f"prepared {_DATASET.value} in {prepare(_DATASET.value, _DATA_DIR.value)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run(main)

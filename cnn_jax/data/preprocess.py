@@ -1,7 +1,8 @@
 """Preprocessing as in the lecture: resize, mean subtraction, normalization.
 
 Per-channel mean and standard deviation come from the training split (cached
-as JSON in the data dir) or from the config. PCA and whitening are not
+as JSON in the data dir, under a fingerprint of the split's files, see
+`cnn_jax.data.sources.fingerprint`) or from the config. PCA and whitening are not
 offered: as the lecture notes, they are not used with CNNs.
 """
 
@@ -56,9 +57,13 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 def cached_channel_stats(cache_dir: str, key: str, compute) -> tuple[list[float], list[float]]:
   """`channel_stats`, computed once and cached as JSON.
 
+  The cache is found by `key` alone, so the key must name everything the
+  statistics depend on, the data's contents included: a key of only the
+  dataset's name would serve the old statistics after its images changed.
+
   Args:
     cache_dir: folder for the cache file (the data dir).
-    key: file name stem, e.g. "digits-train-32".
+    key: file name stem, e.g. "digits-train-32-<sources.fingerprint(...)>".
     compute: a function returning (mean, std) when the cache is missing.
 
   Returns:

@@ -16,9 +16,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from cnn_jax import data  # noqa: E402
+from cnn_jax import data, errors  # noqa: E402
 from cnn_jax.data import augment  # noqa: E402
 
 _DATASET = flags.DEFINE_string("dataset", "digits", "dataset name")
@@ -73,6 +73,10 @@ def save_grid(grid: np.ndarray, path: str, title: str) -> None:
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  # TFDS and JAX log every file and backend they touch at INFO (as the
+  # training CLI, show warnings and errors only unless --verbosity is given).
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   split = data.as_numpy(_DATASET.value, _SPLIT.value, _IMAGE_SIZE.value, _DATA_DIR.value)
   grid = augmented_grid(split["image"][: _EXAMPLES.value], _AUGMENT.value, _COPIES.value,
                         _SEED.value)
@@ -81,4 +85,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run(main)

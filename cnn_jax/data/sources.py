@@ -9,21 +9,24 @@ neither and is prepared on first use.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import flags, logging
 
-from cnn_jax.data import digits as _digits  # noqa: F401  (registers the builder)
+from cnn_jax.data import digits as _digits  # registers the builder
+from cnn_jax.data import image_folder
 from cnn_jax.data.errors import DataError
 from cnn_jax.data.image_folder import ImageFolderSource
 
 IMAGE_FOLDER_PREFIX = "folder:"
-# Datasets we can prepare ourselves, without network.
-EMBEDDED = ("digits",)
-
+# Datasets we can prepare ourselves, without network: what preparing them reads.
+EMBEDDED = {"digits": _digits.SOURCE}
 
 
 class RandomAccessSource(Protocol):
@@ -66,12 +69,51 @@ def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
                     "'mnist' or 'cifar10', 'digits', or 'folder:/path/to/images'") from None
 
 
+def _is_prepared(ds_builder: tfds.core.DatasetBuilder) -> bool:
+  """`ds_builder.is_prepared()`, without TFDS's warnings when it is not.
+
+  TFDS logs "Variant folder ... has no dataset_info.json" for a version
+  folder that does not exist yet, which is the normal state of a dataset
+  before its first use, not a problem; a folder that exists but is
+  incomplete keeps the warning.
+  """
+  return ds_builder.data_path.exists() and ds_builder.is_prepared()
+
+
+@contextlib.contextmanager
+def _tfds_quiet() -> Iterator[None]:
+  """Hides TFDS's progress bars and INFO logs inside the block, then restores both.
+
+  Only around our own preparation of an embedded dataset: a real download
+  keeps them. An explicit --verbosity on the command line is respected.
+  """
+  from tensorflow_datasets.core.utils import tqdm_utils  # the setting has no public getter
+
+  bars = getattr(tqdm_utils, "_active", True)
+  verbosity = logging.get_verbosity()
+  asked = flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present
+  tfds.display_progress_bar(False)
+  if not asked:
+    logging.set_verbosity(min(verbosity, logging.WARNING))  # absl: lower is quieter
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(bars)
+    logging.set_verbosity(verbosity)
+
+
 def _prepare_once(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   """Prepares an embedded dataset, once, however many processes ask at the same time.
 
   The runs of a sweep and the processes of a multi-host run may all find the
   dataset missing; without the lock they would all build it, and all but
-  the first would fail to move their copy into place.
+  the first would fail to move their copy into place. The process that
+  prepares prints one line saying what it reads; TFDS's own output (sizes
+  "Unknown", progress bars) would read as a network download.
+
+  Args:
+    name: a name in `EMBEDDED`.
+    data_dir: TFDS data dir.
 
   Returns:
     The dataset's builder, prepared.
@@ -80,9 +122,49 @@ def _prepare_once(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   with open(os.path.join(data_dir, f".{name}.prepare.lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     ds_builder = builder(name, data_dir)  # anew: another process may have prepared it
-    if not ds_builder.is_prepared():
-      ds_builder.download_and_prepare(file_format="array_record")
+    if not _is_prepared(ds_builder):
+      print(f"preparing the {name} dataset ({EMBEDDED[name]}) in {ds_builder.data_path}",
+            flush=True)
+      with _tfds_quiet():
+        ds_builder.download_and_prepare(file_format="array_record")
   return ds_builder
+
+
+def prepared_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """The builder of a prepared TFDS dataset (an embedded one is prepared now).
+
+  Args:
+    name: a TFDS name, or one of `EMBEDDED`.
+    data_dir: TFDS data dir (default `default_data_dir()`).
+
+  Returns:
+    The builder, its dataset prepared.
+
+  Raises:
+    DataError: if the dataset is unknown, or not prepared and not embedded,
+      with the command that prepares it.
+  """
+  data_dir = data_dir or default_data_dir()
+  ds_builder = builder(name, data_dir)
+  if _is_prepared(ds_builder):
+    return ds_builder
+  if name in EMBEDDED:
+    return _prepare_once(name, data_dir)
+  raise DataError(
+      f"dataset {name!r} is not prepared in {data_dir}; run once: "
+      f"`{prepare_command(name, data_dir)}` (this needs network, and for most "
+      "TFDS datasets the TensorFlow extra: pip install -e '.[prepare]')")
+
+
+def _split_folder(root: str, split: str) -> str:
+  """root/split of an image folder dataset, with a clear error if it is missing."""
+  folder = os.path.join(root, split)
+  if os.path.isdir(folder) or not os.path.isdir(root):
+    return folder  # a missing root is reported by ImageFolderSource
+  found = ImageFolderSource.class_names(root)
+  raise DataError(f"image folder {root!r} has no split folder {split!r} (it has "
+                  f"{found or 'no subfolder'}); create {folder}/<class>/<image> files "
+                  "or set the split (config.train_split / config.eval_split) to one it has")
 
 
 def load(name: str, split: str, data_dir: str | None = None,
@@ -110,18 +192,10 @@ def load(name: str, split: str, data_dir: str | None = None,
     # Labels come from the training split's classes, so that splits agree.
     train_root = os.path.join(root, "train")
     classes = ImageFolderSource.class_names(train_root) if os.path.isdir(train_root) else None
-    return ImageFolderSource(os.path.join(root, split), image_size=image_size or 224,
+    return ImageFolderSource(_split_folder(root, split), image_size=image_size or 224,
                              classes=classes)
   data_dir = data_dir or default_data_dir()
-  ds_builder = builder(name, data_dir)
-  if not ds_builder.is_prepared():
-    if name in EMBEDDED:
-      ds_builder = _prepare_once(name, data_dir)
-    else:
-      raise DataError(
-          f"dataset {name!r} is not prepared in {data_dir}; run once: "
-          f"`{prepare_command(name, data_dir)}` (this needs network, and for most "
-          "TFDS datasets the TensorFlow extra: pip install -e '.[prepare]')")
+  ds_builder = prepared_builder(name, data_dir)
   file_format = ds_builder.info.file_format
   if file_format is not None and file_format.value != "array_record":
     raise DataError(
@@ -131,6 +205,45 @@ def load(name: str, split: str, data_dir: str | None = None,
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except ValueError as e:  # unknown split
     raise DataError(f"dataset {name!r} has no split {split!r}: {str(e).splitlines()[0]}") from None
+
+
+def fingerprint(name: str, split: str, data_dir: str | None = None) -> str:
+  """A short hash of the files a split is read from: the key of caches computed from it.
+
+  Cheap: only file names, sizes and modification times are read. For an
+  image folder, the split folder's images; for a TFDS dataset, the files of
+  its prepared version folder (an embedded dataset is prepared first).
+  Replacing the data changes the hash, so a stale cache is never used.
+
+  Args:
+    name: a dataset name as `load` takes it.
+    split: a split as `load` takes it.
+    data_dir: TFDS data dir (default `default_data_dir()`).
+
+  Returns:
+    16 hex digits.
+
+  Raises:
+    DataError: if the dataset or split folder is missing, as in `load`.
+  """
+  if name.startswith(IMAGE_FOLDER_PREFIX):
+    return image_folder.fingerprint(_split_folder(name[len(IMAGE_FOLDER_PREFIX):], split))
+  ds_builder = prepared_builder(name, data_dir)
+  digest = hashlib.sha256()
+  # Every split's files: a split such as "train[:10%]" needs no parsing here,
+  # and a dataset is regenerated as a whole anyway.
+  for path in sorted(ds_builder.data_path.iterdir(), key=lambda p: p.name):
+    digest.update(f"{path.name}\t{_size_and_mtime(path)}\n".encode())
+  return digest.hexdigest()[:16]
+
+
+def _size_and_mtime(path) -> str:
+  """A file's size and modification time (in nanoseconds where the file system has them)."""
+  if "://" not in os.fspath(path):  # local: os.stat has the finer mtime
+    stat = os.stat(path)
+    return f"{stat.st_size} {stat.st_mtime_ns}"
+  stat = path.stat()  # a cloud bucket (gs://...): whole seconds
+  return f"{stat.length} {stat.mtime}"
 
 
 def num_classes(name: str, data_dir: str | None = None) -> int:

@@ -179,7 +179,11 @@ def _mean_std(config: ml_collections.ConfigDict) -> tuple[list[float], list[floa
     return list(config.mean), list(config.std)
   data_dir = config.data_dir or sources.default_data_dir()
   name = config.dataset.replace("/", "_").replace(":", "_")
-  key = f"{name}-{config.train_split}-{config.image_size}"
+  split = config.train_split.replace("/", "_").replace(":", "_")
+  # Keyed by the data's files too (names, sizes, mtimes): statistics of
+  # images since replaced must not be used.
+  fingerprint = sources.fingerprint(config.dataset, config.train_split, config.data_dir or None)
+  key = f"{name}-{split}-{config.image_size}-{fingerprint}"
 
   def compute():
     source = sources.load(config.dataset, config.train_split, config.data_dir or None,
