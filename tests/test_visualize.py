@@ -301,22 +301,39 @@ def test_maps_depend_on_the_model_parameters(digits_run, capsys):
     cascades[name] = np.mean([[value for _, value in d] for d in draws], axis=0)
     print(name, np.round(cascades[name], 3).tolist())
   gradient, gradcam, guided = (cascades[k] for k in methods)
-  # Grad-CAM passes the bar; the gradient's similarity falls steadily
-  # but ends near 0.3 on this small net (0.28-0.36 across draws, see the
-  # README of experiments/visualization); guided backprop stays the most similar.
+  # Grad-CAM passes the bar. The gradient's similarity falls over the
+  # cascade (no step raises it by more than noise) but ends near 0.3 on this
+  # small net (0.28-0.36 across draws, see the README of
+  # experiments/visualization). Guided backprop stays the more similar while
+  # only the top layers are random; once every layer is random both end at
+  # their floors, in either order. Each bound lies outside the spread of its
+  # quantity over the fixture trained with seeds 0-6 (min-max, N=7). A rerun
+  # of seed 0 on one core repeated it exactly; the seeds stand in for what
+  # XLA's threads vary between machines, which is less (gradient[0] with
+  # seed 0: 0.495 here, 0.486 in a CI run that failed the old bound of 0.65).
+  #   gradcam[-1]                 -0.105 to 0.047      bound < 0.3
+  #   largest step of gradient    -0.031 to +0.019     bound < 0.05 (seeds 2, 4
+  #                               rise at the first step; from F6 on all fall)
+  #   gradient[-1] / gradient[0]  0.41 to 0.66         bound < 0.8
+  #   gradient[-1]                0.301 to 0.326       bound < 0.36
+  #   guided - gradient, steps 1-3  0.168 to 0.395     bound > 0
+  #   guided[0]                   0.876 to 0.935       bound > 0.8
+  #   (guided[-1] 0.29-0.45 against gradient[-1]: below it with seed 5.)
   assert gradcam[-1] < 0.3, cascades
-  assert np.all(np.diff(gradient) < 0) and gradient[-1] < 0.65 * gradient[0], cascades
-  assert gradient[-1] < 0.35, cascades
-  assert guided[-1] > gradient[-1] and guided[0] > 0.8, cascades
+  assert np.all(np.diff(gradient) < 0.05) and gradient[-1] < 0.8 * gradient[0], cascades
+  assert gradient[-1] < 0.36, cascades
+  assert np.all(guided[:3] > gradient[:3]) and guided[0] > 0.8, cascades
 
   # The gradient's remaining 0.3 is no trace of the trained weights: two
-  # random LeNet-5s agree as much with each other (or more). They share the vignette of
+  # random LeNet-5s agree more with each other. They share the vignette of
   # the unpadded convolutions (small gradients at the border); away from the
   # border the correlation all but vanishes.
   explain = methods["vanilla gradient"]
   floor = np.mean([sanity.random_baseline(run.model, run.variables, explain, x[:1], seeds=s)
                    for s in ((101, 102), (103, 104))])
-  assert gradient[-1] < floor + 0.05, (gradient[-1], floor)
+  # gradient[-1] - floor: -0.107 to -0.083 (floor 0.408 with every seed);
+  # inner: 0.035 to 0.076 (seeds 0-6 as above).
+  assert gradient[-1] < floor, (gradient[-1], floor)
   inner = np.mean([sanity.cascading_randomization(run.model, run.variables, explain, x[:1],
                                                   seed=s, margin=4)[-1][1] for s in (1, 2)])
   assert inner < 0.15, inner
