@@ -28,11 +28,10 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
+from absl import flags
 
-from cnn_jax import data
+from cnn_jax import data, errors
 from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
-from cnn_jax.train import reporting
 from cnn_jax.train.throughput import train_step_benchmark
 
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "benchmark the input pipelines only")
@@ -103,23 +102,19 @@ def input_benchmarks() -> list[dict]:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  reporting.quiet_logging()
+    raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _INPUT_ONLY.value:
     for result in input_benchmarks():
       print(json.dumps(result))
     return
   if not _MODEL.value:
-    raise app.UsageError("give --model=NAME (one of cnn_jax.models.names()), "
+    raise errors.UserError("give --model=NAME (one of cnn_jax.models.names()), "
                          "or --input_only for the input pipelines")
-  try:
-    result = train_step_benchmark(_MODEL.value, _BATCH.value, _IMAGE_SIZE.value, _DTYPE.value,
-                                  _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value,
-                                  **({"conv_impl": _CONV_IMPL.value} if _CONV_IMPL.value else {}))
-  except (KeyError, ValueError) as e:  # unknown model, batch not divisible, geometry
-    raise app.UsageError(e.args[0] if isinstance(e, KeyError) else str(e)) from None
+  result = train_step_benchmark(_MODEL.value, _BATCH.value, _IMAGE_SIZE.value, _DTYPE.value,
+                                _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value,
+                                **({"conv_impl": _CONV_IMPL.value} if _CONV_IMPL.value else {}))
   print(json.dumps(result))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run(main)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 
+from cnn_jax.errors import UserError
 
-class GeometryError(ValueError):
+
+class GeometryError(UserError, ValueError):
   """Layer hyper-parameters that do not fit the input size exactly."""
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnn_jax import geometry
+from cnn_jax.errors import ArgumentError
 from cnn_jax.ops import gemm_conv_general_dilated, lecture_conv_general_dilated
 
 Padding = int | tuple[int, int] | Sequence[tuple[int, int]]
@@ -63,7 +64,7 @@ def activation_fn(kind: str, negative_slope: float = 0.1,
     ValueError: for an unknown name.
   """
   if kind not in ACTIVATIONS:
-    raise ValueError(f"unknown activation {kind!r}; choose one of {sorted(ACTIVATIONS)}")
+    raise ArgumentError(f"unknown activation {kind!r}; choose one of {sorted(ACTIVATIONS)}")
   if kind == "leaky_relu":
     return functools.partial(nn.leaky_relu, negative_slope=negative_slope)
   if kind == "elu":
@@ -103,7 +104,7 @@ def backward_rule(rule: str):
     (empty: the model has no ReLU for the rule to act on).
   """
   if rule not in BACKWARD_RULES:
-    raise ValueError(f"unknown backward rule {rule!r}; use one of {BACKWARD_RULES}")
+    raise ArgumentError(f"unknown backward rule {rule!r}; use one of {BACKWARD_RULES}")
   relus: list[str] = []
   token = _BACKWARD_RULE.set((rule, relus))
   try:
@@ -184,7 +185,7 @@ def conv_general_dilated_fn(conv_impl: str = "xla") -> Callable[..., jax.Array]:
   functions = {"xla": lax.conv_general_dilated, "lecture": lecture_conv_general_dilated,
                "gemm": gemm_conv_general_dilated}
   if conv_impl not in functions:
-    raise ValueError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
+    raise ArgumentError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
   return functions[conv_impl]
 
 
@@ -215,7 +216,7 @@ def check_nhwc(x: jax.Array, model: str) -> None:
     model: the model's name, quoted in the error.
   """
   if getattr(x, "ndim", None) != 4:
-    raise ValueError(
+    raise ArgumentError(
         f"{model} expects images as (N, H, W, C), got shape {getattr(x, 'shape', None)}; "
         "add a channel axis (x[..., None]) or a batch axis (x[None]) as needed")
 

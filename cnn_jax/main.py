@@ -12,20 +12,12 @@ other without these flags.
 
 from __future__ import annotations
 
-import sys
-
 import jax
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax.data import DataError
-from cnn_jax.geometry import GeometryError
-from cnn_jax.models.registry import UnknownModelError
-from cnn_jax.train import (ConfigError, NonFiniteLossError, parallel, reporting,
-                           train_and_evaluate)
-from cnn_jax.train.checkpoints import CheckpointError
-from cnn_jax.transfer import StateDictError, WeightMismatchError
-from cnn_jax.transfer.pretrained import PretrainedMismatchError
+from cnn_jax import errors
+from cnn_jax.train import parallel, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
                                           lock_config=True)
@@ -37,19 +29,25 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "index of this process")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _config():
+  """The --config, or a UserError if its file could not be loaded."""
+  config = _CONFIG.value
+  try:
+    config.get("model")  # ml_collections defers a file's loading error to its first use
+  except OSError as e:
+    reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+    raise errors.UserError(f"cannot load the config file {flags.FLAGS['config'].config_filename} "
+                           f"({reason}); give the path of a configs/*.py file") from None
+  return config
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  reporting.quiet_logging()
+    raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  try:
-    result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DataError, CheckpointError, GeometryError, NonFiniteLossError,
-          UnknownModelError, StateDictError, WeightMismatchError, PretrainedMismatchError,
-          FileNotFoundError) as e:
-    # Mistakes in the config or the data: one line that names the fix, no traceback.
-    message = e.args[0] if isinstance(e, KeyError) else str(e)
-    sys.exit(f"error: {message}")
+  # Mistakes in the config, data or workdir are cnn_jax.errors.UserErrors:
+  # errors.run prints them in one line.
+  result = train_and_evaluate(_config(), _WORKDIR.value)
   if jax.process_count() > 1:
     # Every process computed the same eval; one line each lets a launcher
     # (and a test) check that they agree.
@@ -58,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run(main)

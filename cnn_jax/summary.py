@@ -140,27 +140,24 @@ def main(argv: Sequence[str]) -> None:
 
   from cnn_jax import models
 
-  from absl import app
-
   del argv
   cfg = flags.FLAGS
-  try:
-    entry = models.spec(cfg.model)
-    size = cfg.image_size or entry.image_size
-    channels = cfg.channels or entry.channels
-    model = models.create(cfg.model, num_classes=cfg.num_classes)
-    table = summarize(model, (size, size, channels)).table()
-  except (KeyError, ValueError) as e:  # unknown model, impossible geometry
-    raise app.UsageError(str(e).strip("'\"")) from None
+  entry = models.spec(cfg.model)
+  size = cfg.image_size or entry.image_size
+  channels = cfg.channels or entry.channels
+  model = models.create(cfg.model, num_classes=cfg.num_classes)
+  table = summarize(model, (size, size, channels)).table()
   print(f"{cfg.model}: {entry.paper}")
   print(table)
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
+
+  from cnn_jax import errors
 
   flags.DEFINE_string("model", "lenet5", "model name; see cnn_jax.models.names()")
   flags.DEFINE_integer("image_size", None, "input height = width (default: the paper's)")
   flags.DEFINE_integer("channels", None, "input channels (default: the paper's)")
   flags.DEFINE_integer("num_classes", None, "output classes (default: the paper's)")
-  app.run(main)
+  errors.run(main)

@@ -16,10 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
+from cnn_jax.errors import UserError
+
 _TARGET = re.compile(r"^(train|eval)\.(\w+)\s*(>=|<=)\s*([-+0-9.eE]+)$")
 
 
-class CurveError(ValueError):
+class CurveError(UserError, ValueError):
   """A curve or target that cannot be read; the message says why."""
 
 

@@ -14,10 +14,12 @@ import builtins
 import itertools
 from typing import Any, Sequence
 
+from cnn_jax.errors import UserError
+
 Overrides = dict[str, Any]
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
   """The sweep definition or its config is wrong."""
 
 

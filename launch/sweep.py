@@ -54,8 +54,9 @@ import sys
 import threading
 from typing import Any, Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 
+from cnn_jax import errors
 from launch import config_files, curves, hyper
 from launch.hyper import Overrides, SweepError
 
@@ -547,20 +548,17 @@ def _curve_figures() -> list[list[str]]:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    spec, overrides = load_sweep(_CONFIG.value)
-    for common in _OVERRIDE.value:
-      if "=" not in common:
-        raise SweepError(f"--override={common!r}: write key=value, e.g. num_epochs=2")
-    figures = _curve_figures()
-    columns = ([reach_column(t) for t in _REACH.value] +
-               [last_column(n) for n in _LAST.value])
-    if _PANELS.value and _PANELS.value not in _keys_of(overrides):
-      raise SweepError(f"--panels={_PANELS.value!r} is not a swept key; the sweep's keys: "
-                       f"{', '.join(_keys_of(overrides))}")
-  except (SweepError, curves.CurveError) as e:
-    sys.exit(f"error: {e}")
+    raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+  spec, overrides = load_sweep(_CONFIG.value)
+  for common in _OVERRIDE.value:
+    if "=" not in common:
+      raise SweepError(f"--override={common!r}: write key=value, e.g. num_epochs=2")
+  figures = _curve_figures()
+  columns = ([reach_column(t) for t in _REACH.value] +
+             [last_column(n) for n in _LAST.value])
+  if _PANELS.value and _PANELS.value not in _keys_of(overrides):
+    raise SweepError(f"--panels={_PANELS.value!r} is not a swept key; the sweep's keys: "
+                     f"{', '.join(_keys_of(overrides))}")
   common = list(_OVERRIDE.value)
   if _SMOKE.value:
     overrides = smoke_runs(overrides)
@@ -602,4 +600,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir_root"])
-  app.run(main)
+  errors.run(main)

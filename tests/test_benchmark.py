@@ -25,5 +25,6 @@ def test_benchmark_cli_errors_are_one_line():
   run = subprocess.run([sys.executable, "-m", "cnn_jax.benchmark", "--model=resnet9"],
                        capture_output=True, text=True, timeout=120)
   assert run.returncode != 0
-  assert run.stderr.strip().splitlines()[-1].startswith("unknown model 'resnet9'")
+  assert run.stderr.strip().splitlines() == [run.stderr.strip()]  # one line
+  assert run.stderr.startswith("error: unknown model 'resnet9'; did you mean 'resnet")
   assert "Traceback" not in run.stderr

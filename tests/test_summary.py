@@ -56,7 +56,8 @@ def test_alexnet_first_layer_row():
 def test_cli_errors_are_one_line(args, message):
   out = subprocess.run([sys.executable, "-m", "cnn_jax.summary", *args], capture_output=True,
                        text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-  assert out.returncode != 0 and message in out.stderr and "Traceback" not in out.stderr
+  assert out.returncode != 0 and message in out.stderr
+  assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_cli_prints_the_vgg16_table():

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import layers
+from cnn_jax.errors import ArgumentError
 
 # Table I of the paper: the S2 maps that each of the 16 C3 maps reads.
 C3_CONNECTIONS: tuple[tuple[int, ...], ...] = (
@@ -115,7 +116,7 @@ class EuclideanRBF(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.num_classes > 10:
-      raise ValueError("the faithful LeNet-5 RBF layer has 10 digit centres; "
+      raise ArgumentError("the faithful LeNet-5 RBF layer has 10 digit centres; "
                        "use lenet5_modern for more classes")
     # float32 even under bfloat16 compute: distances reach ~340, where bf16
     # would resolve only steps of 2 and blur the logits.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Callable
 
 import flax.linen as nn
+
+from cnn_jax.errors import ArgumentError, UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,11 +21,8 @@ class ModelSpec:
   paper: str
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError, KeyError):
   """A model name that is not in the zoo."""
-
-  def __str__(self) -> str:
-    return str(self.args[0])  # KeyError would quote the message
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -65,7 +65,9 @@ def spec(name: str) -> ModelSpec:
   """
   name = _ALIASES.get(name, name)
   if name not in _REGISTRY:
-    raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(names())}")
+    close = difflib.get_close_matches(name, [*names(), *_ALIASES], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UnknownModelError(f"unknown model {name!r}; {hint}known models: {', '.join(names())}")
   return _REGISTRY[name]
 
 
@@ -88,4 +90,14 @@ def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
   """
   entry = spec(name)
   classes = entry.num_classes if num_classes is None else num_classes
+  family = getattr(entry.constructor, "func", entry.constructor)
+  fields = ([f.name for f in dataclasses.fields(family) if f.init and f.name not in
+             ("parent", "name")] if dataclasses.is_dataclass(family) else [])
+  # (a builder function, e.g. a CIFAR ResNet of some depth, checks its own arguments)
+  unknown = [key for key in overrides if fields and key not in fields]
+  if unknown:
+    close = difflib.get_close_matches(unknown[0], fields, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ArgumentError(f"model {name!r} has no argument {unknown[0]!r}; {hint}its arguments: "
+                        f"{', '.join(fields)}")
   return entry.constructor(num_classes=classes, **overrides)

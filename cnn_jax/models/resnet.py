@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
+from cnn_jax.errors import ArgumentError
 
 SHORTCUTS = ("A", "B", "none")
 
@@ -106,7 +107,7 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     layers.check_nhwc(x, "ResNet")
     if self.shortcut not in SHORTCUTS:
-      raise ValueError(f"shortcut={self.shortcut!r}; choose 'A' (zero padding), "
+      raise ArgumentError(f"shortcut={self.shortcut!r}; choose 'A' (zero padding), "
                        "'B' (projection) or 'none' (a plain net)")
     conv = functools.partial(layers.conv_class(self.conv_impl), use_bias=False,
                              dtype=self.dtype, kernel_init=layers.he_normal_fan_out())
@@ -119,7 +120,7 @@ class ResNet(nn.Module):
       x = conv(self.width, (3, 3), padding=[(1, 1)] * 2, name="conv1")(x)
       x = layers.Activation("relu", name="act1")(norm(name="bn1")(x))
     else:
-      raise ValueError(f"stem={self.stem!r}; choose 'imagenet' or 'cifar'")
+      raise ArgumentError(f"stem={self.stem!r}; choose 'imagenet' or 'cifar'")
 
     for stage, blocks in enumerate(self.stage_sizes):
       for i in range(blocks):
@@ -153,7 +154,7 @@ def cifar_resnet(depth: int, **kwargs) -> ResNet:
     ValueError: if depth is not of the form 6n + 2.
   """
   if depth < 8 or (depth - 2) % 6:
-    raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+    raise ArgumentError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
   n = (depth - 2) // 6
   options = dict(num_classes=10, stage_sizes=(n, n, n), block=BasicBlock, width=16,
                  stem="cifar", shortcut="A")

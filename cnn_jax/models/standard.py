@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
+from cnn_jax.errors import ArgumentError
 
 DOWNSAMPLING = ("max", "avg", "stride", "none")
 
@@ -60,15 +61,15 @@ class StandardCNN(nn.Module):
   def __call__(self, x, train: bool = False):
     layers.check_nhwc(x, "StandardCNN")
     if self.downsampling not in DOWNSAMPLING:
-      raise ValueError(f"downsampling={self.downsampling!r}; choose one of {DOWNSAMPLING}")
+      raise ArgumentError(f"downsampling={self.downsampling!r}; choose one of {DOWNSAMPLING}")
     if self.downsampling == "stride" and self.kernel_size < 3:
-      raise ValueError(f"kernel_size={self.kernel_size} cannot halve the input with "
+      raise ArgumentError(f"kernel_size={self.kernel_size} cannot halve the input with "
                        "downsampling='stride'; use kernel_size >= 3")
     if self.kernel_size % 2 == 0:
-      raise ValueError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
+      raise ArgumentError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
                        "'same' padding (F - 1)/2 is whole")
     if not self.shared_weights and self.conv_impl != "xla":
-      raise ValueError(f"conv_impl={self.conv_impl!r} has no locally connected form; "
+      raise ArgumentError(f"conv_impl={self.conv_impl!r} has no locally connected form; "
                        "use conv_impl='xla' with shared_weights=False")
     same = ((self.kernel_size - 1) // 2,) * 2
     halving = ((self.kernel_size - 2) // 2, (self.kernel_size - 1) // 2)

@@ -24,10 +24,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from cnn_jax.errors import UserError
 from cnn_jax.train.state import TrainState
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """No checkpoint of a workdir could be restored."""
 
 
@@ -127,15 +128,17 @@ class Checkpoints:
       # collectives in a different order on each process and deadlock (seen
       # under load). Accelerator runs keep the background saves.
       async_save = False
+    # create=False: opening the managers writes nothing (a rejected command
+    # leaves the workdir as it was); the first save creates the folders.
     self._options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
+        max_to_keep=keep, create=False, enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=self._options)
     self._best = None
     if keep_best:
       self._best = ocp.CheckpointManager(
           os.path.join(os.path.abspath(workdir), "best"),
           options=ocp.CheckpointManagerOptions(
-              max_to_keep=1, create=True, best_fn=lambda metrics: metrics["accuracy"],
+              max_to_keep=1, create=False, best_fn=lambda metrics: metrics["accuracy"],
               best_mode="max", enable_async_checkpointing=async_save))
 
   def steps(self) -> list[int]:
@@ -211,6 +214,18 @@ class Checkpoints:
     self._manager.wait_until_finished()
     if self._best is not None:
       self._best.wait_until_finished()
+
+  def remove_partial(self) -> None:
+    """Deletes half-written checkpoints (orbax's *.orbax-checkpoint-tmp folders).
+
+    A failed save (a full disk) leaves one behind; it never restores, and it
+    holds space the user needs back. Call after `close`, on process 0.
+    """
+    for folder in (self.directory, os.path.join(os.path.dirname(self.directory), "best")):
+      if os.path.isdir(folder):
+        for name in os.listdir(folder):
+          if name.endswith(".orbax-checkpoint-tmp"):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
   def close(self) -> None:
     """Finishes pending writes and releases the managers."""

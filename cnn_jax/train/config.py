@@ -49,12 +49,14 @@ import math
 
 import ml_collections
 
+from cnn_jax.errors import UserError
+
 DTYPES = ("float32", "bfloat16")
 NORMALIZATIONS = ("standardize", "center", "none")
 INPUT_PIPELINES = ("device", "grain")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config that cannot run; the message names the field and the fix."""
 
 
@@ -132,6 +134,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if len(config.mean) != len(config.std):
     raise ConfigError(f"config.mean has {len(config.mean)} values but config.std has "
                       f"{len(config.std)}; give one per channel (or leave both empty)")
+  if config.keep_checkpoints < 1:
+    raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
+                      "checkpoint, or nothing could be resumed or visualized")
+  if config.checkpoint_every_steps < 0:
+    raise ConfigError(f"config.checkpoint_every_steps={config.checkpoint_every_steps} must be "
+                      ">= 0 (0: checkpoint at evaluations only)")
+  if config.image_size <= 0:
+    raise ConfigError(f"config.image_size={config.image_size} must be positive")
+  if not 0.0 <= config.label_smoothing < 1.0:
+    raise ConfigError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
   if not 0.0 <= config.ema_decay < 1.0:
     raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -27,17 +28,6 @@ from typing import Any
 import jax
 import ml_collections
 import tensorboardX
-from absl import flags, logging
-
-
-def quiet_logging() -> None:
-  """Shows absl warnings and errors only, unless --verbosity was given.
-
-  Orbax and JAX log every file and backend they touch at INFO; a user of the
-  command line needs the progress bar and the problems.
-  """
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
 
 
 def _git_commit() -> str:
@@ -80,7 +70,7 @@ class Reporter:
   def __init__(self, workdir: str, total_steps: int, enabled: bool = True):
     self.workdir, self.total_steps, self.enabled = workdir, total_steps, enabled
     self._start = time.time()
-    self._writer = tensorboardX.SummaryWriter(workdir) if enabled else None
+    self._writer = None  # created at the first scalar: a re-evaluation adds no event file
     self._tty = sys.stdout.isatty()
 
   def write_run_info(self, config: ml_collections.ConfigDict) -> None:
@@ -95,12 +85,17 @@ class Reporter:
         "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
         "processes": jax.process_count(),
         "command": sys.argv,
+        # Who runs in this workdir: a second run on it names them (see workdir.py).
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
     })
 
   def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
     """Logs scalars under "<split>/<name>" to TensorBoard and metrics.jsonl."""
     if not self.enabled:
       return
+    if self._writer is None:
+      self._writer = tensorboardX.SummaryWriter(self.workdir)
     for name, value in values.items():
       self._writer.add_scalar(f"{split}/{name}", value, step)
     self._writer.flush()

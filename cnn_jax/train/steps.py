@@ -25,6 +25,12 @@ from cnn_jax.transfer import finetune
 # (inputs, step, data key) -> (uint8 images NHWC, int labels)
 BatchFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 NO_NONFINITE_STEP = jnp.iinfo(jnp.int32).max
+# Bits of totals["nonfinite"]: what became NaN or Inf first. A diverging run
+# can keep a finite loss (about 1e35) while its gradients and Adam's moments
+# are already Inf, so each is checked.
+NONFINITE_LOSS, NONFINITE_GRADIENT, NONFINITE_STATE = 1, 2, 4
+NONFINITE_NAMES = {NONFINITE_LOSS: "the loss", NONFINITE_GRADIENT: "the gradient norm",
+                   NONFINITE_STATE: "the parameters or optimizer state"}
 # Independent streams of the run key: the data order (per epoch) and the
 # per-step keys (augmentation, dropout) must never coincide.
 _STEP_STREAM, _DATA_STREAM = 0, 1
@@ -41,7 +47,14 @@ def empty_totals() -> dict[str, jax.Array]:
   return {"loss": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
           "count": jnp.zeros((), jnp.int32), "grad_norm": jnp.zeros((), jnp.float32),
           "steps": jnp.zeros((), jnp.int32),
-          "first_nonfinite_step": jnp.full((), NO_NONFINITE_STEP, jnp.int32)}
+          "first_nonfinite_step": jnp.full((), NO_NONFINITE_STEP, jnp.int32),
+          "nonfinite": jnp.zeros((), jnp.int32)}
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh, *,
@@ -109,16 +122,23 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
                                 ema_params, params)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, ema_params=ema_params)
-    finite = jnp.isfinite(loss)
+    grad_norm = optax.tree.norm(grads)
+    kinds = (jnp.where(jnp.isfinite(loss), 0, NONFINITE_LOSS)
+             | jnp.where(jnp.isfinite(grad_norm), 0, NONFINITE_GRADIENT)
+             | jnp.where(_all_finite((params, opt_state, batch_stats, ema_params)), 0,
+                         NONFINITE_STATE))
+    finite = kinds == 0
     new_totals = {
         "loss": totals["loss"] + loss,
         "correct": totals["correct"] + metrics.topk_correct(logits, labels, 1),
         "count": totals["count"] + labels.shape[0],
-        "grad_norm": totals["grad_norm"] + optax.tree.norm(grads),
+        "grad_norm": totals["grad_norm"] + grad_norm,
         "steps": totals["steps"] + 1,
         "first_nonfinite_step": jnp.where(
             finite, totals["first_nonfinite_step"],
             jnp.minimum(totals["first_nonfinite_step"], state.step)),
+        # What went wrong at the first bad step (later steps add nothing).
+        "nonfinite": jnp.where(totals["nonfinite"] == 0, kinds, totals["nonfinite"]),
     }
     return new_state, new_totals
 

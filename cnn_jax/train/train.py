@@ -24,10 +24,12 @@ from jax.experimental import multihost_utils
 
 from cnn_jax import models, summary
 from cnn_jax.data import augment, sources
+from cnn_jax.errors import UserError
 from cnn_jax.train import inputs, parallel, steps
+from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints
-from cnn_jax.train.config import ConfigError, run_length, validate
+from cnn_jax.train.config import ConfigError, check_batch_divides, run_length, validate
 from cnn_jax.train.optimizers import make_optimizer
 from cnn_jax.train.reporting import Reporter
 from cnn_jax.transfer import finetune, pretrained
@@ -37,8 +39,8 @@ from cnn_jax.transfer import finetune, pretrained
 _PREEMPTION_CHECK_STEPS = 10
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or Inf."""
+class NonFiniteLossError(UserError, FloatingPointError):
+  """The run diverged: its loss, gradient norm, parameters or eval loss became NaN or Inf."""
 
 
 class Preempted(SystemExit):
@@ -132,13 +134,12 @@ def _init_skip(config) -> str:
   return config.init_skip or finetune.DEFAULT_HEAD
 
 
-def _start_from_pretrained(config, state, tx, mesh):
-  """The fresh state with the weights of config.init_from (head re-initialized)."""
+def _start_from_pretrained(config, state, tx, mesh, weights):
+  """The fresh state with the pretrained `weights` (head re-initialized)."""
   fresh = {"params": state.params, "batch_stats": state.batch_stats}
   if not state.batch_stats:
     del fresh["batch_stats"]
-  merged = pretrained.merge(jax.device_get(fresh), pretrained.load(config.init_from, config.model),
-                            _init_skip(config))
+  merged = pretrained.merge(jax.device_get(fresh), weights, _init_skip(config))
   merged = parallel.put_replicated(merged, mesh)
   params = merged["params"]
   return state.replace(
@@ -164,14 +165,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       last good checkpoint is kept).
     Preempted: after saving a checkpoint on SIGTERM.
   """
+  # Everything that can be checked is checked before the first byte goes
+  # to the workdir: a rejected command leaves an existing run untouched.
   validate(config)
+  workdir = workdir_lib.check_path(workdir)
   mesh = parallel.make_mesh()
   replicated = parallel.replicated(mesh)
   train_input = inputs.training_input(config, mesh)
   steps_per_epoch = train_input.steps_per_epoch
   total_steps, eval_every = run_length(config, steps_per_epoch)
-  reporter = Reporter(workdir, total_steps, enabled=jax.process_index() == 0)
-  reporter.write_run_info(config)
 
   model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
   mean, std = inputs.normalization(config)
@@ -183,34 +185,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       functools.partial(state_lib.create, model, tx, (1, *train_input.image_shape),
                         config.seed, use_ema),
       out_shardings=replicated)
-  abstract_state = jax.tree.map(
+  abstract_state = jax.tree.map(  # traces the model: impossible geometries fail here
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
       jax.eval_shape(create_state))
+  augment_fn = augment.build(config.augment) if config.augment else None
+  check_batch_divides(config.eval_batch_size or config.batch_size, mesh.size, "eval_batch_size")
+  sources.load(config.dataset, config.eval_split, config.data_dir or None,  # a missing split
+               image_size=config.image_size)                              # fails here
+  pretrained_weights = (pretrained.load(config.init_from, config.model)
+                        if config.init_from else None)
 
+  lock = workdir_lib.WorkdirLock(workdir)
+  try:
+    return _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, schedule,
+                         frozen_batch_norm, unfreeze_step, use_ema, create_state,
+                         abstract_state, augment_fn, pretrained_weights, total_steps,
+                         eval_every)
+  finally:
+    lock.release()
+
+
+def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, schedule,
+                  frozen_batch_norm, unfreeze_step, use_ema, create_state, abstract_state,
+                  augment_fn, pretrained_weights, total_steps, eval_every):
+  """The run itself, once every check passed and this process holds the workdir."""
+  steps_per_epoch = train_input.steps_per_epoch
   checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best,
                             async_save=config.async_checkpoints)
   grain_input = config.input_pipeline == "grain"
-  restored = checkpoints.restore_latest(abstract_state, with_data=grain_input)
-  if restored is None:
-    state = create_state()
-    if config.init_from:
-      state = _start_from_pretrained(config, state, tx, mesh)
-      reporter.message(f"initialized from {config.init_from} (re-initialized: "
-                       f"{_init_skip(config)})")
-  else:
-    state, data_state = restored
-    train_input.restore(data_state)
-    reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
-  if reporter.enabled:
-    reporter.message(_model_table(model, train_input.image_shape))
-  param_count = sum(p.size for p in jax.tree.leaves(state.params))
-  reporter.message(f"{config.model}: {param_count:,} parameters; {config.dataset} "
-                   f"{train_input.num_examples:,} training examples, {steps_per_epoch} "
-                   f"steps/epoch, {total_steps} steps on {jax.device_count()} device(s)")
-
+  try:
+    # CheckpointError (before anything is written) if the config does not fit them.
+    restored = checkpoints.restore_latest(abstract_state, with_data=grain_input)
+    if restored is None:
+      state = create_state()
+      if pretrained_weights is not None:
+        state = _start_from_pretrained(config, state, tx, mesh, pretrained_weights)
+    else:
+      state, data_state = restored
+      train_input.restore(data_state)
+  except BaseException:
+    checkpoints.close()  # orbax's background threads would complain at exit
+    raise
   make_step = functools.partial(
       steps.make_train_step, model, tx, mesh, batch_fn=train_input.batch_fn,
-      augment_fn=augment.build(config.augment) if config.augment else None,
+      augment_fn=augment_fn,
       mean=mean, std=std, dtype=jnp.dtype(config.dtype),
       label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
       ema_decay=config.ema_decay)
@@ -223,18 +241,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   cached_eval = (list(inputs.eval_batches(config, mesh))
                  if config.input_pipeline == "device" else None)
 
+  finished = int(state.step) >= total_steps
+  reporter = Reporter(workdir, total_steps, enabled=jax.process_index() == 0)
+  if not finished:  # re-evaluating a finished run keeps the record of the run as it ran
+    reporter.write_run_info(config)
+  if restored is None and pretrained_weights is not None:
+    reporter.message(f"initialized from {config.init_from} (re-initialized: "
+                     f"{_init_skip(config)})")
+  elif restored is not None:
+    reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
+  if reporter.enabled:
+    reporter.message(_model_table(model, train_input.image_shape))
+  param_count = sum(p.size for p in jax.tree.leaves(state.params))
+  reporter.message(f"{config.model}: {param_count:,} parameters; {config.dataset} "
+                   f"{train_input.num_examples:,} training examples, {steps_per_epoch} "
+                   f"steps/epoch, {total_steps} steps on {jax.device_count()} device(s)")
+
   def evaluate(state):
     batches = cached_eval if cached_eval is not None else inputs.eval_batches(config, mesh)
     return _evaluate(eval_step, state.variables(use_ema), batches, mesh)
 
+  def diverged(what: str, step: int, last_saved):
+    kept = (f"the last good checkpoint (step {last_saved}) is kept in "
+            f"{checkpoints.directory}" if last_saved is not None else "no checkpoint was saved")
+    return NonFiniteLossError(
+        f"training diverged: {what} became NaN or Inf at step {step}; {kept}; lower "
+        "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm")
+
   def check_finite(totals, last_saved):
     bad_step = int(totals["first_nonfinite_step"])
     if bad_step != int(steps.NO_NONFINITE_STEP):
-      kept = (f"the last good checkpoint (step {last_saved}) is kept in "
-              f"{checkpoints.directory}" if last_saved is not None else "no checkpoint was saved")
-      raise NonFiniteLossError(
-          f"training loss became NaN or Inf at step {bad_step}; {kept}; lower "
-          "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm")
+      kinds = int(totals["nonfinite"])
+      what = " and ".join(name for bit, name in steps.NONFINITE_NAMES.items() if kinds & bit)
+      raise diverged(what, bad_step, last_saved)
 
   step = int(state.step)
   last_saved = checkpoints.steps()[-1] if checkpoints.steps() else None
@@ -275,6 +314,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           jax.block_until_ready(state)
           eval_start = time.time()
           result = {**evaluate(state), "step": step}
+          if not np.isfinite(result["loss"]):  # finite weights, overflowing logits
+            raise diverged("the eval loss", step, last_saved)
           reporter.scalars(step, "eval", {k: v for k, v in result.items() if k != "step"})
           reporter.message(f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
                            f"top-5 {result['top5_accuracy']:.4f}  loss {result['loss']:.4f}")
@@ -296,6 +337,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           reporter.message(f"SIGTERM: saved a checkpoint at step {step} in "
                            f"{checkpoints.directory}; re-run the same command to resume")
           raise Preempted(143)
+  except Exception:
+    try:
+      checkpoints.close()  # a failing background save raises here too
+    except Exception:  # the first error is the one to report
+      pass
+    if jax.process_index() == 0:
+      checkpoints.remove_partial()
+    raise
   finally:
     checkpoints.close()
     reporter.close()

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from cnn_jax.errors import UserError
 from cnn_jax.train import checkpoints
 from cnn_jax.transfer import finetune
 from cnn_jax.transfer.state_dict import load_state_dict
@@ -18,7 +19,7 @@ from cnn_jax.transfer.torchvision_weights import from_torchvision
 _COLLECTIONS = ("params", "batch_stats")
 
 
-class PretrainedMismatchError(ValueError):
+class PretrainedMismatchError(UserError, ValueError):
   """Pretrained weights that do not fit the model; the message lists them."""
 
 
@@ -35,8 +36,11 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
     {"params": ..., "batch_stats": ...}.
 
   Raises:
-    FileNotFoundError: when nothing is at init_from.
+    PretrainedMismatchError: when nothing usable is at init_from.
   """
+  if not os.path.exists(init_from):
+    raise PretrainedMismatchError(f"config.init_from={init_from!r} does not exist; give a "
+                                  "training workdir, a checkpoint folder or a .pth file")
   if os.path.isfile(init_from):
     return from_torchvision(model_name, load_state_dict(init_from))
   if os.path.isdir(os.path.join(init_from, "state")):
@@ -46,7 +50,7 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
     step, state = checkpoints.newest_readable_state(os.path.join(init_from, "checkpoints"))
     where = f"{init_from} at step {step}"
   else:
-    raise FileNotFoundError(f"config.init_from={init_from!r} is neither a .pth file, a "
+    raise PretrainedMismatchError(f"config.init_from={init_from!r} is neither a .pth file, a "
                             "training workdir nor a checkpoint folder")
   # The weights that run evaluated: its EMA, if it kept one.
   params = state["ema_params"] if state.get("ema_params") else state["params"]

@@ -27,10 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import models
+from cnn_jax.errors import UserError
 from cnn_jax.transfer import finetune
 
 
-class WeightMismatchError(ValueError):
+class WeightMismatchError(UserError, ValueError):
   """Tensors and parameters that do not pair up; the message lists them."""
 
 

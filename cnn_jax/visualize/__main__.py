@@ -21,9 +21,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from cnn_jax.train import reporting
+from cnn_jax import errors
 from cnn_jax.visualize import activation_max, attribution, features, plots, probe, trained
 from cnn_jax.visualize.occlusion import occlusion
 
@@ -234,31 +234,27 @@ def write_index(out: str, entries: list[dict]) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  reporting.quiet_logging()
+    raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   methods = METHODS if _METHOD.value == "all" else (_METHOD.value,)
   unknown = [m for m in methods if m not in RUNNERS]
   if unknown:
-    raise app.UsageError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, or all")
+    raise errors.UserError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, or all")
   out = _OUT.value or os.path.join(_WORKDIR.value, "visualize")
-  try:
-    ctx = Context(trained.load(_WORKDIR.value), _IMAGES.value, out, _LAYER.value,
-                  every_method=_METHOD.value == "all")
-    os.makedirs(out, exist_ok=True)
-    index_path = os.path.join(out, "index.json")
-    entries = json.load(open(index_path)) if os.path.exists(index_path) else []
-    for method in methods:
-      for png, caption in RUNNERS[method](ctx):
-        name = os.path.basename(png)  # relative: the folder can be moved or committed
-        entries = [e for e in entries if e["png"] != name] + [
-            {"method": method, "png": name, "caption": caption}]
-        print(png)
-  except (trained.WorkdirError, probe.UnknownLayerError, ValueError) as e:
-    raise app.UsageError(str(e)) from None
+  ctx = Context(trained.load(_WORKDIR.value), _IMAGES.value, out, _LAYER.value,
+                every_method=_METHOD.value == "all")
+  os.makedirs(out, exist_ok=True)
+  index_path = os.path.join(out, "index.json")
+  entries = json.load(open(index_path)) if os.path.exists(index_path) else []
+  for method in methods:
+    for png, caption in RUNNERS[method](ctx):
+      name = os.path.basename(png)  # relative: the folder can be moved or committed
+      entries = [e for e in entries if e["png"] != name] + [
+          {"method": method, "png": name, "caption": caption}]
+      print(png)
   with open(index_path, "w") as f:
     json.dump(entries, f, indent=1)
   print(write_index(out, entries))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run(main)

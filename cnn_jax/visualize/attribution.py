@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import layers
+from cnn_jax.errors import ArgumentError
 from cnn_jax.visualize import features, probe
 
 # Examples (images x noise samples, or x path points) per compiled batch.
@@ -55,7 +56,7 @@ def _input_gradient(model: nn.Module, variables: Any, images: jax.Array, labels:
     with layers.backward_rule(rule) as relus:
       logits = model.apply(variables, x, train=False)
     if rule != "gradient" and not relus:
-      raise ValueError(f"the {rule} rule changes how ReLU layers pass gradients, and "
+      raise ArgumentError(f"the {rule} rule changes how ReLU layers pass gradients, and "
                        f"{type(model).__name__} has no ReLU layer; use a ReLU model")
     return jnp.sum(_label_logits(logits, labels))
 

@@ -16,8 +16,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_jax.errors import UserError
 
-class UnknownLayerError(ValueError):
+
+class UnknownLayerError(UserError, ValueError):
   """A layer name that the model does not have."""
 
 

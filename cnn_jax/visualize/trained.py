@@ -15,11 +15,12 @@ import numpy as np
 
 from cnn_jax.data import sources
 from cnn_jax.data.preprocess import normalize, resize_uint8
+from cnn_jax.errors import UserError
 from cnn_jax.train import checkpoints, inputs
 from cnn_jax.train.train import build_model
 
 
-class WorkdirError(ValueError):
+class WorkdirError(UserError, ValueError):
   """A workdir without a config or a readable checkpoint."""
 
 

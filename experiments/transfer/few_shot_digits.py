@@ -36,12 +36,12 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from cnn_jax import data  # noqa: E402
+from cnn_jax import data, errors  # noqa: E402
 from cnn_jax.data import preprocess  # noqa: E402
-from cnn_jax.train import base_config, reporting, train_and_evaluate  # noqa: E402
+from cnn_jax.train import base_config, train_and_evaluate  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "experiments/transfer", "folder for results.md and results.png")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "random draws of the 10-example training sets")
@@ -98,7 +98,6 @@ def run_config(dataset: str, seed: int, steps: int, batch_size: int,
 
 def main(argv):
   del argv
-  reporting.quiet_logging()
   root = tempfile.mkdtemp(prefix="few_shot_digits_")
   train = data.as_numpy("digits", "train", image_size=32)
   test = data.as_numpy("digits", "test", image_size=32)
@@ -132,7 +131,7 @@ def main(argv):
   if _METHODS.value:
     unknown = sorted(set(_METHODS.value) - set(methods))
     if unknown:
-      raise app.UsageError(f"unknown method(s) {unknown}; choose from {list(methods)}")
+      raise errors.UserError(f"unknown method(s) {unknown}; choose from {list(methods)}")
     methods = {name: methods[name] for name in _METHODS.value}
   base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, _PRETRAIN_STEPS.value, 64,
                                        mean=mean, std=std), pretrained)
@@ -180,4 +179,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  errors.run(main)

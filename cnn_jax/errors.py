@@ -1,0 +1,170 @@
+"""The one base class of every error a user can fix, and how CLIs report it.
+
+Every mistake in what a user asked for (a config, a model argument, a
+dataset, a workdir, a weights file) raises a subclass of `UserError` whose
+message names the problem and the fix. Every command line runs its main
+through `run`, which prints such an error in one line and exits non-zero;
+any other exception is a bug in cnn_jax and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from absl import app, flags, logging
+
+
+class UserError(Exception):
+  """A request that cannot be carried out as given; the message says how to fix it."""
+
+  def __str__(self) -> str:
+    # KeyError subclasses would otherwise print their message quoted.
+    return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class ArgumentError(UserError, ValueError):
+  """A model, layer or augmentation argument that has no valid meaning."""
+
+
+# OS errors a user can fix on their side (space, permissions), reported in
+# one line; other OS errors are unexpected and keep their traceback.
+_USER_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def os_error_message(error: OSError) -> str | None:
+  """One line for an OSError a user can fix (disk full, no permission), else None."""
+  problem = _USER_OS_ERRORS.get(error.errno)
+  if problem is None:
+    return None
+  where = f" writing {error.filename}" if error.filename else ""
+  fix = ("free some space (or use a --workdir on another disk) and re-run: "
+         "a run resumes from its last complete checkpoint"
+         if error.errno in (errno.ENOSPC, errno.EDQUOT)
+         else "use a folder you can write to")
+  return f"{problem}{where}; {fix}"
+
+
+def user_os_error(error: BaseException) -> OSError | None:
+  """The user-fixable OSError behind an exception (orbax and others wrap them), or None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in _USER_OS_ERRORS:
+      return error
+    # TensorStore (under orbax) reports a full disk as a ValueError's text.
+    for code in _USER_OS_ERRORS:
+      if os.strerror(code) in str(error):
+        return OSError(code, os.strerror(code))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _config_file_message(error: BaseException) -> str | None:
+  """One line for a mistake found while parsing flags (config file or override)."""
+  if isinstance(error, flags.Error):
+    return f"{error}; see --helpfull for the flags"
+  if isinstance(error, SyntaxError):
+    return (f"syntax error in {error.filename}, line {error.lineno}: {error.msg}; "
+            "fix the config file")
+  if isinstance(error, KeyError):  # ml_collections' unknown key, with its "did you mean"
+    message = " ".join(str(error.args[0]).split("\n"))
+    return f"unknown config field {message}; list the fields with --config=FILE --helpfull"
+  if isinstance(error, OSError):  # the config file itself
+    return (f"cannot read the config file ({error.strerror or error}: "
+            f"{error.filename}); give the path of a configs/*.py file")
+  if isinstance(error, AttributeError):
+    return f"unknown config field {error}; check the field names in the config file"
+  if isinstance(error, (TypeError, ValueError)):
+    return f"bad config override: {error}"
+  return None
+
+
+def _parse_flags(argv: Sequence[str]) -> list[str]:
+  try:
+    remaining = flags.FLAGS(argv)
+  except Exception as e:  # config files run user code: classify, or re-raise
+    message = _config_file_message(e)
+    if message is None:
+      raise
+    sys.exit(f"error: {message}")
+  # Orbax, TFDS and JAX log every file and backend they touch at INFO; a user
+  # of the command line needs the progress and the problems.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  logging.get_absl_handler().addFilter(_without_user_os_errors)
+  return remaining
+
+
+def _without_user_os_errors(record) -> bool:
+  """Drops library log records that carry a full-disk or permission traceback.
+
+  Orbax logs the failure of a background save with its whole traceback
+  before the error reaches the CLI, which then reports it in one line.
+  """
+  return not (record.exc_info and record.exc_info[1] is not None
+              and user_os_error(record.exc_info[1]) is not None)
+
+
+def _exit_now(message: str, status: int) -> None:
+  """Prints the one line and ends the process at once.
+
+  Every file the command owns was closed on the way here (finally blocks);
+  skipping the interpreter's shutdown keeps library threads left over from
+  the failure (orbax's pending reads after a checkpoint that does not fit
+  the config) from printing tracebacks after the line.
+  """
+  print(message, file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(status)
+
+
+def _report(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+  def guarded(argv: list[str]) -> Any:
+    try:
+      return main(argv)
+    except UserError as e:
+      _exit_now(f"error: {e}", 1)
+    except KeyboardInterrupt:
+      _exit_now("interrupted (Ctrl-C); re-run the same command to go on", 130)
+    except Exception as e:
+      os_error = user_os_error(e)
+      if os_error is None:
+        raise
+      sys.exit(f"error: {os_error_message(os_error)}")
+  return guarded
+
+
+def _drop_orbax_leftovers(unraisable) -> None:
+  """sys.unraisablehook that hides the coroutines a failed orbax restore leaves.
+
+  Restoring a checkpoint into a config it does not fit fails (one line:
+  CheckpointError), and the read coroutines still pending are then garbage
+  collected with an "Exception ignored" traceback of their own.
+  """
+  code = getattr(unraisable.object, "cr_code", None)
+  if code is not None and "/orbax/" in code.co_filename:
+    return
+  sys.__unraisablehook__(unraisable)
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """`absl.app.run(main)` with user errors printed in one line.
+
+  A `UserError`, a mistake in a flag or config file, Ctrl-C, a full disk or
+  a folder without write permission each print one line to stderr and exit
+  non-zero (130 for Ctrl-C); anything else keeps its traceback.
+
+  Args:
+    main: the CLI's main(argv).
+  """
+  sys.unraisablehook = _drop_orbax_leftovers
+  app.run(_report(main), flags_parser=_parse_flags)

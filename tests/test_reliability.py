@@ -1,0 +1,206 @@
+"""Careless and hostile input: rejected commands change nothing, diverging runs
+keep their good checkpoints, one run per workdir, every user error in one line."""
+
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from cnn_jax.train import NonFiniteLossError, train_and_evaluate
+from cnn_jax.train import workdir as workdir_lib
+from cnn_jax.train.checkpoints import read_state
+
+from test_train import TINY, tiny_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def snapshot(folder: pathlib.Path) -> dict[str, str]:
+  """Every file and folder under `folder`, with a hash of each file's bytes."""
+  tree = {}
+  for path in sorted(folder.rglob("*")):
+    key = str(path.relative_to(folder))
+    tree[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+  return tree
+
+
+def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                        timeout=timeout, cwd=ROOT, **kwargs)
+
+
+def assert_one_line_error(run: subprocess.CompletedProcess, expected: str) -> None:
+  assert run.returncode not in (0, None), run.stdout[-2000:]
+  lines = run.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr[-3000:]
+  assert expected in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("finished")
+  train_and_evaluate(tiny_config(num_train_steps=20, eval_every_steps=20), str(workdir))
+  return workdir
+
+
+REJECTED = [
+    ("--config.model=lenet6", "unknown model 'lenet6'; did you mean 'lenet5'?"),
+    ("--config.model=alexnet", "model 'alexnet' has no argument"),
+    ("--config.model_kwargs.widths=(4, 8, 16, 32)", "layer 'pool4'"),  # 8x8 halved 4 times
+    ("--config.model_kwargs.kernel_sise=3", "unknown config field"),
+    ("--config.optimizer.learning_rate=-0.1", "learning_rate"),
+    ("--config.augment=rotate(degres=10)", "augment op 'rotate'"),
+    ("--config.keep_checkpoints=0", "config.keep_checkpoints=0"),
+    ("--config.init_from=/no/such/weights.pth", "does not exist"),
+    ("--config.eval_split=validation", "no split 'validation'"),
+]
+
+
+@pytest.mark.parametrize("override,expected", REJECTED)
+def test_a_rejected_command_leaves_the_workdir_byte_identical(finished_run, override, expected):
+  before = snapshot(finished_run)
+  run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={finished_run}",
+            "--config.num_train_steps=20", "--config.eval_every_steps=20", override)
+  assert_one_line_error(run, expected)
+  assert snapshot(finished_run) == before
+
+
+def test_a_config_that_does_not_fit_the_checkpoints_changes_nothing(finished_run):
+  before = snapshot(finished_run)
+  run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={finished_run}",
+            "--config.num_train_steps=20", "--config.model_kwargs.widths=(4, 8)")
+  assert run.returncode == 1
+  # Known gap: under load, orbax's threads left from the failed restore print
+  # "Event loop is closed" tracebacks before our line; ours is the last line.
+  assert run.stderr.strip().splitlines()[-1].startswith("error: no checkpoint in")
+  assert snapshot(finished_run) == before
+
+
+def test_a_finished_run_re_run_keeps_its_record(finished_run):
+  before = snapshot(finished_run)
+  config = tiny_config(num_train_steps=20, eval_every_steps=20)
+  config.optimizer.learning_rate = 0.05  # a compatible change: the run re-evaluates only
+  train_and_evaluate(config, str(finished_run))
+  assert snapshot(finished_run) == before
+
+
+@pytest.mark.parametrize("args,expected", [
+    (("--config=configs/default.py", "--workdir=/tmp/x", "--config.optimizr.learning_rate=1"),
+     'Did you mean "optimizer"'),
+    (("--config=configs/no_such_config.py", "--workdir=/tmp/x"), "cannot load the config file configs/no_such_config.py"),
+    (("--config=configs/default.py", "--workdir="), "--workdir is empty"),
+    (("--config=configs/default.py", "--workdir=/tmp/x", "--config.optimizer.learning_rate=ab"),
+     "could not convert string to float"),
+])
+def test_flag_and_config_mistakes_are_one_line(args, expected):
+  assert_one_line_error(cli("cnn_jax.main", *args), expected)
+
+
+def test_config_file_syntax_error_and_a_workdir_that_is_a_file(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_config(:\n")
+  assert_one_line_error(cli("cnn_jax.main", f"--config={bad}", f"--workdir={tmp_path / 'w'}"),
+                        f"syntax error in {bad}, line 1")
+  assert not (tmp_path / "w").exists()
+  a_file = tmp_path / "file"
+  a_file.write_text("mine")
+  assert_one_line_error(cli("cnn_jax.main", f"--config={TINY}", f"--workdir={a_file}"),
+                        "is a file, not a folder")
+  assert a_file.read_text() == "mine"
+
+
+@pytest.mark.parametrize("args,expected", [
+    (("cnn_jax.summary", "--model=resnt50"), "did you mean 'resnet50'?"),
+    (("cnn_jax.benchmark", "--model=alexnet", "--batch_size=2", "--image_size=64"), "layer"),
+    (("cnn_jax.visualize", "--workdir=/no/such/run", "--method=filters"), "/no/such/run"),
+    (("cnn_jax.data.preview", "--augment=rotate(degres=10)", "--out=/tmp/g.png"),
+     "augment op 'rotate'"),
+    (("cnn_jax.data.prepare", "--dataset=no_such_dataset"), "unknown dataset"),
+    (("launch.sweep", "--config=configs/no_such.py", "--workdir_root=/tmp/s"), "no_such.py"),
+])
+def test_every_cli_reports_user_errors_in_one_line(args, expected):
+  assert_one_line_error(cli(*args), expected)
+
+
+def test_divergence_with_a_finite_loss_stops_and_keeps_finite_checkpoints(tmp_path):
+  # Adam at 1e6: the loss stays finite (about 1e35) while the gradient norm
+  # and the second moments overflow.
+  config = tiny_config(num_train_steps=60, log_every_steps=5, checkpoint_every_steps=5,
+                       eval_every_steps=100, keep_checkpoints=2)
+  config.optimizer = dict(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=0.0)
+  config.schedule = dict(name="step", boundaries=(10,), factor=1e9)
+  config.model_kwargs.batch_norm = False  # batch norm would hold the activations finite
+  with pytest.raises(NonFiniteLossError, match=r"diverged: .* became NaN or Inf at step "
+                                               r"1\d;.*last good checkpoint \(step 10\)"):
+    train_and_evaluate(config, str(tmp_path))
+  kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir())
+  assert kept == [5, 10]
+  for step in kept:
+    state = read_state(str(tmp_path / "checkpoints" / str(step) / "state"))
+    leaves = jax.tree.leaves((state["params"], state["opt_state"], state["batch_stats"]))
+    assert all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.inexact))
+  for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+    assert all(np.isfinite(v) for v in json.loads(line).values() if isinstance(v, float))
+
+
+def test_a_second_run_on_a_locked_workdir_gets_one_line(tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from cnn_jax.train import workdir; "
+       "workdir.WorkdirLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)",
+       str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    (tmp_path / "environment.json").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": holder.pid}))
+    before = snapshot(tmp_path)
+    run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={tmp_path}")
+    assert_one_line_error(run, f"is in use by another run (pid {holder.pid} on host "
+                               f"{socket.gethostname()})")
+    assert snapshot(tmp_path) == before
+    with pytest.raises(workdir_lib.WorkdirError, match="in use by another run"):
+      workdir_lib.WorkdirLock(str(tmp_path))
+  finally:
+    holder.kill()  # kill -9 leaves no stale lock behind
+    holder.wait()
+  workdir_lib.WorkdirLock(str(tmp_path)).release()
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path):
+  process = subprocess.Popen(
+      [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}", f"--workdir={tmp_path}",
+       "--config.num_train_steps=100000", "--config.checkpoint_every_steps=10"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  deadline = time.time() + 240
+  while not (tmp_path / "checkpoints").exists() and time.time() < deadline:
+    time.sleep(0.5)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130
+  assert stderr.strip().splitlines() == ["interrupted (Ctrl-C); re-run the same command to go on"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_written_checkpoint(tmp_path):
+  small = tmp_path / "small"
+  small.mkdir()
+  # A 3 MB file system: the config and metrics fit, the first checkpoint does not.
+  mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(small)],
+                         capture_output=True, text=True)
+  if mount.returncode != 0:  # CI and the developers' machines run as root, where it works
+    pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.strip()}")
+  try:
+    run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={small / 'w'}",
+              "--config.num_train_steps=200", "--config.model_kwargs.widths=(64, 256)",
+              "--config.model_kwargs.fc_widths=(256,)")
+    assert_one_line_error(run, "the disk is full; free some space")
+    assert not [p for p in (small / "w" / "checkpoints").iterdir()]
+  finally:
+    subprocess.run(["umount", str(small)], check=True)
