@@ -74,15 +74,30 @@ def test_a_rejected_command_leaves_the_workdir_byte_identical(finished_run, over
   assert snapshot(finished_run) == before
 
 
-def test_a_config_that_does_not_fit_the_checkpoints_changes_nothing(finished_run):
+@pytest.mark.parametrize("override,expected", [
+    # The shapes are compared from the checkpoint's metadata before orbax
+    # restores anything (a failed orbax restore printed thread tracebacks).
+    ("--config.model_kwargs.widths=(4, 8)",
+     "batch_stats/conv1_1_bn/mean is shape (8,) float32 there and shape (4,) float32"),
+    ("--config.optimizer.name=adam", "does not fit the checkpoint at step 20: opt_state/"),
+])
+def test_a_config_that_does_not_fit_the_checkpoints_is_one_line(finished_run, override,
+                                                                   expected):
   before = snapshot(finished_run)
   run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={finished_run}",
-            "--config.num_train_steps=20", "--config.model_kwargs.widths=(4, 8)")
-  assert run.returncode == 1
-  # Known gap: under load, orbax's threads left from the failed restore print
-  # "Event loop is closed" tracebacks before our line; ours is the last line.
-  assert run.stderr.strip().splitlines()[-1].startswith("error: no checkpoint in")
+            "--config.num_train_steps=20", override)
+  assert_one_line_error(run, expected)
   assert snapshot(finished_run) == before
+
+
+def test_an_even_kernel_is_one_line(tmp_path):
+  # The tiny config has no kernel_size to override, so a copy of it sets one.
+  config = tmp_path / "even_kernel.py"
+  config.write_text(pathlib.Path(TINY).read_text().replace(
+      "batch_norm=True,", "batch_norm=True, kernel_size=4,"))
+  assert_one_line_error(cli("cnn_jax.main", f"--config={config}", f"--workdir={tmp_path / 'w'}"),
+                        "kernel_size=4: use an odd kernel")
+  assert not (tmp_path / "w").exists()
 
 
 def test_a_finished_run_re_run_keeps_its_record(finished_run):
@@ -205,3 +220,23 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_checkpoint(tmp_path)
     assert not [p for p in (small / "w" / "checkpoints").iterdir()]
   finally:
     subprocess.run(["umount", str(small)], check=True)
+
+
+def test_a_read_only_workdir_is_one_line_and_unchanged(finished_run, tmp_path):
+  # Root ignores file permissions, so the workdir sits on a read-only mount.
+  mounted = tmp_path / "ro"
+  mounted.mkdir()
+  mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20M", "tmpfs", str(mounted)],
+                         capture_output=True, text=True)
+  assert mount.returncode == 0, f"cannot mount a tmpfs: {mount.stderr.strip()}"
+  try:
+    workdir = mounted / "run"
+    subprocess.run(["cp", "-a", str(finished_run), str(workdir)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(mounted)], check=True)
+    before = snapshot(workdir)
+    run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={workdir}",
+              "--config.num_train_steps=40")  # more steps: the run wants to write
+    assert_one_line_error(run, "is not writable); use a folder you can write to")
+    assert snapshot(workdir) == before
+  finally:
+    subprocess.run(["umount", str(mounted)], check=True)

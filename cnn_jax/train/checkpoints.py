@@ -14,12 +14,14 @@ truncated copy) is moved aside and the one before it is used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
@@ -30,6 +32,21 @@ from cnn_jax.train.state import TrainState
 
 class CheckpointError(UserError, RuntimeError):
   """No checkpoint of a workdir could be restored."""
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  """Hides orbax's warning that a checkpoint lacks _CHECKPOINT_METADATA.
+
+  StandardCheckpointer looks for that file one level above the "state" item
+  we read, where the manager does not write it; the warning is about nothing.
+  """
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(level)
 
 
 def read_state(path: str) -> dict[str, Any]:
@@ -47,8 +64,10 @@ def read_state(path: str) -> dict[str, Any]:
   """
   checkpointer = ocp.StandardCheckpointer()
   here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  with _quiet_absl():
+    metadata = checkpointer.metadata(path).item_metadata.tree
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
-                        checkpointer.metadata(path).item_metadata.tree)
+                        metadata)
   return checkpointer.restore(path, target)
 
 
@@ -73,6 +92,32 @@ def newest_readable_state(directory: str) -> tuple[int, dict[str, Any]]:
   raise CheckpointError(f"no readable checkpoint in {directory}"
                         + (f" ({', '.join(failures)})" if failures else
                            "; finish (or resume) the training run first"))
+
+
+def _saved_shapes(path: str) -> dict[str, tuple[tuple[int, ...], str]]:
+  """{array path: (shape, dtype)} of a saved state, read from its metadata only."""
+  with _quiet_absl():  # orbax warns that a file it does not need is missing
+    tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+  return _shape_table(tree)
+
+
+def _shape_table(tree) -> dict[str, tuple[tuple[int, ...], str]]:
+  flat = ocp.tree.to_flat_dict(tree, sep="/")
+  return {name: (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+          for name, leaf in flat.items() if hasattr(leaf, "shape")}
+
+
+def _check_fits(saved: dict, abstract_state: TrainState, step: int) -> None:
+  """Raises CheckpointError naming the first array the config makes differently."""
+  wanted = _shape_table(ocp.tree.serialize_tree(abstract_state, keep_empty_nodes=True))
+  for name in sorted(set(saved) | set(wanted)):
+    if saved.get(name) != wanted.get(name):
+      def describe(entry):
+        return "no such array" if entry is None else f"shape {entry[0]} {entry[1]}"
+      raise CheckpointError(
+          f"the config does not fit the checkpoint at step {step}: {name} is "
+          f"{describe(saved.get(name))} there and {describe(wanted.get(name))} in this config; "
+          "use a new --workdir, or the run's own config (its config.json)")
 
 
 class _IteratorState:
@@ -182,6 +227,14 @@ class Checkpoints:
     steps = self.steps()
     failures = []
     for step in reversed(steps):
+      try:
+        saved = _saved_shapes(os.path.join(self.directory, str(step), "state"))
+      except Exception as e:  # orbax raises many types for damaged files
+        failures.append((step, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+        continue
+      # Checked before orbax restores: a restore that fails leaves orbax's
+      # threads printing tracebacks, and the user needs the array's name.
+      _check_fits(saved, abstract_state, step)
       try:
         restored = self._manager.restore(step, args=_restore_args(abstract_state, with_data))
       except Exception as e:  # orbax raises many types for damaged files
