@@ -214,8 +214,9 @@ def test_image_folder_reports_and_skips_bad_files(tmp_path, caplog):
 
 
 def test_missing_datasets_are_clear_errors(tmp_path):
-  with pytest.raises(data.DataError, match=r"'mnist' is not prepared in .*cnn_jax\.data\.prepare"):
-    data.as_numpy("mnist", "train", data_dir=str(tmp_path))
+  # (mnist and fashion_mnist prepare themselves offline: see test_mnist.py)
+  with pytest.raises(data.DataError, match=r"'cifar10' is not prepared in .*cnn_jax\.data\.prepare"):
+    data.as_numpy("cifar10", "train", data_dir=str(tmp_path))
   with pytest.raises(data.DataError, match="unknown dataset 'no_such_set'"):
     data.as_numpy("no_such_set", "train", data_dir=str(tmp_path))
   with pytest.raises(data.DataError, match="image folder .* does not exist"):

@@ -11,14 +11,15 @@ from cnn_jax.data.sources import DataError, load
 
 
 def as_numpy(name: str, split: str, image_size: int | None = None,
-             data_dir: str | None = None) -> dict[str, np.ndarray]:
+             data_dir: str | None = None, resize: str = "bilinear") -> dict[str, np.ndarray]:
   """A whole (small) split as NumPy arrays.
 
   Args:
     name: dataset name (see `cnn_jax.data.sources.load`), e.g. "digits".
     split: split name, e.g. "train" or "test[:50%]".
-    image_size: resize the images to image_size x image_size (bilinear).
+    image_size: bring the images to image_size x image_size.
     data_dir: TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    resize: how, "bilinear" or "pad" (see `preprocess.resize_uint8`).
 
   Returns:
     {"image": uint8 (N, H, W, C), "label": int64 (N,)}.
@@ -27,7 +28,7 @@ def as_numpy(name: str, split: str, image_size: int | None = None,
     DataError: if the dataset is unknown or not prepared.
   """
   arrays = sources.read_all(sources.load(name, split, data_dir, image_size=image_size))
-  arrays["image"] = resize_uint8(arrays["image"], image_size)
+  arrays["image"] = resize_uint8(arrays["image"], image_size, resize)
   return arrays
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cnn_jax.data.quiet_builder import NoDownloadMessages
+
 # What preparing the dataset reads, for the one line printed when it does.
 SOURCE = "1,797 images from scikit-learn, no download"
 TEST_FRACTION = 0.2
@@ -38,7 +40,7 @@ def stratified_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return np.sort(train), np.sort(test)
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(NoDownloadMessages, tfds.core.GeneratorBasedBuilder):
   """scikit-learn's 8x8 digits (UCI optdigits) as a TFDS dataset."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -58,15 +60,6 @@ class Digits(tfds.core.GeneratorBasedBuilder):
         supervised_keys=("image", "label"),
         homepage="https://archive.ics.uci.edu/dataset/80",
     )
-
-  # TFDS prints "Downloading and preparing dataset Unknown size ..." before
-  # and "... downloaded and prepared" after preparing, unconditionally (with
-  # termcolor); nothing is downloaded here, and `sources` prints its own line.
-  def _log_download_bytes(self) -> None:
-    pass
-
-  def _log_download_done(self) -> None:
-    pass
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download

@@ -23,12 +23,13 @@ from cnn_jax.data.preprocess import resize_uint8
 class ToArrays(grain.transforms.Map):
   """TFDS example -> {"image": uint8 HWC at image_size, "label": int32}."""
   image_size: int | None = None
+  resize: str = "bilinear"  # see `resize_uint8`
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
     image = np.asarray(element["image"], np.uint8)
     if image.ndim == 2:
       image = image[..., None]
-    return {"image": resize_uint8(image, self.image_size),
+    return {"image": resize_uint8(image, self.image_size, self.resize),
             "label": np.int32(element["label"])}
 
 
@@ -58,7 +59,7 @@ class ShardView:
 
 def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,
                  shard_count: int = 1, image_size: int | None = None,
-                 worker_count: int = 0, num_epochs: int | None = None) -> grain.DataLoader:
+                 resize: str = "bilinear", worker_count: int = 0, num_epochs: int | None = None) -> grain.DataLoader:
   """A shuffled, sharded, repeating loader of this process's training batches.
 
   Process `shard_index` of `shard_count` reads only its part (`ShardView`),
@@ -73,6 +74,7 @@ def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,
     shard_index: this process's index (jax.process_index()).
     shard_count: number of processes (jax.process_count()).
     image_size: resize images to this size (None: keep).
+    resize: how (see `resize_uint8`).
     worker_count: Grain worker processes (0: decode in this process).
     num_epochs: stop after this many epochs (None: repeat forever).
 
@@ -84,11 +86,12 @@ def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,
                                         num_epochs=num_epochs, seed=seed)
   return grain.DataLoader(
       data_source=shard, sampler=sampler, worker_count=worker_count,
-      operations=[ToArrays(image_size), grain.transforms.Batch(batch_size, drop_remainder=True)])
+      operations=[ToArrays(image_size, resize), grain.transforms.Batch(batch_size, drop_remainder=True)])
 
 
 def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: int = 1,
-                 image_size: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                 image_size: int | None = None, resize: str = "bilinear"
+                 ) -> Iterator[dict[str, np.ndarray]]:
   """Every example exactly once, in fixed-size batches with a validity mask.
 
   Process p reads examples p, p + shard_count, ...; the last batch is padded
@@ -101,6 +104,7 @@ def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: 
     shard_index: this process's index.
     shard_count: number of processes.
     image_size: resize images to this size (None: keep).
+    resize: how (see `resize_uint8`).
 
   Yields:
     {"image": uint8 (B, H, W, C), "label": int32 (B,), "mask": bool (B,)}.
@@ -109,7 +113,7 @@ def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: 
   num_batches = math.ceil(n / (batch_size * shard_count))
   dataset = (grain.MapDataset.source(source)
              .slice(slice(shard_index, None, shard_count))
-             .map(ToArrays(image_size))
+             .map(ToArrays(image_size, resize))
              .batch(batch_size, drop_remainder=False))
   yielded = 0
   for batch in dataset.to_iter_dataset(grain.ReadOptions(num_threads=4)):
@@ -117,7 +121,7 @@ def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: 
     yielded += 1
   # This process ran out before the others (or had no example at all): send
   # fully masked batches shaped like a real one.
-  template = {k: v[None] for k, v in ToArrays(image_size).map(source[0]).items()}
+  template = {k: v[None] for k, v in ToArrays(image_size, resize).map(source[0]).items()}
   for _ in range(num_batches - yielded):
     yield _pad({k: v[:0] for k, v in template.items()}, batch_size, like=template)
 

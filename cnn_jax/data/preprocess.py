@@ -16,21 +16,36 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from cnn_jax.data.errors import DataError
 
-def resize_uint8(images: np.ndarray, size: int | None) -> np.ndarray:
-  """Bilinear resize of uint8 images to size x size (no-op if already so).
+
+RESIZES = ("bilinear", "pad")
+
+
+def resize_uint8(images: np.ndarray, size: int | None, method: str = "bilinear") -> np.ndarray:
+  """Brings uint8 images to size x size (no-op if already so).
 
   Args:
     images: uint8 (N, H, W, C) or (H, W, C).
     size: the target height = width, or None to keep the size.
+    method: "bilinear" interpolates; "pad" centres the image on zeros
+      (LeCun et al. 1998 put the 28x28 MNIST digits in a 32x32 field so).
 
   Returns:
     uint8 images of the new size, same rank.
+
+  Raises:
+    DataError: for "pad" to a size smaller than the image.
+    ValueError: for an unknown method.
   """
   if size is None or images.shape[-3:-1] == (size, size):
     return images
   if images.ndim == 3:
-    return resize_uint8(images[None], size)[0]
+    return resize_uint8(images[None], size, method)[0]
+  if method == "pad":
+    return _pad_uint8(images, size)
+  if method != "bilinear":
+    raise ValueError(f"resize method {method!r}; use one of {RESIZES}")
   channels = images.shape[-1]
   out = np.empty((images.shape[0], size, size, channels), np.uint8)
   for i, image in enumerate(images):
@@ -38,6 +53,17 @@ def resize_uint8(images: np.ndarray, size: int | None) -> np.ndarray:
     pil = Image.fromarray(image[..., 0] if channels == 1 else image)
     resized = np.asarray(pil.resize((size, size), Image.BILINEAR))
     out[i] = resized[..., None] if channels == 1 else resized
+  return out
+
+
+def _pad_uint8(images: np.ndarray, size: int) -> np.ndarray:
+  height, width = images.shape[1:3]
+  if height > size or width > size:
+    raise DataError(f"cannot pad {height}x{width} images to {size}x{size}; use an image "
+                     f"size of at least {max(height, width)} or resize='bilinear'")
+  top, left = (size - height) // 2, (size - width) // 2
+  out = np.zeros((images.shape[0], size, size, images.shape[-1]), np.uint8)
+  out[:, top:top + height, left:left + width] = images
   return out
 
 

@@ -2,9 +2,10 @@
 
 Training reads TFDS's on-disk array_record files through `tfds.data_source`,
 which needs no TensorFlow. Preparing a dataset (download + conversion) is a
-separate, one-time step (`python -m cnn_jax.data.prepare`); some TFDS
-builders need network and TensorFlow for it, the embedded `digits` needs
-neither and is prepared on first use.
+separate, one-time step (`python -m cnn_jax.data.prepare`); most TFDS
+builders need network and TensorFlow for it. The datasets in `OFFLINE` need
+neither and are prepared on first use: the embedded `digits`, and `mnist`
+and `fashion_mnist` when their idx files are installed (see `idx`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import tensorflow_datasets as tfds
 from absl import flags, logging
 
 from cnn_jax.data import digits as _digits  # registers the builder
-from cnn_jax.data import image_folder
+from cnn_jax.data import idx, image_folder, mnist, png
 from cnn_jax.data.errors import DataError
 from cnn_jax.data.image_folder import ImageFolderSource
 
 IMAGE_FOLDER_PREFIX = "folder:"
-# Datasets we can prepare ourselves, without network: what preparing them reads.
-EMBEDDED = {"digits": _digits.SOURCE}
+# Datasets we can prepare ourselves, without network.
+OFFLINE = ("digits", *mnist.BUILDERS)
 
 
 class RandomAccessSource(Protocol):
@@ -102,8 +103,32 @@ def _tfds_quiet() -> Iterator[None]:
     logging.set_verbosity(verbosity)
 
 
-def _prepare_once(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-  """Prepares an embedded dataset, once, however many processes ask at the same time.
+def offline_builder(name: str, data_dir: str, from_dir: str | None = None
+                    ) -> tuple[tfds.core.DatasetBuilder, str]:
+  """A builder that prepares one of `OFFLINE` without network, and what it reads.
+
+  Args:
+    name: a name in `OFFLINE`.
+    data_dir: TFDS data dir.
+    from_dir: for idx datasets, the folder of the four files (default: the
+      offline installs', see `idx.find`).
+
+  Returns:
+    (builder, a few words on its source for the line printed when preparing).
+
+  Raises:
+    DataError: when an idx dataset's files are not installed or given.
+  """
+  if name == "digits":
+    return _digits.Digits(data_dir=data_dir), _digits.SOURCE
+  folder = idx.find(name, from_dir)
+  return (mnist.BUILDERS[name](source_dir=folder, data_dir=data_dir),
+          f"the official idx files in {folder}, checksums verified, no download")
+
+
+def prepare_offline(name: str, data_dir: str, from_dir: str | None = None
+                    ) -> tfds.core.DatasetBuilder:
+  """Prepares one of `OFFLINE`, once, however many processes ask at the same time.
 
   The runs of a sweep and the processes of a multi-host run may all find the
   dataset missing; without the lock they would all build it, and all but
@@ -112,44 +137,51 @@ def _prepare_once(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   "Unknown", progress bars) would read as a network download.
 
   Args:
-    name: a name in `EMBEDDED`.
+    name: a name in `OFFLINE`.
     data_dir: TFDS data dir.
+    from_dir: see `offline_builder`.
 
   Returns:
     The dataset's builder, prepared.
+
+  Raises:
+    DataError: see `offline_builder`; or a file is not the official one.
   """
+  if name in idx.DATASETS:
+    idx.find(name, from_dir)  # missing files: say so before writing anything
   os.makedirs(data_dir, exist_ok=True)
   with open(os.path.join(data_dir, f".{name}.prepare.lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     ds_builder = builder(name, data_dir)  # anew: another process may have prepared it
     if not _is_prepared(ds_builder):
-      print(f"preparing the {name} dataset ({EMBEDDED[name]}) in {ds_builder.data_path}",
-            flush=True)
+      offline, source = offline_builder(name, data_dir, from_dir)
+      print(f"preparing the {name} dataset ({source}) in {offline.data_path}", flush=True)
       with _tfds_quiet():
-        ds_builder.download_and_prepare(file_format="array_record")
+        offline.download_and_prepare(file_format="array_record")
+      ds_builder = builder(name, data_dir)
   return ds_builder
 
 
 def prepared_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
-  """The builder of a prepared TFDS dataset (an embedded one is prepared now).
+  """The builder of a prepared TFDS dataset (one of `OFFLINE` is prepared now).
 
   Args:
-    name: a TFDS name, or one of `EMBEDDED`.
+    name: a TFDS name, or one of `OFFLINE`.
     data_dir: TFDS data dir (default `default_data_dir()`).
 
   Returns:
     The builder, its dataset prepared.
 
   Raises:
-    DataError: if the dataset is unknown, or not prepared and not embedded,
-      with the command that prepares it.
+    DataError: if the dataset is unknown, or not prepared and not
+      preparable offline, with the command that prepares it.
   """
   data_dir = data_dir or default_data_dir()
   ds_builder = builder(name, data_dir)
   if _is_prepared(ds_builder):
     return ds_builder
-  if name in EMBEDDED:
-    return _prepare_once(name, data_dir)
+  if name in OFFLINE:
+    return prepare_offline(name, data_dir)
   raise DataError(
       f"dataset {name!r} is not prepared in {data_dir}; run once: "
       f"`{prepare_command(name, data_dir)}` (this needs network, and for most "
@@ -201,10 +233,42 @@ def load(name: str, split: str, data_dir: str | None = None,
     raise DataError(
         f"dataset {name!r} in {data_dir} is stored as {file_format.value}, which has no "
         f"random access; convert it with `{prepare_command(name, data_dir)}`")
+  image_feature = ds_builder.info.features["image"]
+  encoded = isinstance(image_feature, tfds.features.Image)
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    source = tfds.data_source(
+        name, split=split, data_dir=data_dir, download=False,
+        decoders={"image": tfds.decode.SkipDecoding()} if encoded else None)
   except ValueError as e:  # unknown split
     raise DataError(f"dataset {name!r} has no split {split!r}: {str(e).splitlines()[0]}") from None
+  return DecodedImages(source, image_feature.shape[-1]) if encoded else source
+
+
+class DecodedImages:
+  """A TFDS source whose encoded images are decoded by `png.decode`.
+
+  TFDS decodes PNGs with PIL (or OpenCV); ours skip most of that work for
+  the PNGs we write, and for others do what TFDS does.
+  """
+
+  def __init__(self, source, channels: int):
+    self.source, self.channels = source, channels
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def _decoded(self, example: dict[str, Any]) -> dict[str, Any]:
+    return {**example, "image": png.decode(example["image"], self.channels)}
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return self._decoded(self.source[index])
+
+  def __getitems__(self, indices) -> list[dict[str, Any]]:
+    return [self._decoded(e) for e in self.source.__getitems__(indices)]
+
+  def __repr__(self) -> str:
+    # Grain compares reprs when restoring an iterator state.
+    return f"DecodedImages({self.source!r})"
 
 
 def fingerprint(name: str, split: str, data_dir: str | None = None) -> str:

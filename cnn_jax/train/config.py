@@ -8,7 +8,9 @@ recipe needs, so a field has one default and one meaning:
     dtype                compute dtype, "float32" or "bfloat16" (params stay float32)
     dataset, data_dir    a TFDS name, "digits" or "folder:/path"; TFDS data dir
     train_split, eval_split
-    image_size           images are resized to this size on the host
+    image_size           images are brought to this size on the host
+    resize               how: "bilinear" (interpolated) or "pad" (centred on black, as
+                         LeCun et al. 1998 put the 28x28 MNIST digits in 32x32)
     input_pipeline       "device": the whole training split lives on the device and
                          the jitted step draws its batch (small datasets);
                          "grain": a Grain stream from array_record files
@@ -49,6 +51,7 @@ import math
 
 import ml_collections
 
+from cnn_jax.data.preprocess import RESIZES
 from cnn_jax.errors import UserError
 
 DTYPES = ("float32", "bfloat16")
@@ -73,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 32
+  config.resize = "bilinear"
   config.input_pipeline = "device"
   config.grain_workers = 0
   config.augment = ""
@@ -123,6 +127,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.input_pipeline not in INPUT_PIPELINES:
     raise ConfigError(f"config.input_pipeline={config.input_pipeline!r}; "
                       f"use one of {INPUT_PIPELINES}")
+  if config.resize not in RESIZES:
+    raise ConfigError(f"config.resize={config.resize!r}; use one of {RESIZES}")
   if config.normalize not in NORMALIZATIONS:
     raise ConfigError(f"config.normalize={config.normalize!r}; use one of {NORMALIZATIONS}")
   if config.batch_size <= 0:

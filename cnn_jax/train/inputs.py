@@ -95,13 +95,14 @@ class GrainInput:
     self._loader = pipeline.train_loader(
         source, batch_size=local_batch, seed=config.seed, shard_index=jax.process_index(),
         shard_count=jax.process_count(), image_size=config.image_size,
-        worker_count=config.grain_workers)
+        resize=config.resize, worker_count=config.grain_workers)
     self._sharding = parallel.batch_sharding(mesh)
     self._iterator = iter(self._loader)
     self._pending_states: collections.deque = collections.deque()
     self._consumed_state = self._iterator.get_state()
     self._device_batches: Iterator | None = None
-    self.image_shape = pipeline.ToArrays(config.image_size).map(source[0])["image"].shape
+    self.image_shape = pipeline.ToArrays(config.image_size, config.resize).map(
+        source[0])["image"].shape
     self.batch_fn = given_batch
 
   def _host_batches(self):
@@ -148,7 +149,7 @@ def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInp
                         image_size=config.image_size)
   if config.input_pipeline == "device":
     split = sources.read_all(source)
-    split["image"] = preprocess.resize_uint8(split["image"], config.image_size)
+    split["image"] = preprocess.resize_uint8(split["image"], config.image_size, config.resize)
     return DeviceInput(split, config.batch_size, mesh)
   return GrainInput(source, config, mesh)
 
@@ -183,7 +184,8 @@ def _mean_std(config: ml_collections.ConfigDict) -> tuple[list[float], list[floa
   # Keyed by the data's files too (names, sizes, mtimes): statistics of
   # images since replaced must not be used.
   fingerprint = sources.fingerprint(config.dataset, config.train_split, config.data_dir or None)
-  key = f"{name}-{split}-{config.image_size}-{fingerprint}"
+  resize = "" if config.resize == "bilinear" else f"-{config.resize}"  # old keys stay valid
+  key = f"{name}-{split}-{config.image_size}{resize}-{fingerprint}"
 
   def compute():
     source = sources.load(config.dataset, config.train_split, config.data_dir or None,
@@ -191,7 +193,8 @@ def _mean_std(config: ml_collections.ConfigDict) -> tuple[list[float], list[floa
     # An evenly spaced subset is enough for six numbers and bounded in time.
     step = max(1, len(source) // _STATS_EXAMPLES)
     subset = [source[i] for i in range(0, len(source), step)]
-    images = np.stack([pipeline.ToArrays(config.image_size).map(e)["image"] for e in subset])
+    to_arrays = pipeline.ToArrays(config.image_size, config.resize)
+    images = np.stack([to_arrays.map(e)["image"] for e in subset])
     return preprocess.channel_stats(images)
 
   return preprocess.cached_channel_stats(data_dir, key, compute)
@@ -213,5 +216,6 @@ def eval_batches(config: ml_collections.ConfigDict, mesh: Mesh) -> Iterator[dict
                         image_size=config.image_size)
   host = pipeline.eval_batches(source, batch_size=batch_size // jax.process_count(),
                                shard_index=jax.process_index(),
-                               shard_count=jax.process_count(), image_size=config.image_size)
+                               shard_count=jax.process_count(), image_size=config.image_size,
+                               resize=config.resize)
   yield from pipeline.prefetch_to_device(host, _PREFETCH, parallel.batch_sharding(mesh))

@@ -66,7 +66,8 @@ class TrainedModel:
     if images.ndim == 3:
       images = images[..., None]
     labels = np.array([e["label"] for e in chosen], np.int32)
-    return resize_uint8(images, config.image_size), labels
+    # Runs saved before config.resize existed were resized bilinearly.
+    return resize_uint8(images, config.image_size, config.get("resize", "bilinear")), labels
 
 
 def load(workdir: str) -> TrainedModel:
