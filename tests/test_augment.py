@@ -14,6 +14,7 @@ from cnn_jax.data import augment
 KEY = jax.random.key(0)
 SPEC = "flip_lr|crop(pad=4)|color_jitter(0.4,0.4)|rotate(15)|noise(std=0.05)"
 EVERY_OP = ("flip_lr|flip_ud|rotate(15)|scale(0.8,1.2)|translate(2)|crop(pad=2)"
+            "|affine(10, 0.1, 10, 1)"
             "|random_resized_crop|color_jitter(0.2,0.2,0.2)|noise(std=0.05)")
 
 
@@ -97,6 +98,7 @@ def test_flips():
     ("scale", {"low": 1, "high": 1}),
     ("translate", {"pixels": 0}),
     ("translate", {"pixels": 0, "integer": False}),
+    ("affine", {}),
     ("random_resized_crop", {"scale": (1, 1), "ratio": (1, 1)}),
     ("color_jitter", {}),
 ])
@@ -125,6 +127,28 @@ def test_warp_zoom_about_the_centre():
   np.testing.assert_allclose(out[4, 4], x[4, 4], atol=1e-6)
   np.testing.assert_allclose(out[6, 4], x[5, 4], atol=1e-6)
   np.testing.assert_allclose(out[5, 4], (x[4, 4] + x[5, 4]) / 2, atol=1e-6)
+
+
+def test_warp_shear_moves_each_row_by_its_distance_from_the_centre():
+  # 45 degrees: tan = 1, so row r moves r - 4 pixels right (whole pixels: exact).
+  x = np.asarray(images((1, 9, 9, 1))[0])
+  out = np.asarray(augment.warp(x, shear=45.0))
+  for row in range(9):
+    np.testing.assert_allclose(out[row], shifted(x, 0, row - 4)[row], atol=1e-5)
+
+
+def test_affine_stays_within_its_ranges():
+  # A bright centre pixel lands within `pixels` of the centre whatever the
+  # rotation, zoom and shear (they all keep the centre in place).
+  x = np.zeros((15, 15, 1), np.float32)
+  x[7, 7] = 1.0
+  for seed in range(20):
+    out = np.asarray(augment.affine(jax.random.key(seed), x, degrees=15, scale=0.15,
+                                    shear=15, pixels=2))
+    row, col = np.unravel_index(np.argmax(out[..., 0]), out.shape[:2])
+    assert abs(row - 7) <= 2 and abs(col - 7) <= 2
+  with pytest.raises(ValueError, match="scale must be in"):
+    augment.affine(KEY, x, scale=1.0)
 
 
 def test_translate_and_crop_draw_whole_pixel_shifts():

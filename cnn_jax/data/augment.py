@@ -101,11 +101,12 @@ def _resample(image: Array, matrix: Array, offset: Array, mode: str) -> Array:
 
 
 def warp(image: Array, angle: float | Array = 0.0, zoom: float | Array = 1.0,
-         shift: Sequence[float] | Array = (0.0, 0.0)) -> Array:
-  """Rotates and zooms about the image centre, then shifts; deterministic.
+         shift: Sequence[float] | Array = (0.0, 0.0), shear: float | Array = 0.0) -> Array:
+  """Shears, rotates and zooms about the image centre, then shifts; deterministic.
 
-  The random ops `rotate`, `scale` and `translate` draw their parameter and
-  call this. Output pixels that come from outside the input are zero.
+  The random ops `rotate`, `scale`, `translate` and `affine` draw their
+  parameters and call this: one resampling, however many are combined.
+  Output pixels that come from outside the input are zero.
 
   Args:
     image: (H, W, C) float image.
@@ -113,6 +114,8 @@ def warp(image: Array, angle: float | Array = 0.0, zoom: float | Array = 1.0,
     zoom: magnification; above 1 enlarges the content (and cuts the border
       off), below 1 shrinks it (and fills the border with zeros).
     shift: (down, right) displacement in pixels.
+    shear: horizontal shear in degrees: a row d pixels below the centre
+      moves tan(shear) * d pixels to the right.
 
   Returns:
     The warped (H, W, C) image, same dtype.
@@ -129,6 +132,9 @@ def warp(image: Array, angle: float | Array = 0.0, zoom: float | Array = 1.0,
   # rotate by -angle and divide by the zoom about the centre. With rows
   # pointing down, a counter-clockwise turn by -angle is this matrix.
   inverse = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]) / zoom
+  # The shear acts first, so its inverse comes last: col -= tan * row.
+  tan = jnp.tan(jnp.deg2rad(jnp.asarray(shear, jnp.float32)))
+  inverse = jnp.stack([jnp.array([1.0, 0.0]), jnp.stack([-tan, 1.0])]) @ inverse
   offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
   return _resample(image, inverse, offset, mode="constant")
 
@@ -241,6 +247,41 @@ def translate(key: Array, image: Array, pixels: float = 4, integer: bool = True)
   else:
     shift = jax.random.uniform(key, (2,), minval=-pixels, maxval=pixels)
   return warp(image, shift=shift)
+
+
+def affine(key: Array, image: Array, degrees: float = 0.0, scale: float = 0.0,
+           shear: float = 0.0, pixels: float = 0.0) -> Array:
+  """A random affine distortion in one resampling, as LeCun et al. (1998) used.
+
+  Each parameter is drawn uniformly: rotation in [-degrees, degrees], zoom
+  in [1 - scale, 1 + scale], horizontal shear in [-shear, shear] degrees,
+  and a fractional shift in [-pixels, pixels] along each axis. Composing
+  `rotate|scale|translate` instead would interpolate (and blur) three times.
+
+  Args:
+    key: PRNG key.
+    image: (H, W, C) float image.
+    degrees: largest rotation, >= 0.
+    scale: largest relative zoom, in [0, 1).
+    shear: largest shear angle in degrees, in [0, 90).
+    pixels: largest shift, >= 0.
+
+  Returns:
+    The distorted image; what comes from outside the input is zero.
+
+  Raises:
+    ValueError: for a parameter out of its range, or if the image is not (H, W, C).
+  """
+  _require(degrees >= 0 and pixels >= 0, "affine",
+           f"degrees and pixels must be >= 0, got {degrees} and {pixels}")
+  _require(0 <= scale < 1, "affine", f"scale must be in [0, 1), got {scale}")
+  _require(0 <= shear < 90, "affine", f"shear must be in [0, 90), got {shear}")
+  angle_key, zoom_key, shear_key, shift_key = jax.random.split(key, 4)
+  return warp(image,
+              angle=jax.random.uniform(angle_key, (), minval=-degrees, maxval=degrees),
+              zoom=jax.random.uniform(zoom_key, (), minval=1 - scale, maxval=1 + scale),
+              shear=jax.random.uniform(shear_key, (), minval=-shear, maxval=shear),
+              shift=jax.random.uniform(shift_key, (2,), minval=-pixels, maxval=pixels))
 
 
 def crop(key: Array, image: Array, pad: int = 4) -> Array:
@@ -418,6 +459,7 @@ OPS: dict[str, Callable[..., Array]] = {
     "rotate": rotate,
     "scale": scale,
     "translate": translate,
+    "affine": affine,
     "crop": crop,
     "random_resized_crop": random_resized_crop,
     "color_jitter": color_jitter,
