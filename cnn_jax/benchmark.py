@@ -68,9 +68,11 @@ def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
   aug = augment.build(spec)
   key = jax.random.key(0)
 
+  order = on_device.epoch_order(key, 0, images.shape[0])  # as training: once per epoch
+
   @jax.jit
   def next_batch(step):
-    x, y = on_device.take_batch(images, labels, key, step, batch_size)
+    x, y = on_device.take_batch(images, labels, order, step, batch_size)
     x = aug(jax.random.fold_in(key, step), preprocess.to_unit(x))
     return preprocess.standardize(x, mean, std), y
 

@@ -2,9 +2,11 @@
 
 For digits, MNIST and CIFAR the whole training split fits in device memory,
 so the host need not feed anything: the jitted step itself picks its batch
-(a fresh permutation per epoch, from the step number and the seed),
-augments and normalizes it. A batch depends only on (seed, step), which
-makes a resumed run see exactly the examples an uninterrupted one would.
+from the epoch's permutation, augments and normalizes it. A batch depends
+only on (seed, step), which makes a resumed run see exactly the examples an
+uninterrupted one would. The permutation is drawn once per epoch
+(`epoch_order`), not per step: for MNIST's 60,000 examples drawing it takes
+40 ms on 2 CPU cores, three times the LeNet-5 step.
 """
 
 from __future__ import annotations
@@ -31,28 +33,49 @@ def batch_indices(key: jax.Array, step: jax.Array, batch_size: int,
   Returns:
     int32 (batch_size,) indices into the split.
   """
-  if batch_size > num_examples:
-    raise ArgumentError(f"batch_size {batch_size} exceeds the {num_examples} training "
-                     "examples held on the device; use a smaller batch")
-  steps_per_epoch = num_examples // batch_size
-  epoch, position = jnp.divmod(step, steps_per_epoch)
-  order = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-  return jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+  steps_per_epoch = _steps_per_epoch(batch_size, num_examples)
+  return _slice(epoch_order(key, step // steps_per_epoch, num_examples), step, batch_size)
 
 
-def take_batch(images: jax.Array, labels: jax.Array, key: jax.Array, step: jax.Array,
+def epoch_order(key: jax.Array, epoch, num_examples: int) -> jax.Array:
+  """The permutation of the examples that epoch `epoch` visits (jit-able).
+
+  Args:
+    key: the data PRNG key.
+    epoch: the epoch number.
+    num_examples: size of the split.
+
+  Returns:
+    int32 (num_examples,), a permutation drawn from fold_in(key, epoch).
+  """
+  return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+
+
+def take_batch(images: jax.Array, labels: jax.Array, order: jax.Array, step: jax.Array,
                batch_size: int) -> tuple[jax.Array, jax.Array]:
   """The (uint8 images, labels) of step `step`, gathered on the device.
 
   Args:
     images: uint8 (N, H, W, C), the whole split on the device.
     labels: int (N,).
-    key: the data PRNG key.
+    order: `epoch_order` of the epoch that `step` is in.
     step: the global step number.
     batch_size: the global batch size.
 
   Returns:
-    (images[idx], labels[idx]) for this step's indices.
+    (images[idx], labels[idx]) for this step's indices (`batch_indices`).
   """
-  idx = batch_indices(key, step, batch_size, images.shape[0])
+  idx = _slice(order, step, batch_size)
   return images[idx], labels[idx]
+
+
+def _steps_per_epoch(batch_size: int, num_examples: int) -> int:
+  if batch_size > num_examples:
+    raise ArgumentError(f"batch_size {batch_size} exceeds the {num_examples} training "
+                        "examples held on the device; use a smaller batch")
+  return num_examples // batch_size
+
+
+def _slice(order: jax.Array, step, batch_size: int) -> jax.Array:
+  position = step % _steps_per_epoch(batch_size, order.shape[0])
+  return jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)

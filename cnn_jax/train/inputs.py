@@ -38,16 +38,17 @@ _PREFETCH = 2
 class TrainingInput(Protocol):
   """What the loop needs from its training data.
 
-  `next()` returns what the step's `batch_fn(inputs, step, key)` takes the
-  batch from: the batch itself (Grain), or the whole split held on the
-  devices, from which the step gathers its batch (device).
+  `next(step, data_key)` returns what the step's `batch_fn(inputs, step,
+  key)` takes the batch of step `step` from: the batch itself (Grain), or
+  the whole split held on the devices with the epoch's order, from which
+  the step gathers its batch (device).
   """
   batch_fn: Any
   steps_per_epoch: int
   num_examples: int
   image_shape: tuple[int, ...]
 
-  def next(self) -> dict[str, jax.Array]: ...
+  def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]: ...
 
   def state(self) -> bytes | None: ...
 
@@ -67,9 +68,16 @@ class DeviceInput:
     self._arrays = parallel.put_replicated(
         {"image": split["image"], "label": split["label"].astype(np.int32)}, mesh)
     self.batch_fn = functools.partial(_take, batch_size=batch_size)
+    self._epoch_order = jax.jit(functools.partial(on_device.epoch_order,
+                                                  num_examples=self.num_examples),
+                                out_shardings=parallel.replicated(mesh))
+    self._epoch, self._order = None, None
 
-  def next(self) -> dict[str, jax.Array]:
-    return self._arrays
+  def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]:
+    epoch = step // self.steps_per_epoch
+    if epoch != self._epoch:  # drawn once per epoch: the step only slices it
+      self._epoch, self._order = epoch, self._epoch_order(data_key, epoch)
+    return {**self._arrays, "order": self._order}
 
   def state(self) -> bytes | None:
     return None  # the step number says everything
@@ -79,7 +87,9 @@ class DeviceInput:
 
 
 def _take(inputs, step, key, *, batch_size):
-  return on_device.take_batch(inputs["image"], inputs["label"], key, step, batch_size)
+  del key  # the order was drawn from it (DeviceInput.next)
+  return on_device.take_batch(inputs["image"], inputs["label"], inputs["order"], step,
+                              batch_size)
 
 
 class GrainInput:
@@ -112,7 +122,8 @@ class GrainInput:
       self._pending_states.append(self._iterator.get_state())
       yield batch
 
-  def next(self) -> dict[str, jax.Array]:
+  def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]:
+    del step, data_key  # the loader knows where it stands
     if self._device_batches is None:
       self._device_batches = pipeline.prefetch_to_device(
           self._host_batches(), _PREFETCH, self._sharding)

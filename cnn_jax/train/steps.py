@@ -36,6 +36,11 @@ NONFINITE_NAMES = {NONFINITE_LOSS: "the loss", NONFINITE_GRADIENT: "the gradient
 _STEP_STREAM, _DATA_STREAM = 0, 1
 
 
+def data_key(rng: jax.Array) -> jax.Array:
+  """The key a run's data order is drawn from, given `TrainState.rng`."""
+  return jax.random.fold_in(jax.random.wrap_key_data(rng), _DATA_STREAM)
+
+
 def given_batch(inputs: dict[str, jax.Array], step, key) -> tuple[jax.Array, jax.Array]:
   """The batch a host pipeline delivered (`inputs` is that batch)."""
   del step, key
@@ -94,7 +99,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
     run_key = jax.random.wrap_key_data(state.rng)
     step_key = jax.random.fold_in(jax.random.fold_in(run_key, _STEP_STREAM), state.step)
     augment_key, dropout_key = jax.random.split(step_key)
-    images, labels = batch_fn(inputs, state.step, jax.random.fold_in(run_key, _DATA_STREAM))
+    images, labels = batch_fn(inputs, state.step, data_key(state.rng))
     images = jax.lax.with_sharding_constraint(images, data_sharding)
     labels = jax.lax.with_sharding_constraint(labels, data_sharding)
     x = to_unit(images)

@@ -276,6 +276,7 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, sche
       raise diverged(what, bad_step, last_saved)
 
   step = int(state.step)
+  data_key = steps.data_key(state.rng)  # a new array: the step donates the state's
   last_saved = checkpoints.steps()[-1] if checkpoints.steps() else None
   totals = parallel.put_replicated(steps.empty_totals(), mesh)
   interval_start, interval_step = time.time(), step
@@ -285,7 +286,7 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, sche
       while step < total_steps:
         train_step = frozen_step if frozen_step and (
             not unfreeze_step or step < unfreeze_step) else free_step
-        state, totals = train_step(state, totals, train_input.next())
+        state, totals = train_step(state, totals, train_input.next(step, data_key))
         step += 1
         at_log = step % config.log_every_steps == 0 or step == total_steps
         at_eval = step % eval_every == 0 or step == total_steps
