@@ -50,6 +50,8 @@ _AUGMENT = flags.DEFINE_string("augment", "crop(pad=4)|rotate(10)",
                                "augmentation spec of the on-device path")
 _STEPS = flags.DEFINE_integer("steps", 50, "timed steps (or batches with --input_only)")
 _WORKERS = flags.DEFINE_integer("worker_count", 0, "Grain worker processes")
+_RESIZE = flags.DEFINE_enum("resize", "bilinear", ["bilinear", "pad"],
+                            "how --input_only brings images to --image_size")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir")
 
 
@@ -82,7 +84,7 @@ def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
 def input_benchmarks() -> list[dict]:
   """Images/s of the on-device path and of the Grain stream."""
   image_size = _IMAGE_SIZE.value or 32
-  split = data.as_numpy(_DATASET.value, "train", image_size, _DATA_DIR.value)
+  split = data.as_numpy(_DATASET.value, "train", image_size, _DATA_DIR.value, _RESIZE.value)
   mean, std = preprocess.channel_stats(split["image"])
   images, labels = jnp.asarray(split["image"]), jnp.asarray(split["label"])
   results = []
@@ -93,10 +95,10 @@ def input_benchmarks() -> list[dict]:
 
   source = sources.load(_DATASET.value, "train", _DATA_DIR.value)
   loader = iter(pipeline.train_loader(source, batch_size=_BATCH.value, seed=0,
-                                      image_size=image_size,
+                                      image_size=image_size, resize=_RESIZE.value,
                                       worker_count=_WORKERS.value))
   seconds = _timed(lambda _: jax.device_put(next(loader)), _STEPS.value)
-  results.append({"input": "grain_stream", "dataset": _DATASET.value,
+  results.append({"input": "grain_stream", "dataset": _DATASET.value, "resize": _RESIZE.value,
                   "worker_count": _WORKERS.value, "batch_size": _BATCH.value,
                   "images_per_s": round(_BATCH.value / seconds)})
   return results

@@ -356,7 +356,7 @@ def _column_cell(column: Column, values: Sequence[float]) -> str:
   present = [v for v in values if not math.isnan(v)]
   if not present:
     return column.missing
-  mean, std = _mean_std(present)
+  mean, std = mean_std(present)
   text = f"{mean:.{column.digits}f}"
   if len(values) > 1:
     text += f" ± {std:.{column.digits}f}"
@@ -391,10 +391,17 @@ def seed_groups(outcomes: Sequence[Outcome]) -> dict[tuple, list[Outcome]]:
   return groups
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """Mean and sample standard deviation (n - 1; 0 for a single value)."""
   mean = sum(values) / len(values)
   variance = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
   return mean, variance ** 0.5
+
+
+def difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+  """mean(a) - mean(b) and its standard error, sqrt(s_a^2 / n_a + s_b^2 / n_b)."""
+  (mean_a, std_a), (mean_b, std_b) = mean_std(a), mean_std(b)
+  return mean_a - mean_b, math.sqrt(std_a ** 2 / len(a) + std_b ** 2 / len(b))
 
 
 def _markdown(text: str) -> str:
@@ -442,9 +449,9 @@ def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
                                           *(c.header for c in columns)]) + " |",
               "|" + "---|" * (len(others) + 5 + len(columns))]
     for group, members in groups.items():
-      accuracy = _mean_std([m.results["accuracy"] for m in members])
-      loss = _mean_std([m.results["loss"] for m in members])
-      wall = _mean_std([m.results.get("wall_seconds", math.nan) for m in members])
+      accuracy = mean_std([m.results["accuracy"] for m in members])
+      loss = mean_std([m.results["loss"] for m in members])
+      wall = mean_std([m.results.get("wall_seconds", math.nan) for m in members])
       lines.append("| " + " | ".join([_markdown(dict(group).get(k, "")) for k in others] + [
           str(len(members)), f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
           f"{loss[0]:.4f} ± {loss[1]:.4f}", count(members[0].results.get("num_params")),
@@ -479,7 +486,7 @@ def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
   lines: dict[tuple, list[tuple[Any, float, float]]] = {}
   for group, members in groups.items():
     rest = tuple((k, v) for k, v in group if k != x_key)
-    mean, std = _mean_std([m.results["accuracy"] for m in members])
+    mean, std = mean_std([m.results["accuracy"] for m in members])
     lines.setdefault(rest, []).append((members[0].run.overrides[x_key], mean, std))
   x_values = [x for points in lines.values() for x, _, _ in points]
   numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in x_values)

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from cnn_jax import models
+from launch import config_files, hyper
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -27,38 +28,58 @@ def documented_commands(path: pathlib.Path) -> list[str]:
   return [line.strip() for line in text.splitlines() if line.strip().startswith("python ")]
 
 
+def workdir_root(command: str, tmp_path: pathlib.Path) -> pathlib.Path:
+  """Where a sweep command's runs go in the test: tmp_path/<its root's last folder>."""
+  root = re.search(r"--workdir_root=(\S+)", command).group(1)
+  return tmp_path / pathlib.Path(root).name
+
+
 def _run(command: str, tmp_path: pathlib.Path, extra=()) -> subprocess.CompletedProcess:
-  # The experiment's own folders become tmp_path; nothing committed is written.
+  # The experiment's own folders move under tmp_path; nothing committed is written.
   args = [a for a in shlex.split(command)
           if not a.startswith(("--out=", "--results_dir="))]
-  args = [f"--workdir_root={tmp_path}" if a.startswith("--workdir_root=") else a for a in args]
+  args = [f"--workdir_root={workdir_root(command, tmp_path)}"
+          if a.startswith("--workdir_root=") else a for a in args]
   result = subprocess.run([sys.executable, *args[1:], *extra], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
   assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
   return result
 
 
+def swept_settings(command: str) -> set[tuple]:
+  """The settings (overrides other than the seed) of a sweep command's config."""
+  path, _, arg = re.search(r"--config=(\S+)", command).group(1).partition(":")
+  module = config_files.load_module(str(ROOT / path))
+  runs = module.get_sweep(hyper, arg) if arg else module.get_sweep(hyper)
+  return {tuple(sorted((k, repr(v)) for k, v in run.items() if k != "seed")) for run in runs}
+
+
 def test_every_swept_experiment_is_found():
   assert {"fc_vs_conv", "parameter_sharing", "activations", "downsampling", "regularization",
-          "preprocessing", "depth", "lecture_backward"} <= set(SWEPT)
+          "preprocessing", "depth", "lecture_backward", "lecun1998"} <= set(SWEPT)
 
 
 @pytest.mark.parametrize("name", SWEPT)
 def test_experiment_commands_run_in_smoke_mode(name, tmp_path):
   commands = documented_commands(EXPERIMENTS / name / "config.py")
   sweeps = [c for c in commands if "-m launch.sweep" in c]
-  assert len(sweeps) == 1, commands
-  _run(sweeps[0], tmp_path, ["--smoke"])
-  rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
-  assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
-  assert all(int(r["step"]) == 3 for r in rows)
-  for flag in re.findall(r"--curves=(\S+)", sweeps[0]):
-    name_png = "curves_" + "_".join(n.replace(".", "_") for n in flag.split(",")) + ".png"
-    assert (tmp_path / name_png).stat().st_size > 5_000, name_png
+  assert sweeps, commands
+  for sweep in sweeps:  # one per group of rows where a sweep would run too long
+    _run(sweep, tmp_path, ["--smoke"])
+    folder = workdir_root(sweep, tmp_path)
+    rows = list(csv.DictReader(open(folder / "sweep.csv")))
+    # Smoke mode: one seed of the first two settings.
+    assert len(rows) == min(2, len(swept_settings(sweep))), rows
+    assert len({r["seed"] for r in rows}) == 1, rows
+    assert all(r["status"] == "ok" and int(r["step"]) == 3 for r in rows), rows
+    for flag in re.findall(r"--curves=(\S+)", sweep):
+      name_png = "curves_" + "_".join(n.replace(".", "_") for n in flag.split(",")) + ".png"
+      assert (folder / name_png).stat().st_size > 5_000, name_png
   for command in commands:  # the experiment's other scripts, on the smoke runs
     if command not in sweeps:
-      extra = ["--seeds=0"] if "compare.py" in command else []
-      _run(command, tmp_path, extra)
+      extra = {"compare.py": ["--seeds=0"],
+               "table.py": [f"--sweeps={tmp_path}", f"--table={tmp_path / 'table.md'}"]}
+      _run(command, tmp_path, next((v for k, v in extra.items() if k in command), []))
 
 
 def test_counts_scripts_print_the_lectures_numbers(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from cnn_jax.data import idx, png, sources
+from cnn_jax.data import idx, pipeline, png, sources
 from cnn_jax.data.errors import DataError
 from cnn_jax.data.preprocess import resize_uint8
 from cnn_jax.train import train_and_evaluate
@@ -63,6 +63,16 @@ def test_prepared_like_tfds_own_dataset(data_dir, name, train_counts, test_count
     expected = sorted(zip(map(bytes, idx.read(images_path)), idx.read(labels_path).tolist()))
     got = sorted(zip(map(bytes, arrays["image"][..., 0]), arrays["label"].tolist()))
     assert got == expected
+
+
+def test_grain_streams_tfds_array_record_batches(data_dir):
+  source = sources.load("mnist", "train", data_dir)
+  iterator = iter(pipeline.train_loader(source, batch_size=4, seed=0, image_size=32,
+                                        resize="pad"))
+  batch = next(iterator)
+  assert batch["image"].shape == (4, 32, 32, 1) and batch["image"].dtype == np.uint8
+  assert batch["label"].shape == (4,) and batch["label"].dtype == np.int32
+  assert batch["image"][:, :2].max() == 0 and batch["image"][:, 2:30, 2:30].max() > 0
 
 
 def test_fashion_mnist_has_tfds_class_names(data_dir):

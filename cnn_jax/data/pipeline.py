@@ -3,6 +3,9 @@
 The host delivers uint8 batches only; augmentation and normalization run on
 the device inside the jitted step (see `cnn_jax.data.augment`), so the host
 does the least work it can. Each process reads only its shard of the data.
+Training batches are read with one call per batch (`ReadBatch`): read one
+record at a time, TFDS's array_record source costs more per MNIST image than
+the LeNet-5 step (experiments/benchmarks/README.md, "Input pipeline").
 """
 
 from __future__ import annotations
@@ -33,6 +36,30 @@ class ToArrays(grain.transforms.Map):
             "label": np.int32(element["label"])}
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadBatch(grain.transforms.Map):
+  """A batch of indices -> {"image": uint8 (B, H, W, C), "label": int32 (B,)}.
+
+  One `__getitems__` call reads the batch (array_record reads it in one go),
+  and equal-sized images are resized together (padding is one NumPy copy).
+  """
+  source: Any
+  image_size: int | None = None
+  resize: str = "bilinear"
+
+  def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    indices = [int(i) for i in indices]
+    getitems = getattr(self.source, "__getitems__", None)
+    examples = getitems(indices) if getitems else [self.source[i] for i in indices]
+    images = [np.asarray(e["image"], np.uint8) for e in examples]
+    images = [image[..., None] if image.ndim == 2 else image for image in images]
+    if len({image.shape for image in images}) == 1:
+      batch = resize_uint8(np.stack(images), self.image_size, self.resize)
+    else:  # an image folder's files: each its own size
+      batch = np.stack([resize_uint8(image, self.image_size, self.resize) for image in images])
+    return {"image": batch, "label": np.array([e["label"] for e in examples], np.int32)}
+
+
 class ShardView:
   """Examples shard_index, shard_index + shard_count, ... of a source.
 
@@ -52,6 +79,11 @@ class ShardView:
   def __getitem__(self, index: int):
     return self.source[self.shard_index + index * self.shard_count]
 
+  def __getitems__(self, indices: list[int]) -> list:
+    indices = [self.shard_index + i * self.shard_count for i in indices]
+    getitems = getattr(self.source, "__getitems__", None)
+    return getitems(indices) if getitems else [self.source[i] for i in indices]
+
   def __repr__(self) -> str:
     # Grain compares reprs when restoring an iterator state.
     return f"ShardView({self.source!r}, {self.shard_index}, {self.shard_count})"
@@ -59,13 +91,15 @@ class ShardView:
 
 def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,
                  shard_count: int = 1, image_size: int | None = None,
-                 resize: str = "bilinear", worker_count: int = 0, num_epochs: int | None = None) -> grain.DataLoader:
+                 resize: str = "bilinear", worker_count: int = 0,
+                 num_epochs: int | None = None) -> grain.IterDataset:
   """A shuffled, sharded, repeating loader of this process's training batches.
 
   Process `shard_index` of `shard_count` reads only its part (`ShardView`),
   and the parts of all processes together hold every example once per
-  epoch; every epoch is a new permutation of the part (from `seed`). The loader's iterator has
-  `get_state()`/`set_state()`, saved with checkpoints for an exact resume.
+  epoch; every epoch is a new permutation of the part (from `seed` and the
+  epoch). Its iterator has `get_state()`/`set_state()` (a small JSON-able
+  dict), saved with checkpoints for an exact resume.
 
   Args:
     source: a random-access source (see `cnn_jax.data.sources.load`).
@@ -75,18 +109,23 @@ def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,
     shard_count: number of processes (jax.process_count()).
     image_size: resize images to this size (None: keep).
     resize: how (see `resize_uint8`).
-    worker_count: Grain worker processes (0: decode in this process).
+    worker_count: Grain worker processes (0: threads of this process read
+      and decode, which is enough for MNIST-sized images).
     num_epochs: stop after this many epochs (None: repeat forever).
 
   Returns:
-    A `grain.DataLoader`; iterate it for {"image", "label"} NumPy batches.
+    A `grain.IterDataset`; iterate it for {"image", "label"} NumPy batches.
   """
   shard = ShardView(source, shard_index, shard_count)
-  sampler = grain.samplers.IndexSampler(num_records=len(shard), shuffle=True,
-                                        num_epochs=num_epochs, seed=seed)
-  return grain.DataLoader(
-      data_source=shard, sampler=sampler, worker_count=worker_count,
-      operations=[ToArrays(image_size, resize), grain.transforms.Batch(batch_size, drop_remainder=True)])
+  # Shuffle, then repeat: Grain reshuffles every epoch (seed + epoch), and a
+  # batch may span two epochs, as one long stream of examples.
+  batches = (grain.MapDataset.range(len(shard)).shuffle(seed=seed).repeat(num_epochs)
+             .batch(batch_size, drop_remainder=True)
+             .map(ReadBatch(shard, image_size, resize)))
+  stream = batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+  if worker_count:
+    stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  return stream
 
 
 def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: int = 1,

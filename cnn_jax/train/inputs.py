@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 from typing import Any, Iterator, Protocol
 
 import jax
@@ -25,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from cnn_jax.data import on_device, pipeline, preprocess, sources
+from cnn_jax.data.errors import DataError
 from cnn_jax.train import parallel
 from cnn_jax.train.config import ConfigError, check_batch_divides
 from cnn_jax.train.steps import given_batch
@@ -132,12 +134,19 @@ class GrainInput:
     return batch
 
   def state(self) -> bytes:
-    return self._consumed_state
+    return json.dumps(self._consumed_state).encode()
 
   def restore(self, state: bytes | None) -> None:
-    if state is not None:
-      self._iterator.set_state(state)
-      self._consumed_state = state
+    if state is None:
+      return
+    saved = json.loads(state)
+    if not isinstance(saved, dict) or set(saved) != set(self._consumed_state):
+      # cnn_jax before 2026-12-03 saved grain.DataLoader positions.
+      raise DataError("the checkpoint's data position was saved by an older input pipeline; "
+                      "finish that run with the cnn_jax version that started it, or use a "
+                      "new --workdir")
+    self._iterator.set_state(saved)
+    self._consumed_state = saved
 
 
 def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInput:
