@@ -1,6 +1,7 @@
 """Careless and hostile input: rejected commands change nothing, diverging runs
 keep their good checkpoints, one run per workdir, every user error in one line."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -203,33 +204,36 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path):
   assert stderr.strip().splitlines() == ["interrupted (Ctrl-C); re-run the same command to go on"]
 
 
-def test_a_full_disk_is_one_line_and_leaves_no_half_written_checkpoint(tmp_path):
-  small = tmp_path / "small"
-  small.mkdir()
-  # A 3 MB file system: the config and metrics fit, the first checkpoint does not.
-  mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(small)],
+@contextlib.contextmanager
+def tmpfs(folder: pathlib.Path, size: str):
+  """A fresh tmpfs of `size` mounted on `folder` for the block.
+
+  CI and the developers' machines run as root, where this works; the issue
+  asks for these cases, so a test fails rather than skips where it cannot.
+  """
+  folder.mkdir()
+  mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                          capture_output=True, text=True)
-  # CI and the developers' machines run as root, where this works; the issue
-  # asks for this case, so it fails rather than skips where it cannot run.
-  assert mount.returncode == 0, f"cannot mount a small tmpfs: {mount.stderr.strip()}"
+  assert mount.returncode == 0, f"cannot mount a tmpfs: {mount.stderr.strip()}"
   try:
+    yield folder
+  finally:
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_written_checkpoint(tmp_path):
+  # A 3 MB file system: the config and metrics fit, the first checkpoint does not.
+  with tmpfs(tmp_path / "small", "3M") as small:
     run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={small / 'w'}",
               "--config.num_train_steps=200", "--config.model_kwargs.widths=(64, 256)",
               "--config.model_kwargs.fc_widths=(256,)")
     assert_one_line_error(run, "the disk is full; free some space")
     assert not [p for p in (small / "w" / "checkpoints").iterdir()]
-  finally:
-    subprocess.run(["umount", str(small)], check=True)
 
 
 def test_a_read_only_workdir_is_one_line_and_unchanged(finished_run, tmp_path):
   # Root ignores file permissions, so the workdir sits on a read-only mount.
-  mounted = tmp_path / "ro"
-  mounted.mkdir()
-  mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20M", "tmpfs", str(mounted)],
-                         capture_output=True, text=True)
-  assert mount.returncode == 0, f"cannot mount a tmpfs: {mount.stderr.strip()}"
-  try:
+  with tmpfs(tmp_path / "ro", "20M") as mounted:
     workdir = mounted / "run"
     subprocess.run(["cp", "-a", str(finished_run), str(workdir)], check=True)
     subprocess.run(["mount", "-o", "remount,ro", str(mounted)], check=True)
@@ -238,5 +242,3 @@ def test_a_read_only_workdir_is_one_line_and_unchanged(finished_run, tmp_path):
               "--config.num_train_steps=40")  # more steps: the run wants to write
     assert_one_line_error(run, "is not writable); use a folder you can write to")
     assert snapshot(workdir) == before
-  finally:
-    subprocess.run(["umount", str(mounted)], check=True)
