@@ -55,3 +55,34 @@ def load_config(path: str, arg: str = "") -> ml_collections.ConfigDict:
     path = os.path.join(REPO_ROOT, path)
   module = load_module(path)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def on_mnist_like(config: ml_collections.ConfigDict, dataset: str = "fashion_mnist",
+                  image_size: int = 28) -> ml_collections.ConfigDict:
+  """A digits recipe moved to MNIST or Fashion-MNIST (60,000 / 10,000 28x28 images).
+
+  The images sit on the device (60,000 x 28 x 28 bytes), as the digits do:
+  the Grain path shares the two cores with the step (experiments/benchmarks).
+
+  Args:
+    config: the recipe; changed in place.
+    dataset: "mnist" or "fashion_mnist" (prepared offline on first use).
+    image_size: 28 keeps the images as they are; other sizes resize them.
+
+  Returns:
+    The same config.
+  """
+  config.dataset = dataset
+  config.image_size = image_size
+  config.input_pipeline = "device"
+  return config
+
+
+def check_group(group: str, groups: tuple[str, ...]) -> None:
+  """Refuses a FILE.py:ARG whose ARG is not one of the file's groups.
+
+  Raises:
+    SweepError: a one-line error naming the groups.
+  """
+  if group not in groups:
+    raise SweepError(f"unknown group {group!r}; use one of {', '.join(groups)}")

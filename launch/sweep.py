@@ -30,6 +30,9 @@ Learning curves (each run's metrics.jsonl, see launch/curves.py):
                                       both curves, one panel per train_split
     --reach="eval.accuracy>=0.95"     a column: the first logged step that met it
     --last=train.accuracy             a column: the curve's last value
+    --baseline=augment=               a table in sweep.md: each setting minus the one
+                                      without augmentation, all else equal, ± its
+                                      standard error over seeds
 
 --results_dir=DIR writes the tables and plots there instead of ROOT (an
 experiment's folder). --smoke checks that a sweep still runs: one seed of its first two
@@ -82,6 +85,9 @@ _REACH = flags.DEFINE_multi_string(
     "eval.accuracy>=0.95")
 _LAST = flags.DEFINE_multi_string(
     "last", [], "tabulate the last logged value of a curve, e.g. train.accuracy")
+_BASELINE = flags.DEFINE_multi_string(
+    "baseline", [], "KEY=VALUE: a table of each other value of KEY minus this one "
+    "(accuracy and the --reach/--last columns), with its standard error over seeds")
 _SMOKE = flags.DEFINE_bool(
     "smoke", False, "check that the sweep runs: one seed of the first two settings, "
     f"{_SMOKE_STEPS} steps each, tables in workdir_root only")
@@ -404,13 +410,65 @@ def difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
   return mean_a - mean_b, math.sqrt(std_a ** 2 / len(a) + std_b ** 2 / len(b))
 
 
+def parse_baseline(spec: str, runs: Sequence[Overrides]) -> tuple[str, str]:
+  """"KEY=VALUE" of --baseline, checked against the sweep: (key, formatted value)."""
+  key, sep, value = spec.partition("=")
+  if not sep or key not in _keys_of(runs) or _is_seed(key):
+    raise SweepError(f"--baseline={spec!r}: write KEY=VALUE with a swept key; the sweep's "
+                     f"keys: {', '.join(k for k in _keys_of(runs) if not _is_seed(k))}")
+  values = {format_value(run.get(key, "")) for run in runs}
+  if value not in values:
+    raise SweepError(f"--baseline={spec!r}: {key} takes the values {', '.join(sorted(values))}")
+  return key, value
+
+
+def difference_lines(outcomes: Sequence[Outcome], key: str, baseline: str,
+                     columns: Sequence[Column] = ()) -> list[str]:
+  """Markdown: each setting minus the one with KEY=baseline and all else equal.
+
+  Args:
+    outcomes: the runs.
+    key, baseline: the swept key and the value to subtract (as format_value writes it).
+    columns: extra columns (reach, last) compared the same way where every run has a value.
+
+  Returns:
+    A table with one row per (other settings, value of KEY), the differences
+    of the means over seeds, each with its standard error (`difference`).
+  """
+  groups = seed_groups(outcomes)
+  others = [k for k in _keys(outcomes) if not _is_seed(k) and k != key]
+  lines = [f"Differences from {key}={baseline}, all else equal (mean difference ± its "
+           "standard error over seeds; accuracy in points):", "",
+           "| " + " | ".join(others + [key, "accuracy", *(c.header for c in columns)]) + " |",
+           "|" + "---|" * (len(others) + 2 + len(columns))]
+  for group, members in groups.items():
+    setting = dict(group)
+    if setting.get(key) == baseline:
+      continue
+    reference = groups.get(tuple((k, baseline if k == key else v) for k, v in group))
+    if not reference:
+      continue
+    cells = []
+    for value_of in [lambda o: 100 * o.results["accuracy"], *(c.value for c in columns)]:
+      a, b = [value_of(o) for o in members], [value_of(o) for o in reference]
+      if any(v is None or math.isnan(v) for v in a + b):
+        cells.append("n/a (a run has no value)")
+        continue
+      mean, error = difference(a, b)
+      cells.append(f"{mean:+.2f} ± {error:.2f}")
+    lines.append("| " + " | ".join([_markdown(setting.get(k, "")) for k in others] +
+                                   [_markdown(setting[key]), *cells]) + " |")
+  return lines
+
+
 def _markdown(text: str) -> str:
   """A table cell's text, its pipes escaped (augmentation specs have them)."""
   return text.replace("|", "\\|")
 
 
 def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
-                   columns: Sequence[Column] = ()) -> None:
+                   columns: Sequence[Column] = (),
+                   baselines: Sequence[tuple[str, str]] = ()) -> None:
   """The runs' table, the mean and spread over seeds, and the failed runs' logs.
 
   Args:
@@ -418,6 +476,7 @@ def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
     outcomes: the runs.
     command: the command that made the sweep, quoted at the top.
     columns: extra columns from the runs' curves (reach_column, last_column).
+    baselines: (key, value) pairs: a table of differences from each (difference_lines).
   """
   keys = _keys(outcomes)
 
@@ -458,6 +517,8 @@ def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
           f"{wall[0]:.0f}",
           *(_column_cell(c, [extra[id(m)][i] for m in members]) for i, c in enumerate(columns))])
           + " |")
+  for key, value in baselines:
+    lines += ["", *difference_lines(outcomes, key, value, columns)]
   failed = [o for o in outcomes if not o.status.startswith("ok")]
   for o in failed:
     lines += ["", f"## {o.run.name}: {o.status}", "", f"    {' '.join(o.run.command)}", "",
@@ -566,6 +627,7 @@ def main(argv):
   if _PANELS.value and _PANELS.value not in _keys_of(overrides):
     raise SweepError(f"--panels={_PANELS.value!r} is not a swept key; the sweep's keys: "
                      f"{', '.join(_keys_of(overrides))}")
+  baselines = [parse_baseline(spec, overrides) for spec in _BASELINE.value]
   common = list(_OVERRIDE.value)
   if _SMOKE.value:
     overrides = smoke_runs(overrides)
@@ -587,7 +649,7 @@ def main(argv):
   outcomes = run_sweep(runs, _PARALLEL.value)
   write_csv(os.path.join(out, "sweep.csv"), outcomes, columns)
   command = " ".join(["python -m launch.sweep", *sys.argv[1:]])
-  write_markdown(os.path.join(out, "sweep.md"), outcomes, command, columns)
+  write_markdown(os.path.join(out, "sweep.md"), outcomes, command, columns, baselines)
   written = ["sweep.csv", "sweep.md"]
   if plot(os.path.join(out, "sweep.png"), outcomes):
     written.append("sweep.png")

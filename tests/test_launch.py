@@ -118,6 +118,32 @@ def test_tables_average_over_seeds(tmp_path):
   assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
+def test_differences_from_a_baseline_have_their_standard_errors(tmp_path):
+  accuracies = {(0.1, "a"): [0.90, 0.94], (0.01, "a"): [0.80, 0.86, 0.83],
+                (0.1, "b"): [0.70, 0.72]}  # no 0.01 run for "b": no row
+  outcomes = []
+  for (lr, data), values in accuracies.items():
+    for seed, accuracy in enumerate(values):
+      outcome = _outcome(lr, seed, accuracy, 0.1)
+      outcome.run.overrides = {LR: lr, "data": data, "seed": seed}
+      outcomes.append(outcome)
+  lines = sweep.difference_lines(outcomes, LR, "0.01")
+  # 0.92 - 0.83 = 9 points; SE = sqrt(s_a^2 / 2 + s_b^2 / 3) in points.
+  error = 100 * np.sqrt(np.var([0.90, 0.94], ddof=1) / 2 + np.var([0.80, 0.86, 0.83], ddof=1) / 3)
+  assert lines[2] == f"| data | {LR} | accuracy |"
+  assert lines[4:] == [f"| a | 0.1 | +9.00 ± {error:.2f} |"]
+  runs = [o.run.overrides for o in outcomes]
+  assert sweep.parse_baseline(f"{LR}=0.01", runs) == (LR, "0.01")
+  for spec, message in [("seed=0", "write KEY=VALUE with a swept key"),
+                        (f"{LR}=0.5", f"{LR} takes the values 0.01, 0.1"),
+                        ("lr", "write KEY=VALUE")]:
+    with pytest.raises(SweepError, match=message):
+      sweep.parse_baseline(spec, runs)
+  sweep.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...",
+                       baselines=[(LR, "0.01")])
+  assert f"Differences from {LR}=0.01" in (tmp_path / "sweep.md").read_text()
+
+
 def _run_sweep_cli(config, root, *extra):
   return subprocess.run(
       [sys.executable, "-m", "launch.sweep", f"--config={config}", f"--workdir_root={root}",

@@ -32,8 +32,7 @@ GROUPS = ("lenet5", "distortions", "modern", "fc")
 
 
 def get_config(group: str = "lenet5"):
-  if group not in GROUPS:
-    raise ValueError(f"unknown group {group!r}; use one of {GROUPS}")
+  config_files.check_group(group, GROUPS)
   config = config_files.load_config("configs/mnist_lenet5.py")
   config.num_epochs = 10
   config.eval_every_epochs = 10
