@@ -4,6 +4,7 @@ state-dict reader is exact and safe. (torch and torchvision are dev dependencies
 import collections
 import io
 import pickle
+import pickletools
 import zipfile
 
 import jax
@@ -107,14 +108,17 @@ def test_classes_follow_the_file_and_the_dense_layer_after_flatten_is_permuted()
   np.testing.assert_array_equal(ours[(h * 6 + w) * 256 + c], fc6[:, c * 36 + h * 6 + w])
 
 
-def test_state_dict_reader_equals_torch_load(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_state_dict_reader_equals_torch_load(tmp_path, zip_format):
   path = tmp_path / "weights.pth"
   state = torch_model("resnet18").state_dict()
   state["transposed"] = torch.arange(12.0).reshape(3, 4).t()    # a strided view
   state["half"] = torch.ones(3, dtype=torch.float16)
   state["bfloat16"] = torch.linspace(-2, 2, 5, dtype=torch.bfloat16)
   state["offset"] = torch.arange(10.0)[3:7]                     # a view into shared storage
-  torch.save(state, path)
+  state["int"] = torch.tensor(7, dtype=torch.int64)             # a 0-d tensor
+  torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+  assert zipfile.is_zipfile(path) == zip_format
   ours = load_state_dict(str(path))
   reference = torch.load(path, weights_only=True)
   assert list(ours) == list(reference)
@@ -170,6 +174,59 @@ def test_state_dict_reader_never_allocates_more_than_the_file_holds(tmp_path):
   tied = _forged_state_dict(tmp_path / "tied.pth", {"a": ((4,), (1,)), "b": ((4,), (1,))})
   weights = load_state_dict(tied)
   assert weights["a"] is weights["b"] and weights["a"].shape == (4,)
+
+
+def _legacy_file(path, tensors=None, edit=lambda parts: parts):
+  """A legacy-format .pth of `tensors`, its five pickles and raw records passed through edit."""
+  torch.save(tensors or {"w": torch.arange(4.0)}, path, _use_new_zipfile_serialization=False)
+  data, parts, start = path.read_bytes(), [], 0
+  for _ in range(5):  # magic, protocol, system info, the state dict, the storage keys
+    end = _pickle_end(data, start)
+    parts.append(data[start:end])
+    start = end
+  parts.append(data[start:])  # the raw records
+  path.write_bytes(b"".join(edit(parts)))
+  return str(path)
+
+
+def _pickle_end(data: bytes, start: int) -> int:
+  """Where the pickle that starts at `start` ends (after its STOP opcode), read, not run."""
+  for opcode, _, position in pickletools.genops(io.BytesIO(data[start:])):
+    if opcode.name == "STOP":
+      return start + position + 1
+  raise ValueError("no STOP opcode")
+
+
+def test_legacy_state_dict_reader_refuses_damaged_and_hostile_files(tmp_path):
+  class Exploit:
+    def __reduce__(self):
+      import os
+      return (os.system, ("echo pwned",))
+
+  def swap(index, payload):
+    return lambda parts: parts[:index] + [payload] + parts[index + 1:]
+
+  record = np.int64(4).tobytes() + np.arange(4, dtype=np.float32).tobytes()
+  cases = {
+      # code in the state dict's pickle, or in a header pickle
+      "code": (swap(3, pickle.dumps({"w": Exploit()}, protocol=2)),
+               r"refusing to unpickle (posix|os)\.system"),
+      "code in the header": (swap(2, pickle.dumps(Exploit(), protocol=2)),
+                             r"refusing to unpickle (posix|os)\.system in a legacy header"),
+      # a record claiming 2**40 floats: refused before anything is allocated
+      "forged count": (swap(5, np.int64(2**40).tobytes() + record[8:]),
+                       "claims 1,099,511,627,776 elements"),
+      "truncated": (swap(5, record[:20]), "the file is truncated or damaged"),
+      "keys": (swap(4, pickle.dumps(["0", "1"], protocol=2)), "storage list does not match"),
+      "big-endian": (swap(2, pickle.dumps({"little_endian": False}, protocol=2)), "big-endian"),
+      "protocol": (swap(1, pickle.dumps(999, protocol=2)), "its protocol is 999, not 1001"),
+  }
+  for name, (edit, message) in cases.items():
+    path = _legacy_file(tmp_path / f"{name}.pth", edit=edit)
+    with pytest.raises(StateDictError, match=message):
+      load_state_dict(path)
+  intact = _legacy_file(tmp_path / "intact.pth")
+  np.testing.assert_array_equal(load_state_dict(intact)["w"], np.arange(4.0))
 
 
 def test_state_dict_reader_refuses_code_and_non_archives(tmp_path):
