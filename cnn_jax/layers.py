@@ -38,6 +38,7 @@ def scaled_tanh(x: jax.Array) -> jax.Array:
 
 ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
     "relu": nn.relu,
+    "relu6": nn.relu6,
     "leaky_relu": nn.leaky_relu,
     "elu": nn.elu,
     "tanh": jnp.tanh,
@@ -52,7 +53,7 @@ def activation_fn(kind: str, negative_slope: float = 0.1,
   """An activation function by name.
 
   Args:
-    kind: one of `ACTIVATIONS` (relu, leaky_relu, elu, tanh, scaled_tanh,
+    kind: one of `ACTIVATIONS` (relu, relu6, leaky_relu, elu, tanh, scaled_tanh,
       sigmoid, identity).
     negative_slope: slope of leaky_relu for x < 0 (the lecture uses 0.1).
     alpha: alpha of elu.

@@ -40,13 +40,21 @@ EXPECTED_PARAMS = {
     "resnet110": 1_727_962,
     "resnet1202": 19_421_274,
     "allcnn_c": 1_369_738,
+    # The reference implementation's counts (efficientnet-lite-pytorch 0.1.0;
+    # lite0's is also the weights file's: its 296 tensors less the statistics).
+    "efficientnet_lite0": 4_652_008,
+    "efficientnet_lite1": 5_416_680,
+    "efficientnet_lite2": 6_092_072,
+    "efficientnet_lite3": 8_197_096,
+    "efficientnet_lite4": 13_006_568,
 }
 
 DESIGN_NAMES = [
     "lenet5", "lenet5_modern", "mlp", "standard", "alexnet", "alexnet_tv", "vgg_a", "vgg_a_lrn",
     "vgg_b", "vgg_c", "vgg_d", "vgg_e", "googlenet", "googlenet_tv", "resnet18", "resnet34",
     "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56",
-    "resnet110", "resnet1202", "allcnn_c"]
+    "resnet110", "resnet1202", "allcnn_c", "efficientnet_lite0", "efficientnet_lite1",
+    "efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4"]
 
 
 def test_registry_names_and_aliases():
@@ -119,14 +127,16 @@ def test_googlenet_aux_classifiers():
 SMALL = {
     "lenet5": 32, "lenet5_modern": 32, "mlp": 32, "standard": 32, "alexnet": 227, "alexnet_tv": 64,
     "vgg_a": 32, "googlenet": 64, "resnet18": 32, "resnet50": 32, "resnet20": 32,
-    "allcnn_c": 32,
+    "allcnn_c": 32, "efficientnet_lite0": 32,
 }
 # The rest are the same code with other widths or more blocks (or VGG's
 # 100M-parameter classifier); they are checked abstractly: shapes and dtypes
 # of the logits and of every gradient.
 ABSTRACT = {"vgg_a_lrn": 32, "vgg_b": 32, "vgg_c": 32, "vgg_d": 32, "vgg_e": 32,
             "googlenet_tv": 64, "resnet34": 32, "resnet101": 32, "resnet152": 32,
-            "resnet32": 32, "resnet44": 32, "resnet56": 32, "resnet110": 32}
+            "resnet32": 32, "resnet44": 32, "resnet56": 32, "resnet110": 32,
+            "efficientnet_lite1": 32, "efficientnet_lite2": 32, "efficientnet_lite3": 32,
+            "efficientnet_lite4": 32}
 # resnet1202 is resnet110's code with n = 200 instead of 18; tracing its
 # backward pass alone takes 40 s, so it gets the abstract forward pass (and its
 # exact count above) while resnet110 covers the gradient of those blocks.

@@ -2,7 +2,7 @@
 
 import functools
 
-from cnn_jax.models import alexnet, allcnn, googlenet, lenet, resnet, standard, vgg
+from cnn_jax.models import alexnet, allcnn, efficientnet, googlenet, lenet, resnet, standard, vgg
 from cnn_jax.models.registry import ModelSpec, create, names, register, spec
 
 _LECUN = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
@@ -10,6 +10,7 @@ _KRIZHEVSKY = "Krizhevsky et al. 2012, ImageNet classification with deep CNNs"
 _VGG = "Simonyan & Zisserman 2015, Very deep convolutional networks, Table 1"
 _GOOGLENET = "Szegedy et al. 2015, Going deeper with convolutions, Table 1"
 _RESNET = "He et al. 2016, Deep residual learning for image recognition"
+_EFFICIENTNET = "Tan & Le 2019, EfficientNet; the Lite variants (no SE, ReLU6, fixed stem/head)"
 
 register("lenet5", lenet.lenet5, image_size=32, channels=1, num_classes=10, paper=_LECUN)
 register("lenet5_modern", lenet.lenet5_modern, image_size=32, channels=1, num_classes=10,
@@ -34,6 +35,9 @@ for _name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
 for _depth in (20, 32, 44, 56, 110, 1202):
   register(f"resnet{_depth}", functools.partial(resnet.cifar_resnet, _depth), image_size=32,
            num_classes=10, paper=_RESNET + ", Section 4.2 (CIFAR-10, option A)")
+for _variant, _size in enumerate((224, 240, 260, 280, 300)):
+  register(f"efficientnet_lite{_variant}", getattr(efficientnet, f"efficientnet_lite{_variant}"),
+           image_size=_size, paper=_EFFICIENTNET)
 register("allcnn_c", allcnn.allcnn_c, image_size=32, num_classes=10,
          paper="Springenberg et al. 2015, Striving for simplicity, All-CNN-C")
 
