@@ -114,25 +114,28 @@ def backward_rule(rule: str):
     _BACKWARD_RULE.reset(token)
 
 
-def _relu_with_backward(rule: str) -> Callable[[jax.Array], jax.Array]:
-  """ReLU forward, with the backward rule `rule` (see backward_rule)."""
+def _relu_with_backward(rule: str, cap: float = math.inf) -> Callable[[jax.Array], jax.Array]:
+  """ReLU (clipped at `cap`: ReLU6 with 6) forward, with the backward rule `rule`."""
 
   @jax.custom_vjp
   def relu(x):
-    return nn.relu(x)
+    return jnp.clip(x, 0, cap)
 
   def forward(x):
-    return nn.relu(x), x
+    return relu(x), x
 
   def backward(x, g):
-    if rule == "guided":
-      return (g * ((x > 0) & (g > 0)).astype(g.dtype),)
+    if rule == "guided":  # where the derivative is 1 and the incoming gradient positive
+      return (g * ((x > 0) & (x < cap) & (g > 0)).astype(g.dtype),)
     if rule == "deconvnet":
       return (nn.relu(g),)
     return (g,)  # linear
 
   relu.defvjp(forward, backward)
   return relu
+
+
+_RELU_CAPS = {"relu": math.inf, "relu6": 6.0}
 
 
 class Activation(nn.Module):
@@ -144,9 +147,9 @@ class Activation(nn.Module):
   @nn.compact
   def __call__(self, x):
     rule, relus = _BACKWARD_RULE.get()
-    if self.kind == "relu" and rule != "gradient":
+    if self.kind in _RELU_CAPS and rule != "gradient":
       relus.append(self.name)
-      return _relu_with_backward(rule)(x)
+      return _relu_with_backward(rule, _RELU_CAPS[self.kind])(x)
     return activation_fn(self.kind, self.negative_slope, self.alpha)(x)
 
 

@@ -1,6 +1,7 @@
 """Visualization: each method against an independent computation, the sanity
 checks of Adebayo et al. on a trained digits model, and the CLI."""
 
+import functools
 import pathlib
 import subprocess
 import sys
@@ -53,12 +54,19 @@ def test_relu_backward_rules(rule, expected):
   x = jnp.array([-1.0, -1.0, 1.0, 1.0])       # input sign per element
   upstream = jnp.array([-4.0, 5.0, 2.0, -3.0])  # incoming gradient
 
-  def f(v):
-    return jnp.sum(upstream * layers.Activation("relu").apply({}, v))
+  def f(v, kind="relu"):
+    return jnp.sum(upstream * layers.Activation(kind).apply({}, v))
 
   with layers.backward_rule(rule):
     grad = jax.grad(f)(x)
   np.testing.assert_array_equal(grad, expected)
+  # ReLU6 (EfficientNet-Lite) is ReLU below 6; above 6 its derivative is 0,
+  # and guided backprop passes nothing there either.
+  with layers.backward_rule(rule):
+    np.testing.assert_array_equal(jax.grad(functools.partial(f, kind="relu6"))(x), expected)
+    above = jax.grad(functools.partial(f, kind="relu6"))(x + 7.0)
+  np.testing.assert_array_equal(above, {"gradient": [0.0] * 4, "guided": [0.0] * 4}.get(
+      rule, expected))
 
 
 def test_unknown_rules_and_models_without_relu_are_refused():
