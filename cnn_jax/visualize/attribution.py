@@ -247,8 +247,17 @@ def _gradcam_at_layer(model, variables, images, labels, delta, layer):
 
 
 def _centres(support: np.ndarray) -> np.ndarray:
-  """Centre (in input pixels) of each output row's receptive field."""
-  return np.array([np.flatnonzero(s).mean() for s in support])
+  """Centre (in input pixels) of each output row's receptive field.
+
+  Where the fields outgrow the image (EfficientNet's last layers see all of
+  it), their clipped centres coincide; the cells are then spread evenly
+  over the image, which is where "SAME"-padded strided layers put them.
+  """
+  centres = np.array([np.flatnonzero(s).mean() if s.any() else np.nan for s in support])
+  if len(centres) > 1 and not np.all(np.diff(centres) > 0):
+    size = support.shape[1]
+    centres = (np.arange(len(centres)) + 0.5) * size / len(centres) - 0.5
+  return centres
 
 
 def _interpolation_matrix(centres: np.ndarray, size: int) -> jnp.ndarray:

@@ -126,8 +126,10 @@ def receptive_field_rows_cols(model: nn.Module, variables: Any, image_shape: tup
   """
   row_jacobian, col_jacobian = _support_jacobians(
       model, jax.tree.map(jnp.abs, variables), jnp.zeros((1, *image_shape), jnp.float32), layer)
-  rows = np.asarray(jnp.abs(row_jacobian).sum(axis=(1, 3, 4)) > 0)   # (h, 1, H, W, C) -> (h, H)
-  cols = np.asarray(jnp.abs(col_jacobian).sum(axis=(1, 2, 4)) > 0)   # (w, 1, H, W, C) -> (w, W)
+  # != 0, not > 0: in a deep net (EfficientNet) the all-positive parameters
+  # overflow to inf, and a NaN entry is a dependence all the same.
+  rows = np.asarray(jnp.any(row_jacobian != 0, axis=(1, 3, 4)))   # (h, 1, H, W, C) -> (h, H)
+  cols = np.asarray(jnp.any(col_jacobian != 0, axis=(1, 2, 4)))   # (w, 1, H, W, C) -> (w, W)
   return rows, cols
 
 
