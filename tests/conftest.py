@@ -16,6 +16,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_tfds_")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_backend_optimization_level=0").strip()
+# Many tests train the same tiny configs in subprocesses (resume, signals,
+# sweeps); XLA's persistent cache lets them share compiled programs (of 1 s
+# or more to compile), within a run and across the two workers.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"cnn_jax_tests_xla_cache_{os.getuid()}"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -65,16 +65,31 @@ def test_every_swept_experiment_is_found():
           "preprocessing", "depth", "lecture_backward", "lecun1998"} <= set(SWEPT)
 
 
-@pytest.mark.parametrize("name", SWEPT)
-def test_experiment_commands_run_in_smoke_mode(name, tmp_path):
+MNIST_LIKE = ("mnist", "fashion_mnist")
+
+
+def sweep_commands(name: str, mnist_like: bool) -> list[str]:
+  """An experiment's documented sweep commands on MNIST-like data, or on the others."""
   commands = documented_commands(EXPERIMENTS / name / "config.py")
-  sweeps = [c for c in commands if "-m launch.sweep" in c]
+  return [c for c in commands
+          if "-m launch.sweep" in c and (dataset_of(c) in MNIST_LIKE) == mnist_like]
+
+
+def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
+  """Runs an experiment's sweeps of one kind in smoke mode, then, if they were all
+  its sweeps, its other documented scripts on their results.
+
+  tests/test_experiments_mnist.py runs the MNIST-like half, so that the two
+  pytest workers (one test file each) share the smoke runs.
+  """
+  commands = documented_commands(EXPERIMENTS / name / "config.py")
+  sweeps = sweep_commands(name, mnist_like)
   assert sweeps, commands
   for sweep in sweeps:  # one per group of rows or per dataset
     # MNIST runs would load 70,000 images per smoke run; slices show as well
     # that the command works (and halve this test's time).
     slices = (["--override=train_split=train[:2048]", "--override=eval_split=test[:512]"]
-              if dataset_of(sweep) in ("mnist", "fashion_mnist") else [])
+              if mnist_like else [])
     _run(sweep, tmp_path, ["--smoke", *slices])
     folder = workdir_root(sweep, tmp_path)
     rows = list(csv.DictReader(open(folder / "sweep.csv")))
@@ -85,11 +100,26 @@ def test_experiment_commands_run_in_smoke_mode(name, tmp_path):
     for flag in re.findall(r"--curves=(\S+)", sweep):
       name_png = "curves_" + "_".join(n.replace(".", "_") for n in flag.split(",")) + ".png"
       assert (folder / name_png).stat().st_size > 5_000, name_png
+  if sweep_commands(name, not mnist_like):
+    return
   for command in commands:  # the experiment's other scripts, on the smoke runs
-    if command not in sweeps:
+    if "-m launch.sweep" not in command:
       extra = {"compare.py": ["--seeds=0"],
                "table.py": [f"--sweeps={tmp_path}", f"--table={tmp_path / 'table.md'}"]}
       _run(command, tmp_path, next((v for k, v in extra.items() if k in command), []))
+
+
+@pytest.mark.parametrize("name", [n for n in SWEPT if sweep_commands(n, mnist_like=False)])
+def test_experiment_commands_run_in_smoke_mode(name, tmp_path):
+  run_smoke(name, tmp_path, mnist_like=False)
+
+
+def test_every_sweep_command_is_smoke_tested():
+  for name in SWEPT:
+    documented = [c for c in documented_commands(EXPERIMENTS / name / "config.py")
+                  if "-m launch.sweep" in c]
+    assert sorted(sweep_commands(name, False) + sweep_commands(name, True)) == sorted(
+        documented), name
 
 
 def test_counts_scripts_print_the_lectures_numbers(tmp_path):
