@@ -16,7 +16,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from cnn_jax import errors, models
 from cnn_jax.data import imagenet, preprocess

@@ -4,7 +4,6 @@ keep their good checkpoints, one run per workdir, every user error in one line."
 import contextlib
 import hashlib
 import json
-import os
 import pathlib
 import signal
 import socket
