@@ -1,8 +1,9 @@
-"""Low-level operations: the lecture's hand-derived convolution backward pass, and
-convolution as im2col + matrix product."""
+"""Low-level operations: the lecture's hand-derived convolution backward pass,
+convolution as im2col + matrix product, and depthwise convolution as shifted sums."""
 
+from cnn_jax.ops.depthwise_conv import depthwise_conv2d, depthwise_conv_general_dilated
 from cnn_jax.ops.gemm_conv import gemm_conv2d, gemm_conv_general_dilated, im2col
 from cnn_jax.ops.lecture_conv import lecture_conv2d, lecture_conv_general_dilated
 
-__all__ = ["gemm_conv2d", "gemm_conv_general_dilated", "im2col", "lecture_conv2d",
-           "lecture_conv_general_dilated"]
+__all__ = ["depthwise_conv2d", "depthwise_conv_general_dilated", "gemm_conv2d",
+           "gemm_conv_general_dilated", "im2col", "lecture_conv2d", "lecture_conv_general_dilated"]

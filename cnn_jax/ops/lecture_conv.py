@@ -276,8 +276,8 @@ def _check_no_dilation(function: str, name: str, dilation: Sequence[int] | None)
     )
 
 
-def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str
-                               ) -> Callable[..., jax.Array]:
+def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str,
+                              depthwise: bool = False) -> Callable[..., jax.Array]:
   """A ``lax.conv_general_dilated`` drop-in for plain 2-D convolutions, computed by `conv2d`.
 
   The returned function checks and normalizes its arguments as described in
@@ -289,6 +289,9 @@ def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str
   Args:
    conv2d: the 2-D convolution (NHWC input, HWIO filter).
    name: the drop-in's name, quoted in its errors.
+   depthwise: conv2d computes depthwise convolutions (one filter per
+     channel, (KH, KW, 1, C)) in one call; then the drop-in accepts only
+     feature_group_count equal to the channels.
 
   Returns:
    A function with the signature of ``lax.conv_general_dilated``.
@@ -349,6 +352,10 @@ def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str
         f"rhs shape {rhs.shape}"
       )
 
+    if depthwise and not (groups == c == o):
+      raise ValueError(f"{name} computes depthwise convolutions only (feature_group_count = "
+                       f"input channels = output channels), got {feature_group_count} groups, "
+                       f"{c} input and {o} output channels")
     conv = functools.partial(
       conv2d,
       stride=strides,
@@ -356,7 +363,7 @@ def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str
       precision=precision,
       preferred_element_type=preferred_element_type,
     )
-    if groups == 1:
+    if groups == 1 or depthwise:
       return conv(lhs, rhs)
     # Grouped convolution: group g sees input channels [g*C/G, (g+1)*C/G) and
     # produces output channels [g*O/G, (g+1)*O/G) -- the same grouping lax uses.
