@@ -76,3 +76,14 @@ def test_flax_conv_and_efficientnet_use_it_with_unchanged_parameters():
   # Only the dense convs (stem, expand, project, head) remain XLA convolutions:
   # 1 + 15 + 16 + 1 = 33 of Lite0's 49.
   assert jaxpr.count("conv_general_dilated[") == 33
+
+
+def test_efficientnet_depthwise_filters_start_at_he_scale_of_their_own_fan():
+  # TensorFlow's EfficientNet: std sqrt(2 / (k*k)) for a depthwise kernel (its
+  # fan-out is k*k, one output channel per filter), not sqrt(2 / (k*k*C)).
+  model = registry.create("efficientnet_lite0", num_classes=10)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  kernel = params["blocks_15"]["depthwise_conv"]["kernel"]  # (3, 3, 1, 1152)
+  assert kernel.shape == (3, 3, 1, 1152)
+  # 10,368 draws: the sample std is within 3% of the truth with ~99.7% probability.
+  np.testing.assert_allclose(float(jnp.std(kernel)), np.sqrt(2 / 9), rtol=0.03)

@@ -85,6 +85,9 @@ class EfficientNetLite(nn.Module):
     depth: multiplier of the repeats of stages 2-6.
     dropout: dropout rate before the classifier (training only).
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
+    bn_momentum: decay of the running statistics; TensorFlow's 0.99 needs
+      hundreds of steps to forget its start (after 50 steps 60% of the
+      initial mean and variance remain): short runs from scratch want 0.9.
     conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`)
       for the dense convs. The depthwise convs are always sums of shifted
       inputs (`cnn_jax.ops.depthwise_conv`): XLA's CPU convolution is 7-30x
@@ -95,6 +98,7 @@ class EfficientNetLite(nn.Module):
   depth: float = 1.0
   dropout: float = 0.2
   dtype: Any = jnp.float32
+  bn_momentum: float = 0.99
   conv_impl: str = "xla"
 
   @nn.compact
@@ -103,9 +107,16 @@ class EfficientNetLite(nn.Module):
     options = dict(use_bias=False, padding="SAME", dtype=self.dtype,
                    kernel_init=layers.he_normal_fan_out())
     conv = functools.partial(layers.conv_class(self.conv_impl), **options)
+    # A depthwise filter has one output channel: TensorFlow's EfficientNet
+    # takes fan-out = k*k for it, not k*k*C as for a dense conv. With k*k*C
+    # (flax's fan-out of a (k, k, 1, C) kernel) its outputs started 34x too
+    # small in the widest blocks; batch norm's running variances, still
+    # decaying from 1, then dwarfed the real ones, and a net trained for 50
+    # steps from scratch predicted one class at evaluation.
     depthwise_conv = functools.partial(
-        nn.Conv, conv_general_dilated=depthwise_conv_general_dilated, **options)
-    norm = layers.batch_norm(train, self.dtype, momentum=0.99, epsilon=1e-3)
+        nn.Conv, conv_general_dilated=depthwise_conv_general_dilated,
+        **{**options, "kernel_init": nn.initializers.variance_scaling(2.0, "fan_in", "normal")})
+    norm = layers.batch_norm(train, self.dtype, momentum=self.bn_momentum, epsilon=1e-3)
     x = conv(STEM_FILTERS, (3, 3), (2, 2), name="conv_stem")(x)
     x = layers.Activation("relu6", name="act_stem")(norm(name="bn0")(x))
     index = 0
