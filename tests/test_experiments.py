@@ -160,6 +160,41 @@ def test_transfer_experiment_runs_in_smoke_mode(tmp_path):
   assert (tmp_path / "results.png").exists()
 
 
+def test_transfer_from_mnist_runs_in_smoke_mode(tmp_path):
+  command = documented_commands(EXPERIMENTS / "transfer" / "few_shot_digits.py")[1]
+  assert "--source=mnist" in command
+  output = _run(command, tmp_path, ["--seeds=1", "--steps=3", "--pretrain_steps=3",
+                                    "--source_images=200", "--methods=convs frozen",
+                                    f"--out={tmp_path}"]).stdout
+  assert "pretrained on mnist" in output and "seed 0 convs frozen:" in output
+  assert json.loads((tmp_path / "results.json").read_text())["source"] == "mnist"
+
+
+def test_imagenet_transfer_runs_in_smoke_mode(tmp_path):
+  commands = documented_commands(EXPERIMENTS / "transfer" / "imagenet_to_fashion_mnist.py")
+  assert [c.split(" ", 2)[2] for c in commands] == [
+      "--shots=10", "--shots=100"] + [f"--shots=1000 --seeds={seed}" for seed in range(3)]
+  smoke = ["--steps=2", "--test_images=50", "--recipes=linear probe", f"--out={tmp_path}"]
+  output = _run(commands[2].replace("--shots=1000 --seeds=0", "--shots=4 --seeds=0,1"),
+                tmp_path, smoke).stdout
+  assert "N=4 seed 1 linear probe:" in output
+  # A later command adds its seeds to the earlier one's results.
+  _run(commands[4].replace("--shots=1000", "--shots=4"), tmp_path, smoke)
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert set(results["accuracy"]["4"]["linear probe"]) == {"0", "1", "2"}
+  assert results["test_images"] == 50
+  assert "| linear probe |" in (tmp_path / "results.md").read_text()
+  assert (tmp_path / "results.png").exists()
+
+
+def test_imagenet_visualization_runs_in_smoke_mode(tmp_path):
+  command, = documented_commands(EXPERIMENTS / "visualization" / "imagenet.py")
+  output = _run(command, tmp_path, ["--photos=1", "--gallery_methods=filters",
+                                    "--methods=Grad-CAM", "--seed=1", f"--out={tmp_path}"]).stdout
+  assert "| Grad-CAM |" in output
+  assert (tmp_path / "index.html").exists() and (tmp_path / "sanity.png").exists()
+
+
 def test_visualization_sanity_checks_run_in_smoke_mode(tmp_path):
   train, check = documented_commands(EXPERIMENTS / "visualization" / "sanity_checks.py")
   workdir = tmp_path / "run"

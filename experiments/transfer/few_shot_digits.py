@@ -1,8 +1,13 @@
 """Transfer learning on the digits: does a net trained on 0-4 help learn 5-9 from 10 examples?
 
     python experiments/transfer/few_shot_digits.py --out=experiments/transfer
+    python experiments/transfer/few_shot_digits.py --source=mnist \
+        --out=experiments/transfer/mnist_source
 
-1. Pretrain `lenet5_modern` on every training digit 0-4 (about 720 images).
+1. Pretrain `lenet5_modern` on every training digit 0-4 (about 720 images),
+   or, with --source=mnist, on all 60,000 MNIST training images (28x28
+   digits of all ten classes: a source 80 times bigger, and in another
+   form, since scikit-learn's digits are 8x8 with 17 grey levels).
 2. For each seed, draw 10 training images of each digit 5-9 (50 in all) and
    train three ways for the same number of steps:
    - scratch: random initialization, every layer trained;
@@ -37,7 +42,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
-from PIL import Image  # noqa: E402
+from image_folders import subset, write_folder  # noqa: E402
 
 from cnn_jax import data, errors  # noqa: E402
 from cnn_jax.data import preprocess  # noqa: E402
@@ -47,7 +52,13 @@ _OUT = flags.DEFINE_string("out", "experiments/transfer", "folder for results.md
 _SEEDS = flags.DEFINE_integer("seeds", 3, "random draws of the 10-example training sets")
 _SHOTS = flags.DEFINE_integer("shots", 10, "training examples per class")
 _STEPS = flags.DEFINE_integer("steps", 150, "training steps of each few-shot run")
-_PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", 600, "training steps on the digits 0-4")
+_SOURCE = flags.DEFINE_enum("source", "digits", ["digits", "mnist"],
+                            "pretraining data: the digits 0-4 or all of MNIST")
+_SOURCE_IMAGES = flags.DEFINE_integer("source_images", 0, "pretrain on the first so many "
+                                      "source images (0: all; fewer only for smoke tests)")
+_PRETRAIN_STEPS = flags.DEFINE_integer(
+    "pretrain_steps", None, "pretraining steps (default: 600 on the digits 0-4, 1875 = 2 "
+    "epochs on MNIST)")
 _METHODS = flags.DEFINE_list(
     "methods", None, "these methods only, e.g. scratch,head only (default: all seven; names "
     "with a comma cannot be listed)")
@@ -56,25 +67,6 @@ _AUGMENT = flags.DEFINE_string("augment", "translate(pixels=2)|rotate(degrees=10
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
-
-
-def write_folder(root: str, split: str, images: np.ndarray, labels: np.ndarray) -> None:
-  """root/split/<digit>/<i>.png, one grayscale PNG per image."""
-  for i, (image, label) in enumerate(zip(images, labels)):
-    folder = os.path.join(root, split, str(int(label)))
-    os.makedirs(folder, exist_ok=True)
-    Image.fromarray(image[..., 0]).save(os.path.join(folder, f"{i}.png"))
-
-
-def subset(split: dict[str, np.ndarray], classes, per_class: int | None = None,
-           rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """The examples of `classes`, all of them or `per_class` drawn by rng."""
-  chosen = []
-  for c in classes:
-    indices = np.flatnonzero(split["label"] == c)
-    chosen.extend(indices if per_class is None else rng.choice(indices, per_class, replace=False))
-  chosen = np.sort(np.asarray(chosen))
-  return split["image"][chosen], split["label"][chosen]
 
 
 def run_config(dataset: str, seed: int, steps: int, batch_size: int,
@@ -102,13 +94,22 @@ def main(argv):
   train = data.as_numpy("digits", "train", image_size=32)
   test = data.as_numpy("digits", "test", image_size=32)
 
-  pretrain_dir = os.path.join(root, "digits0-4")
-  write_folder(pretrain_dir, "train", *subset(train, PRETRAIN_CLASSES))
-  write_folder(pretrain_dir, "test", *subset(test, PRETRAIN_CLASSES))
+  if _SOURCE.value == "mnist":
+    source_train = data.as_numpy("mnist", "train", image_size=32)
+    source_test = data.as_numpy("mnist", "test", image_size=32)
+    limit = _SOURCE_IMAGES.value or None
+    source_train = source_train["image"][:limit], source_train["label"][:limit]
+    source_test = source_test["image"][:limit], source_test["label"][:limit]
+  else:
+    source_train = subset(train, PRETRAIN_CLASSES)
+    source_test = subset(test, PRETRAIN_CLASSES)
+  pretrain_dir = os.path.join(root, _SOURCE.value)
+  write_folder(pretrain_dir, "train", *source_train)
+  write_folder(pretrain_dir, "test", *source_test)
   # Every run normalizes as the pretraining did (as one uses ImageNet's
   # statistics with ImageNet weights), so the pretrained filters see the
   # input they were trained on; scratch gets the same.
-  mean, std = preprocess.channel_stats(np.repeat(subset(train, PRETRAIN_CLASSES)[0], 3, -1))
+  mean, std = preprocess.channel_stats(np.repeat(source_train[0], 3, -1))
   pretrained = os.path.join(root, "runs", "pretrain")
   methods = {
       "scratch": {},
@@ -133,9 +134,10 @@ def main(argv):
     if unknown:
       raise errors.UserError(f"unknown method(s) {unknown}; choose from {list(methods)}")
     methods = {name: methods[name] for name in _METHODS.value}
-  base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, _PRETRAIN_STEPS.value, 64,
+  pretrain_steps = _PRETRAIN_STEPS.value or (1875 if _SOURCE.value == "mnist" else 600)
+  base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, pretrain_steps, 64,
                                        mean=mean, std=std), pretrained)
-  print(f"pretrained on digits 0-4: test accuracy {base['accuracy']:.4f}")
+  print(f"pretrained on {_SOURCE.value}: test accuracy {base['accuracy']:.4f}")
 
   results = {name: [] for name in methods}
   shots = _SHOTS.value
@@ -154,7 +156,8 @@ def main(argv):
 
   os.makedirs(_OUT.value, exist_ok=True)
   with open(os.path.join(_OUT.value, "results.json"), "w") as f:
-    json.dump({"pretrain_accuracy": base["accuracy"], "shots": shots, "steps": _STEPS.value,
+    json.dump({"source": _SOURCE.value, "pretrain_steps": pretrain_steps,
+               "pretrain_accuracy": base["accuracy"], "shots": shots, "steps": _STEPS.value,
                "augment": _AUGMENT.value, "accuracy": results}, f, indent=1)
   lines = ["| method | " + " | ".join(f"seed {s}" for s in range(_SEEDS.value))
            + " | mean |", "|---|" + "---|" * (_SEEDS.value + 1)]
@@ -172,8 +175,8 @@ def main(argv):
   axis.set_xticks(range(len(results)), list(results), fontsize=8, rotation=20, ha="right")
   axis.set_ylabel("test accuracy, digits 5-9")
   axis.set_ylim(0, 1)
-  axis.set_title(f"{shots} examples per class, {_SEEDS.value} seeds, augment: "
-                 f"{_AUGMENT.value or 'none'}", fontsize=9)
+  axis.set_title(f"pretrained on {_SOURCE.value}; {shots} per class, {_SEEDS.value} seeds, "
+                 f"augment: {_AUGMENT.value or 'none'}", fontsize=9)
   figure.tight_layout()
   figure.savefig(os.path.join(_OUT.value, "results.png"), dpi=90)
 
