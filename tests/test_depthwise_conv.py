@@ -82,7 +82,8 @@ def test_efficientnet_depthwise_filters_start_at_he_scale_of_their_own_fan():
   # TensorFlow's EfficientNet: std sqrt(2 / (k*k)) for a depthwise kernel (its
   # fan-out is k*k, one output channel per filter), not sqrt(2 / (k*k*C)).
   model = registry.create("efficientnet_lite0", num_classes=10)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  # Jitted: an eager init of Lite0 compiles each op's shapes on its own (3x slower).
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
   kernel = params["blocks_15"]["depthwise_conv"]["kernel"]  # (3, 3, 1, 1152)
   assert kernel.shape == (3, 3, 1, 1152)
   # 10,368 draws: the sample std is within 3% of the truth with ~99.7% probability.
