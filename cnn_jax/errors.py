@@ -29,6 +29,10 @@ class ArgumentError(UserError, ValueError):
   """A model, layer or augmentation argument that has no valid meaning."""
 
 
+class ConfigError(UserError, ValueError):
+  """A config that cannot run; the message names the field and the fix."""
+
+
 # OS errors a user can fix on their side (space, permissions), reported in
 # one line; other OS errors are unexpected and keep their traceback.
 _USER_OS_ERRORS = {

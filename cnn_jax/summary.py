@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax import layers
+from cnn_jax import introspection, layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,23 +93,16 @@ def summarize(model: nn.Module, input_shape: Sequence[int]) -> Summary:
   Returns:
     A `Summary` with a row per leaf layer call and the totals.
   """
-  calls: list[tuple[tuple[str, ...], nn.Module, Any]] = []
-
-  def record(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if context.method_name == "__call__" and context.module.path:
-      calls.append((tuple(context.module.path), context.module, out))
-    return out
-
   x = jnp.zeros((1, *input_shape), jnp.float32)
-  with nn.intercept_methods(record):
+  with introspection.recording_calls() as calls:
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   params = variables.get("params", {})
 
   # A module that called other modules is a container, not a layer of the table.
-  parents = {path[:i] for path, _, _ in calls for i in range(1, len(path))}
+  parents = {call.path[:i] for call in calls for i in range(1, len(call.path))}
   rows, seen = [], set()
-  for path, module, out in calls:
+  for call in calls:
+    path, module, out = call.path, call.module, call.output
     if path in parents or path in seen:
       continue
     seen.add(path)

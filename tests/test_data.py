@@ -292,7 +292,6 @@ def _write_uniform_folder(root, value, mtime=None):
 def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
   # The stale cache this guards against: statistics keyed by the folder's
   # name only kept a mean of 0.02 after the images became bright (0.98).
-  from cnn_jax.train import inputs
   from cnn_jax.train.config import base_config
   root = tmp_path / "images"
   _write_uniform_folder(root, 5, mtime=1_000_000_000)
@@ -303,14 +302,14 @@ def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
   channel_stats = preprocess.channel_stats
   monkeypatch.setattr(preprocess, "channel_stats",
                       lambda images: computed.append(1) or channel_stats(images))
-  mean, _ = inputs.normalization(config)
+  mean, _ = preprocess.normalization(config)
   np.testing.assert_allclose(mean, [5 / 255] * 3)
-  assert inputs.normalization(config)[0] == mean and len(computed) == 1  # cached
+  assert preprocess.normalization(config)[0] == mean and len(computed) == 1  # cached
   # The same file names with other content; the mtime surely differs.
   before = sources.fingerprint(config.dataset, "train")
   _write_uniform_folder(root, 250, mtime=1_000_000_100)
   assert sources.fingerprint(config.dataset, "train") != before
-  mean, _ = inputs.normalization(config)
+  mean, _ = preprocess.normalization(config)
   np.testing.assert_allclose(mean, [250 / 255] * 3)
   assert len(computed) == 2
   # A file added or removed changes the key as well.

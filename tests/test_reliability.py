@@ -17,7 +17,7 @@ import pytest
 
 from cnn_jax.train import NonFiniteLossError, train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
-from cnn_jax.train.checkpoints import read_state
+from cnn_jax.saved_runs import read_state
 
 from test_train import TINY, tiny_config
 

@@ -18,11 +18,11 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from cnn_jax import models
+from cnn_jax.data import preprocess
+from cnn_jax.saved_runs import CheckpointError, read_state
 from cnn_jax.train import (ConfigError, NonFiniteLossError, Preempted, config as config_lib,
                            parallel, steps, train_and_evaluate)
-from cnn_jax.train import inputs as inputs_lib
 from cnn_jax.train import state as state_lib
-from cnn_jax.train.checkpoints import CheckpointError, read_state
 
 from conftest import abstract_variables, random_variables
 
@@ -91,17 +91,17 @@ def test_bad_config_values_are_named(field, value, message):
 def test_normalize_standardizes_centers_or_keeps_raw_pixels(tmp_path):
   config = tiny_config()
   config.data_dir = str(tmp_path)
-  standardized = inputs_lib.normalization(config)
+  standardized = preprocess.normalization(config)
   config.normalize = "center"
-  centered = inputs_lib.normalization(config)
+  centered = preprocess.normalization(config)
   config.normalize = "none"
-  assert inputs_lib.normalization(config) == ([0.0], [1.0])  # digits: one channel
+  assert preprocess.normalization(config) == ([0.0], [1.0])  # digits: one channel
   assert centered == (standardized[0], [1.0])
   # The digits' ink covers a minority of the 8x8 pixels: a mean well inside (0, 0.5).
   assert 0.1 < standardized[0][0] < 0.5 and 0.1 < standardized[1][0] < 0.5
   config.normalize = "center"
   config.mean, config.std = (0.25,), (0.5,)
-  assert inputs_lib.normalization(config) == ([0.25], [1.0])
+  assert preprocess.normalization(config) == ([0.25], [1.0])
 
 
 def test_batch_must_divide_over_devices():
@@ -117,6 +117,27 @@ def test_run_length_in_epochs_or_steps():
   assert config_lib.run_length(config, 44) == (110, 44)
   config.num_train_steps = 7
   assert config_lib.run_length(config, 44) == (7, 44)
+
+
+def test_one_resolver_turns_epochs_into_steps():
+  # Steps win when positive; epochs are rounded; tuples (schedule boundaries) map elementwise.
+  config = tiny_config(checkpoint_every_steps=0, checkpoint_every_epochs=0.25)
+  assert config_lib.in_steps(config, "checkpoint_every_steps", "checkpoint_every_epochs", 44) == 11
+  config.checkpoint_every_steps = 5
+  assert config_lib.in_steps(config, "checkpoint_every_steps", "checkpoint_every_epochs", 44) == 5
+  schedule = {"boundaries": (), "boundaries_epochs": (1, 2.5)}
+  assert config_lib.in_steps(schedule, "boundaries", "boundaries_epochs", 10) == [10, 25]
+  assert config_lib.in_steps({}, "warmup_steps", "warmup_epochs", 10) == 0
+  with pytest.raises(ConfigError, match="checkpoint_every_epochs=-1.0 must be >= 0"):
+    config_lib.validate(tiny_config(checkpoint_every_epochs=-1.0))
+
+
+def test_checkpoints_every_so_many_epochs(tmp_path):
+  # 1438 training digits / 32 = 44 steps per epoch: a quarter epoch is 11 steps.
+  config = tiny_config(num_train_steps=22, eval_every_steps=100, checkpoint_every_steps=0,
+                       checkpoint_every_epochs=0.25)
+  train_and_evaluate(config, str(tmp_path))
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [11, 22]
 
 
 def test_cli_reports_config_mistakes_in_one_line(tmp_path):

@@ -11,8 +11,9 @@ from cnn_jax.data.sources import DataError, load
 
 
 def as_numpy(name: str, split: str, image_size: int | None = None,
-             data_dir: str | None = None, resize: str = "bilinear") -> dict[str, np.ndarray]:
-  """A whole (small) split as NumPy arrays.
+             data_dir: str | None = None, resize: str = "bilinear", start: int = 0,
+             count: int | None = None) -> dict[str, np.ndarray]:
+  """A whole (small) split, or `count` of its examples from `start`, as NumPy arrays.
 
   Args:
     name: dataset name (see `cnn_jax.data.sources.load`), e.g. "digits".
@@ -20,6 +21,8 @@ def as_numpy(name: str, split: str, image_size: int | None = None,
     image_size: bring the images to image_size x image_size.
     data_dir: TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).
     resize: how, "bilinear" or "pad" (see `preprocess.resize_uint8`).
+    start: the first example to read.
+    count: how many (default: all from `start`; fewer where the split ends).
 
   Returns:
     {"image": uint8 (N, H, W, C), "label": int64 (N,)}.
@@ -27,7 +30,9 @@ def as_numpy(name: str, split: str, image_size: int | None = None,
   Raises:
     DataError: if the dataset is unknown or not prepared.
   """
-  arrays = sources.read_all(sources.load(name, split, data_dir, image_size=image_size))
+  source = sources.load(name, split, data_dir, image_size=image_size)
+  stop = len(source) if count is None else min(start + count, len(source))
+  arrays = sources.read_all(source, range(start, stop))
   arrays["image"] = resize_uint8(arrays["image"], image_size, resize)
   return arrays
 

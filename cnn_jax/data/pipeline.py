@@ -19,6 +19,7 @@ import grain
 import jax
 import numpy as np
 
+from cnn_jax.data import sources
 from cnn_jax.data.preprocess import resize_uint8
 
 
@@ -29,9 +30,7 @@ class ToArrays(grain.transforms.Map):
   resize: str = "bilinear"  # see `resize_uint8`
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
-    image = np.asarray(element["image"], np.uint8)
-    if image.ndim == 2:
-      image = image[..., None]
+    image = sources.with_channel_axis(np.asarray(element["image"], np.uint8))
     return {"image": resize_uint8(image, self.image_size, self.resize),
             "label": np.int32(element["label"])}
 
@@ -51,8 +50,7 @@ class ReadBatch(grain.transforms.Map):
     indices = [int(i) for i in indices]
     getitems = getattr(self.source, "__getitems__", None)
     examples = getitems(indices) if getitems else [self.source[i] for i in indices]
-    images = [np.asarray(e["image"], np.uint8) for e in examples]
-    images = [image[..., None] if image.ndim == 2 else image for image in images]
+    images = [sources.with_channel_axis(np.asarray(e["image"], np.uint8)) for e in examples]
     if len({image.shape for image in images}) == 1:
       batch = resize_uint8(np.stack(images), self.image_size, self.resize)
     else:  # an image folder's files: each its own size

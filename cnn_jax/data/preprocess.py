@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from cnn_jax.data import sources
 from cnn_jax.data.errors import DataError
 
-
+# Examples read to estimate the per-channel mean and std of a large training split.
+_STATS_EXAMPLES = 10_000
 RESIZES = ("bilinear", "pad")
 
 
@@ -133,3 +135,49 @@ def normalize(images, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.
     float32 images of the same shape.
   """
   return standardize(to_unit(images), mean, std)
+
+
+def normalization(config: Any) -> tuple[list[float], list[float]]:
+  """Per-channel (mean, std) that the step normalizes with, per `config.normalize`.
+
+  "standardize" uses the config's mean and std, or the training split's
+  (cached); "center" keeps that mean but divides by 1; "none" feeds the raw
+  [0, 1] pixels (mean 0, std 1).
+
+  Args:
+    config: the training config.
+
+  Returns:
+    (mean, std) in [0, 1] units.
+  """
+  mean, std = _mean_std(config)  # cached; "none" needs only its number of channels
+  if config.normalize == "none":
+    return [0.0] * len(mean), [1.0] * len(std)
+  if config.normalize == "center":
+    std = [1.0] * len(mean)
+  return mean, std
+
+
+def _mean_std(config: Any) -> tuple[list[float], list[float]]:
+  if config.mean:
+    return list(config.mean), list(config.std)
+  data_dir = config.data_dir or sources.default_data_dir()
+  name = config.dataset.replace("/", "_").replace(":", "_")
+  split = config.train_split.replace("/", "_").replace(":", "_")
+  # Keyed by the data's files too (names, sizes, mtimes): statistics of
+  # images since replaced must not be used.
+  fingerprint = sources.fingerprint(config.dataset, config.train_split, config.data_dir or None)
+  resize = "" if config.resize == "bilinear" else f"-{config.resize}"  # old keys stay valid
+  key = f"{name}-{split}-{config.image_size}{resize}-{fingerprint}"
+
+  def compute():
+    source = sources.load(config.dataset, config.train_split, config.data_dir or None,
+                          image_size=config.image_size)
+    # An evenly spaced subset is enough for six numbers and bounded in time.
+    step = max(1, len(source) // _STATS_EXAMPLES)
+    subset = [source[i] for i in range(0, len(source), step)]
+    images = np.stack([resize_uint8(sources.with_channel_axis(np.asarray(e["image"], np.uint8)),
+                                    config.image_size, config.resize) for e in subset])
+    return channel_stats(images)
+
+  return cached_channel_stats(data_dir, key, compute)

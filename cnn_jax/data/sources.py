@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -318,20 +318,34 @@ def num_classes(name: str, data_dir: str | None = None) -> int:
   return builder(name, data_dir).info.features["label"].num_classes
 
 
-def read_all(source: RandomAccessSource) -> dict[str, np.ndarray]:
-  """Every example of a source stacked into arrays.
+def with_channel_axis(images: np.ndarray, batched: bool = False) -> np.ndarray:
+  """Grey images stored without a channel axis, with one added (others unchanged).
+
+  Args:
+    images: one image, (H, W) or (H, W, C); or with `batched`, (N, H, W) or (N, H, W, C).
+    batched: whether the first axis counts the images.
+
+  Returns:
+    (H, W, C) or (N, H, W, C).
+  """
+  return images[..., None] if images.ndim - batched == 2 else images
+
+
+def read_all(source: RandomAccessSource, indices: Sequence[int] | None = None
+             ) -> dict[str, np.ndarray]:
+  """Every example of a source (or those at `indices`) stacked into arrays.
 
   Args:
     source: a random-access source with equal image shapes.
+    indices: which examples, in this order (default: all).
 
   Returns:
     {"image": uint8 (N, H, W, C), "label": int64 (N,)}.
   """
-  indices = list(range(len(source)))
+  indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
   getitems = getattr(source, "__getitems__", None)
   examples = getitems(indices) if getitems else [source[i] for i in indices]
-  images = np.stack([np.asarray(e["image"]) for e in examples])
-  if images.ndim == 3:  # grayscale stored without a channel axis
-    images = images[..., None]
+  images = with_channel_axis(np.stack([np.asarray(e["image"]) for e in examples]),
+                             batched=True)
   labels = np.array([e["label"] for e in examples], np.int64)
   return {"image": images.astype(np.uint8), "label": labels}

@@ -1,9 +1,9 @@
-"""The model zoo: `create(name, num_classes=..., **overrides)` and `names()`."""
+"""The model zoo: `create(name, num_classes=..., **overrides)`, `from_config` and `names()`."""
 
 import functools
 
 from cnn_jax.models import alexnet, allcnn, efficientnet, googlenet, lenet, resnet, standard, vgg
-from cnn_jax.models.registry import ModelSpec, create, names, register, spec
+from cnn_jax.models.registry import ModelSpec, create, from_config, names, register, spec
 
 _LECUN = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
 _KRIZHEVSKY = "Krizhevsky et al. 2012, ImageNet classification with deep CNNs"
@@ -41,4 +41,4 @@ for _variant, _size in enumerate((224, 240, 260, 280, 300)):
 register("allcnn_c", allcnn.allcnn_c, image_size=32, num_classes=10,
          paper="Springenberg et al. 2015, Striving for simplicity, All-CNN-C")
 
-__all__ = ["ModelSpec", "create", "names", "register", "spec"]
+__all__ = ["ModelSpec", "create", "from_config", "names", "register", "spec"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from cnn_jax.errors import ArgumentError, UserError
 
@@ -101,3 +102,18 @@ def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
     raise ArgumentError(f"model {name!r} has no argument {unknown[0]!r}; {hint}its arguments: "
                         f"{', '.join(fields)}")
   return entry.constructor(num_classes=classes, **overrides)
+
+
+def from_config(config: Any, num_classes: int) -> nn.Module:
+  """The model a training config names: `config.model` with its overrides and compute dtype.
+
+  Args:
+    config: a training config (`model`, `model_kwargs`, `dtype`; see
+      cnn_jax.train.config).
+    num_classes: the dataset's number of classes.
+
+  Returns:
+    The flax module.
+  """
+  return create(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
+                **config.model_kwargs.to_dict())

@@ -13,7 +13,8 @@
     throughput.py   timing of the training step (python -m cnn_jax.benchmark)
 """
 
-from cnn_jax.train.config import ConfigError, base_config
+from cnn_jax.errors import ConfigError
+from cnn_jax.train.config import base_config
 from cnn_jax.train.train import NonFiniteLossError, Preempted, train_and_evaluate
 
 __all__ = ["ConfigError", "NonFiniteLossError", "Preempted", "base_config",

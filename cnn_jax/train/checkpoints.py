@@ -14,10 +14,8 @@ truncated copy) is moved aside and the one before it is used.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from typing import Any
 
 import grain
 import jax
@@ -26,77 +24,14 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from cnn_jax.errors import UserError
+from cnn_jax import saved_runs
+from cnn_jax.saved_runs import CheckpointError
 from cnn_jax.train.state import TrainState
-
-
-class CheckpointError(UserError, RuntimeError):
-  """No checkpoint of a workdir could be restored."""
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-  """Hides orbax's warning that a checkpoint lacks _CHECKPOINT_METADATA.
-
-  StandardCheckpointer looks for that file one level above the "state" item
-  we read, where the manager does not write it; the warning is about nothing.
-  """
-  level = logging.get_verbosity()
-  logging.set_verbosity(logging.ERROR)
-  try:
-    yield
-  finally:
-    logging.set_verbosity(level)
-
-
-def read_state(path: str) -> dict[str, Any]:
-  """A saved TrainState (".../checkpoints/<step>/state") as a dict of arrays.
-
-  Arrays land on this process's first device, whatever devices wrote them,
-  so a run saved on 8 devices or 2 hosts can be read anywhere (for
-  visualization and fine-tuning; resuming uses `Checkpoints`).
-
-  Args:
-    path: the "state" folder of one checkpoint.
-
-  Returns:
-    {"params", "batch_stats", "opt_state", "ema_params", "step", "rng"}.
-  """
-  checkpointer = ocp.StandardCheckpointer()
-  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  with _quiet_absl():
-    metadata = checkpointer.metadata(path).item_metadata.tree
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
-                        metadata)
-  return checkpointer.restore(path, target)
-
-
-def newest_readable_state(directory: str) -> tuple[int, dict[str, Any]]:
-  """(step, state) of the newest checkpoint in a checkpoints folder that reads.
-
-  Raises:
-    CheckpointError: when the folder holds no readable checkpoint.
-  """
-  steps = sorted((int(p) for p in os.listdir(directory) if p.isdigit()), reverse=True) if (
-      os.path.isdir(directory)) else []
-  failures = []
-  for step in steps:
-    try:
-      state = read_state(os.path.join(directory, str(step), "state"))
-    except Exception as e:  # orbax raises many types for damaged files
-      failures.append(f"step {step}: {type(e).__name__}")
-      continue
-    if failures:
-      logging.warning("unreadable checkpoints skipped: %s", ", ".join(failures))
-    return step, state
-  raise CheckpointError(f"no readable checkpoint in {directory}"
-                        + (f" ({', '.join(failures)})" if failures else
-                           "; finish (or resume) the training run first"))
 
 
 def _saved_shapes(path: str) -> dict[str, tuple[tuple[int, ...], str]]:
   """{array path: (shape, dtype)} of a saved state, read from its metadata only."""
-  with _quiet_absl():  # orbax warns that a file it does not need is missing
+  with saved_runs.quiet_absl():  # orbax warns that a file it does not need is missing
     tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
   return _shape_table(tree)
 
@@ -224,32 +159,26 @@ class Checkpoints:
       CheckpointError: when checkpoints exist but none restores (for example
         after the model or optimizer was changed in the config).
     """
-    steps = self.steps()
-    failures = []
-    for step in reversed(steps):
-      try:
-        saved = _saved_shapes(os.path.join(self.directory, str(step), "state"))
-      except Exception as e:  # orbax raises many types for damaged files
-        failures.append((step, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
-        continue
-      # Checked before orbax restores: a restore that fails leaves orbax's
-      # threads printing tracebacks, and the user needs the array's name.
+    def restore(step):
+      saved = _saved_shapes(os.path.join(self.directory, str(step), "state"))
+      # Checked before orbax restores (a CheckpointError ends the search): a
+      # restore that fails leaves orbax's threads printing tracebacks, and
+      # the user needs the array's name.
       _check_fits(saved, abstract_state, step)
-      try:
-        restored = self._manager.restore(step, args=_restore_args(abstract_state, with_data))
-      except Exception as e:  # orbax raises many types for damaged files
-        failures.append((step, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
-        continue
-      for bad_step, reason in failures:
-        self._move_aside(bad_step, reason, good_step=step)
-      data = restored["data"].value if with_data else None
-      return restored["state"], data
-    if failures:
-      step, reason = failures[0]
-      raise CheckpointError(
-          f"no checkpoint in {self.directory} restores (newest, step {step}: {reason}); "
-          "if the config's model or optimizer changed since, use a new --workdir")
-    return None
+      return self._manager.restore(step, args=_restore_args(abstract_state, with_data))
+
+    step, restored, failures = saved_runs.newest_readable(self.steps(), restore)
+    if step is None:
+      if failures:
+        bad_step, reason = failures[0]
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} restores (newest, step {bad_step}: {reason}); "
+            "if the config's model or optimizer changed since, use a new --workdir")
+      return None
+    for bad_step, reason in failures:
+      self._move_aside(bad_step, reason, good_step=step)
+    data = restored["data"].value if with_data else None
+    return restored["state"], data
 
   def _move_aside(self, step: int, reason: str, good_step: int) -> None:
     target = os.path.join(os.path.dirname(self.directory), "checkpoints_unreadable", str(step))

@@ -27,7 +27,8 @@ recipe needs, so a field has one default and one meaning:
     eval_every_epochs    evaluate every so many epochs ...
     eval_every_steps     ... or, if positive, steps; and always at the end
     log_every_steps      console, TensorBoard and NaN check interval
-    checkpoint_every_steps  0: only at evals and at the end
+    checkpoint_every_steps  0: only at evals and at the end ...
+    checkpoint_every_epochs ... or every so many epochs (steps win if positive)
     keep_checkpoints     how many recent checkpoints to keep
     keep_best            also keep the checkpoint with the best eval accuracy
     async_checkpoints    write checkpoints in the background
@@ -48,19 +49,16 @@ recipe needs, so a field has one default and one meaning:
 from __future__ import annotations
 
 import math
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
 from cnn_jax.data.preprocess import RESIZES
-from cnn_jax.errors import UserError
+from cnn_jax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
 NORMALIZATIONS = ("standardize", "center", "none")
 INPUT_PIPELINES = ("device", "grain")
-
-
-class ConfigError(UserError, ValueError):
-  """A config that cannot run; the message names the field and the fix."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -92,6 +90,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 0
   config.log_every_steps = 50
   config.checkpoint_every_steps = 0
+  config.checkpoint_every_epochs = 0.0
   config.keep_checkpoints = 2
   config.keep_best = False
   config.async_checkpoints = True
@@ -143,9 +142,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.keep_checkpoints < 1:
     raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
                       "checkpoint, or nothing could be resumed or visualized")
-  if config.checkpoint_every_steps < 0:
-    raise ConfigError(f"config.checkpoint_every_steps={config.checkpoint_every_steps} must be "
-                      ">= 0 (0: checkpoint at evaluations only)")
+  for field in ("checkpoint_every_steps", "checkpoint_every_epochs"):
+    if config[field] < 0:
+      raise ConfigError(f"config.{field}={config[field]} must be >= 0 (0: checkpoint at "
+                        "evaluations only)")
   if config.image_size <= 0:
     raise ConfigError(f"config.image_size={config.image_size} must be positive")
   if not 0.0 <= config.label_smoothing < 1.0:
@@ -163,6 +163,42 @@ def check_batch_divides(batch_size: int, devices: int, field: str = "batch_size"
                       f"use a multiple of {devices} such as {options}")
 
 
+def _given(value: Any) -> bool:
+  if isinstance(value, (list, tuple)):
+    return len(value) > 0
+  return value is not None and value > 0
+
+
+def in_steps(cfg: Mapping[str, Any], steps_key: str, epochs_key: str, steps_per_epoch: int, *,
+             default: Any = 0, rounding: Callable[[float], int] = round) -> Any:
+  """A duration that a config may give in steps or in epochs, in steps.
+
+  The one place where `*_steps` and `*_epochs` fields meet (as big_vision's
+  `u.steps`): a positive value (or non-empty tuple) under `steps_key` wins;
+  else `epochs_key`'s, times steps_per_epoch, rounded; else `default`.
+
+  Args:
+    cfg: a config or sub-config (e.g. config.schedule).
+    steps_key: the field in steps, e.g. "eval_every_steps" or "boundaries".
+    epochs_key: the field in epochs, e.g. "eval_every_epochs" or "boundaries_epochs".
+    steps_per_epoch: training steps in one pass over the training split.
+    default: the value when neither field is given.
+    rounding: epochs * steps_per_epoch -> int (`math.ceil` for a run's length).
+
+  Returns:
+    An int, or a list of ints for a tuple of epochs or steps.
+  """
+  steps = cfg.get(steps_key)
+  if _given(steps):
+    return list(steps) if isinstance(steps, (list, tuple)) else steps
+  epochs = cfg.get(epochs_key)
+  if _given(epochs):
+    if isinstance(epochs, (list, tuple)):
+      return [int(rounding(e * steps_per_epoch)) for e in epochs]
+    return int(rounding(epochs * steps_per_epoch))
+  return default
+
+
 def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int]:
   """(total training steps, steps between evaluations) of a config.
 
@@ -173,13 +209,9 @@ def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple
   Returns:
     (num_train_steps, eval_every_steps), both at least 1.
   """
-  total = config.num_train_steps
-  if total <= 0:
-    total = max(1, math.ceil(config.num_epochs * steps_per_epoch))
-  every = config.eval_every_steps
-  if every <= 0:
-    every = max(1, round(config.eval_every_epochs * steps_per_epoch))
-  return total, every
+  total = in_steps(config, "num_train_steps", "num_epochs", steps_per_epoch, rounding=math.ceil)
+  every = in_steps(config, "eval_every_steps", "eval_every_epochs", steps_per_epoch)
+  return max(1, total), max(1, every)
 
 
 # torchvision's ImageNet statistics, used by every ImageNet recipe here.

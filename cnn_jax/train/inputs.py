@@ -28,11 +28,10 @@ from jax.sharding import Mesh
 from cnn_jax.data import on_device, pipeline, preprocess, sources
 from cnn_jax.data.errors import DataError
 from cnn_jax.train import parallel
-from cnn_jax.train.config import ConfigError, check_batch_divides
+from cnn_jax.errors import ConfigError
+from cnn_jax.train.config import check_batch_divides
 from cnn_jax.train.steps import given_batch
 
-# Examples read to estimate the per-channel mean and std of a streamed dataset.
-_STATS_EXAMPLES = 10_000
 # Batches transferred to the devices ahead of the step.
 _PREFETCH = 2
 
@@ -172,52 +171,6 @@ def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInp
     split["image"] = preprocess.resize_uint8(split["image"], config.image_size, config.resize)
     return DeviceInput(split, config.batch_size, mesh)
   return GrainInput(source, config, mesh)
-
-
-def normalization(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
-  """Per-channel (mean, std) that the step normalizes with, per `config.normalize`.
-
-  "standardize" uses the config's mean and std, or the training split's
-  (cached); "center" keeps that mean but divides by 1; "none" feeds the raw
-  [0, 1] pixels (mean 0, std 1).
-
-  Args:
-    config: the training config.
-
-  Returns:
-    (mean, std) in [0, 1] units.
-  """
-  mean, std = _mean_std(config)  # cached; "none" needs only its number of channels
-  if config.normalize == "none":
-    return [0.0] * len(mean), [1.0] * len(std)
-  if config.normalize == "center":
-    std = [1.0] * len(mean)
-  return mean, std
-
-
-def _mean_std(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
-  if config.mean:
-    return list(config.mean), list(config.std)
-  data_dir = config.data_dir or sources.default_data_dir()
-  name = config.dataset.replace("/", "_").replace(":", "_")
-  split = config.train_split.replace("/", "_").replace(":", "_")
-  # Keyed by the data's files too (names, sizes, mtimes): statistics of
-  # images since replaced must not be used.
-  fingerprint = sources.fingerprint(config.dataset, config.train_split, config.data_dir or None)
-  resize = "" if config.resize == "bilinear" else f"-{config.resize}"  # old keys stay valid
-  key = f"{name}-{split}-{config.image_size}{resize}-{fingerprint}"
-
-  def compute():
-    source = sources.load(config.dataset, config.train_split, config.data_dir or None,
-                          image_size=config.image_size)
-    # An evenly spaced subset is enough for six numbers and bounded in time.
-    step = max(1, len(source) // _STATS_EXAMPLES)
-    subset = [source[i] for i in range(0, len(source), step)]
-    to_arrays = pipeline.ToArrays(config.image_size, config.resize)
-    images = np.stack([to_arrays.map(e)["image"] for e in subset])
-    return preprocess.channel_stats(images)
-
-  return preprocess.cached_channel_stats(data_dir, key, compute)
 
 
 def eval_batches(config: ml_collections.ConfigDict, mesh: Mesh) -> Iterator[dict[str, Any]]:

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import jax
 import optax
 
-from cnn_jax.train.config import ConfigError
+from cnn_jax.errors import ConfigError
+from cnn_jax.train.config import in_steps
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "one_cycle")
@@ -31,17 +32,6 @@ SCHEDULES = ("constant", "step", "cosine", "one_cycle")
 def _get(cfg: Mapping[str, Any], key: str, default: Any) -> Any:
   value = cfg.get(key, default)
   return default if value is None else value
-
-
-def _in_steps(cfg: Mapping[str, Any], steps_key: str, epochs_key: str,
-              steps_per_epoch: int, default=0):
-  """A duration given under `steps_key` (steps) or `epochs_key` (epochs), in steps."""
-  epochs = cfg.get(epochs_key)
-  if epochs is not None:
-    if isinstance(epochs, (list, tuple)):
-      return [round(e * steps_per_epoch) for e in epochs]
-    return round(epochs * steps_per_epoch)
-  return _get(cfg, steps_key, default)
 
 
 def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int,
@@ -70,7 +60,7 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
   if name == "constant":
     return optax.constant_schedule(learning_rate)
   if name == "step":
-    boundaries = _in_steps(cfg, "boundaries", "boundaries_epochs", steps_per_epoch, default=())
+    boundaries = in_steps(cfg, "boundaries", "boundaries_epochs", steps_per_epoch, default=())
     factors = cfg.get("factors") or [_get(cfg, "factor", 0.1)] * len(boundaries)
     if len(factors) != len(boundaries):
       raise ConfigError(f"schedule.factors has {len(factors)} values for {len(boundaries)} "
@@ -78,7 +68,7 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
     return optax.piecewise_constant_schedule(
         learning_rate, {int(b): float(f) for b, f in zip(boundaries, factors)})
   if name == "cosine":
-    warmup = _in_steps(cfg, "warmup_steps", "warmup_epochs", steps_per_epoch)
+    warmup = in_steps(cfg, "warmup_steps", "warmup_epochs", steps_per_epoch)
     if warmup >= total_steps:
       raise ConfigError(f"warm-up of {warmup} steps is not shorter than the run "
                        f"({total_steps} steps); shorten schedule.warmup_steps/epochs")

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnn_jax import saved_runs
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -29,11 +31,8 @@ class TrainState:
 
   def variables(self, use_ema: bool = False) -> dict[str, Any]:
     """The model variables for `model.apply` (EMA params if asked and kept)."""
-    params = self.ema_params if use_ema and self.ema_params else self.params
-    variables = {"params": params}
-    if self.batch_stats:
-      variables["batch_stats"] = self.batch_stats
-    return variables
+    return saved_runs.model_variables(self.params, self.batch_stats,
+                                      self.ema_params if use_ema else None)
 
 
 def create(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],

@@ -9,6 +9,7 @@ the step waits for the host.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -20,7 +21,6 @@ from jax.sharding import Mesh
 from cnn_jax.data.preprocess import standardize, to_unit
 from cnn_jax.train import metrics, parallel
 from cnn_jax.train.state import TrainState
-from cnn_jax.transfer import finetune
 
 # (inputs, step, data key) -> (uint8 images NHWC, int labels)
 BatchFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -68,7 +68,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
                     mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
                     dtype: Any = jnp.float32, label_smoothing: float = 0.0,
                     aux_loss_weight: float = 0.0, ema_decay: float = 0.0,
-                    frozen_batch_norm: frozenset[str] = frozenset(),
+                    interceptor: Callable | None = None,
                     donate: bool = True) -> Callable:
   """The jitted `step(state, totals, inputs) -> (state, totals)`.
 
@@ -85,8 +85,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
     label_smoothing: cross-entropy label smoothing.
     aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet).
     ema_decay: decay of the params' moving average (0: no EMA).
-    frozen_batch_norm: paths of batch-norm layers that normalize with their
-      running statistics and leave them unchanged (frozen fine-tuning).
+    interceptor: a flax method interceptor around the training forward pass
+      (frozen fine-tuning's batch norms, see `transfer.finetune.FineTuning`), or None.
     donate: reuse the state's and totals' buffers for the outputs.
 
   Returns:
@@ -109,7 +109,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
 
     def loss_fn(params):
       variables = {**state.variables(), "params": params}
-      with nn.intercept_methods(finetune.running_statistics_for(frozen_batch_norm)):
+      with (nn.intercept_methods(interceptor) if interceptor else contextlib.nullcontext()):
         logits, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_key},
                                       mutable=["batch_stats", "aux_logits"])
       loss = metrics.cross_entropy(logits, labels, label_smoothing)

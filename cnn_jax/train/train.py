@@ -10,7 +10,6 @@ readable checkpoint.
 from __future__ import annotations
 
 import functools
-import re
 import signal
 import threading
 import time
@@ -23,13 +22,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from cnn_jax import models, summary
-from cnn_jax.data import augment, sources
+from cnn_jax.data import augment, preprocess, sources
 from cnn_jax.errors import UserError
-from cnn_jax.train import inputs, parallel, steps
+from cnn_jax.train import inputs, metrics, parallel, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints
-from cnn_jax.train.config import ConfigError, check_batch_divides, run_length, validate
+from cnn_jax.train.config import check_batch_divides, in_steps, run_length, validate
 from cnn_jax.train.optimizers import make_optimizer
 from cnn_jax.train.reporting import Reporter
 from cnn_jax.transfer import finetune, pretrained
@@ -90,12 +89,6 @@ class _TerminationSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int):
-  """The config's model (name, overrides and compute dtype) for num_classes."""
-  return models.create(config.model, num_classes=num_classes,
-                       dtype=jnp.dtype(config.dtype), **config.model_kwargs.to_dict())
-
-
 def _model_table(model, image_shape) -> str:
   try:
     return summary.summarize(model, tuple(image_shape)).table()
@@ -107,45 +100,7 @@ def _evaluate(eval_step, variables, batches, mesh) -> dict[str, float]:
   totals = parallel.put_replicated(steps.empty_eval_totals(), mesh)
   for batch in batches:
     totals = eval_step(variables, batch, totals)
-  totals = jax.device_get(totals)
-  count = max(int(totals["count"]), 1)
-  return {"accuracy": float(totals["top1"]) / count,
-          "top5_accuracy": float(totals["top5"]) / count,
-          "loss": float(totals["loss"]) / count}
-
-
-def _fine_tuning(config, model, tx, sample, steps_per_epoch):
-  """(optimizer, frozen batch-norm paths, unfreeze step) of the freeze settings."""
-  if not (config.freeze or config.lr_mults):
-    return tx, frozenset(), 0
-  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), sample, train=False))
-  unfreeze_step = config.unfreeze_after_steps or round(
-      config.unfreeze_after_epochs * steps_per_epoch)
-  try:
-    frozen = finetune.frozen_mask(model, abstract, sample, config.freeze)
-    tx = finetune.fine_tuning_optimizer(
-        tx, frozen, finetune.lr_multipliers(abstract["params"], config.lr_mults), unfreeze_step)
-  except (ValueError, re.error) as e:
-    raise ConfigError(str(e)) from None
-  return tx, frozenset(finetune.frozen_batch_norm(frozen)), unfreeze_step
-
-
-def _init_skip(config) -> str:
-  return config.init_skip or finetune.DEFAULT_HEAD
-
-
-def _start_from_pretrained(config, state, tx, mesh, weights):
-  """The fresh state with the pretrained `weights` (head re-initialized)."""
-  fresh = {"params": state.params, "batch_stats": state.batch_stats}
-  if not state.batch_stats:
-    del fresh["batch_stats"]
-  merged = pretrained.merge(jax.device_get(fresh), weights, _init_skip(config))
-  merged = parallel.put_replicated(merged, mesh)
-  params = merged["params"]
-  return state.replace(
-      params=params, batch_stats=merged.get("batch_stats", {}),
-      opt_state=jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params),
-      ema_params=jax.tree.map(jnp.copy, params) if state.ema_params else {})
+  return metrics.from_eval_totals(jax.device_get(totals))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -175,14 +130,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = train_input.steps_per_epoch
   total_steps, eval_every = run_length(config, steps_per_epoch)
 
-  model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
-  mean, std = inputs.normalization(config)
+  model = models.from_config(config,
+                             sources.num_classes(config.dataset, config.data_dir or None))
+  mean, std = preprocess.normalization(config)
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
   sample = jnp.zeros((1, *train_input.image_shape), jnp.float32)
-  tx, frozen_batch_norm, unfreeze_step = _fine_tuning(config, model, tx, sample, steps_per_epoch)
+  fine_tuning = finetune.setup(config, model, tx, sample, in_steps(
+      config, "unfreeze_after_steps", "unfreeze_after_epochs", steps_per_epoch))
   use_ema = config.ema_decay > 0
   create_state = jax.jit(
-      functools.partial(state_lib.create, model, tx, (1, *train_input.image_shape),
+      functools.partial(state_lib.create, model, fine_tuning.tx, (1, *train_input.image_shape),
                         config.seed, use_ema),
       out_shardings=replicated)
   abstract_state = jax.tree.map(  # traces the model: impossible geometries fail here
@@ -197,19 +154,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   lock = workdir_lib.WorkdirLock(workdir)
   try:
-    return _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, schedule,
-                         frozen_batch_norm, unfreeze_step, use_ema, create_state,
-                         abstract_state, augment_fn, pretrained_weights, total_steps,
-                         eval_every)
+    return _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tuning,
+                         schedule, use_ema, create_state, abstract_state, augment_fn,
+                         pretrained_weights, total_steps, eval_every)
   finally:
     lock.release()
 
 
-def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, schedule,
-                  frozen_batch_norm, unfreeze_step, use_ema, create_state, abstract_state,
-                  augment_fn, pretrained_weights, total_steps, eval_every):
+def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tuning, schedule,
+                  use_ema, create_state, abstract_state, augment_fn, pretrained_weights,
+                  total_steps, eval_every):
   """The run itself, once every check passed and this process holds the workdir."""
   steps_per_epoch = train_input.steps_per_epoch
+  checkpoint_every = in_steps(config, "checkpoint_every_steps", "checkpoint_every_epochs",
+                              steps_per_epoch)
   checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best,
                             async_save=config.async_checkpoints)
   grain_input = config.input_pipeline == "grain"
@@ -219,7 +177,9 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, sche
     if restored is None:
       state = create_state()
       if pretrained_weights is not None:
-        state = _start_from_pretrained(config, state, tx, mesh, pretrained_weights)
+        state = pretrained.initialize(state, pretrained_weights, fine_tuning.tx,
+                                      functools.partial(parallel.put_replicated, mesh=mesh),
+                                      config.init_skip)
     else:
       state, data_state = restored
       train_input.restore(data_state)
@@ -227,15 +187,15 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, sche
     checkpoints.close()  # orbax's background threads would complain at exit
     raise
   make_step = functools.partial(
-      steps.make_train_step, model, tx, mesh, batch_fn=train_input.batch_fn,
+      steps.make_train_step, model, fine_tuning.tx, mesh, batch_fn=train_input.batch_fn,
       augment_fn=augment_fn,
       mean=mean, std=std, dtype=jnp.dtype(config.dtype),
       label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
       ema_decay=config.ema_decay)
   # While layers are frozen their batch norms use running statistics; a
-  # second compiled step takes over when they are released.
-  frozen_step = make_step(frozen_batch_norm=frozen_batch_norm) if frozen_batch_norm else None
-  free_step = make_step() if not frozen_batch_norm or unfreeze_step else None
+  # second step (compiled on its first call) takes over when they are released.
+  train_steps = {frozen: make_step(interceptor=fine_tuning.interceptor(frozen))
+                 for frozen in (False, True)}
   eval_step = steps.make_eval_step(model, mesh, mean=mean, std=std, dtype=jnp.dtype(config.dtype))
   # A small eval split is put on the devices once, for every evaluation.
   cached_eval = (list(inputs.eval_batches(config, mesh))
@@ -247,7 +207,7 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, sche
     reporter.write_run_info(config)
   if restored is None and pretrained_weights is not None:
     reporter.message(f"initialized from {config.init_from} (re-initialized: "
-                     f"{_init_skip(config)})")
+                     f"{pretrained.skip_pattern(config.init_skip)})")
   elif restored is not None:
     reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
   if reporter.enabled:
@@ -284,14 +244,12 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, sche
   try:
     with _TerminationSignal() as termination:
       while step < total_steps:
-        train_step = frozen_step if frozen_step and (
-            not unfreeze_step or step < unfreeze_step) else free_step
+        train_step = train_steps[fine_tuning.batch_norm_frozen(step)]
         state, totals = train_step(state, totals, train_input.next(step, data_key))
         step += 1
         at_log = step % config.log_every_steps == 0 or step == total_steps
         at_eval = step % eval_every == 0 or step == total_steps
-        at_checkpoint = at_eval or (config.checkpoint_every_steps > 0
-                                    and step % config.checkpoint_every_steps == 0)
+        at_checkpoint = at_eval or (checkpoint_every > 0 and step % checkpoint_every == 0)
 
         if at_log or at_checkpoint:
           fetched = jax.device_get(totals)
@@ -299,9 +257,7 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, tx, sche
         if at_log:
           elapsed = time.time() - interval_start
           done = step - interval_step
-          values = {"loss": float(fetched["loss"]) / max(int(fetched["steps"]), 1),
-                    "accuracy": float(fetched["correct"]) / max(int(fetched["count"]), 1),
-                    "grad_norm": float(fetched["grad_norm"]) / max(int(fetched["steps"]), 1),
+          values = {**metrics.from_train_totals(fetched),
                     "learning_rate": float(schedule(step - 1)),
                     "images_per_s": done * config.batch_size / max(elapsed, 1e-9)}
           reporter.scalars(step, "train", values)

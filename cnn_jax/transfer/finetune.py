@@ -18,43 +18,19 @@ the batch's, and leave them unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import optax
 
-from cnn_jax.visualize import probe
+from cnn_jax import introspection
+from cnn_jax.errors import ConfigError
 
 # The output layer of every family of the zoo (auxiliary heads included).
 DEFAULT_HEAD = r"^(output|fc|classifier|head/fc8|aux_4[ad]/fc2)(/|$)"
-
-
-def param_paths(params: Any) -> list[str]:
-  """"layer/sub/leaf" paths of a params tree, in tree order."""
-  return ["/".join(getattr(k, "key", str(k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-
-
-def flat_variables(variables: dict[str, Any]) -> dict[tuple[str, str], Any]:
-  """{(collection, "layer/sub/leaf"): leaf} of a variables tree."""
-  return {(collection, path): leaf for collection, tree in variables.items()
-          for path, leaf in zip(param_paths(tree), jax.tree.leaves(tree))}
-
-
-def mismatch_report(missing: list[str], unused: list[str], wrong: list[str]) -> str:
-  """One line listing (the first few of) each kind of mismatch between weights."""
-  return "; ".join(f"{what}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
-                   for what, items in (("not in the weights", missing),
-                                       ("not in the model", unused),
-                                       ("shape mismatch", wrong)) if items)
-
-
-def _tree_of(params: Any, value_of: Callable[[str], Any]) -> Any:
-  paths = iter(param_paths(params))
-  return jax.tree.map(lambda _: value_of(next(paths)), params)
 
 
 def frozen_mask(model: nn.Module, variables: Any, sample_input: jax.Array, freeze: str,
@@ -78,63 +54,30 @@ def frozen_mask(model: nn.Module, variables: Any, sample_input: jax.Array, freez
   """
   params = variables["params"]
   if not freeze:
-    return _tree_of(params, lambda path: False)
+    return jax.tree.map(lambda _: False, params)
   if freeze == "all_but_head":
-    return _tree_of(params, lambda path: re.search(head, path) is None)
+    return introspection.map_with_paths(lambda path, _: re.search(head, path) is None, params)
   if freeze.startswith("up_to:"):
     layer = freeze[len("up_to:"):]
     order = list(dict.fromkeys(name.split("/")[0] for name in
-                               probe.layer_shapes(model, variables, sample_input)))
+                               introspection.layer_shapes(model, variables, sample_input)))
     if layer not in order:
       raise ValueError(f"config.freeze={freeze!r}: no top-level layer {layer!r}; layers in "
                        f"forward order: {', '.join(order)}")
     frozen_layers = set(order[:order.index(layer) + 1])
-    return _tree_of(params, lambda path: path.split("/")[0] in frozen_layers)
-  mask = _tree_of(params, lambda path: re.search(freeze, path) is not None)
+    return introspection.map_with_paths(lambda path, _: path.split("/")[0] in frozen_layers, params)
+  mask = introspection.map_with_paths(lambda path, _: re.search(freeze, path) is not None, params)
   if not any(jax.tree.leaves(mask)):
     raise ValueError(f"config.freeze={freeze!r} matches no parameter; paths look like "
-                     f"{', '.join(param_paths(params)[:4])}")
+                     f"{', '.join(list(introspection.by_path(params))[:4])}")
   return mask
 
 
 def lr_multipliers(params: Any, pairs: Sequence[tuple[str, float]]) -> Any:
   """Each parameter's learning-rate multiplier: the first matching regex's, else 1."""
   compiled = [(re.compile(pattern), float(mult)) for pattern, mult in pairs]
-  return _tree_of(params, lambda path: next(
-      (mult for pattern, mult in compiled if pattern.search(path)), 1.0))
-
-
-class _FrozenUntilState(NamedTuple):
-  count: jax.Array
-  inner: optax.OptState
-
-
-def _frozen_until(inner: optax.GradientTransformation,
-                  open_from: int) -> optax.GradientTransformation:
-  """`inner`, but before step `open_from` updates are zero and its state stands still.
-
-  Standing still matters for Adam: had it counted the frozen steps, its bias
-  correction would be spent and its first real steps several times too large.
-  """
-  def init(params):
-    return _FrozenUntilState(jnp.zeros((), jnp.int32), inner.init(params))
-
-  def update(updates, state, params=None):
-    new_updates, new_inner = inner.update(updates, state.inner, params)
-    is_open = state.count >= open_from
-    new_updates = jax.tree.map(lambda u: jnp.where(is_open, u, jnp.zeros_like(u)), new_updates)
-    new_inner = jax.tree.map(lambda new, old: jnp.where(is_open, new, old), new_inner,
-                             state.inner)
-    return new_updates, _FrozenUntilState(state.count + 1, new_inner)
-
-  return optax.GradientTransformation(init, update)
-
-
-def _scale_by_tree(multipliers: Any) -> optax.GradientTransformation:
-  def update(updates, state, params=None):
-    del params
-    return jax.tree.map(lambda u, m: u * m, updates, multipliers), state
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+  return introspection.map_with_paths(lambda path, _: next(
+      (mult for pattern, mult in compiled if pattern.search(path)), 1.0), params)
 
 
 def fine_tuning_optimizer(tx: optax.GradientTransformation, frozen: Any, multipliers: Any,
@@ -155,18 +98,23 @@ def fine_tuning_optimizer(tx: optax.GradientTransformation, frozen: Any, multipl
     raise ValueError("config.freeze freezes every parameter and nothing unfreezes: "
                      "leave the head trainable or set config.unfreeze_after_epochs")
   # Frozen: no update and no weight decay (the update is zeroed after the
-  # optimizer), and optimizer state untouched until the second phase.
-  frozen_tx = _frozen_until(tx, unfreeze_step) if unfreeze_step > 0 else optax.set_to_zero()
+  # optimizer), and the optimizer state stands still until the second phase.
+  # Standing still matters for Adam: had it counted the frozen steps, its bias
+  # correction would be spent and its first real steps several times too large.
+  frozen_tx = (optax.transforms.conditionally_mask(tx, lambda step: step >= unfreeze_step)
+               if unfreeze_step > 0 else optax.set_to_zero())
   masked = optax.multi_transform({"trained": tx, "frozen": frozen_tx}, labels)
-  if all(m == 1.0 for m in jax.tree.leaves(multipliers)):
+  distinct = sorted(set(jax.tree.leaves(multipliers)))
+  if distinct == [1.0]:
     return masked
-  return optax.chain(masked, _scale_by_tree(multipliers))
+  scaled = optax.multi_transform({f"x{m}": optax.scale(m) for m in distinct},
+                                 jax.tree.map(lambda m: f"x{m}", multipliers))
+  return optax.chain(masked, scaled)
 
 
 def frozen_batch_norm(frozen: Any) -> set[str]:
   """Paths of the batch-norm modules whose scale is frozen."""
-  return {path.rsplit("/", 1)[0] for path, is_frozen in
-          zip(param_paths(frozen), jax.tree.leaves(frozen))
+  return {path.rsplit("/", 1)[0] for path, is_frozen in introspection.by_path(frozen).items()
           if is_frozen and path.endswith("/scale")}
 
 
@@ -193,3 +141,59 @@ def running_statistics_for(modules: set[str]):
       y = y + module.get_variable("params", "bias")
     return y.astype(module.dtype or x.dtype)
   return intercept
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuning:
+  """What the training loop needs from a config's freeze settings.
+
+  Attributes:
+    tx: the run's optimizer with frozen parameters masked out and the
+      learning-rate multipliers applied.
+    frozen_batch_norm: paths of the batch-norm layers whose scale is frozen;
+      while frozen they normalize with their running statistics.
+    unfreeze_step: frozen parameters train from this step on (0: never).
+  """
+  tx: optax.GradientTransformation
+  frozen_batch_norm: frozenset[str] = frozenset()
+  unfreeze_step: int = 0
+
+  def batch_norm_frozen(self, step: int) -> bool:
+    """Whether step `step` runs the frozen batch-norm layers on their running statistics."""
+    return bool(self.frozen_batch_norm) and (not self.unfreeze_step or step < self.unfreeze_step)
+
+  def interceptor(self, batch_norm_frozen: bool) -> Callable | None:
+    """The flax method interceptor of a training step in that phase (None: no change)."""
+    if not batch_norm_frozen:
+      return None
+    return running_statistics_for(set(self.frozen_batch_norm))
+
+
+def setup(config: Any, model: nn.Module, tx: optax.GradientTransformation,
+          sample_input: jax.Array, unfreeze_step: int) -> FineTuning:
+  """The fine-tuning of a training config: `freeze` and `lr_mults` applied to its optimizer.
+
+  Args:
+    config: a training config (`freeze`, `lr_mults`).
+    model: the flax model.
+    tx: the config's optimizer.
+    sample_input: an input batch (its shape only), to find the layers' order.
+    unfreeze_step: the step from which frozen parameters train (0: never),
+      from `unfreeze_after_steps` or `unfreeze_after_epochs`.
+
+  Returns:
+    The FineTuning; without freeze settings, `tx` unchanged and nothing frozen.
+
+  Raises:
+    ConfigError: for a freeze setting or multiplier pattern that cannot apply.
+  """
+  if not (config.freeze or config.lr_mults):
+    return FineTuning(tx)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), sample_input, train=False))
+  try:
+    frozen = frozen_mask(model, abstract, sample_input, config.freeze)
+    tx = fine_tuning_optimizer(tx, frozen, lr_multipliers(abstract["params"], config.lr_mults),
+                               unfreeze_step)
+  except (ValueError, re.error) as e:
+    raise ConfigError(str(e)) from None
+  return FineTuning(tx, frozenset(frozen_batch_norm(frozen)), unfreeze_step)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from typing import Any
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from absl import logging
+import optax
 
+from cnn_jax import introspection, saved_runs
 from cnn_jax.errors import UserError
-from cnn_jax.train import checkpoints
 from cnn_jax.transfer import finetune
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import from_torchvision
@@ -37,26 +39,19 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
 
   Raises:
     PretrainedMismatchError: when nothing usable is at init_from.
+    CheckpointError: when a workdir there holds no readable checkpoint.
   """
   if not os.path.exists(init_from):
     raise PretrainedMismatchError(f"config.init_from={init_from!r} does not exist; give a "
                                   "training workdir, a checkpoint folder or a .pth file")
   if os.path.isfile(init_from):
     return from_torchvision(model_name, load_state_dict(init_from))
-  if os.path.isdir(os.path.join(init_from, "state")):
-    state = checkpoints.read_state(os.path.join(init_from, "state"))
-    where = init_from
-  elif os.path.isdir(os.path.join(init_from, "checkpoints")):
-    step, state = checkpoints.newest_readable_state(os.path.join(init_from, "checkpoints"))
-    where = f"{init_from} at step {step}"
-  else:
+  if not (os.path.isdir(os.path.join(init_from, "state"))
+          or os.path.isdir(os.path.join(init_from, "checkpoints"))):
     raise PretrainedMismatchError(f"config.init_from={init_from!r} is neither a .pth file, a "
-                            "training workdir nor a checkpoint folder")
+                                  "training workdir nor a checkpoint folder")
   # The weights that run evaluated: its EMA, if it kept one.
-  params = state["ema_params"] if state.get("ema_params") else state["params"]
-  logging.info("pretrained weights from %s%s", where, " (EMA)" if state.get("ema_params") else "")
-  return {"params": params, **({"batch_stats": state["batch_stats"]}
-                               if state.get("batch_stats") else {})}
+  return saved_runs.load_variables(init_from)[1]
 
 
 def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[str, Any]:
@@ -76,8 +71,11 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
       not have, leaves of the weights that the model does not have, and
       shape mismatches (never a silent partial load).
   """
-  ours = finetune.flat_variables({c: v for c, v in fresh.items() if c in _COLLECTIONS})
-  theirs = finetune.flat_variables({c: v for c, v in pretrained.items() if c in _COLLECTIONS})
+  def flat(variables):
+    return introspection.variables_by_path(
+        {c: v for c, v in variables.items() if c in _COLLECTIONS})
+
+  ours, theirs = flat(fresh), flat(pretrained)
   skipped = {key for key in ours | theirs if re.search(skip, key[1])}
   missing = [f"{c}:{p} {np.shape(v)}" for (c, p), v in ours.items()
              if (c, p) not in theirs and (c, p) not in skipped]
@@ -88,18 +86,51 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
            and np.shape(v) != np.shape(theirs[(c, p)])]
   if missing or unused or wrong:
     raise PretrainedMismatchError(
-        "config.init_from does not fit the model: " + finetune.mismatch_report(
+        "config.init_from does not fit the model: " + introspection.mismatch_report(
             missing, unused, wrong)
         + f"; re-initialize such parameters with config.init_skip (now {skip!r})")
-  merged = {}
-  for collection in fresh:
-    paths = iter(finetune.param_paths(fresh[collection]))
 
-    def pick(leaf, collection=collection):
-      key = (collection, next(paths))
-      if key in skipped or key not in theirs:
-        return leaf
-      return np.asarray(theirs[key], np.asarray(leaf).dtype)
+  def pick(collection, path, leaf):
+    key = (collection, path)
+    if key in skipped or key not in theirs:
+      return leaf
+    return np.asarray(theirs[key], np.asarray(leaf).dtype)
 
-    merged[collection] = jax.tree.map(pick, fresh[collection])
-  return merged
+  return {collection: introspection.map_with_paths(functools.partial(pick, collection), tree)
+          for collection, tree in fresh.items()}
+
+
+def skip_pattern(init_skip: str) -> str:
+  """The regex of parameters a run re-initializes: `config.init_skip`, else the head."""
+  return init_skip or finetune.DEFAULT_HEAD
+
+
+def initialize(state: Any, weights: dict[str, Any], tx: optax.GradientTransformation,
+               place: Callable[[Any], Any], init_skip: str = "") -> Any:
+  """A fresh training state with pretrained weights in its params and batch statistics.
+
+  Args:
+    state: the run's freshly initialized TrainState.
+    weights: variables from `load`.
+    tx: the run's optimizer; its state starts afresh for the new params.
+    place: puts a pytree of host arrays where the run keeps its state (for
+      example replicated over the mesh).
+    init_skip: `config.init_skip`, the parameters to keep freshly initialized
+      ("": the head, whose shape follows the number of classes).
+
+  Returns:
+    The state with the merged variables, a fresh optimizer state and, if the
+    run keeps one, an EMA equal to the new params.
+
+  Raises:
+    PretrainedMismatchError: when the weights do not fit the model (see `merge`).
+  """
+  fresh = {"params": state.params, "batch_stats": state.batch_stats}
+  if not state.batch_stats:
+    del fresh["batch_stats"]
+  merged = merge(jax.device_get(fresh), weights, skip_pattern(init_skip))
+  params = place(merged["params"])
+  return state.replace(
+      params=params, batch_stats=place(merged.get("batch_stats", {})),
+      opt_state=place(jax.device_get(tx.init(merged["params"]))),
+      ema_params=jax.tree.map(jnp.copy, params) if state.ema_params else {})

@@ -33,9 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax import models
+from cnn_jax import introspection, models
 from cnn_jax.errors import UserError
-from cnn_jax.transfer import finetune
 
 
 class WeightMismatchError(UserError, ValueError):
@@ -169,7 +168,7 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
   spec = models.spec(model_name)
   shape = (1, spec.image_size, spec.image_size, spec.channels)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
-  ours = finetune.flat_variables(abstract)
+  ours = introspection.variables_by_path(abstract)
   if not overrides.get("aux_logits"):
     tensors = {k: v for k, v in tensors.items() if not k.startswith(("aux1.", "aux2."))}
 
@@ -213,15 +212,11 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
                  if (c, p) in ours and tuple(ours[(c, p)].shape) != v.shape)
   if missing or extra or wrong or unused:
     raise WeightMismatchError(f"torchvision weights do not fit {model_name}: "
-                              + finetune.mismatch_report(missing, extra + unused, wrong))
-  variables: dict[str, Any] = {}
-  for (collection, path), value in converted.items():
-    node = variables.setdefault(collection, {})
-    *parents, leaf = path.split("/")
-    for parent in parents:
-      node = node.setdefault(parent, {})
-    node[leaf] = value
-  return variables
+                              + introspection.mismatch_report(missing, extra + unused, wrong))
+  collections = dict.fromkeys(collection for collection, _ in converted)
+  return {collection: introspection.from_paths(
+      {path: value for (c, path), value in converted.items() if c == collection})
+          for collection in collections}
 
 
 def _natural(name: str):

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from cnn_jax import errors
+from cnn_jax import errors, introspection
 from cnn_jax.visualize import activation_max, attribution, features, plots, probe, trained
 from cnn_jax.visualize.occlusion import occlusion
 
@@ -102,7 +102,7 @@ def _filters(ctx: Context) -> Pictures:
     layer = layer if layer in kernels else None
   first = layer is None
   if first:  # the conv that sees the image: the first one called (a depthwise conv has 1 input)
-    layer = next(n for n in probe.layer_shapes(ctx.run.model, ctx.run.variables, ctx.x[:1])
+    layer = next(n for n in introspection.layer_shapes(ctx.run.model, ctx.run.variables, ctx.x[:1])
                  if n in kernels)
   name, kernel = features.conv_kernels(ctx.run.variables, layer)
   if first:
@@ -182,7 +182,7 @@ def _activation_max(ctx: Context) -> Pictures:
   run = ctx.run
   shape = tuple(ctx.x.shape[1:])
   if ctx.layer and not ctx.every_method:
-    channels = probe.layer_shapes(run.model, run.variables, ctx.x[:1])
+    channels = introspection.layer_shapes(run.model, run.variables, ctx.x[:1])
     if ctx.layer not in channels:
       raise probe.UnknownLayerError(f"the model has no layer {ctx.layer!r}; its layers are: "
                                     f"{', '.join(channels)}")

@@ -17,35 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax.errors import UserError
+from cnn_jax.introspection import layer_shapes
 
 
 class UnknownLayerError(UserError, ValueError):
   """A layer name that the model does not have."""
-
-
-def layer_shapes(model: nn.Module, variables: Any, x: jax.Array) -> dict[str, tuple[int, ...]]:
-  """Output shape of every named submodule, in call order (nothing is computed).
-
-  Args:
-    model: the flax model.
-    variables: its variables.
-    x: an input batch (only its shape matters).
-
-  Returns:
-    {"C1": (N, 28, 28, 6), "C1_act": ..., ...}; names are module paths.
-  """
-  shapes: dict[str, tuple[int, ...]] = {}
-
-  def record(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    path = "/".join(context.module.path)
-    if context.method_name == "__call__" and path and hasattr(out, "shape"):
-      shapes.setdefault(path, tuple(out.shape))
-    return out
-
-  with nn.intercept_methods(record):
-    jax.eval_shape(lambda v, inputs: model.apply(v, inputs, train=False), variables, x)
-  return shapes
 
 
 def layer_names(model: nn.Module, variables: Any, x: jax.Array) -> list[str]:

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import scipy.stats
 
-from cnn_jax.visualize import probe
+from cnn_jax import introspection
 
 # explain(variables) -> maps (N, H, W): a saliency method bound to its images and labels.
 Explainer = Callable[[Any], Any]
@@ -51,7 +51,7 @@ def parameter_layers(model: nn.Module, variables: Any, x: jax.Array) -> list[str
   (The order of the keys of a params dict is not that order: restoring a
   checkpoint sorts them.)
   """
-  called = [name.split("/")[0] for name in probe.layer_shapes(model, variables, x)]
+  called = [name.split("/")[0] for name in introspection.layer_shapes(model, variables, x)]
   return [name for name in dict.fromkeys(called) if name in variables["params"]]
 
 

@@ -14,12 +14,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cnn_jax import models
-from cnn_jax.data import imagenet, sources
-from cnn_jax.data.preprocess import normalize, resize_uint8
+from cnn_jax import data, models, saved_runs
+from cnn_jax.data import imagenet, preprocess, sources
 from cnn_jax.errors import UserError
-from cnn_jax.train import checkpoints, inputs
-from cnn_jax.train.train import build_model
 from cnn_jax.transfer import imagenet as imagenet_weights
 
 
@@ -50,7 +47,7 @@ class TrainedModel:
 
   def normalize(self, images: np.ndarray) -> jax.Array:
     """uint8 images -> the float input the network was trained on."""
-    return normalize(jnp.asarray(images), self.mean, self.std)
+    return preprocess.normalize(jnp.asarray(images), self.mean, self.std)
 
   def to_display(self, x: jax.Array) -> np.ndarray:
     """Normalized float images -> [0, 1] for display."""
@@ -64,15 +61,11 @@ class TrainedModel:
       (uint8 images (N, H, W, C) at the run's image size, int32 labels (N,)).
     """
     config = self.config
-    source = sources.load(config.dataset, split or config.eval_split, config.data_dir or None,
-                          image_size=config.image_size)
-    chosen = [source[i] for i in range(start, min(start + count, len(source)))]
-    images = np.stack([np.asarray(e["image"], np.uint8) for e in chosen])
-    if images.ndim == 3:
-      images = images[..., None]
-    labels = np.array([e["label"] for e in chosen], np.int32)
     # Runs saved before config.resize existed were resized bilinearly.
-    return resize_uint8(images, config.image_size, config.get("resize", "bilinear")), labels
+    arrays = data.as_numpy(config.dataset, split or config.eval_split, config.image_size,
+                           config.data_dir or None, config.get("resize", "bilinear"),
+                           start=start, count=count)
+    return arrays["image"], arrays["label"].astype(np.int32)
 
 
 def load(workdir: str) -> TrainedModel:
@@ -96,15 +89,11 @@ def load(workdir: str) -> TrainedModel:
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   try:
-    step, state = checkpoints.newest_readable_state(os.path.join(workdir, "checkpoints"))
-  except checkpoints.CheckpointError as e:
+    step, variables = saved_runs.load_variables(workdir)
+  except saved_runs.CheckpointError as e:
     raise WorkdirError(str(e)) from None
-  params = state["ema_params"] if state.get("ema_params") else state["params"]
-  variables = {"params": params}
-  if state.get("batch_stats"):
-    variables["batch_stats"] = state["batch_stats"]
-  model = build_model(config, sources.num_classes(config.dataset, config.data_dir or None))
-  mean, std = inputs.normalization(config)
+  model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
+  mean, std = preprocess.normalization(config)
   return TrainedModel(model, variables, config, step, mean, std)
 
 
