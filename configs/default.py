@@ -15,7 +15,7 @@ recipe (Adam, cosine, the same augmentation, 60 epochs at batch 64) the
 faithful net reached 95.5% and the modern one 98.9%. Train the faithful one
 with `--config.model=lenet5`.
 
-Sweep (launch/sweep.py): Adam's learning rate 1e-3, 3e-3, 1e-2 x seeds 0, 1,
+Sweep (python -m launch.sweep): Adam's learning rate 1e-3, 3e-3, 1e-2 x seeds 0, 1,
 six runs one after another, about 4 minutes on 2 cores:
 
     python -m launch.sweep --config=configs/default.py --workdir_root=/tmp/lr_sweep

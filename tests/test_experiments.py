@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from cnn_jax import models
-from launch import config_files, hyper
+from cnn_jax.sweep import config_files, hyper
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"

@@ -1,4 +1,4 @@
-"""Sweeps (launch/sweep.py, launch/hyper.py) and the launch scripts."""
+"""Sweeps (cnn_jax/sweep, run by python -m launch.sweep) and the launch scripts."""
 
 import csv
 import json
@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from launch import curves, hyper, sweep
-from launch.hyper import SweepError
+from cnn_jax.sweep import curves, hyper, runner, tables
+from cnn_jax.sweep.hyper import SweepError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.py"
@@ -39,11 +39,11 @@ def test_zip_pairs_values_and_refuses_unequal_axes():
 
 
 def test_run_names_use_short_keys_unless_they_clash():
-  assert sweep.run_names([{LR: 0.001, "seed": 1}, {LR: 3e-05, "seed": 0}]) == [
+  assert runner.run_names([{LR: 0.001, "seed": 1}, {LR: 3e-05, "seed": 0}]) == [
       "learning_rate=0.001,seed=1", "learning_rate=3e-05,seed=0"]
-  clash = sweep.run_names([{"optimizer.name": "sgd", "schedule.name": "cosine"}])
+  clash = runner.run_names([{"optimizer.name": "sgd", "schedule.name": "cosine"}])
   assert clash == ["optimizer.name=sgd,schedule.name=cosine"]
-  assert sweep.run_names([{"augment": "flip()|crop(size=32, padding=4)"}]) == [
+  assert runner.run_names([{"augment": "flip()|crop(size=32, padding=4)"}]) == [
       "augment=flip_crop_size=32,_padding=4_"]
 
 
@@ -61,32 +61,32 @@ def test_load_sweep_checks_keys_against_the_config(tmp_path):
   good = _sweep_config(tmp_path, "def get_sweep(h):\n"
                                  "  return h.product([h.sweep('optimizer.learning_rate', [0.1, 0.05]),"
                                  " h.sweep('seed', [0, 1])])")
-  spec, runs = sweep.load_sweep(good)
+  spec, runs = runner.load_sweep(good)
   assert spec == good and len(runs) == 4
   typo = _sweep_config(tmp_path, "def get_sweep(h):\n"
                                  "  return h.sweep('optimizer.learning_rat', [0.1])")
   with pytest.raises(SweepError, match="no field 'learning_rat'.*'optimizer.learning_rate'"):
-    sweep.load_sweep(typo)
+    runner.load_sweep(typo)
   with pytest.raises(SweepError, match="defines no get_sweep"):
-    sweep.load_sweep(_sweep_config(tmp_path, ""))
+    runner.load_sweep(_sweep_config(tmp_path, ""))
   with pytest.raises(SweepError, match="same run twice"):
-    sweep.load_sweep(_sweep_config(tmp_path, "def get_sweep(h):\n"
+    runner.load_sweep(_sweep_config(tmp_path, "def get_sweep(h):\n"
                                              "  return h.sweep('seed', [1, 1])"))
   with pytest.raises(SweepError, match="not found"):
-    sweep.load_sweep(str(tmp_path / "missing.py"))
+    runner.load_sweep(str(tmp_path / "missing.py"))
 
 
 def test_config_argument_reaches_get_sweep(tmp_path):
   path = _sweep_config(tmp_path, "def get_sweep(h, arg):\n"
                                  "  return h.sweep('seed', range(int(arg)))")
-  _, runs = sweep.load_sweep(path + ":3")
+  _, runs = runner.load_sweep(path + ":3")
   assert runs == [{"seed": 0}, {"seed": 1}, {"seed": 2}]
 
 
 def test_default_config_defines_the_learning_rate_sweep():
-  _, runs = sweep.load_sweep(str(ROOT / "configs" / "default.py"))
+  _, runs = runner.load_sweep(str(ROOT / "configs" / "default.py"))
   assert len(runs) == 6
-  commands = sweep.build_runs("configs/default.py", runs, "/tmp/root")
+  commands = runner.build_runs("configs/default.py", runs, "/tmp/root")
   assert commands[0].command[2:] == [
       "cnn_jax.main", "--config=configs/default.py",
       "--workdir=/tmp/root/learning_rate=0.001,seed=0",
@@ -94,27 +94,27 @@ def test_default_config_defines_the_learning_rate_sweep():
 
 
 def _outcome(lr, seed, accuracy, loss, status="ok"):
-  run = sweep.Run(f"lr={lr},seed={seed}", {LR: lr, "seed": seed}, "/w", "/w/log", ["python"])
+  run = runner.Run(f"lr={lr},seed={seed}", {LR: lr, "seed": seed}, "/w", "/w/log", ["python"])
   results = {"accuracy": accuracy, "loss": loss, "step": 10, "wall_seconds": 3.0}
-  return sweep.Outcome(run, status, results if status == "ok" else {"error": "exit status 1"},
+  return runner.Outcome(run, status, results if status == "ok" else {"error": "exit status 1"},
                        "" if status == "ok" else "Traceback\nValueError: boom")
 
 
 def test_tables_average_over_seeds(tmp_path):
   outcomes = [_outcome(0.1, 0, 0.90, 0.5), _outcome(0.1, 1, 0.94, 0.3),
               _outcome(0.01, 0, 0.80, 0.9), _outcome(0.01, 1, 0.0, 0.0, status="failed")]
-  sweep.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...")
+  tables.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...")
   text = (tmp_path / "sweep.md").read_text()
   spread = np.std([0.90, 0.94], ddof=1)
   assert f"| 0.1 | 2 | 0.9200 ± {spread:.4f} |" in text
   assert "| 0.01 | 1 | 0.8000 ± 0.0000 |" in text  # the failed seed is left out
   assert "## lr=0.01,seed=1: failed" in text and "ValueError: boom" in text
-  sweep.write_csv(tmp_path / "sweep.csv", outcomes)
+  tables.write_csv(tmp_path / "sweep.csv", outcomes)
   rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
   assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
   assert rows[3]["error"] == "exit status 1 / ValueError: boom"
   assert rows[1][LR] == "0.1" and float(rows[1]["accuracy"]) == 0.94
-  assert sweep.plot(tmp_path / "sweep.png", outcomes)
+  assert tables.plot(tmp_path / "sweep.png", outcomes)
   assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
@@ -127,19 +127,19 @@ def test_differences_from_a_baseline_have_their_standard_errors(tmp_path):
       outcome = _outcome(lr, seed, accuracy, 0.1)
       outcome.run.overrides = {LR: lr, "data": data, "seed": seed}
       outcomes.append(outcome)
-  lines = sweep.difference_lines(outcomes, LR, "0.01")
+  lines = tables.difference_lines(outcomes, LR, "0.01")
   # 0.92 - 0.83 = 9 points; SE = sqrt(s_a^2 / 2 + s_b^2 / 3) in points.
   error = 100 * np.sqrt(np.var([0.90, 0.94], ddof=1) / 2 + np.var([0.80, 0.86, 0.83], ddof=1) / 3)
   assert lines[2] == f"| data | {LR} | accuracy |"
   assert lines[4:] == [f"| a | 0.1 | +9.00 ± {error:.2f} |"]
   runs = [o.run.overrides for o in outcomes]
-  assert sweep.parse_baseline(f"{LR}=0.01", runs) == (LR, "0.01")
+  assert tables.parse_baseline(f"{LR}=0.01", runs) == (LR, "0.01")
   for spec, message in [("seed=0", "write KEY=VALUE with a swept key"),
                         (f"{LR}=0.5", f"{LR} takes the values 0.01, 0.1"),
                         ("lr", "write KEY=VALUE")]:
     with pytest.raises(SweepError, match=message):
-      sweep.parse_baseline(spec, runs)
-  sweep.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...",
+      tables.parse_baseline(spec, runs)
+  tables.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...",
                        baselines=[(LR, "0.01")])
   assert f"Differences from {LR}=0.01" in (tmp_path / "sweep.md").read_text()
 
@@ -282,7 +282,7 @@ def test_curve_panels_keep_groups_that_share_a_label(tmp_path):
     plt.Figure.savefig = lambda figure, *a, **k: drawn.append(
         [[(line.get_label(), line.get_ydata()[0]) for line in ax.get_lines()]
          for ax in figure.axes])
-    sweep.plot_sweep_curves(str(tmp_path / "c.png"), outcomes, ["eval.accuracy"], "shortcut")
+    tables.plot_sweep_curves(str(tmp_path / "c.png"), outcomes, ["eval.accuracy"], "shortcut")
   finally:
     plt.Figure.savefig = original
   # Two panels, each with both depths: "depth=8" in one panel is not lost to the other.
@@ -297,22 +297,22 @@ def test_tables_tabulate_steps_to_a_target_and_last_values(tmp_path):
     outcome.run.workdir = _metrics_workdir(tmp_path / f"seed{seed}", [
         _eval(10, accuracies[0]), _eval(20, accuracies[1])])
     outcomes.append(outcome)
-  columns = [sweep.reach_column("eval.accuracy>=0.95"), sweep.last_column("eval.loss")]
-  sweep.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...", columns)
+  columns = [tables.reach_column("eval.accuracy>=0.95"), tables.last_column("eval.loss")]
+  tables.write_markdown(tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...", columns)
   text = (tmp_path / "sweep.md").read_text()
   losses = [1 - 0.96, 1 - 0.97, 1 - 0.8]
   # Two of three seeds reach 95% at step 20; the mean loss is over all three.
   assert (f"| 20 ± 0 (1 of 3 never) | {np.mean(losses):.4f} ± "
           f"{np.std(losses, ddof=1):.4f} |") in text
   assert "| 20 | 0.0400 | ok |" in text and "| never | 0.2000 | ok |" in text
-  sweep.write_csv(tmp_path / "sweep.csv", outcomes, columns)
+  tables.write_csv(tmp_path / "sweep.csv", outcomes, columns)
   rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
   assert [r["steps to eval.accuracy>=0.95"] for r in rows] == ["20", "20", "never"]
   outcomes[0].run.workdir = str(tmp_path / "gone")  # a run that logged nothing
-  assert sweep.reach_column("eval.accuracy>=0.95").value(outcomes[0]) is None
-  sweep.write_csv(tmp_path / "sweep.csv", outcomes, columns)
+  assert tables.reach_column("eval.accuracy>=0.95").value(outcomes[0]) is None
+  tables.write_csv(tmp_path / "sweep.csv", outcomes, columns)
   assert next(csv.DictReader(open(tmp_path / "sweep.csv")))["last eval.loss"] == "no curve"
-  assert sweep.smoke_runs([{LR: 1, "seed": 0}, {LR: 1, "seed": 1}, {LR: 2, "seed": 0},
+  assert runner.smoke_runs([{LR: 1, "seed": 0}, {LR: 1, "seed": 1}, {LR: 2, "seed": 0},
                            {LR: 3, "seed": 0}]) == [{LR: 1, "seed": 0}, {LR: 2, "seed": 0}]
 
 

@@ -25,7 +25,7 @@ dataset-fashion-mnist): 900 steps of 128 (2 epochs), the test set every 100
 steps. Expected: about 13 minutes in all.
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 GROUPS = ("digits", "fashion_mnist")
 

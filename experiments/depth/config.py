@@ -25,7 +25,7 @@ Expected: about 13 minutes in all.
 
 GROUPS = ("digits", "fashion_mnist")
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 
 def get_config(group: str = "digits"):

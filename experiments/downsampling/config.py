@@ -23,7 +23,7 @@ about a minute), the same augmentation, Adam 3e-3 with a cosine decay over
 Expected: about 12 minutes in all.
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 GROUPS = ("digits", "fashion_mnist")
 

@@ -13,7 +13,7 @@ minutes in all; mlp 98.6 ± 0.3%, lenet5_modern 99.5 ± 0.3% test accuracy
 (experiments/fc_vs_conv/README.md).
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 
 def get_config():

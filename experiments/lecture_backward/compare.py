@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from launch import curves
+from cnn_jax.sweep import curves
 
 _ROOT = flags.DEFINE_string("workdir_root", None, "the sweep's folder")
 _OUT = flags.DEFINE_string("out", None, "where to write compare.md (default: workdir_root)")

@@ -16,7 +16,7 @@ identical (largest loss gap 0), at the same speed
 (experiments/lecture_backward/README.md).
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 
 def get_config():

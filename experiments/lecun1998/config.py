@@ -23,7 +23,7 @@ distortions (0.8%), `lenet5_modern` (not in the paper), the 300-100 net
 Results and times: experiments/lecun1998/README.md.
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 # Paper: random planar affine distortions (translations, scaling, squeezing,
 # horizontal shearing); here all of them in one resampling, small.

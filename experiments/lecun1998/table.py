@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-
-from launch.sweep import difference, mean_std  # noqa: E402
+from cnn_jax.sweep.tables import difference, mean_std
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -17,7 +17,7 @@ minutes in all; 98.6 ± 0.3% shared, 98.5 ± 0.4% locally connected, the latter
 8x slower (experiments/parameter_sharing/README.md).
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 
 def get_config():

@@ -24,7 +24,7 @@ experiment's fashion_mnist group: 28x28, 900 steps of 128, the test set
 every 100 steps). Expected: about 10 minutes in all.
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 
 def get_config(group: str = "digits"):

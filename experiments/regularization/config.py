@@ -31,7 +31,7 @@ steps. Expected: about 18 minutes in all (2 runs at a time).
 
 GROUPS = ("digits", "fashion_mnist")
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 AUGMENT = "translate(pixels=1)|rotate(degrees=10)"
 

@@ -13,7 +13,7 @@ The digits' sweep (`python -m launch.sweep --config=configs/default.py`) has
 Expected: about 12 minutes in all (experiments/sweeps/README.md).
 """
 
-from launch import config_files
+from cnn_jax.sweep import config_files
 
 
 def get_config():

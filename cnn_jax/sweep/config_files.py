@@ -2,7 +2,7 @@
 
 An experiment's config usually starts from a recipe in configs/:
 
-    from launch import config_files
+    from cnn_jax.sweep import config_files
 
     def get_config():
       config = config_files.load_config("configs/default.py")
@@ -19,10 +19,10 @@ import types
 
 import ml_collections
 
-from launch.hyper import SweepError
+from cnn_jax.sweep.hyper import SweepError
 
-# The repository (launch/ sits at its top), for paths such as "configs/default.py".
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository (cnn_jax/sweep/ is two levels below it), for paths such as "configs/default.py".
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_module(path: str) -> types.ModuleType:
