@@ -1,0 +1,82 @@
+"""The package's layers: imports point down only (DESIGN.md, "Layers of the package").
+
+Read from the source with `ast`, so that an import inside a function counts
+as much as one at the top of a module.
+"""
+
+import ast
+import pathlib
+import tomllib
+
+import pytest
+import setuptools
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "cnn_jax"
+
+# Who may not import whom: (importing layer, forbidden layers).
+FORBIDDEN = [
+    ("data", {"models", "train", "visualize", "transfer", "sweep"}),
+    ("models", {"data", "train", "visualize", "transfer", "sweep"}),
+    ("ops", {"data", "models", "train", "visualize", "transfer", "sweep"}),
+    ("introspection", {"data", "train", "visualize", "transfer", "sweep"}),
+    ("saved_runs", {"data", "models", "train", "visualize", "transfer", "sweep"}),
+    ("transfer", {"train", "visualize", "sweep"}),
+    ("train", {"visualize", "sweep"}),
+    ("visualize", {"train", "sweep"}),
+]
+
+
+def _layer(module: str) -> str:
+  """"cnn_jax.train.steps" -> "train"; "cnn_jax.summary" -> "summary"."""
+  return module.split(".")[1] if module.count(".") else ""
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(REPO).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_modules(path: pathlib.Path) -> set[str]:
+  """Every cnn_jax module a source file imports, anywhere in it."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    if isinstance(node, ast.Import):
+      found |= {alias.name for alias in node.names if alias.name.startswith("cnn_jax")}
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cnn_jax"):
+      found.add(node.module)
+      # `from cnn_jax import data` imports the subpackage cnn_jax.data.
+      for alias in node.names:
+        candidate = PACKAGE.parent / (node.module.replace(".", "/") + "/" + alias.name)
+        if candidate.is_dir() or candidate.with_suffix(".py").is_file():
+          found.add(f"{node.module}.{alias.name}")
+  return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+  return {_module_name(path): _imported_modules(path) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_the_graph_sees_imports_inside_functions():
+  graph = _import_graph()
+  assert "cnn_jax.models" in graph["cnn_jax.summary"]  # summary's CLI imports it in main()
+  assert "cnn_jax.transfer.finetune" in graph["cnn_jax.train.train"]
+
+
+@pytest.mark.parametrize("layer, forbidden", FORBIDDEN, ids=[layer for layer, _ in FORBIDDEN])
+def test_imports_point_down(layer, forbidden):
+  wrong = sorted(f"{module} imports {target}"
+                 for module, targets in _import_graph().items() if _layer(module) == layer
+                 for target in targets if _layer(target) in forbidden)
+  assert not wrong, "\n".join(wrong)
+
+
+def test_installing_cnn_jax_installs_no_top_level_launch_package():
+  # launch/ holds launch scripts run from the repository; a top-level package
+  # named "launch" would shadow (or be shadowed by) ROS 2's launch and others.
+  find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+  installed = setuptools.find_packages(str(REPO), include=find["find"]["include"])
+  assert "cnn_jax.sweep" in installed
+  assert all(name == "cnn_jax" or name.startswith("cnn_jax.") for name in installed), installed
+  # The launcher stays a thin entry point over cnn_jax.sweep.
+  assert len((REPO / "launch" / "sweep.py").read_text().splitlines()) < 15
