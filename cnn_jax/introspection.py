@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import Any, Callable, Iterator
 
 import flax.linen as nn
 import jax
+import numpy as np
 from flax import traverse_util
 
 
@@ -49,6 +51,11 @@ def recording_calls() -> Iterator[list[LayerCall]]:
 def layer_shapes(model: nn.Module, variables: Any, x: jax.Array) -> dict[str, tuple[int, ...]]:
   """Output shape of every named submodule, in call order (nothing is computed).
 
+  The answer depends only on the model and the shapes of the variables and
+  the input, so it is remembered: tracing EfficientNet-Lite0 costs ~0.9 s,
+  and a visualization asks for each map (Grad-CAM's layer and its zero
+  perturbation).
+
   Args:
     model: the flax model.
     variables: its variables (shapes suffice).
@@ -57,13 +64,27 @@ def layer_shapes(model: nn.Module, variables: Any, x: jax.Array) -> dict[str, tu
   Returns:
     {"C1": (N, 28, 28, 6), "C1_act": ..., ...}; names are module paths.
   """
+  leaves, treedef = jax.tree.flatten(variables)
+  leaf_shapes = tuple((tuple(np.shape(leaf)), _dtype(leaf)) for leaf in leaves)
+  return dict(_traced_layer_shapes(model, treedef, leaf_shapes, tuple(x.shape), _dtype(x)))
+
+
+def _dtype(value: Any) -> np.dtype:
+  return np.dtype(value.dtype) if hasattr(value, "dtype") else np.result_type(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _traced_layer_shapes(model, treedef, leaf_shapes, input_shape, input_dtype):
+  variables = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype)
+                                           for shape, dtype in leaf_shapes])
+  x = jax.ShapeDtypeStruct(input_shape, input_dtype)
   with recording_calls() as calls:
     jax.eval_shape(lambda v, inputs: model.apply(v, inputs, train=False), variables, x)
   shapes: dict[str, tuple[int, ...]] = {}
   for call in calls:
     if hasattr(call.output, "shape"):
       shapes.setdefault("/".join(call.path), tuple(call.output.shape))
-  return shapes
+  return tuple(shapes.items())
 
 
 def by_path(tree: Any) -> dict[str, Any]:

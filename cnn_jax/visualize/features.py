@@ -124,13 +124,28 @@ def receptive_field_rows_cols(model: nn.Module, variables: Any, image_shape: tup
     (rows (h, H) bool, cols (w, W) bool): rows[i, r] is True when output row
     i depends on input row r.
   """
-  row_jacobian, col_jacobian = _support_jacobians(
-      model, jax.tree.map(jnp.abs, variables), jnp.zeros((1, *image_shape), jnp.float32), layer)
-  # != 0, not > 0: in a deep net (EfficientNet) the all-positive parameters
-  # overflow to inf, and a NaN entry is a dependence all the same.
-  rows = np.asarray(jnp.any(row_jacobian != 0, axis=(1, 3, 4)))   # (h, 1, H, W, C) -> (h, H)
-  cols = np.asarray(jnp.any(col_jacobian != 0, axis=(1, 2, 4)))   # (w, 1, H, W, C) -> (w, W)
-  return rows, cols
+  # The fields are the architecture's (parameters only enter as |value|, and
+  # only an exact zero could change them), so they are computed once per
+  # model, variables' shapes, image shape and layer: Grad-CAM asks for them
+  # with every map, and on EfficientNet-Lite0 they cost a second each.
+  leaves, treedef = jax.tree.flatten(variables)
+  shapes = tuple((np.shape(leaf), str(getattr(leaf, "dtype", ""))) for leaf in leaves)
+  key = (model, treedef, shapes, tuple(image_shape), layer)
+  if key not in _FIELDS:
+    row_jacobian, col_jacobian = _support_jacobians(
+        model, jax.tree.map(jnp.abs, variables), jnp.zeros((1, *image_shape), jnp.float32), layer)
+    # != 0, not > 0: in a deep net (EfficientNet) the all-positive parameters
+    # overflow to inf, and a NaN entry is a dependence all the same.
+    rows = np.asarray(jnp.any(row_jacobian != 0, axis=(1, 3, 4)))   # (h, 1, H, W, C) -> (h, H)
+    cols = np.asarray(jnp.any(col_jacobian != 0, axis=(1, 2, 4)))   # (w, 1, H, W, C) -> (w, W)
+    if len(_FIELDS) >= 64:
+      _FIELDS.pop(next(iter(_FIELDS)))
+    _FIELDS[key] = rows, cols
+  rows, cols = _FIELDS[key]
+  return rows.copy(), cols.copy()
+
+
+_FIELDS: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "layer"))

@@ -85,7 +85,13 @@ def default_conv_layer(model: nn.Module, variables: Any, x: jax.Array) -> str:
 
 
 def zeros_like_layer(model: nn.Module, variables: Any, x: jax.Array, layer: str) -> jax.Array:
-  """A zero perturbation shaped like `layer`'s output (float32)."""
-  out = jax.eval_shape(lambda v, inputs: apply_with_layer(model, v, inputs, layer)[1],
-                       variables, x)
-  return jnp.zeros(out.shape, jnp.float32)
+  """A zero perturbation shaped like `layer`'s output (float32).
+
+  Raises:
+    UnknownLayerError: naming the layers there are.
+  """
+  shapes = layer_shapes(model, variables, x)
+  if layer not in shapes:
+    raise UnknownLayerError(f"the model has no layer {layer!r}; its layers are: "
+                            f"{', '.join(shapes)}")
+  return jnp.zeros(shapes[layer], jnp.float32)
