@@ -21,7 +21,7 @@ from jax import lax
 
 from cnn_jax import geometry
 from cnn_jax.errors import ArgumentError
-from cnn_jax.ops import gemm_conv_general_dilated, lecture_conv_general_dilated
+from cnn_jax.ops import gemm_conv_general_dilated, lecture_conv_general_dilated, tiled_max_pool
 
 Padding = int | tuple[int, int] | Sequence[tuple[int, int]]
 
@@ -275,7 +275,12 @@ class MaxPool(nn.Module):
     stride = self.stride or self.window
     pads = [_pool_pads(x.shape[i + 1], self.window, stride, p, self.ceil_mode)
             for i, p in enumerate(padding_pairs(self.padding))]
-    y = nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding=pads)
+    if stride == self.window and not any(lo or hi for lo, hi in pads):
+      # The windows tile the image: reshape + max, without XLA:CPU's scatter
+      # kernels for reduce_window's gradient (see cnn_jax.ops.tiled_max_pool).
+      y = tiled_max_pool(x, self.window)
+    else:
+      y = nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding=pads)
     if _BACKWARD_RULE.get()[0] == "linear":
       # Forward the max, backward the gradient of a sum pool: every input of
       # the window gets gradient, so gradients trace receptive fields.
