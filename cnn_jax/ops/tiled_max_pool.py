@@ -9,7 +9,7 @@ is a max over two axes, and the backward pass a mask.
 
 The gradient is reduce_window's exactly, ties included: XLA's
 select_and_scatter (with `>=`) gives a window's gradient to the first of
-its maxima in row-major order, and so does the mask here, whereas
+its maxima in row-major order, and so does the backward pass here, whereas
 `jnp.max`'s own gradient would share it among tied maxima.
 """
 
@@ -56,17 +56,23 @@ def _forward(x, window):
 
 def _backward(window, residuals, g):
   x, y = residuals
-  tiles = _tiles(x, window)
-  is_max = tiles == y[:, :, None, :, None, :]
-  # The first maximum of each window in row-major order: no maximum before
-  # it in its row of the window, and none in the window's rows above.
-  earlier_in_row = (jnp.cumsum(is_max, axis=4) - is_max) > 0
-  row_has_max = jnp.any(is_max, axis=4, keepdims=True)
-  earlier_row = (jnp.cumsum(row_has_max, axis=2) - row_has_max) > 0
-  first = is_max & ~earlier_in_row & ~earlier_row
-  dx = jnp.where(first, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
   n, h, w, c = x.shape
-  dx = dx.reshape(n, y.shape[1] * window, y.shape[2] * window, c).astype(x.dtype)
+  rows, cols = y.shape[1:3]
+  # Visit each window's k*k positions in row-major order (strided slices, no
+  # scatter and no cumulative sum, which XLA:CPU also runs as a slow
+  # reduce_window): a position gets the gradient if it holds the maximum
+  # and no earlier position did.
+  taken = jnp.zeros(y.shape, bool)
+  grad_rows = []
+  for i in range(window):
+    grad_cols = []
+    for j in range(window):
+      is_max = x[:, i:rows * window:window, j:cols * window:window] == y
+      grad_cols.append(jnp.where(is_max & ~taken, g, jnp.zeros((), g.dtype)))
+      taken = taken | is_max
+    grad_rows.append(jnp.stack(grad_cols, axis=3))      # (N, rows, cols, k, C)
+  dx = jnp.stack(grad_rows, axis=2)                       # (N, rows, k, cols, k, C)
+  dx = dx.reshape(n, rows * window, cols * window, c).astype(x.dtype)
   return (jnp.pad(dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]), (0, 0))),)
 
 
