@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from absl import flags
 
-from cnn_jax import data, errors
+from cnn_jax import cpu_flags, data, errors
 from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
 from cnn_jax.train.throughput import train_step_benchmark
 
@@ -114,6 +114,7 @@ def main(argv: Sequence[str]) -> None:
   if not _MODEL.value:
     raise errors.UserError("give --model=NAME (one of cnn_jax.models.names()), "
                          "or --input_only for the input pipelines")
+  cpu_flags.apply(_MODEL.value)  # before JAX starts: the setting a training run would get
   result = train_step_benchmark(_MODEL.value, _BATCH.value, _IMAGE_SIZE.value, _DTYPE.value,
                                 _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value,
                                 **({"conv_impl": _CONV_IMPL.value} if _CONV_IMPL.value else {}))

@@ -16,7 +16,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import errors
+from cnn_jax import cpu_flags, errors
 from cnn_jax.train import parallel, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
@@ -44,10 +44,12 @@ def _config():
 def main(argv):
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = _config()
+  cpu_flags.apply(config.model)  # before JAX starts its backend
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   # Mistakes in the config, data or workdir are cnn_jax.errors.UserErrors:
   # errors.run prints them in one line.
-  result = train_and_evaluate(_config(), _WORKDIR.value)
+  result = train_and_evaluate(config, _WORKDIR.value)
   if jax.process_count() > 1:
     # Every process computed the same eval; one line each lets a launcher
     # (and a test) check that they agree.

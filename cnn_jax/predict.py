@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from cnn_jax import errors, models
+from cnn_jax import cpu_flags, errors, models
 from cnn_jax.data import imagenet, preprocess
 from cnn_jax.transfer import imagenet as imagenet_weights
 
@@ -75,6 +75,7 @@ def main(argv):
   if not paths:
     raise errors.ArgumentError("give one or more image files: python -m cnn_jax.predict "
                                "--model=efficientnet_lite0 photo.jpg")
+  cpu_flags.apply(_MODEL.value)  # before JAX starts its backend
   for path, top in zip(paths, predict(_MODEL.value, paths, _WEIGHTS.value, _TOP.value)):
     print(path)
     for name, probability in top:

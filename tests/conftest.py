@@ -16,6 +16,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_tfds_")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_backend_optimization_level=0").strip()
+# Our CLIs pick an XLA:CPU convolution library per model family
+# (cnn_jax.cpu_flags) before JAX starts; a test's own process has started JAX
+# already and cannot follow. Many tests compare a CLI run with an in-process
+# one, so both use XLA's default here; tests/test_cpu_flags.py tests the
+# setting itself.
+os.environ["CNN_JAX_CPU_FLAGS"] = "0"
 # Many tests train the same tiny configs in subprocesses (resume, signals,
 # sweeps); XLA's persistent cache lets them share compiled programs (of 1 s
 # or more to compile), within a run and across the two workers.

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from cnn_jax import errors, introspection
+from cnn_jax import cpu_flags, errors, introspection
 from cnn_jax.visualize import activation_max, attribution, features, plots, probe, trained
 from cnn_jax.visualize.occlusion import occlusion
 
@@ -272,12 +272,15 @@ def main(argv):
     if len(argv) > 1:
       raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])} (image files go "
                              "with --model)")
+    # Before JAX starts its backend: the measured XLA:CPU setting of the model's family.
+    cpu_flags.apply(trained.run_config(_WORKDIR.value).model)
     run = trained.load(_WORKDIR.value)
     out = _OUT.value or os.path.join(_WORKDIR.value, "visualize")
   else:
     if len(argv) < 2 or not _OUT.value:
       raise errors.UserError("--model needs image files and --out=DIR: python -m "
                              "cnn_jax.visualize --model=efficientnet_lite0 --out=DIR photo.jpg")
+    cpu_flags.apply(_MODEL.value)
     run = trained.load_pretrained(_MODEL.value, _WEIGHTS.value, argv[1:])
     out = _OUT.value
   ctx = Context(run, _IMAGES.value, out, _LAYER.value, every_method=_METHOD.value == "all")

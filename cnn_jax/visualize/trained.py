@@ -68,6 +68,21 @@ class TrainedModel:
     return arrays["image"], arrays["label"].astype(np.int32)
 
 
+def run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a training workdir was run with (its config.json).
+
+  Raises:
+    WorkdirError: when the workdir has no config.json, with the command that makes one.
+  """
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise WorkdirError(f"{workdir} has no config.json: it is not a training workdir; train "
+                       f"one with `python -m cnn_jax.main --config=configs/default.py "
+                       f"--workdir={workdir}`")
+  with open(config_path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 def load(workdir: str) -> TrainedModel:
   """Loads a training workdir's model at its newest checkpoint.
 
@@ -81,13 +96,7 @@ def load(workdir: str) -> TrainedModel:
     WorkdirError: when the config or every checkpoint is missing, with the
       command that makes them.
   """
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise WorkdirError(f"{workdir} has no config.json: it is not a training workdir; train "
-                       f"one with `python -m cnn_jax.main --config=configs/default.py "
-                       f"--workdir={workdir}`")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = run_config(workdir)
   try:
     step, variables = saved_runs.load_variables(workdir)
   except saved_runs.CheckpointError as e:

@@ -263,13 +263,18 @@ def _params_worker(specs: list[dict]) -> dict:
 
 
 def _ours_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: int) -> dict:
-  """cnn_jax's training step, timed by the library's own benchmark."""
+  """cnn_jax's training step, timed by the library's own benchmark, with the
+  XLA:CPU setting our entry points apply (see cnn_jax.cpu_flags)."""
+  from cnn_jax import cpu_flags
+  cpu_flags.apply(spec["name"])  # before JAX starts its backend
+
   import jax
 
   from cnn_jax.train import throughput
 
   result = throughput.train_step_benchmark(spec["name"], batch_size, spec["image_size"], dtype,
                                            steps, warmup_steps=warmup)
+  result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
   # Read after the run: the allocator's high-water mark covers compilation,
   # state, batch and every step. The CPU backend reports no statistics.
   stats = jax.devices()[0].memory_stats()
