@@ -1,0 +1,36 @@
+"""The input gradient (dX) of one conv layer: XLA's vs g @ W^T followed by col2im.
+
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution \
+        python experiments/benchmarks/col2im_input_gradient.py
+
+col2im is the transpose of `cnn_jax.ops.gemm_conv.im2col` (jax.linear_transpose:
+strided pads and adds, no scatter). Prints ms per dX for LeNet-5's C3/C5 and
+resnet20's stride-2 and 3x3 layers at batch 128 (a markdown row each), after
+checking that both give the same gradient. The measurement behind issue 18's
+automatic col2im `conv_impl` (not built yet).
+"""
+import time
+
+import jax
+import numpy as np
+
+from cnn_jax.ops.gemm_conv import im2col
+def ms(f,*a,n=20):
+  jax.block_until_ready(f(*a)); t=time.perf_counter()
+  for _ in range(n): jax.block_until_ready(f(*a))
+  return (time.perf_counter()-t)/n*1e3
+layers=[("C3",(128,14,14,6),(5,5,6,16),1,0),("C5",(128,5,5,16),(5,5,16,120),1,0),
+        ("res s2 16->32",(128,32,32,16),(3,3,16,32),2,1),("res s2 32->64",(128,16,16,32),(3,3,32,64),2,1),
+        ("res 3x3 32",(128,16,16,32),(3,3,32,32),1,1)]
+for name,xs,ws,s,p in layers:
+  x=jax.random.normal(jax.random.key(0),xs); w=jax.random.normal(jax.random.key(1),ws)*0.1
+  conv=lambda x,w: jax.lax.conv_general_dilated(x,w,(s,s),[(p,p),(p,p)],dimension_numbers=("NHWC","HWIO","NHWC"))
+  g=jax.random.normal(jax.random.key(2),conv(x,w).shape)
+  xla=jax.jit(lambda x,w,g: jax.vjp(lambda v: conv(v,w),x)[1](g)[0])
+  cols_t=jax.linear_transpose(lambda v: im2col(v,ws[:2],s,p), x)
+  def c2i(x,w,g):
+    cols=g.reshape(-1,ws[3]) @ w.reshape(-1,ws[3]).T
+    return cols_t(cols.reshape(*g.shape[:3],-1))[0]
+  c2i=jax.jit(c2i)
+  np.testing.assert_allclose(xla(x,w,g),c2i(x,w,g),rtol=1e-3,atol=1e-3)
+  print(f"| {name} | {ms(xla,x,w,g):.1f} | {ms(c2i,x,w,g):.1f} |")
