@@ -64,9 +64,18 @@ def layer_shapes(model: nn.Module, variables: Any, x: jax.Array) -> dict[str, tu
   Returns:
     {"C1": (N, 28, 28, 6), "C1_act": ..., ...}; names are module paths.
   """
-  leaves, treedef = jax.tree.flatten(variables)
-  leaf_shapes = tuple((tuple(np.shape(leaf)), _dtype(leaf)) for leaf in leaves)
+  treedef, leaf_shapes = shapes_key(variables)
   return dict(_traced_layer_shapes(model, treedef, leaf_shapes, tuple(x.shape), _dtype(x)))
+
+
+def shapes_key(tree: Any) -> tuple[Any, tuple[tuple[tuple[int, ...], np.dtype], ...]]:
+  """A hashable key of a pytree's structure, shapes and dtypes (not its values).
+
+  For caches of what depends on a model's variables only through their
+  shapes (its layers' output shapes, its receptive fields).
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef, tuple((tuple(np.shape(leaf)), _dtype(leaf)) for leaf in leaves)
 
 
 def _dtype(value: Any) -> np.dtype:

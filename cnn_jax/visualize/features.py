@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax import layers
+from cnn_jax import introspection, layers
 from cnn_jax.visualize import probe
 
 
@@ -128,9 +128,7 @@ def receptive_field_rows_cols(model: nn.Module, variables: Any, image_shape: tup
   # only an exact zero could change them), so they are computed once per
   # model, variables' shapes, image shape and layer: Grad-CAM asks for them
   # with every map, and on EfficientNet-Lite0 they cost a second each.
-  leaves, treedef = jax.tree.flatten(variables)
-  shapes = tuple((np.shape(leaf), str(getattr(leaf, "dtype", ""))) for leaf in leaves)
-  key = (model, treedef, shapes, tuple(image_shape), layer)
+  key = (model, introspection.shapes_key(variables), tuple(image_shape), layer)
   if key not in _FIELDS:
     row_jacobian, col_jacobian = _support_jacobians(
         model, jax.tree.map(jnp.abs, variables), jnp.zeros((1, *image_shape), jnp.float32), layer)
