@@ -148,14 +148,21 @@ def _report(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
 
 
 def _drop_orbax_leftovers(unraisable) -> None:
-  """sys.unraisablehook that hides the coroutines a failed orbax restore leaves.
+  """sys.unraisablehook that hides what a failed orbax save or restore leaves behind.
 
   Restoring a checkpoint into a config it does not fit fails (one line:
   CheckpointError), and the read coroutines still pending are then garbage
-  collected with an "Exception ignored" traceback of their own.
+  collected with an "Exception ignored" traceback of their own. A save that
+  fails (a full disk) closes orbax's event loop while TensorStore still
+  finishes the other writes; each then reports "Event loop is closed" from
+  a C++ thread, before the failure reaches the one-line report.
   """
   code = getattr(unraisable.object, "cr_code", None)
   if code is not None and "/orbax/" in code.co_filename:
+    return
+  trace = unraisable.exc_traceback
+  if (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
+      and trace is not None and trace.tb_frame.f_code.co_name == "call_soon_threadsafe"):
     return
   sys.__unraisablehook__(unraisable)
 
