@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from absl import flags
 
-from cnn_jax import cpu_flags, data, errors
+from cnn_jax import cpu_flags, data, errors, layers
 from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
 from cnn_jax.train.throughput import train_step_benchmark
 
@@ -40,8 +40,8 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute
 _PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", None,
                                   "peak TFLOP/s of one device, for the MFU")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 3, "untimed steps after compilation")
-_CONV_IMPL = flags.DEFINE_enum("conv_impl", None, ["xla", "lecture", "gemm"],
-                               "convolution implementation (default: the model's, xla)")
+_CONV_IMPL = flags.DEFINE_enum("conv_impl", None, list(layers.CONV_IMPLS),
+                               "convolution implementation (default: the model's, auto)")
 _DATASET = flags.DEFINE_string("dataset", "digits", "dataset for --input_only")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "global batch size")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None,

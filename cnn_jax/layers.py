@@ -21,7 +21,8 @@ from jax import lax
 
 from cnn_jax import geometry
 from cnn_jax.errors import ArgumentError
-from cnn_jax.ops import gemm_conv_general_dilated, lecture_conv_general_dilated, tiled_max_pool
+from cnn_jax.ops import (auto_conv_general_dilated, gemm_conv_general_dilated,
+                         lecture_conv_general_dilated, tiled_max_pool)
 
 Padding = int | tuple[int, int] | Sequence[tuple[int, int]]
 
@@ -171,10 +172,10 @@ def padding_pairs(padding: Padding) -> list[tuple[int, int]]:
   return [tuple(p) for p in padding]
 
 
-CONV_IMPLS = ("xla", "lecture", "gemm")
+CONV_IMPLS = ("auto", "xla", "lecture", "gemm")
 
 
-def conv_general_dilated_fn(conv_impl: str = "xla") -> Callable[..., jax.Array]:
+def conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]:
   """The `lax.conv_general_dilated`-compatible function of an implementation.
 
   Args:
@@ -186,18 +187,21 @@ def conv_general_dilated_fn(conv_impl: str = "xla") -> Callable[..., jax.Array]:
   Raises:
     ValueError: for an unknown implementation.
   """
-  functions = {"xla": lax.conv_general_dilated, "lecture": lecture_conv_general_dilated,
-               "gemm": gemm_conv_general_dilated}
+  functions = {"auto": auto_conv_general_dilated, "xla": lax.conv_general_dilated,
+               "lecture": lecture_conv_general_dilated, "gemm": gemm_conv_general_dilated}
   if conv_impl not in functions:
     raise ArgumentError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
   return functions[conv_impl]
 
 
-def conv_class(conv_impl: str = "xla") -> Callable[..., nn.Conv]:
+def conv_class(conv_impl: str = "auto") -> Callable[..., nn.Conv]:
   """The convolution module to use for an implementation name.
 
   Args:
-    conv_impl: "xla" (XLA's convolution and autodiff), "lecture" (the same
+    conv_impl: "auto" (XLA's convolution, with the input gradient as matrix
+      product + col2im on the CPU for strided layers and kernels of 5x5 or
+      more, where that measured faster; see `cnn_jax.ops.col2im_conv`),
+      "xla" (XLA's convolution and autodiff), "lecture" (the same
       forward pass with the lecture's explicit backward pass, see
       `cnn_jax.ops.lecture_conv2d`), "gemm" (im2col + one matrix product, see
       `cnn_jax.ops.gemm_conv`; measured no faster than XLA's in whole

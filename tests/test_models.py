@@ -282,10 +282,14 @@ def test_lenet5_c3_follows_the_connection_table():
     # batch norm over two examples the float32 gradients are ill-conditioned
     # enough for that alone to move them by 3e-4, so the math is compared in
     # float64, where the two agree to 4e-12.
-    ("gemm", "float64", 1e-9)])
+    ("gemm", "float64", 1e-9),
+    # conv_impl="auto" (the default) computes some input gradients as
+    # matrix product + col2im: other sums again, so float64 too.
+    ("auto", "float64", 1e-9)])
 def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, tolerance):
   # Same parameters, same batch: gradients under conv_impl="lecture" (the
-  # lecture's backward pass) and "gemm" (im2col + matrix product) equal XLA's.
+  # lecture's backward pass), "gemm" (im2col + matrix product) and "auto"
+  # (col2im input gradients) equal XLA's.
   small_cnn = dict(widths=(4, 8), fc_widths=(16,), batch_norm=True,
                    downsampling="stride")
   # A two-tower AlexNet in miniature: grouped convs and per-tower LRN.
@@ -297,7 +301,8 @@ def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, to
                                 ("alexnet", 15, small_alexnet)]:
       spec = models.spec(name)
       x = np.random.default_rng(0).standard_normal((2, size, size, spec.channels)).astype(dtype)
-      xla = models.create(name, num_classes=4, dtype=jnp.dtype(dtype), **options)
+      xla = models.create(name, num_classes=4, conv_impl="xla", dtype=jnp.dtype(dtype),
+                          **options)
       other = models.create(name, num_classes=4, conv_impl=conv_impl, dtype=jnp.dtype(dtype),
                             **options)
       variables = jax.tree.map(

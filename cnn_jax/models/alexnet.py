@@ -62,7 +62,7 @@ class AlexNet(nn.Module):
     dropout_before_fc: dropout on the inputs of fc6 and fc7 (torchvision)
       instead of on their outputs (the paper).
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 1000
   convs: Sequence[ConvSpec] = PAPER_CONVS
@@ -73,7 +73,7 @@ class AlexNet(nn.Module):
   dropout: float = 0.5
   dropout_before_fc: bool = False
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -32,13 +32,13 @@ class AllCNN(nn.Module):
     input_dropout: dropout rate on the input image.
     dropout: dropout rate after each stride-2 conv.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 10
   input_dropout: float = 0.2
   dropout: float = 0.5
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -88,7 +88,7 @@ class EfficientNetLite(nn.Module):
     bn_momentum: decay of the running statistics; TensorFlow's 0.99 needs
       hundreds of steps to forget its start (after 50 steps 60% of the
       initial mean and variance remain): short runs from scratch want 0.9.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`)
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`)
       for the dense convs. The depthwise convs are always sums of shifted
       inputs (`cnn_jax.ops.depthwise_conv`): XLA's CPU convolution is 7-30x
       slower on them, and the other two would run one conv per channel.
@@ -99,7 +99,7 @@ class EfficientNetLite(nn.Module):
   dropout: float = 0.2
   dtype: Any = jnp.float32
   bn_momentum: float = 0.99
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -51,7 +51,7 @@ class ConvBlock(nn.Module):
   stride: int = 1
   batch_norm: bool = False
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -122,7 +122,7 @@ class GoogLeNet(nn.Module):
     transform_input: torchvision's re-normalization of ImageNet-normalized
       input to the (x - 0.5) / 0.5 scaling its pretrained weights expect.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 1000
   batch_norm: bool = False
@@ -133,7 +133,7 @@ class GoogLeNet(nn.Module):
   aux_logits: bool = False
   transform_input: bool = False
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):

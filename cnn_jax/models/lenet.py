@@ -81,7 +81,7 @@ class PartialConv(nn.Module):
   table: tuple[tuple[int, ...], ...] = C3_CONNECTIONS
   kernel_size: int = 5
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
@@ -154,12 +154,12 @@ class LeNet5(nn.Module):
       output) if True; otherwise the modern one (ReLU, max-pool, full C3,
       dense output).
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 10
   faithful: bool = True
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -91,7 +91,7 @@ class ResNet(nn.Module):
       or "none" (no shortcut: He et al.'s plain net).
     zero_init_residual: start each block's last batch-norm scale at zero.
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 1000
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
@@ -101,7 +101,7 @@ class ResNet(nn.Module):
   shortcut: str = "B"
   zero_init_residual: bool = False
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):

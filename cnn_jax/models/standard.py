@@ -38,7 +38,7 @@ class StandardCNN(nn.Module):
     batch_norm: batch norm after each conv (and hidden FC), before the activation.
     dropout: dropout rate before each FC layer (0 disables it).
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
     shared_weights: False makes every conv locally connected (flax's
       ConvLocal): the same receptive fields, but each output position has its
       own filter and bias, the lecture's network without parameter sharing.
@@ -54,7 +54,7 @@ class StandardCNN(nn.Module):
   batch_norm: bool = False
   dropout: float = 0.0
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
   shared_weights: bool = True
 
   @nn.compact
@@ -68,9 +68,9 @@ class StandardCNN(nn.Module):
     if self.kernel_size % 2 == 0:
       raise ArgumentError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
                        "'same' padding (F - 1)/2 is whole")
-    if not self.shared_weights and self.conv_impl != "xla":
+    if not self.shared_weights and self.conv_impl not in ("auto", "xla"):
       raise ArgumentError(f"conv_impl={self.conv_impl!r} has no locally connected form; "
-                       "use conv_impl='xla' with shared_weights=False")
+                       "use conv_impl='auto' or 'xla' with shared_weights=False")
     same = ((self.kernel_size - 1) // 2,) * 2
     halving = ((self.kernel_size - 2) // 2, (self.kernel_size - 1) // 2)
     conv_class = layers.conv_class(self.conv_impl) if self.shared_weights else nn.ConvLocal

@@ -37,7 +37,7 @@ class VGG(nn.Module):
     fc_width: width of the two hidden FC layers.
     dropout: dropout rate after the hidden FC layers.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
   num_classes: int = 1000
   stages: Sequence[Sequence[int]] = CONFIGS["D"]
@@ -45,7 +45,7 @@ class VGG(nn.Module):
   fc_width: int = 4096
   dropout: float = 0.5
   dtype: Any = jnp.float32
-  conv_impl: str = "xla"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -1,12 +1,14 @@
 """Low-level operations: the lecture's hand-derived convolution backward pass,
-convolution as im2col + matrix product, depthwise convolution as shifted sums, and
-max pooling over tiles as reshape + max."""
+convolution as im2col + matrix product, its input gradient as matrix product +
+col2im, depthwise convolution as shifted sums, and max pooling over tiles as
+reshape + max."""
 
+from cnn_jax.ops.col2im_conv import auto_conv_general_dilated, col2im, col2im_conv2d
 from cnn_jax.ops.depthwise_conv import depthwise_conv2d, depthwise_conv_general_dilated
 from cnn_jax.ops.gemm_conv import gemm_conv2d, gemm_conv_general_dilated, im2col
 from cnn_jax.ops.lecture_conv import lecture_conv2d, lecture_conv_general_dilated
 from cnn_jax.ops.tiled_max_pool import tiled_max_pool
 
-__all__ = ["depthwise_conv2d", "depthwise_conv_general_dilated", "gemm_conv2d",
-           "gemm_conv_general_dilated", "im2col", "lecture_conv2d", "lecture_conv_general_dilated",
-           "tiled_max_pool"]
+__all__ = ["auto_conv_general_dilated", "col2im", "col2im_conv2d", "depthwise_conv2d",
+           "depthwise_conv_general_dilated", "gemm_conv2d", "gemm_conv_general_dilated", "im2col",
+           "lecture_conv2d", "lecture_conv_general_dilated", "tiled_max_pool"]

@@ -7,7 +7,7 @@ col2im is the transpose of `cnn_jax.ops.gemm_conv.im2col` (jax.linear_transpose:
 strided pads and adds, no scatter). Prints ms per dX for LeNet-5's C3/C5 and
 resnet20's stride-2 and 3x3 layers at batch 128 (a markdown row each), after
 checking that both give the same gradient. The measurement behind issue 18's
-automatic col2im `conv_impl` (not built yet).
+automatic col2im `conv_impl` (now `conv_impl="auto"`, cnn_jax.ops.col2im_conv).
 """
 import time
 
