@@ -47,6 +47,15 @@ def torch_ms():
   return result
 
 
+def print_table(rows):
+  """A markdown table of {name: {forward_ms, dx_ms, dw_ms}}; a negative time was not taken."""
+  print("| | forward ms | dX ms | dW ms |\n|---|--:|--:|--:|")
+  for name, row in rows.items():
+    cells = [f"{row[k]:.1f}" if row[k] >= 0 else "not timed"
+             for k in ("forward_ms", "dx_ms", "dw_ms")]
+    print(f"| {name} | {' | '.join(cells)} |")
+
+
 def main():
   rows = {}
   for name, flags in SETTINGS.items():
@@ -58,9 +67,7 @@ def main():
   if reference is not None:
     import torch
     rows[f"PyTorch {torch.__version__} (oneDNN)"] = reference
-  print("| | forward ms | dX ms | dW ms |\n|---|---|---|---|")
-  for name, row in rows.items():
-    print(f"| {name} | {row['forward_ms']:.1f} | {row['dx_ms']:.1f} | {row['dw_ms']:.1f} |")
+  print_table(rows)
 
 
 if __name__ == "__main__":
