@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 from absl import app, flags, logging
 
+from cnn_jax import interrupts
+
 
 class UserError(Exception):
   """A request that cannot be carried out as given; the message says how to fix it."""
@@ -126,9 +128,7 @@ def _exit_now(message: str, status: int) -> None:
   the failure (orbax's pending reads after a checkpoint that does not fit
   the config) from printing tracebacks after the line.
   """
-  print(message, file=sys.stderr, flush=True)
-  sys.stdout.flush()
-  os._exit(status)
+  interrupts.exit_once(message, status)
 
 
 def _report(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
@@ -138,7 +138,7 @@ def _report(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
     except UserError as e:
       _exit_now(f"error: {e}", 1)
     except KeyboardInterrupt:
-      _exit_now("interrupted (Ctrl-C); re-run the same command to go on", 130)
+      _exit_now(interrupts.INTERRUPTED_MESSAGE, interrupts.INTERRUPTED_STATUS)
     except Exception as e:
       os_error = user_os_error(e)
       if os_error is None:
@@ -155,8 +155,12 @@ def _drop_orbax_leftovers(unraisable) -> None:
   collected with an "Exception ignored" traceback of their own. A save that
   fails (a full disk) closes orbax's event loop while TensorStore still
   finishes the other writes; each then reports "Event loop is closed" from
-  a C++ thread, before the failure reaches the one-line report.
+  a C++ thread, before the failure reaches the one-line report. A Ctrl-C
+  that lands in a garbage collection callback is dropped there too; the
+  Ctrl-C handling remembers it and raises it again (cnn_jax.interrupts).
   """
+  if unraisable.exc_type is KeyboardInterrupt and interrupts.requested():
+    return
   code = getattr(unraisable.object, "cr_code", None)
   if code is not None and "/orbax/" in code.co_filename:
     return
@@ -167,7 +171,7 @@ def _drop_orbax_leftovers(unraisable) -> None:
   sys.__unraisablehook__(unraisable)
 
 
-def run(main: Callable[[list[str]], Any]) -> None:
+def run(main: Callable[[list[str]], Any], ctrl_c_grace_s: float = 5.0) -> None:
   """`absl.app.run(main)` with user errors printed in one line.
 
   A `UserError`, a mistake in a flag or config file, Ctrl-C, a full disk or
@@ -176,6 +180,10 @@ def run(main: Callable[[list[str]], Any]) -> None:
 
   Args:
     main: the CLI's main(argv).
+    ctrl_c_grace_s: how long after a Ctrl-C the process may take to stop by
+      itself before it is ended (see cnn_jax.interrupts); a second Ctrl-C
+      ends it at once.
   """
   sys.unraisablehook = _drop_orbax_leftovers
+  interrupts.install(ctrl_c_grace_s)
   app.run(_report(main), flags_parser=_parse_flags)

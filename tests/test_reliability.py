@@ -6,11 +6,9 @@ import contextlib
 import hashlib
 import json
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
-import time
 import weakref
 
 import jax
@@ -190,20 +188,6 @@ def test_a_second_run_on_a_locked_workdir_gets_one_line(tmp_path):
     holder.kill()  # kill -9 leaves no stale lock behind
     holder.wait()
   workdir_lib.WorkdirLock(str(tmp_path)).release()
-
-
-def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path):
-  process = subprocess.Popen(
-      [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}", f"--workdir={tmp_path}",
-       "--config.num_train_steps=100000", "--config.checkpoint_every_steps=10"],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-  deadline = time.time() + 240
-  while not (tmp_path / "checkpoints").exists() and time.time() < deadline:
-    time.sleep(0.5)
-  process.send_signal(signal.SIGINT)
-  _, stderr = process.communicate(timeout=120)
-  assert process.returncode == 130
-  assert stderr.strip().splitlines() == ["interrupted (Ctrl-C); re-run the same command to go on"]
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from cnn_jax import saved_runs
+from cnn_jax import interrupts, saved_runs
 from cnn_jax.saved_runs import CheckpointError
 from cnn_jax.train.state import TrainState
 
@@ -135,13 +135,15 @@ class Checkpoints:
     step = int(state.step)
     if step in self._manager.all_steps():
       return  # e.g. the final save right after a periodic one
-    self._manager.save(step, args=_save_args(state, data_state))
+    with interrupts.deferred():  # orbax would swallow a Ctrl-C while it waits
+      self._manager.save(step, args=_save_args(state, data_state))
 
   def save_best(self, state: TrainState, accuracy: float) -> None:
     """Offers `state` as the best checkpoint; kept if its accuracy is the highest."""
     if self._best is not None and int(state.step) not in self._best.all_steps():
-      self._best.save(int(state.step), args=_save_args(state, None),
-                      metrics={"accuracy": float(accuracy)})
+      with interrupts.deferred():
+          self._best.save(int(state.step), args=_save_args(state, None),
+                        metrics={"accuracy": float(accuracy)})
 
   def restore_latest(self, abstract_state: TrainState, with_data: bool
                      ) -> tuple[TrainState, bytes | None] | None:
@@ -167,7 +169,8 @@ class Checkpoints:
       _check_fits(saved, abstract_state, step)
       return self._manager.restore(step, args=_restore_args(abstract_state, with_data))
 
-    step, restored, failures = saved_runs.newest_readable(self.steps(), restore)
+    with interrupts.deferred():
+      step, restored, failures = saved_runs.newest_readable(self.steps(), restore)
     if step is None:
       if failures:
         bad_step, reason = failures[0]
@@ -193,9 +196,10 @@ class Checkpoints:
 
   def wait(self) -> None:
     """Blocks until every background write has finished."""
-    self._manager.wait_until_finished()
-    if self._best is not None:
-      self._best.wait_until_finished()
+    with interrupts.deferred():  # orbax catches a Ctrl-C while it waits, and goes on
+      self._manager.wait_until_finished()
+      if self._best is not None:
+        self._best.wait_until_finished()
 
   def remove_partial(self) -> None:
     """Deletes half-written checkpoints (orbax's *.orbax-checkpoint-tmp folders).
@@ -211,7 +215,8 @@ class Checkpoints:
 
   def close(self) -> None:
     """Finishes pending writes and releases the managers."""
-    self.wait()
-    self._manager.close()
-    if self._best is not None:
-      self._best.close()
+    with interrupts.deferred():
+      self.wait()
+      self._manager.close()
+      if self._best is not None:
+        self._best.close()

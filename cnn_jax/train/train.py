@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from cnn_jax import models, summary
+from cnn_jax import interrupts, models, summary
 from cnn_jax.data import augment, preprocess, sources
 from cnn_jax.errors import UserError
 from cnn_jax.train import inputs, metrics, parallel, steps
@@ -100,6 +100,7 @@ def _evaluate(eval_step, variables, batches, mesh) -> dict[str, float]:
   totals = parallel.put_replicated(steps.empty_eval_totals(), mesh)
   for batch in batches:
     totals = eval_step(variables, batch, totals)
+    interrupts.raise_if_requested()
   return metrics.from_eval_totals(jax.device_get(totals))
 
 
@@ -247,6 +248,8 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tun
         train_step = train_steps[fine_tuning.batch_norm_frozen(step)]
         state, totals = train_step(state, totals, train_input.next(step, data_key))
         step += 1
+        # A Ctrl-C that a library caught (orbax, a gc callback) stops the run here.
+        interrupts.raise_if_requested()
         at_log = step % config.log_every_steps == 0 or step == total_steps
         at_eval = step % eval_every == 0 or step == total_steps
         at_checkpoint = at_eval or (checkpoint_every > 0 and step % checkpoint_every == 0)
