@@ -22,6 +22,12 @@ handler:
   temporary folder and renamed when complete, so a run ended there still
   resumes from its last complete checkpoint.
 
+A process started by another of ours (a sweep's training runs) also stops
+when that parent dies, even by kill -9: the parent names itself in
+CNN_JAX_PARENT_PID, and the child then gets the SIGTERM a scheduler would send
+(a training run saves a checkpoint and exits), instead of training on as an
+orphan that holds its workdir's lock.
+
 Outside a CLI (tests, notebooks) nothing is installed and these functions do
 nothing.
 """
@@ -34,10 +40,14 @@ import select
 import signal
 import sys
 import threading
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 INTERRUPTED_MESSAGE = "interrupted (Ctrl-C); re-run the same command to go on"
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
+PARENT_PID_VARIABLE = "CNN_JAX_PARENT_PID"
+# How often a child checks that its parent is alive: the delay of its stop.
+_PARENT_CHECK_SECONDS = 0.5
 
 _requested = False    # a Ctrl-C arrived
 _delivered = False    # ... and a KeyboardInterrupt was raised for it at least once
@@ -124,8 +134,36 @@ def _watch(read_fd: int, grace_s: float) -> None:
       timeout = grace_s
 
 
+def watch_parent(parent_pid: int, on_parent_death: Callable[[], None]) -> None:
+  """Calls `on_parent_death` (in a thread) once `parent_pid` is no longer our parent.
+
+  A parent death signal (prctl) would follow the thread that started the
+  child, not the process, and Grain and the sweep start theirs from threads;
+  a poll of the parent's pid follows the process.
+
+  Args:
+    parent_pid: the pid of the process that started this one.
+    on_parent_death: what to do then (end the process, or ask it to stop).
+  """
+  def watch():
+    while os.getppid() == parent_pid:
+      time.sleep(_PARENT_CHECK_SECONDS)
+    on_parent_death()
+
+  threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def child_environment() -> dict[str, str]:
+  """os.environ for a CLI child that must stop when this process dies (see module doc)."""
+  return {**os.environ, PARENT_PID_VARIABLE: str(os.getpid())}
+
+
+def _terminate_self() -> None:
+  os.kill(os.getpid(), signal.SIGTERM)
+
+
 def install(grace_s: float = 5.0) -> None:
-  """Installs the Ctrl-C handling described in the module docstring.
+  """Installs the Ctrl-C handling and the parent watch described in the module docstring.
 
   Call from the main thread of a command-line program, before its work.
 
@@ -139,3 +177,6 @@ def install(grace_s: float = 5.0) -> None:
   signal.signal(signal.SIGINT, _handle_sigint)
   threading.Thread(target=_watch, args=(read_fd, grace_s), name="ctrl-c-watchdog",
                    daemon=True).start()
+  parent = os.environ.get(PARENT_PID_VARIABLE, "")
+  if parent.isdigit():
+    watch_parent(int(parent), _terminate_self)

@@ -16,7 +16,8 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import cpu_flags, errors
+from cnn_jax import cpu_flags, errors, models
+from cnn_jax.train import config as config_lib
 from cnn_jax.train import parallel, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
@@ -46,6 +47,10 @@ def main(argv):
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = _config()
   cpu_flags.apply(config.model)  # before JAX starts its backend
+  # Mistakes each process can see alone are reported before the processes
+  # wait for each other, so that each one's log says what it died of.
+  config_lib.validate(config)
+  models.spec(config.model)
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   # Mistakes in the config, data or workdir are cnn_jax.errors.UserErrors:
   # errors.run prints them in one line.

@@ -17,16 +17,19 @@
 #   LOG_DIR              where process_<i>.txt logs go (default: a new /tmp folder).
 #                        Process 0's output is also shown here; it alone reports.
 #   PYTHON               the interpreter (default: python).
-#   GRACE_SECONDS        after a failure, how long the others get to stop
-#                        before they are killed (default 60).
+#   WAIT_SECONDS         after a failure, how long the others get to end by
+#                        themselves (each reports its own error) before they
+#                        are sent SIGTERM (default 30).
+#   GRACE_SECONDS        after SIGTERM, how long they get before SIGKILL (default 60).
 #
 # If one process fails, the others are stopped (they would wait for it in a
 # collective forever) and its exit status is returned. Ctrl-C or SIGTERM is
 # passed on as SIGTERM: every process saves a checkpoint, and re-running the
-# same command resumes.
+# same command resumes. Every process writes its log itself, unbuffered, so a
+# log holds all a process printed even when it was killed.
 set -euo pipefail
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 
 if [[ $# -lt 2 || "${2:-}" != "--" || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
   usage >&2
@@ -44,26 +47,29 @@ mkdir -p "$log_dir"
 declare -A running=()  # pid -> process index
 killer=""
 stop_all() {
-  # SIGTERM first (a process saves a checkpoint); SIGKILL after a grace
-  # period for one stuck in a collective with a process that is gone.
-  for pid in "${!running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  (sleep "${GRACE_SECONDS:-60}"; for pid in "${!running[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done) &
+  # $1 seconds for the processes to end by themselves (after a failure, the
+  # others usually fail on their own and say why), then SIGTERM (a process
+  # saves a checkpoint), then SIGKILL after a grace period for one stuck in a
+  # collective with a process that is gone.
+  local pids="${!running[*]}"
+  (sleep "$1"; kill -TERM $pids 2>/dev/null
+   sleep "${GRACE_SECONDS:-60}"; kill -KILL $pids 2>/dev/null) >/dev/null 2>&1 &
   killer=$!
 }
-trap 'stop_all; wait "${!running[@]}"; exit 143' INT TERM
+trap 'stop_all 0; wait "${!running[@]}"; exit 143' INT TERM
 
 for ((i = 0; i < num_processes; i++)); do
   log="$log_dir/process_$i.txt"
   command=("$python" -m cnn_jax.main "$@" "--coordinator_address=localhost:$port"
            "--num_processes=$num_processes" "--process_id=$i")
-  if ((i == 0)); then
-    XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" \
-      "${command[@]}" > >(tee "$log") 2>&1 &
-  else
-    XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" \
-      "${command[@]}" > "$log" 2>&1 &
-  fi
+  PYTHONUNBUFFERED=1 XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" \
+    "${command[@]}" > "$log" 2>&1 &
   running[$!]=$i
+  if ((i == 0)); then
+    # Shown here as it is written; tail ends once process 0 has and the log is read.
+    tail -n +1 -F --pid=$! "$log" 2>/dev/null &
+    shown=$!
+  fi
 done
 echo "$num_processes processes on localhost:$port, logs in $log_dir" >&2
 
@@ -76,8 +82,9 @@ while ((${#running[@]} > 0)); do
   if ((code != 0 && status == 0)); then
     status=$code
     echo "process $index exited with status $code; stopping the others (logs in $log_dir)" >&2
-    stop_all
+    stop_all "${WAIT_SECONDS:-30}"
   fi
 done
 if [[ -n "$killer" ]]; then kill "$killer" 2>/dev/null || true; fi
+wait "$shown" 2>/dev/null || true
 exit "$status"

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from test_launch import _sweep_config
 from test_reliability import ROOT, cli
 from test_train import TINY
 
@@ -209,3 +210,55 @@ def test_ctrl_c_to_a_grain_run_and_its_workers_is_one_line(tmp_path):
   while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
     time.sleep(0.05)
   assert not [pid for pid in workers if alive(pid)]
+
+
+def sweep(config, root, *extra, **kwargs) -> subprocess.Popen:
+  return subprocess.Popen(
+      [sys.executable, "-m", "cnn_jax.sweep", f"--config={config}", f"--workdir_root={root}",
+       "--override=checkpoint_every_steps=10", "--override=eval_every_steps=20", *extra],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_a_killed_sweep_stops_its_runs_and_a_rerun_finishes_them(tmp_path):
+  config = _sweep_config(tmp_path, "def get_sweep(h):\n"
+                                   "  return h.sweep('optimizer.learning_rate', [0.1, 0.05])")
+  root = tmp_path / "sweep"
+  parent = sweep(config, root, "--parallel=2", "--override=num_train_steps=100000")
+  _started.append(parent)
+  for name in ("learning_rate=0.1", "learning_rate=0.05"):
+    wait_for((root / name / "checkpoints").exists, f"a checkpoint of {name}", parent)
+  runs = children(parent.pid)
+  assert len(runs) == 2, runs
+  parent.kill()
+  parent.wait()
+  # Each run watches its parent every half second, then saves and exits.
+  deadline = time.monotonic() + 120
+  while any(alive(pid) for pid in runs) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  assert not [pid for pid in runs if alive(pid)]
+  rerun = sweep(config, root, "--parallel=2", "--override=num_train_steps=30")
+  output, _ = rerun.communicate(timeout=400)
+  assert rerun.returncode == 0, output[-3000:]
+  assert "[2/2]" in output and "failed" not in output
+
+
+def test_a_sweep_waits_for_a_run_that_still_holds_its_workdir(tmp_path):
+  config = _sweep_config(tmp_path, "def get_sweep(h):\n"
+                                   "  return h.sweep('optimizer.learning_rate', [0.1])")
+  workdir = tmp_path / "sweep" / "learning_rate=0.1"
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from cnn_jax.train import workdir; "
+       "workdir.WorkdirLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)",
+       str(workdir)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  _started.append(holder)
+  assert holder.stdout.readline().strip() == "locked"
+  waiting = sweep(config, tmp_path / "sweep", "--override=num_train_steps=20")
+  _started.append(waiting)
+  line = waiting.stdout.readline()
+  while line and "waiting" not in line:  # the sweep's header lines
+    line = waiting.stdout.readline()
+  assert line.startswith(f"learning_rate=0.1: waiting for the process that holds {workdir}"), line
+  holder.kill()
+  output, _ = waiting.communicate(timeout=400)
+  assert waiting.returncode == 0, output[-3000:]
+  assert "learning_rate=0.1: ok" in output

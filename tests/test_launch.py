@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from cnn_jax.models import names
 from cnn_jax.sweep import curves, hyper, runner, tables
 from cnn_jax.sweep.hyper import SweepError
 
@@ -222,7 +223,14 @@ def test_local_launch_stops_and_fails_when_a_process_fails(tmp_path):
                       "--config.model=lenet6")
   assert run.returncode == 1
   assert "exited with status 1" in run.stderr
-  assert "lenet6" in (tmp_path / "logs" / "process_1.txt").read_text()
+  # Each process checks the config before the processes wait for each other,
+  # and is given time to say so before it is stopped (it was killed with an
+  # empty log before): every log holds its own error, and process 0's is shown.
+  for i in range(2):
+    log = (tmp_path / "logs" / f"process_{i}.txt").read_text()
+    assert log.strip().splitlines()[-1] == ("error: unknown model 'lenet6'; did you mean "
+                                            "'lenet5'? known models: " + ", ".join(names())), log
+  assert "error: unknown model 'lenet6'" in run.stdout
 
 
 # ---------------------------------------------------------------------------

@@ -16,14 +16,13 @@ import functools
 import math
 import os
 import signal
-import threading
-import time
 from typing import Any, Iterator
 
 import grain
 import jax
 import numpy as np
 
+from cnn_jax import interrupts
 from cnn_jax.data import sources
 from cnn_jax.data.preprocess import resize_uint8
 
@@ -92,30 +91,18 @@ class ShardView:
     return f"ShardView({self.source!r}, {self.shard_index}, {self.shard_count})"
 
 
-# How often a Grain worker checks that the process that started it is alive.
-_PARENT_CHECK_SECONDS = 0.5
-
-
 def _stop_with_parent(parent_pid: int, worker_index: int, worker_count: int) -> None:
   """Runs in each Grain worker process: it ends when its parent does.
 
   Grain's workers are daemonic children, ended by the parent's exit code,
   which a killed parent (kill -9, the OOM killer) never runs: they stayed
-  alive, holding memory and CPU. A thread polls the parent's pid (a parent
-  death signal would follow the thread that started the worker, not the
-  process). Ctrl-C reaches every process of a terminal's foreground group:
+  alive, holding memory and CPU. Ctrl-C reaches every process of a terminal's foreground group:
   the trainer stops on it and ends its workers, so they ignore it rather
   than print a KeyboardInterrupt traceback each.
   """
   del worker_index, worker_count
   signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-  def watch():
-    while os.getppid() == parent_pid:
-      time.sleep(_PARENT_CHECK_SECONDS)
-    os._exit(1)
-
-  threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
+  interrupts.watch_parent(parent_pid, lambda: os._exit(1))
 
 
 def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,

@@ -147,4 +147,5 @@ def main(argv):
 def run() -> None:
   """Parses the flags and runs `main`, with user errors in one line."""
   flags.mark_flags_as_required(["config", "workdir_root"])
-  errors.run(main)
+  # At Ctrl-C the sweep waits for its runs, which stop within their own grace.
+  errors.run(main, ctrl_c_grace_s=30.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import difflib
+import fcntl
 import inspect
 import json
 import os
@@ -24,6 +25,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
+from cnn_jax import interrupts
 from cnn_jax.sweep import config_files, hyper
 from cnn_jax.sweep.hyper import Overrides, SweepError
 
@@ -177,15 +179,38 @@ def _tail(path: str) -> str:
   return "\n".join([line for line in lines if line][-_LOG_TAIL_LINES:])
 
 
+def _wait_for_workdir(run: Run, report) -> None:
+  """Waits while another process holds the run's workdir lock (see train/workdir.py).
+
+  A run started by an earlier sweep that was killed stops by itself (it
+  watches its parent, and saves a checkpoint on the way out); started again
+  at once, it would fail with "in use by another run".
+  """
+  if not os.path.isdir(run.workdir):
+    return
+  folder = os.open(run.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+  try:
+    try:
+      fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      report(f"{run.name}: waiting for the process that holds {run.workdir} (a run of an "
+             "earlier sweep that is stopping, or another sweep) to let it go")
+      fcntl.flock(folder, fcntl.LOCK_EX)
+  finally:
+    os.close(folder)  # the run itself takes the lock
+
+
 class _Runner:
   """Runs commands N at a time and stops them all on request."""
 
-  def __init__(self):
+  def __init__(self, report):
     self._live: set[subprocess.Popen] = set()
     self._lock = threading.Lock()
+    self._report = report
     self.stopping = False
 
   def run(self, run: Run) -> Outcome:
+    _wait_for_workdir(run, self._report)
     earlier = _read_results(run)
     if earlier is not None:
       return Outcome(run, "ok (earlier)", earlier)
@@ -196,7 +221,9 @@ class _Runner:
       log.write(f"$ {' '.join(run.command)}\n")
       log.flush()
       with self._lock:
-        process = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT)
+        # The run stops if this process dies (interrupts.child_environment).
+        process = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT,
+                                   env=interrupts.child_environment())
         self._live.add(process)
       returncode = process.wait()
       with self._lock:
@@ -223,7 +250,7 @@ def run_sweep(runs: Sequence[Run], parallel: int = 1, report=print) -> list[Outc
   Returns:
     One Outcome per run, in the runs' order.
   """
-  runner = _Runner()
+  runner = _Runner(report)
   outcomes: dict[int, Outcome] = {}
   with concurrent.futures.ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
     futures = {pool.submit(runner.run, run): i for i, run in enumerate(runs)}
