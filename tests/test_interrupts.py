@@ -180,6 +180,18 @@ def alive(pid: int) -> bool:
   return state != "Z"
 
 
+def assert_all_end(pids: list[int], limit_s: float = 120) -> None:
+  """Waits for the processes to end; fails if any is alive after limit_s.
+
+  They check their parent every half second (cnn_jax.interrupts.watch_parent),
+  and a training run saves a checkpoint first: the limit is far beyond that.
+  """
+  deadline = time.monotonic() + limit_s
+  while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  assert not [pid for pid in pids if alive(pid)]
+
+
 GRAIN_RUN = (*LONG_RUN, "--config.grain_workers=2")
 
 
@@ -190,11 +202,7 @@ def test_grain_workers_die_with_a_killed_trainer(tmp_path):
   assert len(workers) >= 2, workers
   process.kill()
   process.wait()
-  # Each worker polls its parent every half second; 60 s is far beyond that.
-  deadline = time.monotonic() + 60
-  while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-    time.sleep(0.05)
-  assert not [pid for pid in workers if alive(pid)]
+  assert_all_end(workers)
 
 
 def test_ctrl_c_to_a_grain_run_and_its_workers_is_one_line(tmp_path):
@@ -206,10 +214,7 @@ def test_ctrl_c_to_a_grain_run_and_its_workers_is_one_line(tmp_path):
   assert len(workers) >= 2, workers
   os.killpg(process.pid, signal.SIGINT)
   stopped_in_one_line(process, tmp_path)
-  deadline = time.monotonic() + 60
-  while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-    time.sleep(0.05)
-  assert not [pid for pid in workers if alive(pid)]
+  assert_all_end(workers)
 
 
 def sweep(config, root, *extra, **kwargs) -> subprocess.Popen:
@@ -231,11 +236,7 @@ def test_a_killed_sweep_stops_its_runs_and_a_rerun_finishes_them(tmp_path):
   assert len(runs) == 2, runs
   parent.kill()
   parent.wait()
-  # Each run watches its parent every half second, then saves and exits.
-  deadline = time.monotonic() + 120
-  while any(alive(pid) for pid in runs) and time.monotonic() < deadline:
-    time.sleep(0.05)
-  assert not [pid for pid in runs if alive(pid)]
+  assert_all_end(runs)
   rerun = sweep(config, root, "--parallel=2", "--override=num_train_steps=30")
   output, _ = rerun.communicate(timeout=400)
   assert rerun.returncode == 0, output[-3000:]
