@@ -62,7 +62,8 @@ for ((i = 0; i < num_processes; i++)); do
   log="$log_dir/process_$i.txt"
   command=("$python" -m cnn_jax.main "$@" "--coordinator_address=localhost:$port"
            "--num_processes=$num_processes" "--process_id=$i")
-  PYTHONUNBUFFERED=1 XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" \
+  # CNN_JAX_PARENT_PID: the processes stop (save and exit) if this script is killed.
+  CNN_JAX_PARENT_PID=$$ PYTHONUNBUFFERED=1 XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" \
     "${command[@]}" > "$log" 2>&1 &
   running[$!]=$i
   if ((i == 0)); then

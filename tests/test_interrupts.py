@@ -263,3 +263,19 @@ def test_a_sweep_waits_for_a_run_that_still_holds_its_workdir(tmp_path):
   output, _ = waiting.communicate(timeout=400)
   assert waiting.returncode == 0, output[-3000:]
   assert "learning_rate=0.1: ok" in output
+
+
+def test_a_killed_local_launcher_leaves_no_process_behind(tmp_path):
+  launcher = subprocess.Popen(
+      ["bash", str(ROOT / "launch" / "local_multiprocess.sh"), "2", "--", f"--config={TINY}",
+       f"--workdir={tmp_path / 'w'}", *LONG_RUN],
+      cwd=ROOT, env={**os.environ, "LOG_DIR": str(tmp_path / "logs")},
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _started.append(launcher)
+  wait_for((tmp_path / "w" / "checkpoints").exists, "a checkpoint", launcher)
+  trainers = [pid for pid in children(launcher.pid)
+              if b"cnn_jax.main" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+  assert len(trainers) == 2, trainers
+  launcher.kill()
+  launcher.wait()
+  assert_all_end(trainers)
