@@ -8,6 +8,10 @@ without the gzip header's file name and time, so only their content can be
 checked. A file is accepted when either its compressed bytes match the
 checksum TFDS records for the official download, or its decompressed bytes
 match the checksum recorded below; its idx header is checked in any case.
+A file costs at most what the official one does: its size is checked
+before it is read, its header before its body is decompressed, and no more
+is decompressed than the official header implies (a 2 MB gzip of 2 GiB of
+zeros fails after 47 MB).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import gzip
 import hashlib
 import importlib.resources
 import importlib.util
+import math
 import os
+import zlib
 
 import numpy as np
 
@@ -44,6 +50,25 @@ class IdxFile:
   @property
   def holds_images(self) -> bool:
     return "-images-" in self.name
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    """The array it holds: (count, 28, 28) images or (count,) labels."""
+    return (self.count, IMAGE_SIZE, IMAGE_SIZE) if self.holds_images else (self.count,)
+
+  @property
+  def header(self) -> tuple[int, ...]:
+    """Its idx header: the magic number (unsigned bytes, so many dimensions), then the shape."""
+    return (_IMAGES_MAGIC if self.holds_images else _LABELS_MAGIC, *self.shape)
+
+  @property
+  def header_bytes(self) -> bytes:
+    return np.array(self.header, ">u4").tobytes()
+
+  @property
+  def content_length(self) -> int:
+    """The decompressed file's length in bytes: header and one byte per pixel or label."""
+    return len(self.header_bytes) + math.prod(self.shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,12 +184,38 @@ def find(name: str, from_dir: str | None = None) -> str:
                   f"has them: `python -m cnn_jax.data.prepare --dataset={name} --from=DIR`")
 
 
-def _sha256(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()
+def _file_sha256(path: str) -> str:
+  """sha256 of a file, read in blocks (its size is checked first: it is bounded)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _content_sha256(idx_file: IdxFile, body: bytes) -> str:
+  """sha256 of the decompressed file, from its (checked) header and its body."""
+  digest = hashlib.sha256(idx_file.header_bytes)
+  digest.update(body)
+  return digest.hexdigest()
+
+
+def _largest_gzip(content_length: int) -> int:
+  """An upper bound on the size of any gzip file of `content_length` bytes.
+
+  Even incompressible content grows only by deflate's stored blocks (5 bytes
+  per 65,535) and the gzip header and trailer; 4 KiB more allow for a file
+  name or comment in the header. A larger file cannot hold the official
+  content, and is rejected before a byte of it is read.
+  """
+  return content_length + 5 * (content_length // 65535 + 1) + 18 + 4096
 
 
 def verified_paths(name: str, folder: str) -> dict[str, tuple[str, str]]:
   """Checks a folder's four files and returns their paths by split.
+
+  Each file costs at most what the official one does, whatever it holds
+  (see the module docstring).
 
   Args:
     name: a key of `DATASETS`.
@@ -175,54 +226,76 @@ def verified_paths(name: str, folder: str) -> dict[str, tuple[str, str]]:
 
   Raises:
     DataError: naming the first file that is not the official one (wrong
-      checksum, truncated, not gzip, wrong idx header).
+      size or checksum, truncated, not gzip, wrong idx header or length).
   """
   dataset = DATASETS[name]
   official = tfds_checksums(dataset)
   for idx_file in _all_files(dataset):
     path = os.path.join(folder, idx_file.name)
-    with open(path, "rb") as f:
-      compressed = f.read()
-    try:
-      content = gzip.decompress(compressed)
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
-      raise DataError(f"{path} is not a complete gzip file ({e}); "
-                      f"reinstall it with `{dataset.how_to_install}`") from None
-    if (len(compressed), _sha256(compressed)) != official.get(idx_file.name) and (
-        _sha256(content) != idx_file.content_sha256):
+    size = os.path.getsize(path)
+    official_size, official_sha256 = official.get(idx_file.name, (None, None))
+    if size > max(official_size or 0, _largest_gzip(idx_file.content_length)):
+      raise DataError(f"{path} has {size:,} bytes, more than any gzip of the official "
+                      f"{dataset.title} file can ({idx_file.content_length:,} bytes "
+                      f"uncompressed); reinstall it with `{dataset.how_to_install}`")
+    body = _body(path, idx_file, dataset.how_to_install)
+    compressed_sha256 = _file_sha256(path)
+    if (size, compressed_sha256) != (official_size, official_sha256) and (
+        _content_sha256(idx_file, body) != idx_file.content_sha256):
       raise DataError(
-          f"{path} is not the official {dataset.title} file (sha256 {_sha256(compressed)[:16]}..., "
-          f"{len(compressed):,} bytes; its content matches neither TFDS's checksum nor ours); "
+          f"{path} is not the official {dataset.title} file (sha256 {compressed_sha256[:16]}..., "
+          f"{size:,} bytes; its content matches neither TFDS's checksum nor ours); "
           f"reinstall it with `{dataset.how_to_install}`")
-    _check_header(content, idx_file, path)
   return {split: tuple(os.path.join(folder, f.name) for f in pair)
           for split, pair in dataset.files.items()}
 
 
-def _check_header(content: bytes, idx_file: IdxFile, path: str) -> None:
-  """Raises DataError unless `content` is an idx file of the expected kind and size."""
-  dims = 3 if idx_file.holds_images else 1
-  header = (np.frombuffer(content[:4 + 4 * dims], ">u4").tolist()
-            if len(content) >= 4 + 4 * dims else [])
-  expected = ([_IMAGES_MAGIC, idx_file.count, IMAGE_SIZE, IMAGE_SIZE] if idx_file.holds_images
-              else [_LABELS_MAGIC, idx_file.count])
-  body = idx_file.count * (IMAGE_SIZE * IMAGE_SIZE if idx_file.holds_images else 1)
-  if header != expected or len(content) != 4 + 4 * dims + body:
-    raise DataError(f"{path} has the idx header {header} and {len(content):,} bytes; "
-                    f"expected {expected} and {4 + 4 * dims + body:,}")
+def _body(path: str, idx_file: IdxFile, how_to_install: str) -> bytes:
+  """The decompressed file after its idx header, read no further than the official length.
+
+  Raises:
+    DataError: for a file that is not complete gzip, whose idx header is
+      not the expected one (checked before the body is decompressed), or
+      whose content is shorter or longer than that header implies.
+  """
+  fix = f"reinstall it with `{how_to_install}`"
+  expected = list(idx_file.header)
+  try:
+    with gzip.open(path, "rb") as f:
+      head = f.read(4 * len(expected))
+      header = np.frombuffer(head[:len(head) // 4 * 4], ">u4").tolist()
+      if header != expected:
+        raise DataError(f"{path} has the idx header {header}; expected {expected} "
+                        f"({idx_file.name} of {idx_file.count:,} items); {fix}")
+      body = f.read(idx_file.content_length - len(head))
+      more = f.read(1)  # to the end of the file: gzip checks its CRC and length there
+  except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+    raise DataError(f"{path} is not a complete gzip file ({e}); {fix}") from None
+  length = len(head) + len(body) + len(more)
+  if length != idx_file.content_length:
+    found = f"{length:,}" if not more else f"more than {idx_file.content_length:,}"
+    raise DataError(f"{path} has the idx header {header} and {found} bytes; expected "
+                    f"{expected} and {idx_file.content_length:,}; {fix}")
+  return body
 
 
 def read(path: str) -> np.ndarray:
-  """The array in a gzipped idx file (check it first with `verified_paths`).
+  """The array in an official idx file, found by its name (check it first with `verified_paths`).
+
+  Read as `verified_paths` reads it: a file replaced since costs no more
+  than the official one, and is rejected in one line if it does not fit.
 
   Args:
-    path: an images or labels file.
+    path: an images or labels file, named as the official downloads are.
 
   Returns:
     uint8 images (N, 28, 28) or uint8 labels (N,).
+
+  Raises:
+    DataError: for a file that is not what its name promises.
   """
-  with gzip.open(path, "rb") as f:
-    content = f.read()
-  dims = content[3]  # the magic number's last byte
-  shape = np.frombuffer(content[4:4 + 4 * dims], ">u4").astype(int)
-  return np.frombuffer(content, np.uint8, offset=4 + 4 * dims).reshape(shape)
+  # MNIST and Fashion-MNIST name their files alike, with the same shapes.
+  idx_file, dataset = {f.name: (f, d) for d in DATASETS.values()
+                       for f in _all_files(d)}[os.path.basename(path)]
+  body = _body(path, idx_file, dataset.how_to_install)
+  return np.frombuffer(body, np.uint8).reshape(idx_file.shape)
