@@ -61,10 +61,16 @@ def predict(model_name: str, image_paths: Sequence[str], weights: str | None = N
 
   Returns:
     For each image, [(class name, probability), ...], most probable first.
+
+  Raises:
+    ImageError: an image that is missing or cannot be decoded (see `images.read`).
+    UserError: a model without ImageNet weights, or a weights file that
+      is not a state dict or does not fit the model.
   """
-  model, variables = imagenet_weights.pretrained(model_name, weights)
   size = models.spec(model_name).image_size
+  # The photos first: a bad one is named before seconds go into the weights.
   images = np.stack([imagenet.load_photo(path, size) for path in image_paths])
+  model, variables = imagenet_weights.pretrained(model_name, weights)
   logits = jax.jit(model.apply)(variables, jnp.asarray(normalize(images, model_name)))
   probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
   return [top_classes(p, k) for p in probabilities]

@@ -20,20 +20,19 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from cnn_jax.data import images
 from cnn_jax.data.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def decode_rgb(path: str, size: int) -> np.ndarray:
-  """Reads an image file as uint8 RGB, resized (bilinear) to size x size."""
-  with Image.open(path) as image:
-    return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), np.uint8)
+  """Reads an image file as uint8 RGB (as a viewer shows it), resized (bilinear) to size x size.
 
-
-def _reason(error: Exception) -> str:
-  """`Type: message` of a decoding error, in one line."""
-  return f"{type(error).__name__}: {' '.join(str(error).split())}"
+  Raises:
+    images.ImageError: the file is missing, not an image, or too large to decode.
+  """
+  return np.asarray(images.read(path).resize((size, size), Image.BILINEAR), np.uint8)
 
 
 def _image_files(folder: str) -> list[str]:
@@ -112,10 +111,9 @@ class ImageFolderSource:
       for file in files:
         path = os.path.join(folder, file)
         try:
-          with Image.open(path) as image:
-            image.convert("RGB").load()  # a full decode: verify() misses truncation
-        except Exception as e:  # PIL raises many types for bad files
-          self.skipped.append((path, _reason(e)))
+          images.read(path)  # a full decode: PIL's verify() misses truncation
+        except images.ImageError as e:
+          self.skipped.append((path, e.reason))
           continue
         self.paths.append(path)
         self.labels.append(label)
@@ -162,7 +160,7 @@ class ImageFolderSource:
     path = self.paths[index]
     try:
       image = decode_rgb(path, self.image_size)
-    except Exception as e:  # PIL raises many types for bad files
-      raise DataError(f"cannot read image {path} ({_reason(e)}); it changed after the "
-                      "dataset was opened: restore or delete the file and re-run") from e
+    except images.ImageError as e:
+      raise DataError(f"cannot read image {path} ({e.reason}); it changed after the "
+                      "dataset was opened: restore or delete the file and re-run") from None
     return {"image": image, "label": self.labels[index]}

@@ -13,9 +13,9 @@ import functools
 import importlib.resources
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from cnn_jax.data.errors import DataError
+from cnn_jax.data import images
 
 NUM_CLASSES = 1000
 
@@ -48,7 +48,8 @@ def load_photo(path: str, size: int, crop_padding: int = 32) -> np.ndarray:
   (224 of 256), which is also torchvision's Resize(256) + CenterCrop(224).
 
   Args:
-    path: an image file PIL can read (JPEG, PNG, ...); grey or RGBA become RGB.
+    path: an image file PIL can read (JPEG, PNG, ...), decoded as a viewer
+      shows it (`images.read`: upright, 16-bit scaled, transparency on white).
     size: the network's input size.
     crop_padding: the pixels of the resized shorter side cut away.
 
@@ -56,15 +57,10 @@ def load_photo(path: str, size: int, crop_padding: int = 32) -> np.ndarray:
     uint8 array (size, size, 3).
 
   Raises:
-    DataError: the file is missing or not an image (one line, naming it).
+    ImageError: the file is missing, not an image, or too large to decode
+      (one line, naming it).
   """
-  try:
-    with Image.open(path) as image:
-      image = image.convert("RGB")
-  except FileNotFoundError:
-    raise DataError(f"image {path} not found") from None
-  except (UnidentifiedImageError, OSError, SyntaxError) as e:
-    raise DataError(f"{path} is not a readable image ({e}); give a JPEG or PNG file") from None
+  image = images.read(path)
   scale = (size + crop_padding) / min(image.size)
   resized = image.resize((max(size, round(image.width * scale)),
                           max(size, round(image.height * scale))), Image.Resampling.BICUBIC)

@@ -5,17 +5,22 @@ TFDS stores MNIST-like images as PNG, and PIL decodes a 28x28 PNG in about
 spend more time decoding than the LeNet-5 step spends training. PNGs written
 by `encode` use filter type 0 ("None") on every row, so `decode` needs only
 zlib and a reshape (about 8 microseconds). Any other image (another PNG
-writer's filters, interlacing, JPEG) is decoded by PIL as before.
+writer's filters, interlacing, ancillary chunks, JPEG) is decoded by
+`images.read`, the general path. The fast path takes only files laid out as
+`encode` writes them (IHDR, IDAT, IEND; valid CRCs; 8-bit grey or RGB as
+asked; unfiltered rows; a complete zlib stream of exactly the pixels), which
+the general path decodes to the same array: no transparency, orientation or
+bit depth that it would treat otherwise.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 
 import numpy as np
-from PIL import Image
+
+from cnn_jax.data import images
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (grey, RGB)
@@ -55,34 +60,57 @@ def decode(data: bytes, channels: int) -> np.ndarray:
 
   Returns:
     uint8 (H, W, channels).
+
+  Raises:
+    ImageError: for bytes that are not a readable image (one line).
   """
   fast = _decode_unfiltered(data, channels)
   if fast is not None:
     return fast
-  with Image.open(io.BytesIO(data)) as image:
-    array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+  array = np.asarray(images.read(data, "L" if channels == 1 else "RGB"))
   return array[..., None] if channels == 1 else array
 
 
-def _decode_unfiltered(data: bytes, channels: int) -> np.ndarray | None:
-  """The image if `data` is an 8-bit, non-interlaced PNG with only unfiltered rows."""
-  if not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR":
+def _idat_stream(data: bytes) -> tuple[bytes, bytes] | None:
+  """(IHDR's data, the IDATs' data) of a PNG of only whole IHDR, IDAT and IEND chunks.
+
+  The IHDR's CRC is checked as PIL checks it; PIL ignores the others'.
+  """
+  if not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR" or data[8:12] != b"\0\0\0\r":
     return None
-  width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-  if depth != 8 or interlace or color != _COLOR_TYPES.get(channels):
+  if struct.unpack(">I", data[29:33])[0] != zlib.crc32(data[12:29]):
     return None
-  compressed, position = [], 8
-  while position + 8 <= len(data):
-    length, = struct.unpack(">I", data[position:position + 4])
-    kind = data[position + 4:position + 8]
-    if kind == b"IDAT":
-      compressed.append(data[position + 8:position + 8 + length])
+  compressed, position = [], 33
+  while position + 12 <= len(data):
+    length, kind = struct.unpack(">I4s", data[position:position + 8])
+    if kind == b"IEND":
+      return (data[16:29], b"".join(compressed)) if compressed and (
+          position + 12 + length == len(data)) else None
+    if kind != b"IDAT":
+      return None  # an ancillary chunk (transparency, orientation, ...): the general path
+    compressed.append(data[position + 8:position + 8 + length])
     position += 12 + length
+  return None  # truncated
+
+
+def _decode_unfiltered(data: bytes, channels: int) -> np.ndarray | None:
+  """The image if `data` is laid out as `encode` writes it (see the module docstring)."""
+  found = _idat_stream(data)
+  if found is None:
+    return None
+  width, height, depth, color, compression, filtering, interlace = struct.unpack(
+      ">IIBBBBB", found[0])
+  if (depth, compression, filtering, interlace) != (8, 0, 0, 0) or (
+      color != _COLOR_TYPES.get(channels)) or not images.within_pixel_limit(width, height):
+    return None
+  expected = height * (1 + width * channels)
+  decompressor = zlib.decompressobj()
   try:
-    raw = zlib.decompress(b"".join(compressed))
+    # Bounded: a stream of gigabytes behind a small header stops one byte past the image.
+    raw = decompressor.decompress(found[1], expected + 1)
   except zlib.error:
-    return None  # PIL names the problem
-  if len(raw) != height * (1 + width * channels):
+    return None  # the general path names the problem
+  if len(raw) != expected or not decompressor.eof or decompressor.unused_data:
     return None
   rows = np.frombuffer(raw, np.uint8).reshape(height, 1 + width * channels)
   if rows[:, 0].any():  # a filtered row: PIL undoes the filters

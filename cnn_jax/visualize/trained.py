@@ -135,9 +135,9 @@ def load_pretrained(model_name: str, weights: str | None, image_paths: list[str]
   Returns:
     The PretrainedModel (its config names the model; step 0).
   """
-  model, variables = imagenet_weights.pretrained(model_name, weights)
   size = models.spec(model_name).image_size
   photos = np.stack([imagenet.load_photo(path, size) for path in image_paths])
+  model, variables = imagenet_weights.pretrained(model_name, weights)
   mean, std = imagenet_weights.pixel_normalization(model_name)
   config = ml_collections.ConfigDict({"model": model_name, "image_size": size,
                                       "eval_split": None})
