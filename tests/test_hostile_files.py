@@ -27,7 +27,8 @@ from PIL import Image
 
 from cnn_jax.data import idx, images, png, sources
 from cnn_jax.data.errors import DataError
-from cnn_jax.transfer.torchvision_weights import installed_weights
+from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, from_torchvision,
+                                                  installed_weights)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -445,3 +446,50 @@ def test_image_folders_decode_as_predict_does_and_skip_bombs_by_name(tmp_path, b
     expected = np.asarray(upright.convert("RGB").resize((64, 64), Image.BILINEAR), float)
   # Upright (a JPEG re-encoding apart), not turned: the mean error is a few levels.
   assert np.abs(source[2]["image"] - expected).mean() < 4
+
+
+# --- Weights files and output folders ------------------------------------------------------
+
+def test_weights_for_a_model_without_a_torchvision_map_are_one_line(tmp_path, photos):
+  run = _cli("-m", "cnn_jax.predict", "--model=lenet5_modern",
+             f"--weights={installed_weights(LITE0)}", photos["upright"])
+  assert _one_line_error(run).startswith(
+      "error: no torchvision weights map for 'lenet5_modern', so a .pth state dict cannot "
+      "initialize it (there is one for resnet18, resnet34, ")
+  assert run.stderr.strip().endswith("choose one of those models, or start lenet5_modern from "
+                                     "a training workdir or checkpoint of it")
+  workdir = tmp_path / "run"
+  run = _cli("-m", "cnn_jax.main", "--config=tests/configs/tiny.py", f"--workdir={workdir}",
+             f"--config.init_from={installed_weights(LITE0)}")
+  assert _one_line_error(run).startswith(
+      "error: no torchvision weights map for 'standard', so a .pth state dict cannot "
+      "initialize it")
+  assert not workdir.exists()
+
+
+def test_weights_of_another_architecture_are_one_line(photos):
+  # Lite0's file for a ResNet-18 was a KeyError traceback ('fc.weight').
+  run = _cli("-m", "cnn_jax.predict", "--model=resnet18", f"--weights={installed_weights(LITE0)}",
+             photos["upright"])
+  assert _one_line_error(run) == (
+      "error: the weights have no output layer fc.weight (2-D), so they are not resnet18's "
+      "(their first keys: _conv_stem.weight, _bn0.weight, _bn0.bias); give the state dict of "
+      "a resnet18 model in torchvision's layout")
+
+
+@pytest.mark.parametrize("model, state_dict, message", [
+    ("vgg11", {"_conv_stem.weight": np.zeros((32, 3, 3, 3))},  # was KeyError '_conv_stem'
+     r"no output layer classifier.N.weight \(2-D\), so they are not vgg11's \(their first "
+     r"keys: _conv_stem.weight\)"),
+    ("alexnet_tv", {}, r"not alexnet_tv's \(their first keys: none\)"),  # was IndexError
+    ("resnet18", {"fc.weight": np.zeros((10, 512)), "fc": np.zeros(3)},  # a key without a dot
+     r"torchvision weights do not fit resnet18: not in the weights: .*; not in the model: fc; "
+     r"give the state dict of a resnet18 model"),
+    ("vgg11", {"features.0.weight": np.zeros((64, 3, 3, 3)), "features.99.weight": np.zeros(
+        (64, 64, 3, 3)), **{f"features.{i}.weight": np.zeros((8, 8, 3, 3)) for i in range(1, 9)},
+               "classifier.0.weight": np.zeros((10, 7))},  # more convs than vgg11, fc6 too small
+     r"shape mismatch: .*params:head/fc6/kernel ours \(25088, 4096\) vs file \(7, 10\)"),
+])
+def test_state_dicts_of_other_architectures_are_named(model, state_dict, message):
+  with pytest.raises(WeightMismatchError, match=message):
+    from_torchvision(model, state_dict)

@@ -10,7 +10,8 @@ from typing import Any
 from cnn_jax import models
 from cnn_jax.data import imagenet
 from cnn_jax.transfer.state_dict import load_state_dict
-from cnn_jax.transfer.torchvision_weights import from_torchvision, installed_weights
+from cnn_jax.transfer.torchvision_weights import (check_supported, from_torchvision,
+                                                  installed_weights)
 
 # Per-channel (mean, std) in [0, 1] units, as the weights were trained. The
 # EfficientNet-Lite weights were trained in TensorFlow on (pixel - 127) / 128:
@@ -38,7 +39,13 @@ def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[s
 
   Returns:
     (module, {"params": ..., "batch_stats": ...}).
+
+  Raises:
+    WeightMismatchError: the model takes no such weights, none are
+      installed, or the file's tensors do not fit the model.
+    StateDictError: the file is not a readable state dict.
   """
+  check_supported(model_name)  # before seconds go into reading the file
   path = weights or installed_weights(model_name)
   variables = from_torchvision(model_name, load_state_dict(path))
   return models.create(model_name, num_classes=imagenet.NUM_CLASSES), variables

@@ -16,7 +16,7 @@ from cnn_jax import introspection, saved_runs
 from cnn_jax.errors import UserError
 from cnn_jax.transfer import finetune
 from cnn_jax.transfer.state_dict import load_state_dict
-from cnn_jax.transfer.torchvision_weights import from_torchvision
+from cnn_jax.transfer.torchvision_weights import check_supported, from_torchvision
 
 _COLLECTIONS = ("params", "batch_stats")
 
@@ -40,11 +40,14 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
   Raises:
     PretrainedMismatchError: when nothing usable is at init_from.
     CheckpointError: when a workdir there holds no readable checkpoint.
+    WeightMismatchError: a .pth file for a model it cannot fit.
+    StateDictError: a file that is not a readable state dict.
   """
   if not os.path.exists(init_from):
     raise PretrainedMismatchError(f"config.init_from={init_from!r} does not exist; give a "
                                   "training workdir, a checkpoint folder or a .pth file")
   if os.path.isfile(init_from):
+    check_supported(model_name)  # before seconds go into reading the file
     return from_torchvision(model_name, load_state_dict(init_from))
   if not (os.path.isdir(os.path.join(init_from, "state"))
           or os.path.isdir(os.path.join(init_from, "checkpoints"))):

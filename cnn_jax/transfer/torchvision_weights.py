@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import math
 import os
 import re
 from typing import Any, Callable
@@ -71,12 +72,27 @@ def _sequential_paths(conv_names: list[str], dense_names: list[str],
              for group in ("features", "classifier")}
 
   def path(key: str) -> str:
-    module, leaf = key.rsplit(".", 1)
+    module, _, leaf = key.rpartition(".")
     group = module.split(".")[0]
     ours = conv_names if group == "features" else dense_names
+    if group not in modules or modules[group].index(module) >= len(ours):
+      return key  # not a layer of ours: reported as unused
     return f"{ours[modules[group].index(module)]}.{leaf}"
 
   return path
+
+
+def _renamer(family: str, ours: dict[tuple[str, str], Any],
+             state_keys: list[str]) -> Callable[[str], str]:
+  """The family's map from state dict keys to ours, e.g. layer1.0.conv1.* -> layer1_0.conv1.*."""
+  if family not in ("vgg", "alexnet_tv"):
+    return {"resnet": _resnet_path, "efficientnet_lite": _efficientnet_path}.get(
+        family, _googlenet_path)
+  kernels = {p.rsplit("/", 1)[0]: len(v.shape) for (_, p), v in ours.items()
+             if p.endswith("kernel")}
+  return _sequential_paths(sorted((m for m, rank in kernels.items() if rank == 4), key=_natural),
+                           sorted((m for m, rank in kernels.items() if rank == 2), key=_natural),
+                           state_keys)
 
 
 # Our dense layers whose input is a flattened (H, W, C) map: {path: (C, H, W)}.
@@ -122,6 +138,18 @@ def installed_weights(model_name: str) -> str:
   return files[0]
 
 
+def check_supported(model_name: str) -> None:
+  """Raises WeightMismatchError unless torchvision-layout weights map onto this model.
+
+  Called before a weights file is read: the model alone decides.
+  """
+  if model_name not in SUPPORTED:
+    raise WeightMismatchError(
+        f"no torchvision weights map for {model_name!r}, so a .pth state dict cannot "
+        f"initialize it (there is one for {', '.join(SUPPORTED)}); choose one of those "
+        f"models, or start {model_name} from a training workdir or checkpoint of it")
+
+
 def _family(model_name: str) -> str:
   for family in ("resnet", "vgg", "efficientnet_lite"):
     if model_name.startswith(family):
@@ -131,6 +159,28 @@ def _family(model_name: str) -> str:
 
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+
+
+# The output layer's weight, whose rows are the classes (VGG, AlexNet: the last classifier.N).
+_HEADS = {"resnet": "fc.weight", "googlenet_tv": "fc.weight", "efficientnet_lite": "_fc.weight"}
+
+
+def _num_classes(model_name: str, tensors: dict[str, np.ndarray]) -> int:
+  """The classes of a state dict's output layer, as `model_name` names that layer.
+
+  Raises:
+    WeightMismatchError: when the state dict has no such layer: it was saved
+      from another architecture.
+  """
+  head = _HEADS.get(_family(model_name)) or next(
+      (k for k in reversed(tensors) if k.startswith("classifier.") and k.endswith(".weight")),
+      "classifier.N.weight")
+  if head not in tensors or tensors[head].ndim != 2:
+    keys = ", ".join(list(tensors)[:3]) or "none"
+    raise WeightMismatchError(f"the weights have no output layer {head} (2-D), so they are "
+                              f"not {model_name}'s (their first keys: {keys}); give the state "
+                              f"dict of a {model_name} model in torchvision's layout")
+  return tensors[head].shape[0]
 
 
 def from_torchvision(model_name: str, state_dict: dict[str, Any],
@@ -150,21 +200,16 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
     `models.create(model_name, num_classes=num_classes, **overrides)`.
 
   Raises:
-    WeightMismatchError: listing our parameters without a tensor, tensors
-      without a parameter, and shape mismatches.
+    WeightMismatchError: for a model no torchvision weights map onto, or
+      listing our parameters without a tensor, tensors without a
+      parameter, and shape mismatches.
   """
-  if model_name not in SUPPORTED:
-    raise ValueError(f"no torchvision weights map for {model_name!r}; supported: "
-                     f"{', '.join(SUPPORTED)}")
+  check_supported(model_name)
   tensors = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
              for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
   family = _family(model_name)
-  head = {"resnet": "fc.weight", "googlenet_tv": "fc.weight",
-          "efficientnet_lite": "_fc.weight"}.get(family, None)
-  if num_classes is None:
-    last = head or [k for k in tensors if k.endswith(".weight")][-1]
-    num_classes = tensors[last].shape[0]
-  model = models.create(model_name, num_classes=num_classes, **overrides)
+  model = models.create(model_name, num_classes=num_classes or _num_classes(model_name, tensors),
+                        **overrides)
   spec = models.spec(model_name)
   shape = (1, spec.image_size, spec.image_size, spec.channels)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
@@ -172,25 +217,17 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
   if not overrides.get("aux_logits"):
     tensors = {k: v for k, v in tensors.items() if not k.startswith(("aux1.", "aux2."))}
 
-  if family in ("vgg", "alexnet_tv"):
-    convs = sorted({p.rsplit("/", 1)[0] for (c, p) in ours if p.endswith("kernel")
-                    and len(ours[(c, p)].shape) == 4}, key=_natural)
-    denses = sorted({p.rsplit("/", 1)[0] for (c, p) in ours if p.endswith("kernel")
-                     and len(ours[(c, p)].shape) == 2}, key=_natural)
-    rename = _sequential_paths(convs, denses, list(tensors))
-  else:
-    rename = {"resnet": _resnet_path, "efficientnet_lite": _efficientnet_path}.get(
-        family, _googlenet_path)
+  rename = _renamer(family, ours, list(tensors))
   flattened = _FLATTENED.get(family, {})
 
   converted, unused = {}, []
   for key, value in tensors.items():
-    module, leaf = rename(key).rsplit(".", 1)
+    module, _, leaf = rename(key).rpartition(".")
     module = module.replace(".", "/")
     if value.ndim == 4:      # conv weight OIHW -> HWIO
       entry = ("params", f"{module}/kernel"), value.transpose(2, 3, 1, 0)
     elif value.ndim == 2:    # dense weight (out, in) -> (in, out)
-      if module in flattened:
+      if module in flattened and value.shape[1] == math.prod(flattened[module]):
         c, h, w = flattened[module]
         value = value.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(value.shape[0], -1)
       entry = ("params", f"{module}/kernel"), value.T
@@ -212,7 +249,8 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
                  if (c, p) in ours and tuple(ours[(c, p)].shape) != v.shape)
   if missing or extra or wrong or unused:
     raise WeightMismatchError(f"torchvision weights do not fit {model_name}: "
-                              + introspection.mismatch_report(missing, extra + unused, wrong))
+                              + introspection.mismatch_report(missing, extra + unused, wrong)
+                              + f"; give the state dict of a {model_name} model")
   collections = dict.fromkeys(collection for collection, _ in converted)
   return {collection: introspection.from_paths(
       {path: value for (c, path), value in converted.items() if c == collection})
