@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tracemalloc
 import types
+import zipfile
 import zlib
 
 import matplotlib.cbook
@@ -27,6 +28,7 @@ from PIL import Image
 
 from cnn_jax.data import idx, images, png, sources
 from cnn_jax.data.errors import DataError
+from cnn_jax.transfer.state_dict import StateDictError, load_state_dict
 from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, from_torchvision,
                                                   installed_weights)
 
@@ -493,3 +495,38 @@ def test_weights_of_another_architecture_are_one_line(photos):
 def test_state_dicts_of_other_architectures_are_named(model, state_dict, message):
   with pytest.raises(WeightMismatchError, match=message):
     from_torchvision(model, state_dict)
+
+
+def _zip_state_dict(path: pathlib.Path, **tensors) -> pathlib.Path:
+  torch = pytest.importorskip("torch")
+  torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, path)
+  return path
+
+
+def test_damaged_and_forged_zip_state_dicts_are_named(tmp_path):
+  weights = np.arange(1000, dtype=np.float32)
+  path = _zip_state_dict(tmp_path / "w.pth", w=weights)
+  data = bytearray(path.read_bytes())
+  data[data.find(weights.tobytes()[:64]) + 100] ^= 0xFF  # a bit flipped in the tensor's bytes
+  (tmp_path / "flipped.pth").write_bytes(bytes(data))
+  with pytest.raises(StateDictError, match=r"flipped.pth is a damaged torch.save archive "
+                                           r"\(BadZipFile: Bad CRC-32 for file 'w/data/0'\); "
+                                           "download or save it again"):
+    load_state_dict(str(tmp_path / "flipped.pth"))
+  # The same archive with the tensor's bytes deflated from 64 MiB: refused by its declared
+  # size, before a byte is inflated (the pickle says 1,000 floats: 4,000 bytes).
+  with zipfile.ZipFile(path) as original, zipfile.ZipFile(tmp_path / "bomb.pth", "w") as bomb:
+    for info in original.infolist():
+      if info.filename == "w/data/0":
+        with bomb.open(info.filename, "w", force_zip64=True) as member:
+          member._compress_type = zipfile.ZIP_DEFLATED
+          for _ in range(4):
+            member.write(bytes(16 * MIB))
+      else:
+        bomb.writestr(info, original.read(info))
+  with pytest.raises(StateDictError, match=r"bomb.pth: w/data/0 declares 67,108,864 bytes, "
+                                           r"more than the 4,000 it can hold"):
+    load_state_dict(str(tmp_path / "bomb.pth"))
+  with pytest.raises(StateDictError, match=r"cannot read .*missing.pth \(No such file or "
+                                           r"directory\); give the path of a .pth file"):
+    load_state_dict(str(tmp_path / "missing.pth"))

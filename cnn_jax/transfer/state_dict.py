@@ -18,6 +18,7 @@ import io
 import os
 import pickle
 import zipfile
+import zlib
 from typing import Any
 
 import ml_dtypes
@@ -123,7 +124,8 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
       head = f.read(len(_ZIP_MAGIC))
   except OSError as e:
-    raise StateDictError(f"cannot read {path} ({e.strerror or e})") from None
+    raise StateDictError(f"cannot read {path} ({e.strerror or e}); give the path of a .pth "
+                         "file saved with `torch.save(model.state_dict(), path)`") from None
   if head == _ZIP_MAGIC:
     return _load_zip(path)
   if head[:2] == b"\x80\x02":  # a protocol-2 pickle: the legacy format's magic number
@@ -154,13 +156,35 @@ def _load_zip(path: str) -> dict[str, np.ndarray]:
   except (zipfile.BadZipFile, OSError) as e:
     raise StateDictError(f"{path} is not a torch.save zip archive ({e}); save it with "
                          "torch >= 1.6 (`torch.save(model.state_dict(), path)`)") from None
+  size = os.path.getsize(path)
+
+  def read(name: str, most: int) -> bytes:
+    # Checked before reading: a member's declared size is what decompressing
+    # it allocates, and a small deflated member can declare gigabytes.
+    try:
+      info = archive.getinfo(name)
+    except KeyError:
+      raise StateDictError(f"{path} lacks {name}, which its data.pkl uses: the archive is "
+                           "damaged; download or save it again") from None
+    if info.file_size > most:
+      raise StateDictError(f"{path}: {name} declares {info.file_size:,} bytes, more than "
+                           f"the {most:,} it can hold in a state dict of this size: the file "
+                           "is damaged or forged; save it again with torch.save")
+    return archive.read(info)
+
   with archive:
     pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
     if not pickles:
       raise StateDictError(f"{path} has no data.pkl: not a torch.save archive")
     root = pickles[0][:-len("data.pkl")]
-    structure = _unpickle(path, io.BytesIO(archive.read(pickles[0])))
-    return _tensors(path, structure, lambda key: archive.read(f"{root}data/{key}"))
+    try:
+      structure = _unpickle(path, io.BytesIO(read(pickles[0], size)))
+      return _tensors(path, structure, lambda storage: read(
+          f"{root}data/{storage.key}", storage.numel * np.dtype(storage.dtype).itemsize))
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
+      # A bad CRC, a cut or corrupt deflate stream, an unknown compression.
+      raise StateDictError(f"{path} is a damaged torch.save archive ({type(e).__name__}: "
+                           f"{e}); download or save it again") from None
 
 
 def _load_legacy(path: str) -> dict[str, np.ndarray]:
@@ -192,13 +216,14 @@ def _load_legacy(path: str) -> dict[str, np.ndarray]:
       if count != storage.numel or nbytes > size - f.tell():
         raise StateDictError(f"{path}: storage {key} claims {count:,} elements ("
                              f"{storage.numel:,} in the pickle) and {size - f.tell():,} bytes "
-                             "are left: the file is truncated or damaged")
+                             "are left: the file is truncated or damaged; download or save "
+                             "it again")
       blobs[key] = f.read(nbytes)
-  return _tensors(path, structure, blobs.__getitem__)
+  return _tensors(path, structure, lambda storage: blobs[storage.key])
 
 
 def _tensors(path: str, structure: Any, read_blob) -> dict[str, np.ndarray]:
-  """The state dict's arrays: views of the storages that read_blob(key) returns, checked."""
+  """The state dict's arrays: views of the storages that read_blob(storage) returns, checked."""
   if not isinstance(structure, dict):
     raise StateDictError(f"{path} holds a {type(structure).__name__}, not a state dict")
   blobs: dict[str, bytes] = {}
@@ -211,7 +236,7 @@ def _tensors(path: str, structure: Any, read_blob) -> dict[str, np.ndarray]:
   def array(name: str, record: Any) -> np.ndarray:
     _, storage, offset, size, stride = record
     if storage.key not in blobs:
-      blobs[storage.key] = read_blob(storage.key)
+      blobs[storage.key] = read_blob(storage)
       budget["stored"] += len(blobs[storage.key])
     flat = np.frombuffer(blobs[storage.key], dtype=storage.dtype)
     # The view must stay inside its storage: a forged size, stride or offset
