@@ -530,3 +530,21 @@ def test_damaged_and_forged_zip_state_dicts_are_named(tmp_path):
   with pytest.raises(StateDictError, match=r"cannot read .*missing.pth \(No such file or "
                                            r"directory\); give the path of a .pth file"):
     load_state_dict(str(tmp_path / "missing.pth"))
+
+
+def test_visualize_checks_its_output_folder_before_anything(tmp_path, photos):
+  out_file = tmp_path / "gallery"
+  out_file.write_text("a file, not a folder")
+  run = _cli("-m", "cnn_jax.visualize", f"--model={LITE0}", f"--out={out_file}",
+             photos["upright"])
+  assert _one_line_error(run) == (f"error: --out={out_file} is a file, not a folder; give a new "
+                                  "or existing folder")
+  assert out_file.read_text() == "a file, not a folder"
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "index.json").write_text("{not json")
+  run = _cli("-m", "cnn_jax.visualize", f"--model={LITE0}", f"--out={out}", photos["upright"])
+  assert _one_line_error(run) == (f"error: {out}/index.json is not the index this command "
+                                  "writes (a JSON list of pictures); move it away or give "
+                                  "another --out")
+  assert os.listdir(out) == ["index.json"]

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from cnn_jax import folders
 from cnn_jax.errors import UserError
 
 
@@ -37,17 +38,7 @@ def check_path(workdir: str) -> str:
   if not workdir or not workdir.strip():
     raise WorkdirError("--workdir is empty; give the folder for this run, e.g. "
                        "--workdir=/tmp/my_run")
-  path = os.path.abspath(workdir)
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise WorkdirError(f"--workdir={workdir} is a file, not a folder; give a new or "
-                       "existing folder")
-  parent = path
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-    raise WorkdirError(f"cannot write to --workdir={workdir} ({parent} is not writable); "
-                       "use a folder you can write to")
-  return path
+  return folders.writable_folder(workdir, "--workdir", WorkdirError)
 
 
 def _holder(path: str) -> str:

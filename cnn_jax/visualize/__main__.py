@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from cnn_jax import cpu_flags, errors, introspection
+from cnn_jax import cpu_flags, errors, folders, introspection
 from cnn_jax.visualize import activation_max, attribution, features, plots, probe, trained
 from cnn_jax.visualize.occlusion import occlusion
 
@@ -260,40 +260,70 @@ def write_index(out: str, entries: list[dict]) -> str:
   return path
 
 
+def _load_run(argv) -> tuple[trained.TrainedModel, str, list[dict]]:
+  """The run to show, its output folder and that folder's index entries so far.
+
+  The folder and its index are checked before the run is loaded: a mistake
+  there costs nothing and leaves the folder as it was.
+  """
+  if bool(_WORKDIR.value) == bool(_MODEL.value):
+    raise errors.UserError("give --workdir=DIR (a training run) or --model=NAME with image "
+                           "files (ImageNet weights), not both")
+  if _WORKDIR.value and len(argv) > 1:
+    raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])} (image files go "
+                           "with --model)")
+  if _MODEL.value and (len(argv) < 2 or not _OUT.value):
+    raise errors.UserError("--model needs image files and --out=DIR: python -m "
+                           "cnn_jax.visualize --model=efficientnet_lite0 --out=DIR photo.jpg")
+  out = folders.writable_folder(_OUT.value or os.path.join(_WORKDIR.value, "visualize"),
+                                "--out")
+  entries = read_index(out)
+  if _WORKDIR.value:
+    # Before JAX starts its backend: the measured XLA:CPU setting of the model's family.
+    cpu_flags.apply(trained.run_config(_WORKDIR.value).model)
+    return trained.load(_WORKDIR.value), out, entries
+  cpu_flags.apply(_MODEL.value)
+  return trained.load_pretrained(_MODEL.value, _WEIGHTS.value, argv[1:]), out, entries
+
+
+def read_index(out: str) -> list[dict]:
+  """The entries of OUT/index.json that earlier runs of the command wrote ([] if none).
+
+  Raises:
+    UserError: when OUT/index.json is not such a list (another program's
+      file, or damaged), before anything is computed or written.
+  """
+  path = os.path.join(out, "index.json")
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      entries = json.load(f)
+  except (OSError, ValueError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+    entries = e
+  if not (isinstance(entries, list) and all(
+      isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("method", "png", "caption"))
+      for e in entries)):
+    raise errors.UserError(f"{path} is not the index this command writes (a JSON list of "
+                           "pictures); move it away or give another --out")
+  return entries
+
+
 def main(argv):
   methods = METHODS if _METHOD.value == "all" else (_METHOD.value,)
   unknown = [m for m in methods if m not in RUNNERS]
   if unknown:
     raise errors.UserError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, or all")
-  if bool(_WORKDIR.value) == bool(_MODEL.value):
-    raise errors.UserError("give --workdir=DIR (a training run) or --model=NAME with image "
-                           "files (ImageNet weights), not both")
-  if _WORKDIR.value:
-    if len(argv) > 1:
-      raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])} (image files go "
-                             "with --model)")
-    # Before JAX starts its backend: the measured XLA:CPU setting of the model's family.
-    cpu_flags.apply(trained.run_config(_WORKDIR.value).model)
-    run = trained.load(_WORKDIR.value)
-    out = _OUT.value or os.path.join(_WORKDIR.value, "visualize")
-  else:
-    if len(argv) < 2 or not _OUT.value:
-      raise errors.UserError("--model needs image files and --out=DIR: python -m "
-                             "cnn_jax.visualize --model=efficientnet_lite0 --out=DIR photo.jpg")
-    cpu_flags.apply(_MODEL.value)
-    run = trained.load_pretrained(_MODEL.value, _WEIGHTS.value, argv[1:])
-    out = _OUT.value
+  run, out, entries = _load_run(argv)
   ctx = Context(run, _IMAGES.value, out, _LAYER.value, every_method=_METHOD.value == "all")
   os.makedirs(out, exist_ok=True)
-  index_path = os.path.join(out, "index.json")
-  entries = json.load(open(index_path)) if os.path.exists(index_path) else []
   for method in methods:
     for png, caption in RUNNERS[method](ctx):
       name = os.path.basename(png)  # relative: the folder can be moved or committed
       entries = [e for e in entries if e["png"] != name] + [
           {"method": method, "png": name, "caption": caption}]
       print(png)
-  with open(index_path, "w") as f:
+  with open(os.path.join(out, "index.json"), "w") as f:
     json.dump(entries, f, indent=1)
   print(write_index(out, entries))
 
