@@ -133,8 +133,10 @@ def _shown(image: Image.Image, label: str) -> Image.Image:
 def _eight_bit(image: Image.Image) -> Image.Image:
   """A 16-bit greyscale image scaled to 8 bits (0 -> 0, 65535 -> 255, rounded), as LA if
   a sample value is marked transparent."""
-  samples = np.asarray(image).astype(np.int64)
-  grey = (np.clip(samples, 0, _MAX_SIXTEEN_BIT) * 255 + _MAX_SIXTEEN_BIT // 2) // _MAX_SIXTEEN_BIT
+  samples = np.asarray(image)
+  # 4 bytes a pixel: 65535 * 255 + 32767 fits, and a large scan stays affordable.
+  grey = np.clip(samples, 0, _MAX_SIXTEEN_BIT).astype(np.uint32)
+  grey = (grey * 255 + _MAX_SIXTEEN_BIT // 2) // _MAX_SIXTEEN_BIT
   grey = Image.fromarray(grey.astype(np.uint8), "L")
   transparent = image.info.get("transparency")
   if not isinstance(transparent, int):
