@@ -28,6 +28,7 @@ from PIL import Image
 
 from cnn_jax.data import idx, images, png, sources
 from cnn_jax.data.errors import DataError
+from cnn_jax.transfer import imagenet as imagenet_weights
 from cnn_jax.transfer.state_dict import StateDictError, load_state_dict
 from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, from_torchvision,
                                                   installed_weights)
@@ -560,3 +561,15 @@ def test_an_elongated_photo_costs_no_more_than_its_centre(tmp_path):
                              "224) == 200).all()").stdout)
   assert measured["returncode"] == 0, measured["stderr"][-3000:]
   assert measured["peak_mib"] < 1024, measured
+
+
+def test_imagenet_commands_refuse_weights_of_other_classes(tmp_path):
+  torch = pytest.importorskip("torch")
+  tensors = load_state_dict(installed_weights(LITE0))
+  tensors["_fc.weight"], tensors["_fc.bias"] = tensors["_fc.weight"][:10], tensors["_fc.bias"][:10]
+  torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, tmp_path / "ten.pth")
+  # Before: flax's ScopeParamShapeError traceback, deep in the first apply.
+  with pytest.raises(WeightMismatchError, match=f"{tmp_path}/ten.pth holds a {LITE0} with 10 "
+                                                "classes, not ImageNet's 1000, whose names "
+                                                "predict and visualize --model print"):
+    imagenet_weights.pretrained(LITE0, str(tmp_path / "ten.pth"))

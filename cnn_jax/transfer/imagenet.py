@@ -10,8 +10,9 @@ from typing import Any
 from cnn_jax import models
 from cnn_jax.data import imagenet
 from cnn_jax.transfer.state_dict import load_state_dict
-from cnn_jax.transfer.torchvision_weights import (check_supported, from_torchvision,
-                                                  installed_weights)
+from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, check_supported,
+                                                  from_torchvision, installed_weights,
+                                                  output_classes)
 
 # Per-channel (mean, std) in [0, 1] units, as the weights were trained. The
 # EfficientNet-Lite weights were trained in TensorFlow on (pixel - 127) / 128:
@@ -47,5 +48,12 @@ def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[s
   """
   check_supported(model_name)  # before seconds go into reading the file
   path = weights or installed_weights(model_name)
-  variables = from_torchvision(model_name, load_state_dict(path))
+  state_dict = load_state_dict(path)
+  classes = output_classes(model_name, state_dict)
+  if classes != imagenet.NUM_CLASSES:  # a fine-tuned model: its classes have no names here
+    raise WeightMismatchError(
+        f"{path} holds a {model_name} with {classes} classes, not ImageNet's "
+        f"{imagenet.NUM_CLASSES}, whose names predict and visualize --model print; give "
+        "ImageNet weights, or show a run of your own with visualize --workdir")
+  variables = from_torchvision(model_name, state_dict)
   return models.create(model_name, num_classes=imagenet.NUM_CLASSES), variables

@@ -165,8 +165,15 @@ _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
 _HEADS = {"resnet": "fc.weight", "googlenet_tv": "fc.weight", "efficientnet_lite": "_fc.weight"}
 
 
-def _num_classes(model_name: str, tensors: dict[str, np.ndarray]) -> int:
+def output_classes(model_name: str, tensors: dict[str, Any]) -> int:
   """The classes of a state dict's output layer, as `model_name` names that layer.
+
+  Args:
+    model_name: one of SUPPORTED.
+    tensors: the state dict, {name: array}.
+
+  Returns:
+    The output layer's rows.
 
   Raises:
     WeightMismatchError: when the state dict has no such layer: it was saved
@@ -208,7 +215,7 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
   tensors = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
              for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
   family = _family(model_name)
-  model = models.create(model_name, num_classes=num_classes or _num_classes(model_name, tensors),
+  model = models.create(model_name, num_classes=num_classes or output_classes(model_name, tensors),
                         **overrides)
   spec = models.spec(model_name)
   shape = (1, spec.image_size, spec.image_size, spec.channels)
