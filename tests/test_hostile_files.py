@@ -32,6 +32,7 @@ from cnn_jax.transfer import imagenet as imagenet_weights
 from cnn_jax.transfer.state_dict import StateDictError, load_state_dict
 from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, from_torchvision,
                                                   installed_weights)
+from cnn_jax.visualize import trained
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -573,3 +574,15 @@ def test_imagenet_commands_refuse_weights_of_other_classes(tmp_path):
                                                 "classes, not ImageNet's 1000, whose names "
                                                 "predict and visualize --model print"):
     imagenet_weights.pretrained(LITE0, str(tmp_path / "ten.pth"))
+
+
+@pytest.mark.parametrize("content, shown", [("{garbage", "Expecting property name"),
+                                            ("[1, 2]", r"\[1, 2\]"), (b"\xff\xfe", "codec")])
+def test_a_damaged_run_config_is_named_by_visualize(tmp_path, content, shown):
+  # A JSONDecodeError or an AttributeError traceback before.
+  path = tmp_path / "config.json"
+  path.write_bytes(content if isinstance(content, bytes) else content.encode())
+  with pytest.raises(trained.WorkdirError, match=f"{path} is not the JSON config a training run "
+                                                 f"writes \\(.*{shown}.*\\); restore it, or "
+                                                 "re-run the training command"):
+    trained.run_config(str(tmp_path))

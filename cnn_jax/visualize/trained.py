@@ -72,15 +72,24 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a training workdir was run with (its config.json).
 
   Raises:
-    WorkdirError: when the workdir has no config.json, with the command that makes one.
+    WorkdirError: when the workdir has no config.json, with the command that makes one,
+      or one that is not a JSON object (damaged, or another program's).
   """
   config_path = os.path.join(workdir, "config.json")
   if not os.path.exists(config_path):
     raise WorkdirError(f"{workdir} has no config.json: it is not a training workdir; train "
                        f"one with `python -m cnn_jax.main --config=configs/default.py "
                        f"--workdir={workdir}`")
-  with open(config_path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  try:
+    with open(config_path) as f:
+      config = json.load(f)
+  except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+    config = e
+  if not isinstance(config, dict):
+    raise WorkdirError(f"{config_path} is not the JSON config a training run writes ("
+                       f"{' '.join(str(config).split())[:80]}); restore it, or re-run the "
+                       "training command, which writes it again")
+  return ml_collections.ConfigDict(config)
 
 
 def load(workdir: str) -> TrainedModel:
