@@ -90,7 +90,15 @@ def _decoded_upright(source: str | bytes, label: str) -> Image.Image:
 
 
 def within_pixel_limit(width: int, height: int) -> bool:
-  """Whether `read` decodes an image of this size (PIL's decompression-bomb limit)."""
+  """Whether `read` decodes an image of this size (PIL's decompression-bomb limit).
+
+  Args:
+    width: in pixels.
+    height: in pixels.
+
+  Returns:
+    False for more pixels than PIL decodes without raising DecompressionBombError.
+  """
   return Image.MAX_IMAGE_PIXELS is None or width * height <= 2 * Image.MAX_IMAGE_PIXELS
 
 

@@ -142,6 +142,9 @@ def check_supported(model_name: str) -> None:
   """Raises WeightMismatchError unless torchvision-layout weights map onto this model.
 
   Called before a weights file is read: the model alone decides.
+
+  Args:
+    model_name: a zoo name, e.g. "resnet50".
   """
   if model_name not in SUPPORTED:
     raise WeightMismatchError(

@@ -287,7 +287,13 @@ def _load_run(argv) -> tuple[trained.TrainedModel, str, list[dict]]:
 
 
 def read_index(out: str) -> list[dict]:
-  """The entries of OUT/index.json that earlier runs of the command wrote ([] if none).
+  """The entries of OUT/index.json that earlier runs of the command wrote.
+
+  Args:
+    out: the output folder.
+
+  Returns:
+    [{"method", "png", "caption"}, ...]; [] without an index.
 
   Raises:
     UserError: when OUT/index.json is not such a list (another program's
@@ -313,7 +319,8 @@ def main(argv):
   methods = METHODS if _METHOD.value == "all" else (_METHOD.value,)
   unknown = [m for m in methods if m not in RUNNERS]
   if unknown:
-    raise errors.UserError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, or all")
+    raise errors.UserError(f"unknown --method={unknown[0]}; use one of {', '.join(METHODS)}, "
+                           "or all")
   run, out, entries = _load_run(argv)
   ctx = Context(run, _IMAGES.value, out, _LAYER.value, every_method=_METHOD.value == "all")
   os.makedirs(out, exist_ok=True)
