@@ -8,7 +8,6 @@ previous record, on the training batches (augmented, dropout on).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -16,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cnn_jax import records
 from cnn_jax.errors import UserError
 
 _TARGET = re.compile(r"^(train|eval)\.(\w+)\s*(>=|<=)\s*([-+0-9.eE]+)$")
@@ -55,13 +55,10 @@ def read_curve(workdir: str, name: str) -> tuple[np.ndarray, np.ndarray]:
   """
   split, metric = parse_curve(name)
   points = {}
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        record = json.loads(line)
-        if record.get("split") == split and metric in record:
-          points[record["step"]] = record[metric]  # a resumed run logs a step again
+  # A run killed mid-write leaves a torn last line: read_lines skips it (and says so once).
+  for record in records.read_lines(os.path.join(workdir, "metrics.jsonl")):
+    if record.get("split") == split and metric in record and "step" in record:
+      points[record["step"]] = record[metric]  # a resumed run logs a step again
   steps = np.array(sorted(points), dtype=np.int64)
   return steps, np.array([points[s] for s in steps], dtype=np.float64)
 

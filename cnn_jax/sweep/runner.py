@@ -3,7 +3,7 @@
 Each run is `python -m cnn_jax.main --config=FILE --workdir=ROOT/<name>
 --config.key=value ...`, named from its overrides ("learning_rate=0.001,
 seed=1"), with its output in ROOT/logs/<name>.txt. A run whose results.json
-exists is not run again; an interrupted one resumes from its checkpoints (the
+exists (and is intact) is not run again; an interrupted one resumes from its checkpoints (the
 trainer does that), so re-running the sweep command finishes a sweep. A
 failed run is recorded with the end of its log and the sweep goes on.
 The tables and plots of the outcomes are `cnn_jax.sweep.tables`'.
@@ -25,7 +25,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from cnn_jax import interrupts
+from cnn_jax import interrupts, records
 from cnn_jax.sweep import config_files, hyper
 from cnn_jax.sweep.hyper import Overrides, SweepError
 
@@ -163,11 +163,9 @@ def build_runs(config_spec: str, runs: Sequence[Overrides], root: str,
 
 
 def _read_results(run: Run) -> dict[str, Any] | None:
-  path = os.path.join(run.workdir, "results.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  # None for a missing or damaged results.json: the run is then run again,
+  # and the trainer re-evaluates a finished run and writes its results anew.
+  return records.read_results(run.workdir)
 
 
 def _tail(path: str) -> str:

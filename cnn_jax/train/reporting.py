@@ -11,13 +11,15 @@ does nothing, so the loop never asks who it is.
                                and the model's num_params
 
 `wall_seconds` is the time of the invocation that finished the run (a run
-resumed after a kill counts from its restart).
+resumed after a kill counts from its restart). A results.json that was
+missing or damaged when a finished run was re-run is written again from
+that re-evaluation, with `"re_evaluated": true` (its wall_seconds are the
+evaluation's). Every JSON file is written atomically (cnn_jax.records).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import socket
 import subprocess
@@ -27,6 +29,8 @@ from typing import Any
 
 import jax
 import ml_collections
+
+from cnn_jax import records
 
 
 def _import_tensorboardx():
@@ -62,15 +66,6 @@ def _git_commit() -> str:
     return "unknown"
 
 
-def write_json(path: str, value: Any) -> None:
-  """Writes JSON atomically (a reader never sees half a file)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def _duration(seconds: float) -> str:
   seconds = int(seconds)
   return (f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600
@@ -91,13 +86,14 @@ class Reporter:
     self._start = time.time()
     self._writer = None  # created at the first scalar: a re-evaluation adds no event file
     self._tty = sys.stdout.isatty()
+    self._repaired: set[str] = set()  # JSON-lines files checked for a torn last line
 
   def write_run_info(self, config: ml_collections.ConfigDict) -> None:
     """config.json and environment.json (versions, commit, devices, command)."""
     if not self.enabled:
       return
-    write_json(os.path.join(self.workdir, "config.json"), config.to_dict())
-    write_json(os.path.join(self.workdir, "environment.json"), {
+    records.write_json(os.path.join(self.workdir, "config.json"), config.to_dict())
+    records.write_json(os.path.join(self.workdir, "environment.json"), {
         "cnn_jax_version": importlib.metadata.version("cnn_jax"),
         "git_commit": _git_commit(),
         "jax_version": jax.__version__,
@@ -118,8 +114,9 @@ class Reporter:
     for name, value in values.items():
       self._writer.add_scalar(f"{split}/{name}", value, step)
     self._writer.flush()
-    with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
-      f.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+    # A run killed mid-line left a torn last line: the first append drops it.
+    records.append_line(os.path.join(self.workdir, "metrics.jsonl"),
+                        {"step": step, "split": split, **values}, self._repaired)
 
   def progress(self, step: int, values: dict[str, float], steps_per_s: float,
                images_per_s: float) -> None:
@@ -142,14 +139,22 @@ class Reporter:
       print(("\n" if self._tty else "") + text, flush=True)
 
   def has_results(self) -> bool:
-    """Whether results.json exists (a finished run)."""
-    return os.path.exists(os.path.join(self.workdir, "results.json"))
+    """Whether an intact results.json exists (a finished run; see records.read_results)."""
+    return records.read_results(self.workdir) is not None
 
-  def results(self, values: dict[str, Any]) -> None:
-    """results.json: the final eval and the wall time since the run started."""
+  def results(self, values: dict[str, Any], re_evaluated: bool = False) -> None:
+    """results.json: the final eval and the wall time since this invocation started.
+
+    Args:
+      values: the final eval (accuracy, loss, step, ...).
+      re_evaluated: this invocation only evaluated a finished run whose
+        results.json was missing or damaged (recorded, so that its wall time
+        is not taken for the run's).
+    """
     if self.enabled:
-      write_json(os.path.join(self.workdir, "results.json"),
-                 {**values, "wall_seconds": round(time.time() - self._start, 2)})
+      extra = {"re_evaluated": True} if re_evaluated else {}
+      records.write_json(os.path.join(self.workdir, "results.json"),
+                         {**values, **extra, "wall_seconds": round(time.time() - self._start, 2)})
 
   def close(self) -> None:
     if self._writer is not None:

@@ -309,11 +309,14 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tun
     checkpoints.close()
     reporter.close()
 
-  if result is None:  # resumed a finished run: evaluate what it left
+  re_evaluated = result is None
+  if re_evaluated:  # resumed a finished run: evaluate what it left
     result = {**evaluate(state), "step": step}
     reporter.message(f"the run had finished at step {step}; eval: accuracy "
                      f"{result['accuracy']:.4f}  loss {result['loss']:.4f}")
     if reporter.has_results():
       return result  # keep the finished run's results.json and its wall time
-  reporter.results({**result, "num_params": param_count})
+    reporter.message("its results.json was missing or damaged: wrote it again from this eval")
+  # A finished run whose results.json was missing or damaged gets it back.
+  reporter.results({**result, "num_params": param_count}, re_evaluated=re_evaluated)
   return result
