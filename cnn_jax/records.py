@@ -167,6 +167,19 @@ def read_lines(path: str) -> list[dict[str, Any]]:
   return records
 
 
+def read_config(workdir: str) -> dict[str, Any] | None:
+  """A run's config.json (the config the run started with), or None if there is none.
+
+  Raises:
+    DamagedRecord: it does not parse, or holds no config.
+  """
+  path = os.path.join(workdir, "config.json")
+  config = read_json(path)
+  if config is not None and not isinstance(config, dict):
+    raise DamagedRecord(f"{path} is damaged (it holds no config)")
+  return config
+
+
 # What a results.json must hold to count as a finished run's record.
 RESULTS_KEYS = ("accuracy", "loss", "step")
 

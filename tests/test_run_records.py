@@ -4,16 +4,20 @@ damaged records (cut by a kill) are repaired or reported, never crashed on."""
 
 import csv
 import json
+import os
 import pathlib
 import shutil
+import socket
 
 import pytest
 
 from cnn_jax import records
 from cnn_jax.sweep import curves
+from cnn_jax.train import base_config, run_record
 from cnn_jax.train import train_and_evaluate
+from cnn_jax.train import workdir as workdir_lib
 
-from test_reliability import cli, snapshot
+from test_reliability import assert_one_line_error, cli, snapshot
 from test_train import TINY, tiny_config
 
 STEPS = ["--config.num_train_steps=20", "--config.eval_every_steps=20"]
@@ -108,3 +112,91 @@ def test_readers_skip_torn_lines_and_appends_start_a_fresh_line(tmp_path):
   assert pathlib.Path(path).read_text() == '{"step": 1}\n{"step": 3}\n'
   with pytest.raises(records.DamagedRecord, match="log.jsonl is damaged"):
     records.read_json(path)
+
+
+# ---------------------------------------------------------------------------
+# Resuming with another config.
+
+
+def test_the_field_lists_cover_every_config_field_once():
+  fields = set(base_config().keys())
+  assert set(run_record.RESUMABLE) | set(run_record.IDENTITY) == fields
+  assert not set(run_record.RESUMABLE) & set(run_record.IDENTITY)
+  assert run_record.is_resumable("num_train_steps")
+  assert not run_record.is_resumable("optimizer.learning_rate")
+  assert not run_record.is_resumable("a_field_some_config_adds")
+
+
+def test_a_resume_that_changes_the_batch_size_is_refused_and_changes_nothing(run_copy):
+  # Stopped at step 20 of 40 (the fixture's length), resumed with half the batch.
+  before = snapshot(run_copy)
+  run = train(run_copy, "--config.num_train_steps=40", "--config.batch_size=16")
+  assert_one_line_error(run, f"error: config.batch_size is 16 here but 32 in the run in "
+                             f"{run_copy} (its config.json); use its value, or a new --workdir")
+  assert snapshot(run_copy) == before
+  # Several fields, nested ones too: each named with both values, in one line.
+  run = train(run_copy, "--config.num_train_steps=40", "--config.seed=3",
+              "--config.optimizer.momentum=0.5", "--config.augment=")
+  assert_one_line_error(run, "config.augment is '' here but 'translate(pixels=1)', "
+                             "config.optimizer.momentum is 0.5 here but 0.9, config.seed is 3 "
+                             "here but 0 in the run")
+  assert snapshot(run_copy) == before
+  # A config.json cut short cannot vouch for the run: refused too, not overwritten.
+  (run_copy / "config.json").write_text('{"augment": "tr')
+  before = snapshot(run_copy)
+  assert_one_line_error(train(run_copy, "--config.num_train_steps=40"),
+                        f"{run_copy}/config.json is damaged (15 bytes")
+  assert snapshot(run_copy) == before
+
+
+def test_a_resume_with_more_steps_is_accepted_and_the_record_keeps_its_history(run_copy):
+  config_before = (run_copy / "config.json").read_bytes()
+  started = read(run_copy / "environment.json")
+  run = train(run_copy, "--config.num_train_steps=30", "--config.eval_every_steps=20",
+              "--config.log_every_steps=5")
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert (run_copy / "config.json").read_bytes() == config_before  # the config it started with
+  environment = read(run_copy / "environment.json")
+  (resume,) = environment.pop("resumes")
+  assert environment == started  # how the run started is kept
+  assert resume["step"] == 20 and resume["pid"] != started["pid"]
+  assert resume["changed"] == {"num_train_steps": {"from": 20, "to": 30},
+                               "log_every_steps": {"from": 10, "to": 5}}
+  assert "--config.num_train_steps=30" in resume["command"]
+  assert read(run_copy / "results.json")["step"] == 30
+
+  # The next resume compares with the settings in force: 30 steps, logs every 5.
+  config = tiny_config(num_train_steps=35, eval_every_steps=20, log_every_steps=5)
+  assert train_and_evaluate(config, str(run_copy))["step"] == 35
+  resumes = read(run_copy / "environment.json")["resumes"]
+  assert [(r["step"], r["changed"]) for r in resumes[1:]] == [
+      (30, {"num_train_steps": {"from": 30, "to": 35}})]
+
+
+def test_a_finished_run_re_evaluated_with_another_config_writes_nothing(run_copy):
+  # Nothing is trained or written, so the run's record stays true: not refused.
+  before = snapshot(run_copy)
+  run = train(run_copy, *STEPS, "--config.seed=5")
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert "differs from the run's record in seed" in run.stdout
+  assert snapshot(run_copy) == before
+  # Its results.json is damaged: re-evaluating would write them under another
+  # config, so the command is refused.
+  (run_copy / "results.json").write_text('{"accuracy": 0.7')
+  before = snapshot(run_copy)
+  assert_one_line_error(train(run_copy, *STEPS, "--config.seed=5"),
+                        "config.seed is 5 here but 0 in the run in")
+  assert snapshot(run_copy) == before
+
+
+def test_the_lock_names_a_resumed_run_s_process(run_copy):
+  # This process holds the workdir, as the resumed run named by the record's last entry.
+  lock = workdir_lib.WorkdirLock(str(run_copy))
+  try:
+    environment = read(run_copy / "environment.json")
+    environment["resumes"] = [{"step": 10, "host": socket.gethostname(), "pid": os.getpid()}]
+    records.write_json(str(run_copy / "environment.json"), environment)
+    assert_one_line_error(train(run_copy, *STEPS), f"in use by another run (pid {os.getpid()} "
+                                                   f"on host {socket.gethostname()})")
+  finally:
+    lock.release()

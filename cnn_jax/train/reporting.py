@@ -3,8 +3,12 @@
 Only process 0 writes or prints; the other processes get a `Reporter` that
 does nothing, so the loop never asks who it is.
 
-    WORKDIR/config.json        the config as run
-    WORKDIR/environment.json   package, JAX and git versions, devices, command
+    WORKDIR/config.json        the config the run started with (never rewritten)
+    WORKDIR/environment.json   package, JAX and git versions, devices, command, host
+                               and pid of the invocation that started the run, and
+                               "resumes": one entry per later invocation that trained
+                               on (step, time, its own environment, and the config
+                               fields it changed, see cnn_jax.train.run_record)
     WORKDIR/events.out.tfevents.*  TensorBoard scalars
     WORKDIR/metrics.jsonl      the same scalars, one JSON object per line
     WORKDIR/results.json       the final eval: accuracy, loss, step, wall_seconds,
@@ -19,6 +23,7 @@ evaluation's). Every JSON file is written atomically (cnn_jax.records).
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import os
 import socket
@@ -66,6 +71,21 @@ def _git_commit() -> str:
     return "unknown"
 
 
+def _environment() -> dict[str, Any]:
+  """This invocation's versions, devices, command, host and pid."""
+  return {
+      "cnn_jax_version": importlib.metadata.version("cnn_jax"),
+      "git_commit": _git_commit(),
+      "jax_version": jax.__version__,
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      "processes": jax.process_count(),
+      "command": sys.argv,
+      # Who runs in this workdir: a second run on it names them (see workdir.py).
+      "host": socket.gethostname(),
+      "pid": os.getpid(),
+  }
+
+
 def _duration(seconds: float) -> str:
   seconds = int(seconds)
   return (f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600
@@ -89,21 +109,33 @@ class Reporter:
     self._repaired: set[str] = set()  # JSON-lines files checked for a torn last line
 
   def write_run_info(self, config: ml_collections.ConfigDict) -> None:
-    """config.json and environment.json (versions, commit, devices, command)."""
+    """config.json and environment.json of a run that starts (from step 0)."""
     if not self.enabled:
       return
     records.write_json(os.path.join(self.workdir, "config.json"), config.to_dict())
-    records.write_json(os.path.join(self.workdir, "environment.json"), {
-        "cnn_jax_version": importlib.metadata.version("cnn_jax"),
-        "git_commit": _git_commit(),
-        "jax_version": jax.__version__,
-        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-        "processes": jax.process_count(),
-        "command": sys.argv,
-        # Who runs in this workdir: a second run on it names them (see workdir.py).
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    })
+    records.write_json(os.path.join(self.workdir, "environment.json"), _environment())
+
+  def record_resume(self, step: int, changed: dict[str, dict[str, Any]]) -> None:
+    """Adds this invocation to environment.json's "resumes"; config.json stays as it was.
+
+    Args:
+      step: the step the run goes on from.
+      changed: {field: {"from": value in force until now, "to": this
+        invocation's}} of the fields a resume may change (run_record.RESUMABLE).
+    """
+    if not self.enabled:
+      return
+    path = os.path.join(self.workdir, "environment.json")
+    try:
+      environment = records.read_json(path)
+    except records.DamagedRecord as e:
+      environment = {"damaged": f"the start of the run is not known: {e}"}
+    if not isinstance(environment, dict):  # missing (a run from before environment.json)
+      environment = {"damaged": "the start of the run is not known: no environment.json"}
+    resume = {"step": step, "time": datetime.datetime.now().isoformat(timespec="seconds"),
+              "changed": changed, **_environment()}
+    environment["resumes"] = [*environment.get("resumes", []), resume]
+    records.write_json(path, environment)
 
   def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
     """Logs scalars under "<split>/<name>" to TensorBoard and metrics.jsonl."""

@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from cnn_jax import interrupts, models, summary
 from cnn_jax.data import augment, preprocess, sources
 from cnn_jax.errors import UserError
-from cnn_jax.train import inputs, metrics, parallel, steps
+from cnn_jax.train import inputs, metrics, parallel, run_record, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints
@@ -155,16 +155,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   lock = workdir_lib.WorkdirLock(workdir)
   try:
+    # A config that redefines the run recorded in the workdir (its batch size,
+    # data, model, ...) is refused here, before anything is written.
+    comparison = run_record.compare(config, workdir)
+    run_record.check(comparison, run_record.newest_checkpoint(workdir), total_steps)
     return _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tuning,
                          schedule, use_ema, create_state, abstract_state, augment_fn,
-                         pretrained_weights, total_steps, eval_every)
+                         pretrained_weights, total_steps, eval_every, comparison)
   finally:
     lock.release()
 
 
+def _update_record(reporter: Reporter, config: ml_collections.ConfigDict,
+                   comparison: run_record.Comparison | None, step: int, finished: bool) -> None:
+  """Starts the run's record, or adds this invocation to it; a re-evaluation writes nothing.
+
+  Args:
+    reporter: the run's Reporter.
+    config: the command's config.
+    comparison: the config against the workdir's record (None: no record yet).
+    step: the step the run goes on from.
+    finished: the run is finished and is only re-evaluated.
+  """
+  if finished:
+    if comparison is not None and (comparison.redefined or comparison.changed):
+      fields = [f for f, _, _ in comparison.redefined] + list(comparison.changed)
+      reporter.message(f"the config differs from the run's record in {', '.join(fields)}; "
+                       "the finished run is only re-evaluated")
+  elif comparison is None:
+    reporter.write_run_info(config)
+  else:  # config.json keeps the config the run started with
+    reporter.record_resume(step, comparison.changed)
+
+
 def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tuning, schedule,
                   use_ema, create_state, abstract_state, augment_fn, pretrained_weights,
-                  total_steps, eval_every):
+                  total_steps, eval_every, comparison):
   """The run itself, once every check passed and this process holds the workdir."""
   steps_per_epoch = train_input.steps_per_epoch
   checkpoint_every = in_steps(config, "checkpoint_every_steps", "checkpoint_every_epochs",
@@ -184,6 +210,8 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tun
     else:
       state, data_state = restored
       train_input.restore(data_state)
+    # The newest checkpoint may not have restored (moved aside): check at the step restored.
+    run_record.check(comparison, None if restored is None else int(state.step), total_steps)
   except BaseException:
     checkpoints.close()  # orbax's background threads would complain at exit
     raise
@@ -204,8 +232,7 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tun
 
   finished = int(state.step) >= total_steps
   reporter = Reporter(workdir, total_steps, enabled=jax.process_index() == 0)
-  if not finished:  # re-evaluating a finished run keeps the record of the run as it ran
-    reporter.write_run_info(config)
+  _update_record(reporter, config, comparison, int(state.step), finished)
   if restored is None and pretrained_weights is not None:
     reporter.message(f"initialized from {config.init_from} (re-initialized: "
                      f"{pretrained.skip_pattern(config.init_skip)})")
@@ -225,9 +252,11 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tun
   def diverged(what: str, step: int, last_saved):
     kept = (f"the last good checkpoint (step {last_saved}) is kept in "
             f"{checkpoints.directory}" if last_saved is not None else "no checkpoint was saved")
+    # The run's record keeps its optimizer (run_record): a new setting is a new run.
     return NonFiniteLossError(
         f"training diverged: {what} became NaN or Inf at step {step}; {kept}; lower "
-        "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm")
+        "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, in a new "
+        "--workdir")
 
   def check_finite(totals, last_saved):
     bad_step = int(totals["first_nonfinite_step"])
@@ -317,6 +346,8 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tun
     if reporter.has_results():
       return result  # keep the finished run's results.json and its wall time
     reporter.message("its results.json was missing or damaged: wrote it again from this eval")
+    if comparison is not None and comparison.changed:  # e.g. a shorter run ended it here
+      reporter.record_resume(step, comparison.changed)
   # A finished run whose results.json was missing or damaged gets it back.
   reporter.results({**result, "num_params": param_count}, re_evaluated=re_evaluated)
   return result

@@ -46,8 +46,9 @@ def _holder(path: str) -> str:
   try:
     with open(os.path.join(path, "environment.json")) as f:
       info = json.load(f)
+    info = (info.get("resumes") or [info])[-1]  # the newest invocation
     host, pid = info["host"], int(info["pid"])
-  except (OSError, ValueError, KeyError, TypeError):
+  except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
     return "another process"
   if host == socket.gethostname():
     try:
