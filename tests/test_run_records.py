@@ -4,16 +4,19 @@ damaged records (cut by a kill) are repaired or reported, never crashed on."""
 
 import csv
 import json
+import math
 import os
 import pathlib
+import re
 import shutil
 import socket
 
 import pytest
 
 from cnn_jax import records
+from cnn_jax.errors import ConfigError
 from cnn_jax.sweep import curves
-from cnn_jax.train import base_config, run_record
+from cnn_jax.train import base_config, config as config_lib, optimizers, run_record
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
 
@@ -200,3 +203,66 @@ def test_the_lock_names_a_resumed_run_s_process(run_copy):
                                                    f"on host {socket.gethostname()})")
   finally:
     lock.release()
+
+
+# ---------------------------------------------------------------------------
+# Impossible config values.
+
+
+def test_a_negative_step_count_is_refused_on_a_finished_run(finished):
+  before = snapshot(finished)
+  assert_one_line_error(train(finished, "--config.num_train_steps=-5"),
+                        "config.num_train_steps=-5 must be >= 0 and finite (0: use "
+                        "config.num_epochs)")
+  assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_epochs", -1.0, "config.num_epochs=-1.0 must be >= 0"),
+    ("num_epochs", math.inf, "config.num_epochs=inf must be >= 0 and finite"),
+    ("eval_every_steps", -1, "config.eval_every_steps=-1 must be >= 0"),
+    ("eval_batch_size", -8, "config.eval_batch_size=-8 must be >= 0 and finite (0: "
+                            "config.batch_size)"),
+    ("grain_workers", -1, "config.grain_workers=-1"),
+    ("unfreeze_after_steps", -3, "config.unfreeze_after_steps=-3"),
+    ("aux_loss_weight", math.nan, "config.aux_loss_weight=nan"),
+    ("batch_size", 0, "config.batch_size=0 must be positive"),
+    ("log_every_steps", -1, "config.log_every_steps=-1 must be positive"),
+    ("std", (0.0,), "config.std=(0.0,) must be positive finite numbers"),
+    ("mean", (math.nan,), "config.mean=(nan,) must be finite numbers"),
+    ("mean", (0.5, 0.5), "config.mean has 2 values but config.std has 1"),
+    ("label_smoothing", math.nan, "config.label_smoothing=nan must be in [0, 1)"),
+])
+def test_impossible_config_values_are_named(field, value, message):
+  config = tiny_config(mean=(0.5,), std=(0.25,))
+  config[field] = value
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    config_lib.validate(config)
+
+
+def test_unset_is_zero_and_nothing_else():
+  config = tiny_config(num_train_steps=0, num_epochs=2.0)  # 0: the length is in epochs
+  config_lib.validate(config)
+  config.eval_every_steps, config.eval_every_epochs = 0, 0.0
+  with pytest.raises(ConfigError, match="set config.eval_every_steps or "
+                                        "config.eval_every_epochs to a positive value"):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize("section, field, value, message", [
+    ("optimizer", "learning_rate", math.nan, "learning_rate must be positive and finite, "
+                                             "got nan"),
+    ("optimizer", "learning_rate", math.inf, "learning_rate must be positive and finite"),
+    ("optimizer", "weight_decay", -1e-4, "weight_decay must be >= 0 and finite"),
+    ("optimizer", "momentum", 1.0, "config.optimizer.momentum must be in [0, 1), got 1.0"),
+    ("optimizer", "grad_clip_norm", math.nan, "grad_clip_norm must be >= 0"),
+    ("schedule", "factor", -0.1, "config.schedule.factor must be >= 0"),
+    ("schedule", "warmup_steps", -5, "config.schedule.warmup_steps must be >= 0"),
+    ("schedule", "boundaries", (10, -1), "config.schedule.boundaries must be numbers >= 0"),
+])
+def test_impossible_optimizer_and_schedule_values_are_named(section, field, value, message):
+  optimizer = dict(name="sgd", learning_rate=0.1, momentum=0.9)
+  schedule = dict(name="step", boundaries=(10,), factor=0.1)
+  (optimizer if section == "optimizer" else schedule)[field] = value
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    optimizers.make_optimizer(optimizer, schedule, total_steps=20)

@@ -112,6 +112,59 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+# Counts and durations that may not be negative, and what their 0 means: where
+# a field has an "unset" value it is 0, and 0 is the only one (a negative
+# value is a mistake, never a silent "unset").
+_NON_NEGATIVE = {
+    "num_train_steps": "use config.num_epochs",
+    "num_epochs": "use config.num_train_steps",
+    "eval_every_steps": "use config.eval_every_epochs",
+    "eval_every_epochs": "use config.eval_every_steps",
+    "checkpoint_every_steps": "checkpoint at evaluations only",
+    "checkpoint_every_epochs": "checkpoint at evaluations only",
+    "eval_batch_size": "config.batch_size",
+    "grain_workers": "read in the training process",
+    "unfreeze_after_steps": "use config.unfreeze_after_epochs",
+    "unfreeze_after_epochs": "never unfreeze",
+    "aux_loss_weight": "no auxiliary losses",
+}
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_counts(config: ml_collections.ConfigDict) -> None:
+  """Counts, durations and sizes: finite numbers, positive or 0 where 0 means unset."""
+  for field in ("batch_size", "image_size", "log_every_steps"):
+    if not _is_number(config[field]) or not config[field] > 0:
+      raise ConfigError(f"config.{field}={config[field]} must be positive")
+  for field, zero in _NON_NEGATIVE.items():
+    value = config[field]
+    if not _is_number(value) or not 0 <= value < math.inf:  # also NaN and Inf
+      raise ConfigError(f"config.{field}={value} must be >= 0 and finite (0: {zero})")
+  if config.num_train_steps == 0 and config.num_epochs == 0:
+    raise ConfigError("set config.num_train_steps or config.num_epochs to a positive value")
+  if config.eval_every_steps == 0 and config.eval_every_epochs == 0:
+    raise ConfigError("set config.eval_every_steps or config.eval_every_epochs to a positive "
+                      "value (a run also evaluates at its end)")
+  if config.keep_checkpoints < 1:
+    raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
+                      "checkpoint, or nothing could be resumed or visualized")
+
+
+def _check_normalization(config: ml_collections.ConfigDict) -> None:
+  if len(config.mean) != len(config.std):
+    raise ConfigError(f"config.mean has {len(config.mean)} values but config.std has "
+                      f"{len(config.std)}; give one per channel (or leave both empty)")
+  if not all(_is_number(m) and math.isfinite(m) for m in config.mean):
+    raise ConfigError(f"config.mean={tuple(config.mean)} must be finite numbers (in [0, 1] "
+                      "units)")
+  if not all(_is_number(s) and 0 < s < math.inf for s in config.std):
+    raise ConfigError(f"config.std={tuple(config.std)} must be positive finite numbers (in "
+                      "[0, 1] units); the step divides by them")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for values no run can use.
 
@@ -130,24 +183,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.resize={config.resize!r}; use one of {RESIZES}")
   if config.normalize not in NORMALIZATIONS:
     raise ConfigError(f"config.normalize={config.normalize!r}; use one of {NORMALIZATIONS}")
-  if config.batch_size <= 0:
-    raise ConfigError(f"config.batch_size={config.batch_size} must be positive")
-  if config.num_train_steps <= 0 and config.num_epochs <= 0:
-    raise ConfigError("set config.num_train_steps or config.num_epochs to a positive value")
-  if config.log_every_steps <= 0:
-    raise ConfigError(f"config.log_every_steps={config.log_every_steps} must be positive")
-  if len(config.mean) != len(config.std):
-    raise ConfigError(f"config.mean has {len(config.mean)} values but config.std has "
-                      f"{len(config.std)}; give one per channel (or leave both empty)")
-  if config.keep_checkpoints < 1:
-    raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
-                      "checkpoint, or nothing could be resumed or visualized")
-  for field in ("checkpoint_every_steps", "checkpoint_every_epochs"):
-    if config[field] < 0:
-      raise ConfigError(f"config.{field}={config[field]} must be >= 0 (0: checkpoint at "
-                        "evaluations only)")
-  if config.image_size <= 0:
-    raise ConfigError(f"config.image_size={config.image_size} must be positive")
+  _check_counts(config)
+  _check_normalization(config)
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
   if not 0.0 <= config.ema_decay < 1.0:

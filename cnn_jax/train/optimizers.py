@@ -17,7 +17,8 @@ and Adam it is the papers' L2 term, added to the gradient before momentum
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+from typing import Any, Callable, Mapping
 
 import jax
 import optax
@@ -32,6 +33,52 @@ SCHEDULES = ("constant", "step", "cosine", "one_cycle")
 def _get(cfg: Mapping[str, Any], key: str, default: Any) -> Any:
   value = cfg.get(key, default)
   return default if value is None else value
+
+
+# Rules for the numbers of optimizer and schedule configs: (test, what it demands).
+_POSITIVE = (lambda v: 0 < v < math.inf, "must be positive and finite")
+_NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "must be >= 0 and finite (0 disables)")
+_FRACTION = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+_OPEN_FRACTION = (lambda v: 0 < v < 1, "must be in (0, 1)")
+
+
+def _number(cfg: Mapping[str, Any], where: str, key: str, default: float,
+            rule: tuple[Callable[[float], bool], str]) -> float:
+  """cfg[key] (or its default), or ConfigError naming it if it breaks the rule (NaN too)."""
+  value = _get(cfg, key, default)
+  test, demand = rule
+  if not isinstance(value, (int, float)) or isinstance(value, bool) or not test(value):
+    raise ConfigError(f"config.{where}.{key} {demand}, got {value!r}")
+  return float(value)
+
+
+def check_numbers(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any]) -> None:
+  """Refuses impossible optimizer and schedule numbers (negative, NaN, Inf, out of range).
+
+  Args:
+    cfg: the optimizer config (see `make_optimizer`).
+    schedule_cfg: the schedule config (see `make_schedule`).
+
+  Raises:
+    ConfigError: naming the field, its value and the range it must be in.
+  """
+  _number(cfg, "optimizer", "learning_rate", 0.1, _POSITIVE)
+  _number(cfg, "optimizer", "weight_decay", 0.0, _NON_NEGATIVE)
+  _number(cfg, "optimizer", "grad_clip_norm", 0.0, _NON_NEGATIVE)
+  _number(cfg, "optimizer", "momentum", 0.9, _FRACTION)
+  for key, default in (("b1", 0.9), ("b2", 0.999)):
+    _number(cfg, "optimizer", key, default, _FRACTION)
+  _number(cfg, "optimizer", "eps", 1e-8, _POSITIVE)
+  for key in ("factor", "end_value", "warmup_steps", "warmup_epochs"):
+    _number(schedule_cfg, "schedule", key, 0.0, _NON_NEGATIVE)
+  for key, default in (("div_factor", 25.0), ("final_div_factor", 1e4)):
+    _number(schedule_cfg, "schedule", key, default, _POSITIVE)
+  _number(schedule_cfg, "schedule", "pct_start", 0.3, _OPEN_FRACTION)
+  for key in ("factors", "boundaries", "boundaries_epochs"):
+    values = schedule_cfg.get(key) or ()
+    if not all(isinstance(v, (int, float)) and 0 <= v < math.inf for v in values):
+      raise ConfigError(f"config.schedule.{key} must be numbers >= 0 and finite, got "
+                        f"{tuple(values)}")
 
 
 def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int,
@@ -112,12 +159,12 @@ def make_optimizer(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any],
     (an optax GradientTransformation, the learning-rate schedule for logging).
 
   Raises:
-    ConfigError: for an unknown optimizer or a non-positive learning rate.
+    ConfigError: for an unknown optimizer, or a number out of its range
+      (`check_numbers`).
   """
   name = _get(cfg, "name", "sgd")
+  check_numbers(cfg, schedule_cfg)
   learning_rate = float(_get(cfg, "learning_rate", 0.1))
-  if learning_rate <= 0:
-    raise ConfigError(f"optimizer.learning_rate must be positive, got {learning_rate}")
   schedule = make_schedule(schedule_cfg, learning_rate, total_steps, steps_per_epoch)
   weight_decay = float(_get(cfg, "weight_decay", 0.0))
   clip = float(_get(cfg, "grad_clip_norm", 0.0))
