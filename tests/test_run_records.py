@@ -11,9 +11,12 @@ import re
 import shutil
 import socket
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cnn_jax import records
+from cnn_jax.data import sources
 from cnn_jax.errors import ConfigError
 from cnn_jax.sweep import curves
 from cnn_jax.train import base_config, config as config_lib, optimizers, run_record
@@ -266,3 +269,35 @@ def test_impossible_optimizer_and_schedule_values_are_named(section, field, valu
   (optimizer if section == "optimizer" else schedule)[field] = value
   with pytest.raises(ConfigError, match=re.escape(message)):
     optimizers.make_optimizer(optimizer, schedule, total_steps=20)
+
+
+# ---------------------------------------------------------------------------
+# Image folders whose splits name their classes differently.
+
+
+def _image_folder(root: pathlib.Path, classes: dict[str, list[str]]) -> None:
+  rng = np.random.default_rng(0)
+  for split, names in classes.items():
+    for name in names:
+      (root / split / name).mkdir(parents=True)
+      for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(
+            root / split / name / f"{i}.png")
+
+
+def test_a_class_the_training_split_lacks_is_one_line(tmp_path):
+  data = tmp_path / "pets"
+  _image_folder(data, {"train": ["cat", "dog"], "test": ["cat", "dogs"]})
+  run = train(tmp_path / "w", f"--config.dataset=folder:{data}", f"--config.data_dir={tmp_path}",
+              "--config.batch_size=4")
+  assert_one_line_error(run, f"image folder '{data}/test' has classes ['dogs'] that the "
+                             f"training split {data}/train lacks; {data}/train has ['dog'] "
+                             "that it lacks; rename or move the class folders")
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_split_without_some_training_classes_is_used_whole(tmp_path, caplog):
+  _image_folder(tmp_path, {"train": ["cat", "dog"], "test": ["cat"]})
+  source = sources.load(f"folder:{tmp_path}", "test", image_size=8)
+  assert len(source) == 4 and set(source.labels) == {0}  # "cat" keeps label 0
+  assert "no class folder for ['dog']" in caplog.text

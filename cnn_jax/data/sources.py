@@ -199,6 +199,30 @@ def _split_folder(root: str, split: str) -> str:
                   "or set the split (config.train_split / config.eval_split) to one it has")
 
 
+def _check_split_classes(folder: str, train_root: str, train_classes: list[str]) -> None:
+  """Refuses a split with a class folder the training split lacks.
+
+  Its images could have no label: they would be left out, and the accuracy
+  reported over the other classes ("test/dogs" beside "train/dog"). A split
+  that only lacks some training classes (a small test set) uses every image
+  it has, with a warning.
+
+  Raises:
+    DataError: naming the classes only one side has, and the fix.
+  """
+  found = ImageFolderSource.class_names(folder)
+  extra = [c for c in found if c not in train_classes]
+  missing = [c for c in train_classes if c not in found]
+  if extra:
+    lacks = f"; {train_root} has {missing} that it lacks" if missing else ""
+    raise DataError(f"image folder {folder!r} has classes {extra} that the training split "
+                    f"{train_root} lacks{lacks}; rename or move the class folders so that "
+                    "every split uses the training split's class names")
+  if missing:
+    logging.warning("image folder %s has no class folder for %s of the training split's "
+                    "classes; its accuracy covers the other classes", folder, missing)
+
+
 def load(name: str, split: str, data_dir: str | None = None,
          image_size: int | None = None) -> RandomAccessSource:
   """A random-access source for one split of a dataset.
@@ -224,8 +248,10 @@ def load(name: str, split: str, data_dir: str | None = None,
     # Labels come from the training split's classes, so that splits agree.
     train_root = os.path.join(root, "train")
     classes = ImageFolderSource.class_names(train_root) if os.path.isdir(train_root) else None
-    return ImageFolderSource(_split_folder(root, split), image_size=image_size or 224,
-                             classes=classes)
+    folder = _split_folder(root, split)
+    if classes is not None and os.path.isdir(folder):
+      _check_split_classes(folder, train_root, classes)
+    return ImageFolderSource(folder, image_size=image_size or 224, classes=classes)
   data_dir = data_dir or default_data_dir()
   ds_builder = prepared_builder(name, data_dir)
   file_format = ds_builder.info.file_format
