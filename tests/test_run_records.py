@@ -301,3 +301,26 @@ def test_a_split_without_some_training_classes_is_used_whole(tmp_path, caplog):
   source = sources.load(f"folder:{tmp_path}", "test", image_size=8)
   assert len(source) == 4 and set(source.labels) == {0}  # "cat" keeps label 0
   assert "no class folder for ['dog']" in caplog.text
+
+
+# ---------------------------------------------------------------------------
+# Visualization galleries and the config.json they read.
+
+
+def test_visualize_rebuilds_a_damaged_gallery_and_names_a_damaged_config(run_copy, tmp_path):
+  out = tmp_path / "gallery"
+  out.mkdir()
+  Image.new("RGB", (4, 4)).save(out / "saliency.png")  # from an earlier, interrupted run
+  (out / "index.json").write_text('[{"method": "saliency", "png": "sali')
+  run = cli("cnn_jax.visualize", f"--workdir={run_copy}", "--method=filters", f"--out={out}")
+  assert run.returncode == 0, run.stderr[-3000:]
+  entries = read(out / "index.json")
+  assert [(e["method"], e["png"]) for e in entries] == [("saliency", "saliency.png"),
+                                                        ("filters", "filters_conv1_1.png")]
+  assert "caption lost" in entries[0]["caption"]
+  assert "saliency.png" in (out / "index.html").read_text()
+
+  (run_copy / "config.json").write_text('{"model": "stan')
+  assert_one_line_error(cli("cnn_jax.visualize", f"--workdir={run_copy}", "--method=filters",
+                            f"--out={out}"),
+                        f"{run_copy}/config.json is damaged")

@@ -115,5 +115,14 @@ def from_config(config: Any, num_classes: int) -> nn.Module:
   Returns:
     The flax module.
   """
-  return create(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
-                **config.model_kwargs.to_dict())
+  kwargs = {k: _tuples(v) for k, v in config.model_kwargs.to_dict().items()}
+  return create(config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype), **kwargs)
+
+
+def _tuples(value: Any) -> Any:
+  """Lists as tuples, nested too: a run's config.json (JSON has no tuples) gives
+  `widths=[8, 16]` where its config file said (8, 16), and a flax module's
+  attributes must be hashable."""
+  if isinstance(value, (list, tuple)):
+    return tuple(_tuples(v) for v in value)
+  return value

@@ -19,8 +19,6 @@ probability (with --model: the top-1 ImageNet class and its probability). Every 
 
 from __future__ import annotations
 
-import html
-import json
 import os
 from typing import Callable
 
@@ -30,7 +28,8 @@ import numpy as np
 from absl import flags
 
 from cnn_jax import cpu_flags, errors, folders, introspection
-from cnn_jax.visualize import activation_max, attribution, features, plots, probe, trained
+from cnn_jax.visualize import (activation_max, attribution, features, gallery, plots, probe,
+                               trained)
 from cnn_jax.visualize.occlusion import occlusion
 
 METHODS = ("filters", "feature_maps", "occlusion", "saliency", "smoothgrad",
@@ -245,21 +244,6 @@ RUNNERS: dict[str, Callable[[Context], Pictures]] = {
 }
 
 
-def write_index(out: str, entries: list[dict]) -> str:
-  """OUT/index.html: every picture with its caption, newest method last."""
-  rows = "\n".join(
-      f"<figure><img src=\"{html.escape(e['png'])}\">"
-      f"<figcaption><b>{html.escape(e['method'])}</b>: {html.escape(e['caption'])}"
-      f"</figcaption></figure>" for e in entries)
-  page = ("<!doctype html><meta charset=\"utf-8\"><title>cnn_jax visualizations</title>"
-          "<style>figure{display:inline-block;margin:8px;vertical-align:top;max-width:900px}"
-          "img{max-width:100%}</style>\n" + rows + "\n")
-  path = os.path.join(out, "index.html")
-  with open(path, "w") as f:
-    f.write(page)
-  return path
-
-
 def _load_run(argv) -> tuple[trained.TrainedModel, str, list[dict]]:
   """The run to show, its output folder and that folder's index entries so far.
 
@@ -277,42 +261,13 @@ def _load_run(argv) -> tuple[trained.TrainedModel, str, list[dict]]:
                            "cnn_jax.visualize --model=efficientnet_lite0 --out=DIR photo.jpg")
   out = folders.writable_folder(_OUT.value or os.path.join(_WORKDIR.value, "visualize"),
                                 "--out")
-  entries = read_index(out)
+  entries = gallery.read(out, METHODS)
   if _WORKDIR.value:
     # Before JAX starts its backend: the measured XLA:CPU setting of the model's family.
     cpu_flags.apply(trained.run_config(_WORKDIR.value).model)
     return trained.load(_WORKDIR.value), out, entries
   cpu_flags.apply(_MODEL.value)
   return trained.load_pretrained(_MODEL.value, _WEIGHTS.value, argv[1:]), out, entries
-
-
-def read_index(out: str) -> list[dict]:
-  """The entries of OUT/index.json that earlier runs of the command wrote.
-
-  Args:
-    out: the output folder.
-
-  Returns:
-    [{"method", "png", "caption"}, ...]; [] without an index.
-
-  Raises:
-    UserError: when OUT/index.json is not such a list (another program's
-      file, or damaged), before anything is computed or written.
-  """
-  path = os.path.join(out, "index.json")
-  if not os.path.exists(path):
-    return []
-  try:
-    with open(path) as f:
-      entries = json.load(f)
-  except (OSError, ValueError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-    entries = e
-  if not (isinstance(entries, list) and all(
-      isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("method", "png", "caption"))
-      for e in entries)):
-    raise errors.UserError(f"{path} is not the index this command writes (a JSON list of "
-                           "pictures); move it away or give another --out")
-  return entries
 
 
 def main(argv):
@@ -326,13 +281,9 @@ def main(argv):
   os.makedirs(out, exist_ok=True)
   for method in methods:
     for png, caption in RUNNERS[method](ctx):
-      name = os.path.basename(png)  # relative: the folder can be moved or committed
-      entries = [e for e in entries if e["png"] != name] + [
-          {"method": method, "png": name, "caption": caption}]
+      entries = gallery.add(entries, method, png, caption)
       print(png)
-  with open(os.path.join(out, "index.json"), "w") as f:
-    json.dump(entries, f, indent=1)
-  print(write_index(out, entries))
+  print(gallery.write(out, entries))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,6 @@ or a zoo model with ImageNet weights and image files."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -14,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cnn_jax import data, models, saved_runs
+from cnn_jax import data, models, records, saved_runs
 from cnn_jax.data import imagenet, preprocess, sources
 from cnn_jax.errors import UserError
 from cnn_jax.transfer import imagenet as imagenet_weights
@@ -75,20 +73,15 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
     WorkdirError: when the workdir has no config.json, with the command that makes one,
       or one that is not a JSON object (damaged, or another program's).
   """
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
+  try:
+    config = records.read_config(workdir)
+  except records.DamagedRecord as e:
+    raise WorkdirError(f"{e}; restore it from a copy (it is the config the run started "
+                       "with), or train the run again in a new --workdir") from None
+  if config is None:
     raise WorkdirError(f"{workdir} has no config.json: it is not a training workdir; train "
                        f"one with `python -m cnn_jax.main --config=configs/default.py "
                        f"--workdir={workdir}`")
-  try:
-    with open(config_path) as f:
-      config = json.load(f)
-  except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
-    config = e
-  if not isinstance(config, dict):
-    raise WorkdirError(f"{config_path} is not the JSON config a training run writes ("
-                       f"{' '.join(str(config).split())[:80]}); restore it, or re-run the "
-                       "training command, which writes it again")
   return ml_collections.ConfigDict(config)
 
 
