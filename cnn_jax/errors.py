@@ -76,11 +76,10 @@ def user_os_error(error: BaseException) -> OSError | None:
 
 def _config_file_message(error: BaseException) -> str | None:
   """One line for a mistake found while parsing flags (config file or override)."""
+  if isinstance(error, UserError):  # e.g. a config file that cannot be loaded
+    return str(error)
   if isinstance(error, flags.Error):
     return f"{error}; see --helpfull for the flags"
-  if isinstance(error, SyntaxError):
-    return (f"syntax error in {error.filename}, line {error.lineno}: {error.msg}; "
-            "fix the config file")
   if isinstance(error, KeyError):  # ml_collections' unknown key, with its "did you mean"
     message = " ".join(str(error.args[0]).split("\n"))
     return f"unknown config field {message}; list the fields with --config=FILE --helpfull"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnn_jax.models import names
-from cnn_jax.sweep import curves, hyper, runner, tables
+from cnn_jax.sweep import config_files, curves, hyper, runner, tables
 from cnn_jax.sweep.hyper import SweepError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_load_sweep_checks_keys_against_the_config(tmp_path):
   with pytest.raises(SweepError, match="same run twice"):
     runner.load_sweep(_sweep_config(tmp_path, "def get_sweep(h):\n"
                                              "  return h.sweep('seed', [1, 1])"))
-  with pytest.raises(SweepError, match="not found"):
+  with pytest.raises(config_files.ConfigFileError, match="missing.py .no such file"):
     runner.load_sweep(str(tmp_path / "missing.py"))
 
 

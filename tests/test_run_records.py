@@ -18,7 +18,7 @@ from PIL import Image
 from cnn_jax import records
 from cnn_jax.data import sources
 from cnn_jax.errors import ConfigError
-from cnn_jax.sweep import curves
+from cnn_jax.sweep import config_files, curves
 from cnn_jax.train import base_config, config as config_lib, optimizers, run_record
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
@@ -324,3 +324,47 @@ def test_visualize_rebuilds_a_damaged_gallery_and_names_a_damaged_config(run_cop
   assert_one_line_error(cli("cnn_jax.visualize", f"--workdir={run_copy}", "--method=filters",
                             f"--out={out}"),
                         f"{run_copy}/config.json is damaged")
+
+
+# ---------------------------------------------------------------------------
+# Config files that fail to load, in every CLI that loads one.
+
+
+BROKEN = {
+    "moved_name": ("from launch import config_files\n", "ImportError: cannot import name "
+                   "'config_files' from 'launch'"),
+    "syntax": ("def get_config(:\n", "SyntaxError: syntax error in {file}, line 1"),
+    "name": ("x = 1\ny = undefined_name\n", "NameError: name 'undefined_name' is not "
+             "defined at line 2"),
+    "get_config": ("def get_config():\n  raise ValueError('no such recipe')\n\n"
+                   "def get_sweep(h):\n  return h.sweep('seed', [0])\n",
+                   "ValueError: no such recipe at line 2"),
+}
+
+
+@pytest.mark.parametrize("command, broken", [
+    ("cnn_jax.main", "moved_name"), ("cnn_jax.main", "get_config"),
+    ("cnn_jax.sweep", "moved_name"), ("cnn_jax.sweep", "syntax"), ("cnn_jax.sweep", "name"),
+    ("cnn_jax.sweep", "get_config"),
+])
+def test_a_config_file_that_fails_to_load_is_one_line(tmp_path, command, broken):
+  text, expected = BROKEN[broken]
+  file = tmp_path / f"{broken}.py"
+  file.write_text(text)
+  where = "--workdir" if command == "cnn_jax.main" else "--workdir_root"
+  run = cli(command, f"--config={file}", f"{where}={tmp_path / 'w'}")
+  assert_one_line_error(run, f"error: cannot load the config file {file} ("
+                             f"{expected.format(file=file)}")
+  assert run.stderr.strip().endswith("; fix the file")
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_bug_in_cnn_jax_while_loading_a_config_keeps_its_traceback(tmp_path):
+  file = tmp_path / "config.py"
+  file.write_text("def get_config():\n  return None\n")
+  # on_mnist_like's own code fails (None has no fields): a bug of ours, not the file's.
+  with pytest.raises(AttributeError):
+    config_files.call(str(file), lambda: config_files.on_mnist_like(None))
+  with pytest.raises(config_files.ConfigFileError, match=r"\(get_config\(\) is called with "
+                                                         r"the argument '3'\); add or drop"):
+    config_files.get_config(str(file), "3")

@@ -71,18 +71,20 @@ def load_sweep(config_spec: str) -> tuple[str, list[Overrides]]:
     (the config spec, as given, the list of override dicts).
 
   Raises:
-    SweepError: a missing file or get_sweep, an empty sweep, a key that is
-      not a config field, or two identical runs.
+    ConfigFileError: the file is missing or cannot be loaded (one line: the
+      file, the error and its line).
+    SweepError: a missing get_sweep, an empty sweep, a key that is not a
+      config field, or two identical runs.
   """
   path, _, arg = config_spec.partition(":")
   module = config_files.load_module(path)
   if not hasattr(module, "get_sweep"):
     raise SweepError(f"{path} defines no get_sweep(h); add one (see cnn_jax/sweep/cli.py)")
   takes_arg = len(inspect.signature(module.get_sweep).parameters) > 1
-  runs = module.get_sweep(hyper, arg) if takes_arg else module.get_sweep(hyper)
+  runs = config_files.call(path, module.get_sweep, hyper, *([arg] if takes_arg else []))
   if not runs or not all(isinstance(r, dict) for r in runs):
     raise SweepError(f"get_sweep of {path} must return a non-empty list of override dicts")
-  config = module.get_config(arg) if arg else module.get_config()
+  config = config_files.config_of(module, path, arg)
   for key in dict.fromkeys(k for r in runs for k in r):
     _check_field(config, key, path)
   names = [json.dumps(r, sort_keys=True, default=str) for r in runs]
