@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from cnn_jax import records
-from cnn_jax.data import sources
+from cnn_jax.data import preprocess, sources
 from cnn_jax.errors import ConfigError
-from cnn_jax.sweep import config_files, curves
+from cnn_jax.sweep import config_files, curves, runner, tables
 from cnn_jax.train import base_config, config as config_lib, optimizers, run_record
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
@@ -368,3 +368,38 @@ def test_a_bug_in_cnn_jax_while_loading_a_config_keeps_its_traceback(tmp_path):
   with pytest.raises(config_files.ConfigFileError, match=r"\(get_config\(\) is called with "
                                                          r"the argument '3'\); add or drop"):
     config_files.get_config(str(file), "3")
+
+
+# ---------------------------------------------------------------------------
+# Other records: cached normalization statistics, sweep tables.
+
+
+def test_damaged_normalization_statistics_are_computed_again(tmp_path):
+  _image_folder(tmp_path / "data", {"train": ["a", "b"]})
+  config = base_config()
+  config.dataset, config.data_dir, config.image_size = f"folder:{tmp_path / 'data'}", str(
+      tmp_path), 8
+  stats = preprocess.normalization(config)
+  (cache,) = (tmp_path / "cnn_jax_stats").iterdir()
+  cache.write_text('{"mean": [0.4')
+  assert preprocess.normalization(config) == stats
+  assert read(cache)["mean"] == stats[0]
+
+
+def test_a_sweep_table_whose_writing_stops_leaves_the_old_one_whole(tmp_path):
+  run = runner.Run("seed=0", {"seed": 0}, str(tmp_path), str(tmp_path / "log"), ["python"])
+  outcome = runner.Outcome(run, "ok", {"accuracy": 0.5, "loss": 1.0, "step": 1})
+
+  def interrupted(_):  # Ctrl-C while a column's curves are read, after the header is out
+    raise KeyboardInterrupt
+
+  column = tables.Column("last train.accuracy", interrupted, 4, "")
+  for name, write in [("sweep.csv", tables.write_csv), ("sweep.md", tables.write_markdown)]:
+    path = tmp_path / name
+    path.write_text("the last complete table\n")
+    args = (str(path), [outcome], [column]) if name.endswith("csv") else (
+        str(path), [outcome], "python -m cnn_jax.sweep", [column])
+    with pytest.raises(KeyboardInterrupt):
+      write(*args)
+    assert path.read_text() == "the last complete table\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(name)] == [name]

@@ -8,14 +8,15 @@ offered: as the lecture notes, they are not used with CNNs.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from PIL import Image
 
+from cnn_jax import records
 from cnn_jax.data import sources
 from cnn_jax.data.errors import DataError
 
@@ -98,16 +99,18 @@ def cached_channel_stats(cache_dir: str, key: str, compute) -> tuple[list[float]
     (mean, std).
   """
   path = os.path.join(cache_dir, "cnn_jax_stats", f"{key}.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      stats = json.load(f)
+  try:
+    stats = records.read_json(path)
+  except records.DamagedRecord as e:  # e.g. cut short by an older, non-atomic write
+    logging.warning("%s; computing the statistics again", e)
+    stats = None
+  if isinstance(stats, dict) and isinstance(stats.get("mean"), list) and isinstance(
+      stats.get("std"), list):
     return stats["mean"], stats["std"]
   mean, std = compute()
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.{os.getpid()}.tmp"  # processes of one run may write at once
-  with open(tmp, "w") as f:
-    json.dump({"mean": mean, "std": std}, f)
-  os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+  # Atomic, with a temporary file per process: processes of one run may write at once.
+  records.write_json(path, {"mean": mean, "std": std})
   return mean, std
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import io
 import math
 from typing import Any, Callable, Sequence
 
+from cnn_jax import records
 from cnn_jax.sweep import curves
 from cnn_jax.sweep.hyper import Overrides, SweepError
 from cnn_jax.sweep.runner import Outcome, format_value, is_seed
@@ -83,18 +85,20 @@ def _column_cell(column: Column, values: Sequence[float]) -> str:
 def write_csv(path: str, outcomes: Sequence[Outcome], columns: Sequence[Column] = ()) -> None:
   """One row per run: name, override values, status, results, extra columns, workdir, error."""
   keys = _keys(outcomes)
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["run", *keys, "status", *_COLUMNS, *(c.header for c in columns),
-                     "workdir", "error"])
-    for o in outcomes:
-      ok = o.status.startswith("ok")
-      error = "" if ok else " / ".join(
-          filter(None, [o.results.get("error"), o.log_tail.splitlines()[-1] if o.log_tail else ""]))
-      extra = [_column_cell(c, [c.value(o)]) if ok else "" for c in columns]
-      writer.writerow([o.run.name, *(format_value(o.run.overrides.get(k, "")) for k in keys),
-                       o.status, *(o.results.get(c, "") for c in _COLUMNS), *extra,
-                       o.run.workdir, error])
+  text = io.StringIO()
+  writer = csv.writer(text)
+  writer.writerow(["run", *keys, "status", *_COLUMNS, *(c.header for c in columns),
+                   "workdir", "error"])
+  for o in outcomes:
+    ok = o.status.startswith("ok")
+    error = "" if ok else " / ".join(
+        filter(None, [o.results.get("error"), o.log_tail.splitlines()[-1] if o.log_tail else ""]))
+    extra = [_column_cell(c, [c.value(o)]) if ok else "" for c in columns]
+    writer.writerow([o.run.name, *(format_value(o.run.overrides.get(k, "")) for k in keys),
+                     o.status, *(o.results.get(c, "") for c in _COLUMNS), *extra,
+                     o.run.workdir, error])
+  # One atomic write: a sweep killed while writing leaves the old table whole.
+  records.write_text(path, text.getvalue())
 
 
 def seed_groups(outcomes: Sequence[Outcome]) -> dict[tuple, list[Outcome]]:
@@ -233,8 +237,7 @@ def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
   for o in failed:
     lines += ["", f"## {o.run.name}: {o.status}", "", f"    {' '.join(o.run.command)}", "",
               "```", o.log_tail or "(no output)", "```"]
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  records.write_text(path, "\n".join(lines) + "\n")
 
 
 def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
