@@ -10,6 +10,8 @@ import pathlib
 import re
 import shutil
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ from cnn_jax.train import train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
 
 from test_reliability import assert_one_line_error, cli, snapshot
-from test_train import TINY, tiny_config
+from test_train import ROOT, TINY, tiny_config
 
 STEPS = ["--config.num_train_steps=20", "--config.eval_every_steps=20"]
 
@@ -384,6 +386,16 @@ def test_damaged_normalization_statistics_are_computed_again(tmp_path):
   cache.write_text('{"mean": [0.4')
   assert preprocess.normalization(config) == stats
   assert read(cache)["mean"] == stats[0]
+
+
+def test_an_experiment_s_damaged_results_are_one_line_and_kept(tmp_path):
+  # Its results.json gathers hours of runs: a damaged one is named, never overwritten.
+  (tmp_path / "results.json").write_text('{"model": "efficientnet_lite0", "accu')
+  run = subprocess.run([sys.executable, "experiments/transfer/imagenet_to_fashion_mnist.py",
+                        "--report_only", f"--out={tmp_path}"], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+  assert_one_line_error(run, f"{tmp_path}/results.json is damaged (37 bytes")
+  assert (tmp_path / "results.json").read_text() == '{"model": "efficientnet_lite0", "accu'
 
 
 def test_a_sweep_table_whose_writing_stops_leaves_the_old_one_whole(tmp_path):

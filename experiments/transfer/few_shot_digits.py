@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from image_folders import subset, write_folder  # noqa: E402
 
-from cnn_jax import data, errors  # noqa: E402
+from cnn_jax import data, errors, records  # noqa: E402
 from cnn_jax.data import preprocess  # noqa: E402
 from cnn_jax.train import base_config, train_and_evaluate  # noqa: E402
 
@@ -155,10 +155,10 @@ def main(argv):
       print(f"seed {seed} {name}: {accuracy:.4f}")
 
   os.makedirs(_OUT.value, exist_ok=True)
-  with open(os.path.join(_OUT.value, "results.json"), "w") as f:
-    json.dump({"source": _SOURCE.value, "pretrain_steps": pretrain_steps,
-               "pretrain_accuracy": base["accuracy"], "shots": shots, "steps": _STEPS.value,
-               "augment": _AUGMENT.value, "accuracy": results}, f, indent=1)
+  records.write_text(os.path.join(_OUT.value, "results.json"), json.dumps(  # atomic
+      {"source": _SOURCE.value, "pretrain_steps": pretrain_steps,
+       "pretrain_accuracy": base["accuracy"], "shots": shots, "steps": _STEPS.value,
+       "augment": _AUGMENT.value, "accuracy": results}, indent=1))
   lines = ["| method | " + " | ".join(f"seed {s}" for s in range(_SEEDS.value))
            + " | mean |", "|---|" + "---|" * (_SEEDS.value + 1)]
   for name, values in results.items():

@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from image_folders import subset, write_folder  # noqa: E402
 
-from cnn_jax import cpu_flags, data, errors  # noqa: E402
+from cnn_jax import cpu_flags, data, errors, records  # noqa: E402
 from cnn_jax.train import base_config, train_and_evaluate  # noqa: E402
 from cnn_jax.transfer.imagenet import pixel_normalization  # noqa: E402
 from cnn_jax.transfer.torchvision_weights import installed_weights  # noqa: E402
@@ -193,11 +193,11 @@ def main(argv):
       raise errors.UserError(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
     recipes = {name: RECIPES[name] for name in _RECIPES.value}
   results_path = os.path.join(_OUT.value, "results.json")
+  saved = saved_results(results_path)
   if _REPORT_ONLY.value:
-    if not os.path.exists(results_path):
+    if saved is None:
       raise errors.UserError(f"--report_only: no {results_path}; run the experiment first")
-    with open(results_path) as f:
-      write_report(json.load(f)["accuracy"])
+    write_report(saved["accuracy"])
     return
   shots_list = [int(n) for n in _SHOTS.value]
   steps_list = ([int(s) for s in _STEPS.value] if _STEPS.value
@@ -213,9 +213,7 @@ def main(argv):
   setting = {"model": MODEL, "image_size": _IMAGE_SIZE.value, "batch_size": BATCH_SIZE,
              "test_images": len(test["label"])}
   results = {}
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      saved = json.load(f)
+  if saved is not None:
     if {k: saved.get(k) for k in setting} != setting:
       raise errors.UserError(f"{results_path} holds results of another setting "
                              f"({ {k: saved.get(k) for k in setting} }); give another --out")
@@ -241,9 +239,27 @@ def main(argv):
           print(f"N={shots} seed {seed} {name}: {result['accuracy']:.4f}", flush=True)
 
   os.makedirs(_OUT.value, exist_ok=True)
-  with open(results_path, "w") as f:
-    json.dump({**setting, "accuracy": results}, f, indent=1)
+  # Atomic: the file holds hours of earlier runs, and a kill must not cut it.
+  records.write_text(results_path, json.dumps({**setting, "accuracy": results}, indent=1))
   write_report(results)
+
+
+def saved_results(path: str) -> dict | None:
+  """The runs already in --out's results.json (None: no such file).
+
+  Raises:
+    UserError: the file is damaged (it holds earlier runs: restore it, never overwrite it).
+  """
+  try:
+    saved = records.read_json(path)
+  except records.DamagedRecord as e:
+    raise errors.UserError(f"{e}; restore it (e.g. `git checkout {path}`) or give another "
+                           "--out") from None
+  if saved is not None and not (isinstance(saved, dict) and isinstance(saved.get("accuracy"),
+                                                                      dict)):
+    raise errors.UserError(f"{path} holds no accuracies; restore it (e.g. `git checkout "
+                           f"{path}`) or give another --out")
+  return saved
 
 
 def write_report(results: Results) -> None:
