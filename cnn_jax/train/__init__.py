@@ -9,6 +9,7 @@
     metrics.py      cross-entropy and top-k accuracy
     checkpoints.py  orbax checkpoints: last K, best, unreadable ones moved aside
     reporting.py    progress bar, TensorBoard, config/results JSON
+    run_record.py   which config fields a resume may change; refusing the others
     train.py        the loop
     throughput.py   timing of the training step (python -m cnn_jax.benchmark)
 """

@@ -9,6 +9,7 @@
     sanity.py          Adebayo et al.'s model-randomization test
     trained.py         a trained model from a training workdir
     plots.py           PNG grids and heatmap overlays
+    gallery.py         OUT/index.json and index.html, kept across runs (rebuilt if damaged)
     __main__.py        python -m cnn_jax.visualize --workdir=DIR --method=NAME --out=OUT
 """
 
