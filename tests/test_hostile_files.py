@@ -500,7 +500,7 @@ def test_state_dicts_of_other_architectures_are_named(model, state_dict, message
 
 
 def _zip_state_dict(path: pathlib.Path, **tensors) -> pathlib.Path:
-  torch = pytest.importorskip("torch")
+  import torch  # a dev dependency: the tests that compare with torchvision need it too
   torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, path)
   return path
 
@@ -565,7 +565,7 @@ def test_an_elongated_photo_costs_no_more_than_its_centre(tmp_path):
 
 
 def test_imagenet_commands_refuse_weights_of_other_classes(tmp_path):
-  torch = pytest.importorskip("torch")
+  import torch  # a dev dependency: the tests that compare with torchvision need it too
   tensors = load_state_dict(installed_weights(LITE0))
   tensors["_fc.weight"], tensors["_fc.bias"] = tensors["_fc.weight"][:10], tensors["_fc.bias"][:10]
   torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, tmp_path / "ten.pth")
