@@ -9,6 +9,7 @@ readable checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import threading
@@ -104,8 +105,37 @@ def _evaluate(eval_step, variables, batches, mesh) -> dict[str, float]:
   return metrics.from_eval_totals(jax.device_get(totals))
 
 
+@dataclasses.dataclass
+class _Setup:
+  """Everything a run is built from, made and checked before the workdir is touched."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: Any
+  train_input: Any
+  model: Any
+  mean: Any
+  std: Any
+  fine_tuning: Any
+  schedule: Any
+  create_state: Any
+  abstract_state: Any
+  augment_fn: Any
+  pretrained_weights: Any
+  total_steps: int
+  eval_every: int
+
+  @property
+  def use_ema(self) -> bool:
+    return self.config.ema_decay > 0
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains and evaluates a model; resumes if the workdir holds a checkpoint.
+
+  Everything that can be checked is checked before the first byte goes to
+  the workdir, so a rejected command leaves an existing run untouched: the
+  config and everything built from it (`_set_up`), then, holding the
+  workdir, whether the config fits the run recorded there.
 
   Args:
     config: a training config (see cnn_jax.train.config and configs/).
@@ -115,14 +145,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     The final evaluation: {"accuracy", "top5_accuracy", "loss", "step"}.
 
   Raises:
-    ConfigError: for a config no run can use (named field and fix).
+    ConfigError: for a config no run can use (named field and fix), or one
+      that redefines the run recorded in the workdir.
     DataError: if the dataset is missing (with the command that prepares it).
     NonFiniteLossError: if the loss became NaN or Inf (the step is named; the
       last good checkpoint is kept).
     Preempted: after saving a checkpoint on SIGTERM.
   """
-  # Everything that can be checked is checked before the first byte goes
-  # to the workdir: a rejected command leaves an existing run untouched.
+  setup = _set_up(config, workdir)
+  with workdir_lib.WorkdirLock(setup.workdir):
+    comparison = run_record.compare(config, setup.workdir)
+    run_record.check(comparison, run_record.newest_checkpoint(setup.workdir), setup.total_steps)
+    return _run(setup, comparison)
+
+
+def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+  """Checks the config and builds the run's parts; nothing is written."""
   validate(config)
   workdir = workdir_lib.check_path(workdir)
   mesh = parallel.make_mesh()
@@ -130,7 +168,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_input = inputs.training_input(config, mesh)
   steps_per_epoch = train_input.steps_per_epoch
   total_steps, eval_every = run_length(config, steps_per_epoch)
-
   model = models.from_config(config,
                              sources.num_classes(config.dataset, config.data_dir or None))
   mean, std = preprocess.normalization(config)
@@ -138,10 +175,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   sample = jnp.zeros((1, *train_input.image_shape), jnp.float32)
   fine_tuning = finetune.setup(config, model, tx, sample, in_steps(
       config, "unfreeze_after_steps", "unfreeze_after_epochs", steps_per_epoch))
-  use_ema = config.ema_decay > 0
   create_state = jax.jit(
       functools.partial(state_lib.create, model, fine_tuning.tx, (1, *train_input.image_shape),
-                        config.seed, use_ema),
+                        config.seed, config.ema_decay > 0),
       out_shardings=replicated)
   abstract_state = jax.tree.map(  # traces the model: impossible geometries fail here
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
@@ -152,18 +188,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                image_size=config.image_size)                              # fails here
   pretrained_weights = (pretrained.load(config.init_from, config.model)
                         if config.init_from else None)
-
-  lock = workdir_lib.WorkdirLock(workdir)
-  try:
-    # A config that redefines the run recorded in the workdir (its batch size,
-    # data, model, ...) is refused here, before anything is written.
-    comparison = run_record.compare(config, workdir)
-    run_record.check(comparison, run_record.newest_checkpoint(workdir), total_steps)
-    return _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tuning,
-                         schedule, use_ema, create_state, abstract_state, augment_fn,
-                         pretrained_weights, total_steps, eval_every, comparison)
-  finally:
-    lock.release()
+  return _Setup(config, workdir, mesh, train_input, model, mean, std, fine_tuning, schedule,
+                create_state, abstract_state, augment_fn, pretrained_weights, total_steps,
+                eval_every)
 
 
 def _update_record(reporter: Reporter, config: ml_collections.ConfigDict,
@@ -188,144 +215,96 @@ def _update_record(reporter: Reporter, config: ml_collections.ConfigDict,
     reporter.record_resume(step, comparison.changed)
 
 
-def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tuning, schedule,
-                  use_ema, create_state, abstract_state, augment_fn, pretrained_weights,
-                  total_steps, eval_every, comparison):
-  """The run itself, once every check passed and this process holds the workdir."""
-  steps_per_epoch = train_input.steps_per_epoch
-  checkpoint_every = in_steps(config, "checkpoint_every_steps", "checkpoint_every_epochs",
-                              steps_per_epoch)
-  checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best,
-                            async_save=config.async_checkpoints)
-  grain_input = config.input_pipeline == "grain"
+def _restore_or_initialize(setup: _Setup, checkpoints: Checkpoints,
+                           comparison: run_record.Comparison | None):
+  """(state, whether it was restored): the newest readable checkpoint, or a new state.
+
+  Raises CheckpointError (before anything is written) if the config does not
+  fit the checkpoints.
+  """
+  config = setup.config
   try:
-    # CheckpointError (before anything is written) if the config does not fit them.
-    restored = checkpoints.restore_latest(abstract_state, with_data=grain_input)
+    restored = checkpoints.restore_latest(setup.abstract_state,
+                                          with_data=config.input_pipeline == "grain")
     if restored is None:
-      state = create_state()
-      if pretrained_weights is not None:
-        state = pretrained.initialize(state, pretrained_weights, fine_tuning.tx,
-                                      functools.partial(parallel.put_replicated, mesh=mesh),
+      state = setup.create_state()
+      if setup.pretrained_weights is not None:
+        state = pretrained.initialize(state, setup.pretrained_weights, setup.fine_tuning.tx,
+                                      functools.partial(parallel.put_replicated,
+                                                        mesh=setup.mesh),
                                       config.init_skip)
     else:
       state, data_state = restored
-      train_input.restore(data_state)
+      setup.train_input.restore(data_state)
     # The newest checkpoint may not have restored (moved aside): check at the step restored.
-    run_record.check(comparison, None if restored is None else int(state.step), total_steps)
+    run_record.check(comparison, None if restored is None else int(state.step),
+                     setup.total_steps)
   except BaseException:
     checkpoints.close()  # orbax's background threads would complain at exit
     raise
+  return state, restored is not None
+
+
+def _compile_steps(setup: _Setup):
+  """({batch norm frozen: train step}, eval step), each compiled at its first call."""
+  config = setup.config
   make_step = functools.partial(
-      steps.make_train_step, model, fine_tuning.tx, mesh, batch_fn=train_input.batch_fn,
-      augment_fn=augment_fn,
-      mean=mean, std=std, dtype=jnp.dtype(config.dtype),
+      steps.make_train_step, setup.model, setup.fine_tuning.tx, setup.mesh,
+      batch_fn=setup.train_input.batch_fn, augment_fn=setup.augment_fn,
+      mean=setup.mean, std=setup.std, dtype=jnp.dtype(config.dtype),
       label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
       ema_decay=config.ema_decay)
   # While layers are frozen their batch norms use running statistics; a
   # second step (compiled on its first call) takes over when they are released.
-  train_steps = {frozen: make_step(interceptor=fine_tuning.interceptor(frozen))
+  train_steps = {frozen: make_step(interceptor=setup.fine_tuning.interceptor(frozen))
                  for frozen in (False, True)}
-  eval_step = steps.make_eval_step(model, mesh, mean=mean, std=std, dtype=jnp.dtype(config.dtype))
-  # A small eval split is put on the devices once, for every evaluation.
-  cached_eval = (list(inputs.eval_batches(config, mesh))
-                 if config.input_pipeline == "device" else None)
+  eval_step = steps.make_eval_step(setup.model, setup.mesh, mean=setup.mean, std=setup.std,
+                                   dtype=jnp.dtype(config.dtype))
+  return train_steps, eval_step
 
-  finished = int(state.step) >= total_steps
-  reporter = Reporter(workdir, total_steps, enabled=jax.process_index() == 0)
-  _update_record(reporter, config, comparison, int(state.step), finished)
-  if restored is None and pretrained_weights is not None:
+
+def _announce(setup: _Setup, reporter: Reporter, state, restored: bool,
+              checkpoints: Checkpoints) -> int:
+  """Prints where the run starts from and what it trains; returns the parameter count."""
+  config = setup.config
+  if not restored and setup.pretrained_weights is not None:
     reporter.message(f"initialized from {config.init_from} (re-initialized: "
                      f"{pretrained.skip_pattern(config.init_skip)})")
-  elif restored is not None:
+  elif restored:
     reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
   if reporter.enabled:
-    reporter.message(_model_table(model, train_input.image_shape))
+    reporter.message(_model_table(setup.model, setup.train_input.image_shape))
   param_count = sum(p.size for p in jax.tree.leaves(state.params))
   reporter.message(f"{config.model}: {param_count:,} parameters; {config.dataset} "
-                   f"{train_input.num_examples:,} training examples, {steps_per_epoch} "
-                   f"steps/epoch, {total_steps} steps on {jax.device_count()} device(s)")
+                   f"{setup.train_input.num_examples:,} training examples, "
+                   f"{setup.train_input.steps_per_epoch} steps/epoch, {setup.total_steps} "
+                   f"steps on {jax.device_count()} device(s)")
+  return param_count
+
+
+def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, Any]:
+  """The run itself, once every check passed and this process holds the workdir."""
+  config = setup.config
+  checkpoints = Checkpoints(setup.workdir, keep=config.keep_checkpoints,
+                            keep_best=config.keep_best, async_save=config.async_checkpoints)
+  state, restored = _restore_or_initialize(setup, checkpoints, comparison)
+  train_steps, eval_step = _compile_steps(setup)
+  # A small eval split is put on the devices once, for every evaluation.
+  cached_eval = (list(inputs.eval_batches(config, setup.mesh))
+                 if config.input_pipeline == "device" else None)
 
   def evaluate(state):
-    batches = cached_eval if cached_eval is not None else inputs.eval_batches(config, mesh)
-    return _evaluate(eval_step, state.variables(use_ema), batches, mesh)
+    batches = (cached_eval if cached_eval is not None
+               else inputs.eval_batches(config, setup.mesh))
+    return _evaluate(eval_step, state.variables(setup.use_ema), batches, setup.mesh)
 
-  def diverged(what: str, step: int, last_saved):
-    kept = (f"the last good checkpoint (step {last_saved}) is kept in "
-            f"{checkpoints.directory}" if last_saved is not None else "no checkpoint was saved")
-    # The run's record keeps its optimizer (run_record): a new setting is a new run.
-    return NonFiniteLossError(
-        f"training diverged: {what} became NaN or Inf at step {step}; {kept}; lower "
-        "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, in a new "
-        "--workdir")
-
-  def check_finite(totals, last_saved):
-    bad_step = int(totals["first_nonfinite_step"])
-    if bad_step != int(steps.NO_NONFINITE_STEP):
-      kinds = int(totals["nonfinite"])
-      what = " and ".join(name for bit, name in steps.NONFINITE_NAMES.items() if kinds & bit)
-      raise diverged(what, bad_step, last_saved)
-
-  step = int(state.step)
-  data_key = steps.data_key(state.rng)  # a new array: the step donates the state's
-  last_saved = checkpoints.steps()[-1] if checkpoints.steps() else None
-  totals = parallel.put_replicated(steps.empty_totals(), mesh)
-  interval_start, interval_step = time.time(), step
-  result = None
+  reporter = Reporter(setup.workdir, setup.total_steps, enabled=jax.process_index() == 0)
+  _update_record(reporter, config, comparison, int(state.step),
+                 finished=int(state.step) >= setup.total_steps)
+  param_count = _announce(setup, reporter, state, restored, checkpoints)
+  loop = _Loop(setup, train_steps, evaluate, checkpoints, reporter)
   try:
-    with _TerminationSignal() as termination:
-      while step < total_steps:
-        train_step = train_steps[fine_tuning.batch_norm_frozen(step)]
-        state, totals = train_step(state, totals, train_input.next(step, data_key))
-        step += 1
-        # A Ctrl-C that a library caught (orbax, a gc callback) stops the run here.
-        interrupts.raise_if_requested()
-        at_log = step % config.log_every_steps == 0 or step == total_steps
-        at_eval = step % eval_every == 0 or step == total_steps
-        at_checkpoint = at_eval or (checkpoint_every > 0 and step % checkpoint_every == 0)
-
-        if at_log or at_checkpoint:
-          fetched = jax.device_get(totals)
-          check_finite(fetched, last_saved)
-        if at_log:
-          elapsed = time.time() - interval_start
-          done = step - interval_step
-          values = {**metrics.from_train_totals(fetched),
-                    "learning_rate": float(schedule(step - 1)),
-                    "images_per_s": done * config.batch_size / max(elapsed, 1e-9)}
-          reporter.scalars(step, "train", values)
-          reporter.progress(step, values, done / max(elapsed, 1e-9), values["images_per_s"])
-          totals = parallel.put_replicated(steps.empty_totals(), mesh)
-          interval_start, interval_step = time.time(), step
-
-        if at_eval:
-          # Steps run asynchronously: wait for them here, so that their time
-          # counts as training and only the eval's own time is left out.
-          jax.block_until_ready(state)
-          eval_start = time.time()
-          result = {**evaluate(state), "step": step}
-          if not np.isfinite(result["loss"]):  # finite weights, overflowing logits
-            raise diverged("the eval loss", step, last_saved)
-          reporter.scalars(step, "eval", {k: v for k, v in result.items() if k != "step"})
-          reporter.message(f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
-                           f"top-5 {result['top5_accuracy']:.4f}  loss {result['loss']:.4f}")
-          checkpoints.save_best(state, result["accuracy"])
-        if at_checkpoint:
-          checkpoints.save(state, train_input.state())
-          last_saved = step
-
-        if at_eval:  # the eval's (and its checkpoint's) time is not training throughput
-          interval_start += time.time() - eval_start
-        # Only one process may have been signalled, so all processes must agree
-        # to stop; that costs a collective, hence every few steps only (cloud
-        # preemption notices give about 30 s).
-        check_now = jax.process_count() == 1 or step % _PREEMPTION_CHECK_STEPS == 0
-        if check_now and termination.any_process((state, totals)) and step < total_steps:
-          check_finite(jax.device_get(totals), last_saved)
-          checkpoints.save(state, train_input.state())
-          checkpoints.wait()
-          reporter.message(f"SIGTERM: saved a checkpoint at step {step} in "
-                           f"{checkpoints.directory}; re-run the same command to resume")
-          raise Preempted(143)
+    state, result = loop.run(state)
   except Exception:
     try:
       checkpoints.close()  # a failing background save raises here too
@@ -337,17 +316,136 @@ def _train_locked(config, workdir, mesh, train_input, model, mean, std, fine_tun
   finally:
     checkpoints.close()
     reporter.close()
+  if result is not None:
+    reporter.results({**result, "num_params": param_count}, re_evaluated=False)
+    return result
+  return _re_evaluate(state, evaluate, reporter, comparison, param_count)
 
-  re_evaluated = result is None
-  if re_evaluated:  # resumed a finished run: evaluate what it left
-    result = {**evaluate(state), "step": step}
-    reporter.message(f"the run had finished at step {step}; eval: accuracy "
-                     f"{result['accuracy']:.4f}  loss {result['loss']:.4f}")
-    if reporter.has_results():
-      return result  # keep the finished run's results.json and its wall time
-    reporter.message("its results.json was missing or damaged: wrote it again from this eval")
-    if comparison is not None and comparison.changed:  # e.g. a shorter run ended it here
-      reporter.record_resume(step, comparison.changed)
-  # A finished run whose results.json was missing or damaged gets it back.
-  reporter.results({**result, "num_params": param_count}, re_evaluated=re_evaluated)
+
+def _re_evaluate(state, evaluate, reporter: Reporter, comparison, param_count: int):
+  """A resumed finished run: evaluates what it left; rewrites a missing or damaged results.json."""
+  step = int(state.step)
+  result = {**evaluate(state), "step": step}
+  reporter.message(f"the run had finished at step {step}; eval: accuracy "
+                   f"{result['accuracy']:.4f}  loss {result['loss']:.4f}")
+  if reporter.has_results():
+    return result  # keep the finished run's results.json and its wall time
+  reporter.message("its results.json was missing or damaged: wrote it again from this eval")
+  if comparison is not None and comparison.changed:  # e.g. a shorter run ended it here
+    reporter.record_resume(step, comparison.changed)
+  reporter.results({**result, "num_params": param_count}, re_evaluated=True)
   return result
+
+
+class _Loop:
+  """The training loop: steps, and at their intervals logs, evals and checkpoints.
+
+  Device values are read only at log, eval and checkpoint steps; between
+  those, steps are queued without waiting.
+  """
+
+  def __init__(self, setup: _Setup, train_steps, evaluate, checkpoints: Checkpoints,
+               reporter: Reporter):
+    self.setup, self.config = setup, setup.config
+    self.train_steps, self.evaluate = train_steps, evaluate
+    self.checkpoints, self.reporter = checkpoints, reporter
+    self.checkpoint_every = in_steps(self.config, "checkpoint_every_steps",
+                                     "checkpoint_every_epochs",
+                                     setup.train_input.steps_per_epoch)
+    saved = checkpoints.steps()
+    self.last_saved = saved[-1] if saved else None
+
+  def run(self, state):
+    """Trains to the run's last step; returns (state, last eval or None if none ran)."""
+    setup, config = self.setup, self.config
+    step = int(state.step)
+    data_key = steps.data_key(state.rng)  # a new array: the step donates the state's
+    self.totals = parallel.put_replicated(steps.empty_totals(), setup.mesh)
+    self.interval_start, self.interval_step = time.time(), step
+    result = None
+    with _TerminationSignal() as termination:
+      while step < setup.total_steps:
+        train_step = self.train_steps[setup.fine_tuning.batch_norm_frozen(step)]
+        state, self.totals = train_step(state, self.totals,
+                                        setup.train_input.next(step, data_key))
+        step += 1
+        # A Ctrl-C that a library caught (orbax, a gc callback) stops the run here.
+        interrupts.raise_if_requested()
+        at_log = step % config.log_every_steps == 0 or step == setup.total_steps
+        at_eval = step % setup.eval_every == 0 or step == setup.total_steps
+        at_checkpoint = at_eval or (self.checkpoint_every > 0
+                                    and step % self.checkpoint_every == 0)
+        if at_log or at_checkpoint:
+          fetched = jax.device_get(self.totals)
+          self._check_finite(fetched)
+        if at_log:
+          self._log(step, fetched)
+        if at_eval:
+          eval_start = time.time()
+          result = self._evaluate(state, step)
+        if at_checkpoint:
+          self.checkpoints.save(state, setup.train_input.state())
+          self.last_saved = step
+        if at_eval:  # the eval's (and its checkpoint's) time is not training throughput
+          self.interval_start += time.time() - eval_start
+        self._stop_if_terminated(termination, state, step)
+    return state, result
+
+  def _diverged(self, what: str, step: int) -> NonFiniteLossError:
+    kept = (f"the last good checkpoint (step {self.last_saved}) is kept in "
+            f"{self.checkpoints.directory}" if self.last_saved is not None
+            else "no checkpoint was saved")
+    # The run's record keeps its optimizer (run_record): a new setting is a new run.
+    return NonFiniteLossError(
+        f"training diverged: {what} became NaN or Inf at step {step}; {kept}; lower "
+        "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, in a new "
+        "--workdir")
+
+  def _check_finite(self, totals) -> None:
+    bad_step = int(totals["first_nonfinite_step"])
+    if bad_step != int(steps.NO_NONFINITE_STEP):
+      kinds = int(totals["nonfinite"])
+      what = " and ".join(name for bit, name in steps.NONFINITE_NAMES.items() if kinds & bit)
+      raise self._diverged(what, bad_step)
+
+  def _log(self, step: int, fetched) -> None:
+    """Reports the interval's training metrics and starts a new interval."""
+    elapsed = max(time.time() - self.interval_start, 1e-9)
+    done = step - self.interval_step
+    values = {**metrics.from_train_totals(fetched),
+              "learning_rate": float(self.setup.schedule(step - 1)),
+              "images_per_s": done * self.config.batch_size / elapsed}
+    self.reporter.scalars(step, "train", values)
+    self.reporter.progress(step, values, done / elapsed, values["images_per_s"])
+    self.totals = parallel.put_replicated(steps.empty_totals(), self.setup.mesh)
+    self.interval_start, self.interval_step = time.time(), step
+
+  def _evaluate(self, state, step: int) -> dict[str, Any]:
+    """Evaluates, reports and offers the state as the best checkpoint."""
+    # Steps run asynchronously: wait for them here, so that their time
+    # counts as training and only the eval's own time is left out.
+    jax.block_until_ready(state)
+    result = {**self.evaluate(state), "step": step}
+    if not np.isfinite(result["loss"]):  # finite weights, overflowing logits
+      raise self._diverged("the eval loss", step)
+    self.reporter.scalars(step, "eval", {k: v for k, v in result.items() if k != "step"})
+    self.reporter.message(f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
+                          f"top-5 {result['top5_accuracy']:.4f}  loss {result['loss']:.4f}")
+    self.checkpoints.save_best(state, result["accuracy"])
+    return result
+
+  def _stop_if_terminated(self, termination: _TerminationSignal, state, step: int) -> None:
+    """Saves a checkpoint and raises Preempted if any process got SIGTERM."""
+    # Only one process may have been signalled, so all processes must agree
+    # to stop; that costs a collective, hence every few steps only (cloud
+    # preemption notices give about 30 s).
+    check_now = jax.process_count() == 1 or step % _PREEMPTION_CHECK_STEPS == 0
+    if not (check_now and termination.any_process((state, self.totals))
+            and step < self.setup.total_steps):
+      return
+    self._check_finite(jax.device_get(self.totals))
+    self.checkpoints.save(state, self.setup.train_input.state())
+    self.checkpoints.wait()
+    self.reporter.message(f"SIGTERM: saved a checkpoint at step {step} in "
+                          f"{self.checkpoints.directory}; re-run the same command to resume")
+    raise Preempted(143)

@@ -92,6 +92,13 @@ class WorkdirLock:
                          "process 0's message); use another --workdir")
 
   def release(self) -> None:
+    """Lets the workdir go (also when the process ends, however it ends)."""
     if self._fd is not None:
       os.close(self._fd)  # closing the descriptor drops the flock
       self._fd = None
+
+  def __enter__(self) -> "WorkdirLock":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.release()
