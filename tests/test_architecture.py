@@ -80,3 +80,25 @@ def test_installing_cnn_jax_installs_no_top_level_launch_package():
   assert all(name == "cnn_jax" or name.startswith("cnn_jax.") for name in installed), installed
   # The launcher stays a thin entry point over cnn_jax.sweep.
   assert len((REPO / "launch" / "sweep.py").read_text().splitlines()) < 15
+
+
+MAX_FUNCTION_LINES = 80  # the project's rule: a longer function is split into named helpers
+
+
+def _long_functions(source: str, path: str) -> list[str]:
+  return [f"{path}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+          for node in ast.walk(ast.parse(source, path))
+          if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+          and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def test_no_function_in_the_package_is_over_80_lines():
+  long = [line for path in sorted(PACKAGE.rglob("*.py"))
+          for line in _long_functions(path.read_text(), str(path.relative_to(REPO)))]
+  assert not long, "\n".join(long)
+
+
+def test_the_length_check_sees_nested_functions():
+  body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+  source = f"def outer():\n  def inner():\n{body}  return inner\n"
+  assert [line.split()[1] for line in _long_functions(source, "f.py")] == ["outer", "inner"]

@@ -276,6 +276,61 @@ def _check_no_dilation(function: str, name: str, dilation: Sequence[int] | None)
     )
 
 
+def _check_layout(name: str, lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_dilation,
+                  dimension_numbers, batch_group_count: int, out_sharding) -> None:
+  """Raises ValueError unless the arguments describe a plain NHWC/HWIO 2-D convolution."""
+  if lhs.ndim != 4 or rhs.ndim != 4:
+    raise ValueError(
+      f"{name} supports only 2-D convolutions (rank-4 lhs/rhs), got {lhs.shape} and {rhs.shape}"
+    )
+  _check_no_dilation(name, "lhs_dilation", lhs_dilation)
+  _check_no_dilation(name, "rhs_dilation", rhs_dilation)
+  if batch_group_count != 1:
+    raise ValueError(
+      f"{name} does not support batch_group_count != 1, got {batch_group_count}"
+    )
+  if out_sharding is not None:
+    raise ValueError(f"{name} does not support out_sharding")
+  # Compare the normalised dimension numbers: Flax passes a ConvDimensionNumbers,
+  # users may pass layout strings; both must mean NHWC/HWIO/NHWC.
+  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  expected = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
+  if dn != expected:
+    raise ValueError(
+      f"{name} supports only dimension_numbers NHWC/HWIO/NHWC, got {dimension_numbers!r}"
+    )
+
+
+def _strides_and_pads(lhs: jax.Array, rhs: jax.Array, window_strides, padding):
+  """(stride pair, ((lo, hi), (lo, hi))) from lax's stride and padding arguments."""
+  strides = _normalize_stride(window_strides)
+  if isinstance(padding, str):
+    # Resolve 'SAME'/'VALID' to explicit (lo, hi) pairs exactly as lax does.
+    pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+  else:
+    pads = padding
+    if len(tuple(pads)) != 2:
+      raise ValueError(f"padding must have two (lo, hi) pairs, got {padding!r}")
+  return strides, _normalize_padding(tuple(tuple(int(v) for v in p) for p in pads))
+
+
+def _checked_groups(name: str, lhs: jax.Array, rhs: jax.Array, feature_group_count: int,
+                    depthwise: bool) -> int:
+  """The feature group count, checked against the channels (and depthwise-only drop-ins)."""
+  groups = int(feature_group_count)
+  c, o = lhs.shape[3], rhs.shape[3]
+  if groups < 1 or c % groups or o % groups or c // groups != rhs.shape[2]:
+    raise ValueError(
+      f"feature_group_count={feature_group_count} incompatible with lhs channels {c}, "
+      f"rhs shape {rhs.shape}"
+    )
+  if depthwise and not (groups == c == o):
+    raise ValueError(f"{name} computes depthwise convolutions only (feature_group_count = "
+                     f"input channels = output channels), got {feature_group_count} groups, "
+                     f"{c} input and {o} output channels")
+  return groups
+
+
 def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str,
                               depthwise: bool = False) -> Callable[..., jax.Array]:
   """A ``lax.conv_general_dilated`` drop-in for plain 2-D convolutions, computed by `conv2d`.
@@ -313,49 +368,10 @@ def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str,
   ) -> jax.Array:
     lhs = jnp.asarray(lhs)
     rhs = jnp.asarray(rhs)
-    if lhs.ndim != 4 or rhs.ndim != 4:
-      raise ValueError(
-        f"{name} supports only 2-D convolutions (rank-4 lhs/rhs), got {lhs.shape} and {rhs.shape}"
-      )
-    _check_no_dilation(name, "lhs_dilation", lhs_dilation)
-    _check_no_dilation(name, "rhs_dilation", rhs_dilation)
-    if batch_group_count != 1:
-      raise ValueError(
-        f"{name} does not support batch_group_count != 1, got {batch_group_count}"
-      )
-    if out_sharding is not None:
-      raise ValueError(f"{name} does not support out_sharding")
-    # Compare the normalised dimension numbers: Flax passes a ConvDimensionNumbers,
-    # users may pass layout strings; both must mean NHWC/HWIO/NHWC.
-    dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    expected = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
-    if dn != expected:
-      raise ValueError(
-        f"{name} supports only dimension_numbers NHWC/HWIO/NHWC, got {dimension_numbers!r}"
-      )
-
-    strides = _normalize_stride(window_strides)
-    if isinstance(padding, str):
-      # Resolve 'SAME'/'VALID' to explicit (lo, hi) pairs exactly as lax does.
-      pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
-    else:
-      pads = padding
-      if len(tuple(pads)) != 2:
-        raise ValueError(f"padding must have two (lo, hi) pairs, got {padding!r}")
-    pads = _normalize_padding(tuple(tuple(int(v) for v in p) for p in pads))
-
-    groups = int(feature_group_count)
-    c, o = lhs.shape[3], rhs.shape[3]
-    if groups < 1 or c % groups or o % groups or c // groups != rhs.shape[2]:
-      raise ValueError(
-        f"feature_group_count={feature_group_count} incompatible with lhs channels {c}, "
-        f"rhs shape {rhs.shape}"
-      )
-
-    if depthwise and not (groups == c == o):
-      raise ValueError(f"{name} computes depthwise convolutions only (feature_group_count = "
-                       f"input channels = output channels), got {feature_group_count} groups, "
-                       f"{c} input and {o} output channels")
+    _check_layout(name, lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+                  batch_group_count, out_sharding)
+    strides, pads = _strides_and_pads(lhs, rhs, window_strides, padding)
+    groups = _checked_groups(name, lhs, rhs, feature_group_count, depthwise)
     conv = functools.partial(
       conv2d,
       stride=strides,

@@ -62,6 +62,31 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _nonfinite_kinds(loss: jax.Array, grad_norm: jax.Array, state_tree: Any) -> jax.Array:
+  """The NONFINITE_* bits of what became NaN or Inf in a step (0: all finite)."""
+  return (jnp.where(jnp.isfinite(loss), 0, NONFINITE_LOSS)
+          | jnp.where(jnp.isfinite(grad_norm), 0, NONFINITE_GRADIENT)
+          | jnp.where(_all_finite(state_tree), 0, NONFINITE_STATE))
+
+
+def _added_totals(totals: dict[str, jax.Array], step: jax.Array, loss: jax.Array,
+                  logits: jax.Array, labels: jax.Array, grad_norm: jax.Array,
+                  kinds: jax.Array) -> dict[str, jax.Array]:
+  """The running sums of the training step with one step's values added."""
+  return {
+      "loss": totals["loss"] + loss,
+      "correct": totals["correct"] + metrics.topk_correct(logits, labels, 1),
+      "count": totals["count"] + labels.shape[0],
+      "grad_norm": totals["grad_norm"] + grad_norm,
+      "steps": totals["steps"] + 1,
+      "first_nonfinite_step": jnp.where(
+          kinds == 0, totals["first_nonfinite_step"],
+          jnp.minimum(totals["first_nonfinite_step"], step)),
+      # What went wrong at the first bad step (later steps add nothing).
+      "nonfinite": jnp.where(totals["nonfinite"] == 0, kinds, totals["nonfinite"]),
+  }
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh, *,
                     batch_fn: BatchFn = given_batch,
                     augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
@@ -128,24 +153,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, ema_params=ema_params)
     grad_norm = optax.tree.norm(grads)
-    kinds = (jnp.where(jnp.isfinite(loss), 0, NONFINITE_LOSS)
-             | jnp.where(jnp.isfinite(grad_norm), 0, NONFINITE_GRADIENT)
-             | jnp.where(_all_finite((params, opt_state, batch_stats, ema_params)), 0,
-                         NONFINITE_STATE))
-    finite = kinds == 0
-    new_totals = {
-        "loss": totals["loss"] + loss,
-        "correct": totals["correct"] + metrics.topk_correct(logits, labels, 1),
-        "count": totals["count"] + labels.shape[0],
-        "grad_norm": totals["grad_norm"] + grad_norm,
-        "steps": totals["steps"] + 1,
-        "first_nonfinite_step": jnp.where(
-            finite, totals["first_nonfinite_step"],
-            jnp.minimum(totals["first_nonfinite_step"], state.step)),
-        # What went wrong at the first bad step (later steps add nothing).
-        "nonfinite": jnp.where(totals["nonfinite"] == 0, kinds, totals["nonfinite"]),
-    }
-    return new_state, new_totals
+    kinds = _nonfinite_kinds(loss, grad_norm, (params, opt_state, batch_stats, ema_params))
+    return new_state, _added_totals(totals, state.step, loss, logits, labels, grad_norm, kinds)
 
   return jax.jit(step, donate_argnums=(0, 1) if donate else (),
                  out_shardings=(replicated, replicated))
