@@ -1,7 +1,8 @@
 """Fine-tune an ImageNet network from torchvision on your own image folder.
 
     # once, with network: torchvision's weights as a state-dict file
-    python -c "import torch, torchvision; torch.save(torchvision.models.resnet18(weights='IMAGENET1K_V1').state_dict(), 'resnet18.pth')"
+    python -c "import torch, torchvision; torch.save(torchvision.models.resnet18(\\
+        weights='IMAGENET1K_V1').state_dict(), 'resnet18.pth')"
     # your images: DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg
     python -m cnn_jax.main --config=configs/finetune_folder.py \\
         --config.dataset=folder:/path/to/DIR --config.init_from=resnet18.pth --workdir=/tmp/mine

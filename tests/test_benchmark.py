@@ -1,6 +1,5 @@
 """The training-step benchmark: its numbers are consistent, its errors one line."""
 
-import json
 import subprocess
 import sys
 

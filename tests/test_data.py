@@ -9,7 +9,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from cnn_jax import data

@@ -60,7 +60,8 @@ def _sweep_config(tmp_path, body: str) -> str:
 
 def test_load_sweep_checks_keys_against_the_config(tmp_path):
   good = _sweep_config(tmp_path, "def get_sweep(h):\n"
-                                 "  return h.product([h.sweep('optimizer.learning_rate', [0.1, 0.05]),"
+                                 "  return h.product(["
+                                 "h.sweep('optimizer.learning_rate', [0.1, 0.05]),"
                                  " h.sweep('seed', [0, 1])])")
   spec, runs = runner.load_sweep(good)
   assert spec == good and len(runs) == 4

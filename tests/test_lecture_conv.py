@@ -183,7 +183,8 @@ def test_flax_drop_in(impl, kwargs, in_ch):
   r = _random(6, y_ref.shape)[0]
 
   def grads(module):
-    return jax.jit(jax.grad(lambda p, x: jnp.sum(module.apply(p, x) * r), argnums=(0, 1)))(params, x)
+    loss = lambda p, x: jnp.sum(module.apply(p, x) * r)
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
 
   (gp_ref, gx_ref), (gp_lec, gx_lec) = grads(ref_conv), grads(lec_conv)
   for a, b in zip(jax.tree.leaves(gp_lec), jax.tree.leaves(gp_ref)):
@@ -196,12 +197,14 @@ def test_general_dilated_matches_lax_with_string_padding_and_groups(impl):
   x, w = _random(7, (2, 9, 8, 6), (3, 3, 2, 6))
   for padding in ("SAME", "VALID", [(2, 0), (1, 1)]):
     args = (x, w, (2, 2), padding)
-    kw = dict(dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, _DN), feature_group_count=3)
+    kw = dict(dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, _DN),
+              feature_group_count=3)
     np.testing.assert_allclose(
       GENERAL[impl](*args, **kw), lax.conv_general_dilated(*args, **kw), rtol=1e-5, atol=1e-5
     )
   # Layout strings are accepted as well.
-  out = GENERAL[impl](x, w[:, :, :, :], (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3)
+  out = GENERAL[impl](x, w[:, :, :, :], (1, 1), "SAME", dimension_numbers=_DN,
+                      feature_group_count=3)
   assert out.shape == (2, 9, 8, 6)
 
 
@@ -260,7 +263,8 @@ def test_bfloat16():
   x, w = x32.astype(jnp.bfloat16), w32.astype(jnp.bfloat16)
 
   def loss(x, w):
-    y = lecture_conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=_DN, feature_group_count=2)
+    y = lecture_conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=_DN,
+                                     feature_group_count=2)
     return jnp.sum(y.astype(jnp.float32)), y
 
   (_, y), (dx, dw) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(x, w)
@@ -271,7 +275,8 @@ def test_bfloat16():
     y = lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=_DN, feature_group_count=2)
     return jnp.sum(y)
 
-  y_ref = lax.conv_general_dilated(x32, w32, (2, 2), "SAME", dimension_numbers=_DN, feature_group_count=2)
+  y_ref = lax.conv_general_dilated(x32, w32, (2, 2), "SAME", dimension_numbers=_DN,
+                                   feature_group_count=2)
   rdx, rdw = jax.grad(loss_ref, argnums=(0, 1))(x32, w32)
   # bfloat16 has an 8-bit mantissa: compare loosely against float32.
   assert _rel_err(y.astype(jnp.float32), y_ref) < 3e-2
@@ -287,7 +292,8 @@ def test_mixed_preferred_element_type():
       x, w, (1, 1), "VALID", dimension_numbers=_DN, preferred_element_type=jnp.float32
     )
   )
-  y = lecture_conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=_DN, preferred_element_type=jnp.float32)
+  y = lecture_conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=_DN,
+                                   preferred_element_type=jnp.float32)
   assert y.dtype == jnp.float32
   dx, dw = jax.grad(f, argnums=(0, 1))(x, w)
   assert dx.dtype == jnp.bfloat16 and dw.dtype == jnp.bfloat16

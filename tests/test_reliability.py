@@ -112,7 +112,8 @@ def test_a_finished_run_re_run_keeps_its_record(finished_run):
 @pytest.mark.parametrize("args,expected", [
     (("--config=configs/default.py", "--workdir=/tmp/x", "--config.optimizr.learning_rate=1"),
      'Did you mean "optimizer"'),
-    (("--config=configs/no_such_config.py", "--workdir=/tmp/x"), "cannot load the config file configs/no_such_config.py"),
+    (("--config=configs/no_such_config.py", "--workdir=/tmp/x"),
+     "cannot load the config file configs/no_such_config.py"),
     (("--config=configs/default.py", "--workdir="), "--workdir is empty"),
     (("--config=configs/default.py", "--workdir=/tmp/x", "--config.optimizer.learning_rate=ab"),
      "could not convert string to float"),

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -288,7 +287,7 @@ def test_best_checkpoint_is_the_best_eval_and_ema_is_evaluated(tmp_path):
   config = tiny_config(num_train_steps=40, eval_every_steps=10, keep_best=True,
                        ema_decay=0.5, keep_checkpoints=1)
   train_and_evaluate(config, str(tmp_path))
-  evals = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   evals = [e for e in evals if e["split"] == "eval"]
   best = max(evals, key=lambda e: e["accuracy"])  # the first of equals, as orbax keeps
   assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()] == [
@@ -489,12 +488,13 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   assert "on 4 device(s)" in outputs[0][0]
   assert "steps/s" not in outputs[1][0] and "eval at step" not in outputs[1][0]
   # ...but every process ends with its own copy of the final eval.
-  finals = [next(l for l in out.splitlines() if "finished at step 12" in l) for out, _ in outputs]
+  finals = [next(line for line in out.splitlines() if "finished at step 12" in line)
+            for out, _ in outputs]
   assert finals[0].split(":", 1)[1] == finals[1].split(":", 1)[1]
 
   def losses(workdir):
-    lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-    return [l["loss"] for l in lines if l["split"] == "train"]
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in records if r["split"] == "train"]
 
   one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
   assert len(one) == 12

@@ -3,7 +3,8 @@
 TFDS's builders download the four idx files and encode every image as PNG
 with TensorFlow. These subclasses read the verified files from a folder
 instead (see `cnn_jax.data.idx`) and encode the PNGs unfiltered (see
-`png`: fast to read back), so neither network nor TensorFlow is needed. Everything else is TFDS's: the names
+`png`: fast to read back), so neither network nor TensorFlow is needed.
+Everything else is TFDS's: the names
 (`mnist`, `fashion_mnist`), versions, features (`image` uint8 28x28x1 PNG,
 `label` with TFDS's class names), description and citation. A dataset made
 here is read by `tfds.data_source("mnist")` exactly like one TFDS made.

@@ -12,7 +12,6 @@ uninterrupted one would. The permutation is drawn once per epoch
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from cnn_jax.errors import ArgumentError
 

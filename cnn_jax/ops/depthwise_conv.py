@@ -73,7 +73,7 @@ def depthwise_conv2d(x: jax.Array, w: jax.Array, stride: tuple[int, int] = (1, 1
 
 depthwise_conv_general_dilated = conv_general_dilated_from(
     depthwise_conv2d, "depthwise_conv_general_dilated", depthwise=True)
-depthwise_conv_general_dilated.__doc__ = """Drop-in for ``jax.lax.conv_general_dilated`` for depthwise convolutions.
+depthwise_conv_general_dilated.__doc__ = """lax.conv_general_dilated for depthwise convolutions.
 
   Meant for ``flax.linen.Conv(..., feature_group_count=C,
   conv_general_dilated=depthwise_conv_general_dilated)``: NHWC input, HWIO

@@ -395,7 +395,7 @@ def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str,
 
 lecture_conv_general_dilated = conv_general_dilated_from(lecture_conv2d,
                                                          "lecture_conv_general_dilated")
-lecture_conv_general_dilated.__doc__ = """Drop-in for ``jax.lax.conv_general_dilated`` using the lecture backward.
+lecture_conv_general_dilated.__doc__ = """lax.conv_general_dilated with the lecture's backward.
 
   Meant for ``flax.linen.Conv(..., conv_general_dilated=
   lecture_conv_general_dilated)``. Only the subset Flax needs for plain 2-D

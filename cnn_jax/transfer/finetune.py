@@ -5,7 +5,7 @@ retrain only the head; with more data, fine-tune more layers at a lower rate.
 In a config:
 
     config.init_from = "/runs/digits"      # our workdir or checkpoint, or a torchvision .pth
-    config.init_skip = ""                  # regex of parameters to re-initialize (default: the head)
+    config.init_skip = ""                  # regex of parameters to re-initialize (default: head)
     config.freeze = "all_but_head"         # or "up_to:<layer>", or a regex of parameter paths
     config.unfreeze_after_epochs = 5       # two phases: head only, then everything (0: never)
     config.lr_mults = (("^(?!fc/)", 0.1),) # (regex, multiplier) pairs; the first match counts

@@ -14,7 +14,8 @@ Methods: filters, feature_maps, occlusion, saliency (vanilla gradient),
 smoothgrad, integrated_gradients, guided_backprop, deconvnet, gradcam,
 activation_max, top_patches, or all. Images come from the run's eval split;
 each caption gives the true label and the predicted label with its
-probability (with --model: the top-1 ImageNet class and its probability). Every run of the command adds its pictures to OUT/index.html.
+probability (with --model: the top-1 ImageNet class and its probability).
+Every run of the command adds its pictures to OUT/index.html.
 """
 
 from __future__ import annotations

@@ -126,7 +126,8 @@ class PretrainedModel(TrainedModel):
     return images, np.asarray(jnp.argmax(logits, axis=-1), np.int32)
 
 
-def load_pretrained(model_name: str, weights: str | None, image_paths: list[str]) -> PretrainedModel:
+def load_pretrained(model_name: str, weights: str | None,
+                    image_paths: list[str]) -> PretrainedModel:
   """A zoo model with ImageNet weights and the photos to show it.
 
   Args:

@@ -15,22 +15,45 @@ import jax
 import numpy as np
 
 from cnn_jax.ops.gemm_conv import im2col
-def ms(f,*a,n=20):
-  jax.block_until_ready(f(*a)); t=time.perf_counter()
-  for _ in range(n): jax.block_until_ready(f(*a))
-  return (time.perf_counter()-t)/n*1e3
-layers=[("C3",(128,14,14,6),(5,5,6,16),1,0),("C5",(128,5,5,16),(5,5,16,120),1,0),
-        ("res s2 16->32",(128,32,32,16),(3,3,16,32),2,1),("res s2 32->64",(128,16,16,32),(3,3,32,64),2,1),
-        ("res 3x3 32",(128,16,16,32),(3,3,32,32),1,1)]
-for name,xs,ws,s,p in layers:
-  x=jax.random.normal(jax.random.key(0),xs); w=jax.random.normal(jax.random.key(1),ws)*0.1
-  conv=lambda x,w: jax.lax.conv_general_dilated(x,w,(s,s),[(p,p),(p,p)],dimension_numbers=("NHWC","HWIO","NHWC"))
-  g=jax.random.normal(jax.random.key(2),conv(x,w).shape)
-  xla=jax.jit(lambda x,w,g: jax.vjp(lambda v: conv(v,w),x)[1](g)[0])
-  cols_t=jax.linear_transpose(lambda v: im2col(v,ws[:2],s,p), x)
-  def c2i(x,w,g):
-    cols=g.reshape(-1,ws[3]) @ w.reshape(-1,ws[3]).T
-    return cols_t(cols.reshape(*g.shape[:3],-1))[0]
-  c2i=jax.jit(c2i)
-  np.testing.assert_allclose(xla(x,w,g),c2i(x,w,g),rtol=1e-3,atol=1e-3)
-  print(f"| {name} | {ms(xla,x,w,g):.1f} | {ms(c2i,x,w,g):.1f} |")
+LAYERS = [  # (name, input NHWC, filter HWIO, stride, padding)
+    ("C3", (128, 14, 14, 6), (5, 5, 6, 16), 1, 0),
+    ("C5", (128, 5, 5, 16), (5, 5, 16, 120), 1, 0),
+    ("res s2 16->32", (128, 32, 32, 16), (3, 3, 16, 32), 2, 1),
+    ("res s2 32->64", (128, 16, 16, 32), (3, 3, 32, 64), 2, 1),
+    ("res 3x3 32", (128, 16, 16, 32), (3, 3, 32, 32), 1, 1),
+]
+
+
+def milliseconds(f, *args, repeats=20):
+  """Mean wall time of f(*args) after one warm-up call, in ms."""
+  jax.block_until_ready(f(*args))
+  start = time.perf_counter()
+  for _ in range(repeats):
+    jax.block_until_ready(f(*args))
+  return (time.perf_counter() - start) / repeats * 1e3
+
+
+def input_gradients(x_shape, w_shape, stride, pad):
+  """(x, w, g, XLA's dX function, g @ W^T + col2im's dX function) for one layer."""
+  x = jax.random.normal(jax.random.key(0), x_shape)
+  w = jax.random.normal(jax.random.key(1), w_shape) * 0.1
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad), (pad, pad)],
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  g = jax.random.normal(jax.random.key(2), conv(x, w).shape)
+  xla = jax.jit(lambda x, w, g: jax.vjp(lambda v: conv(v, w), x)[1](g)[0])
+  cols_transposed = jax.linear_transpose(lambda v: im2col(v, w_shape[:2], stride, pad), x)
+
+  def col2im(x, w, g):
+    cols = g.reshape(-1, w_shape[3]) @ w.reshape(-1, w_shape[3]).T
+    return cols_transposed(cols.reshape(*g.shape[:3], -1))[0]
+
+  return x, w, g, xla, jax.jit(col2im)
+
+
+for name, x_shape, w_shape, stride, pad in LAYERS:
+  x, w, g, xla, col2im = input_gradients(x_shape, w_shape, stride, pad)
+  np.testing.assert_allclose(xla(x, w, g), col2im(x, w, g), rtol=1e-3, atol=1e-3)
+  print(f"| {name} | {milliseconds(xla, x, w, g):.1f} | {milliseconds(col2im, x, w, g):.1f} |")

@@ -23,9 +23,9 @@ digits' cost per step; Fashion-MNIST's 60,000 images are not fitted in
 Expected: about 13 minutes in all.
 """
 
-GROUPS = ("digits", "fashion_mnist")
-
 from cnn_jax.sweep import config_files
+
+GROUPS = ("digits", "fashion_mnist")
 
 
 def get_config(group: str = "digits"):

@@ -6,7 +6,8 @@
     python -m launch.sweep --config=experiments/downsampling/config.py:fashion_mnist \
         --workdir_root=/tmp/downsampling_fashion_mnist \
         --results_dir=experiments/downsampling/fashion_mnist \
-        --curves=eval.accuracy --reach="eval.accuracy>=0.88" --baseline=model_kwargs.downsampling=max
+        --curves=eval.accuracy --reach="eval.accuracy>=0.88" \
+        --baseline=model_kwargs.downsampling=max
 
 The lecture's template INPUT -> [[CONV -> RELU]*2 -> DOWNSAMPLE]*2 -> FC 128
 -> FC with 16 and 32 filters of 3x3 on the digits at 16x16 (the digits are

@@ -22,7 +22,7 @@ import os
 import jax
 from absl import app, flags
 
-from cnn_jax import layers, models, summary
+from cnn_jax import models, summary
 from cnn_jax.train.throughput import train_step_benchmark
 
 _OUT = flags.DEFINE_string("out", ".", "folder for zoo.md, zoo.csv and zoo.png")

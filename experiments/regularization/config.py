@@ -29,9 +29,9 @@ the 1% split, 0.64 of the full one), the 10,000 test images every 150
 steps. Expected: about 18 minutes in all (2 runs at a time).
 """
 
-GROUPS = ("digits", "fashion_mnist")
-
 from cnn_jax.sweep import config_files
+
+GROUPS = ("digits", "fashion_mnist")
 
 AUGMENT = "translate(pixels=1)|rotate(degrees=10)"
 

@@ -93,7 +93,8 @@ def cascade_table(run, x, labels) -> tuple[list[str], dict[str, tuple[np.ndarray
 def main(argv):
   del argv
   out = _OUT.value
-  os.makedirs(out, exist_ok=True)  # the gallery (the CLI) would make it; --gallery_methods= skips it
+  # The gallery (the CLI) would make it; --gallery_methods= skips the gallery.
+  os.makedirs(out, exist_ok=True)
   # The photos go to a temporary folder: they ship with matplotlib and
   # scikit-learn, so the committed gallery need not copy them.
   photos = write_photos(tempfile.mkdtemp(prefix="imagenet_photos_"))[:_PHOTOS.value]

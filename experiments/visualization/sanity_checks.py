@@ -49,7 +49,7 @@ def main(argv):
     layers = [layer for layer, _ in draws[0]]
     values = np.array([[v for _, v in d] for d in draws])
     rows.append((name, values.mean(axis=0), values.min(axis=0), values.max(axis=0)))
-  print("| method | " + " | ".join(f"up to {l}" for l in layers) + " |")
+  print("| method | " + " | ".join(f"up to {layer}" for layer in layers) + " |")
   print("|---|" + "---|" * len(layers))
   for name, mean, low, high in rows:
     cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in zip(mean, low, high)]
