@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
+from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) per module.
 INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -33,14 +34,10 @@ INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 def _torchvision_transform_input(x):
   # torchvision's GoogLeNet(transform_input=True): undo the ImageNet
   # normalization and apply (x - 0.5) / 0.5 instead, per channel.
-  mean, std = jnp.asarray(_IMAGENET_MEAN), jnp.asarray(_IMAGENET_STD)
+  mean, std = jnp.asarray(IMAGENET_MEAN), jnp.asarray(IMAGENET_STD)
   return x * (std / 0.5) + (mean - 0.5) / 0.5
 
 

@@ -12,6 +12,12 @@ import jax.numpy as jnp
 from cnn_jax.errors import ArgumentError, UserError
 
 
+# The per-channel statistics, in [0, 1] units, of the ImageNet training images
+# that torchvision's weights (and every ImageNet recipe here) normalize with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """A registered model: how to build it and the input it was designed for."""

@@ -55,6 +55,8 @@ import ml_collections
 
 from cnn_jax.data.preprocess import RESIZES
 from cnn_jax.errors import ConfigError
+# torchvision's ImageNet statistics, used by every ImageNet recipe here.
+from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 DTYPES = ("float32", "bfloat16")
 NORMALIZATIONS = ("standardize", "center", "none")
@@ -251,9 +253,6 @@ def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple
   return max(1, total), max(1, every)
 
 
-# torchvision's ImageNet statistics, used by every ImageNet recipe here.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def use_imagenet(config: ml_collections.ConfigDict, image_size: int = 224) -> None:

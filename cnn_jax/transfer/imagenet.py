@@ -9,6 +9,7 @@ from typing import Any
 
 from cnn_jax import models
 from cnn_jax.data import imagenet
+from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, check_supported,
                                                   from_torchvision, installed_weights,
@@ -20,7 +21,7 @@ from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, check_sup
 # means correlate with the stem's outputs at 0.98 that way, 0.86 with
 # torchvision's mean/std (which the reference package's README suggests).
 # torchvision's own weights use torchvision's.
-_TORCHVISION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_TORCHVISION = (IMAGENET_MEAN, IMAGENET_STD)
 _NORMALIZATION = {"efficientnet_lite": ((127 / 255,) * 3, (128 / 255,) * 3)}
 
 
