@@ -35,6 +35,11 @@ class ConfigError(UserError, ValueError):
   """A config that cannot run; the message names the field and the fix."""
 
 
+class WorkdirError(UserError, ValueError):
+  """A run's folder that cannot be used as asked: not writable, held by another
+  run, or (for what reads a run) without a config or a readable checkpoint."""
+
+
 # OS errors a user can fix on their side (space, permissions), reported in
 # one line; other OS errors are unexpected and keep their traceback.
 _USER_OS_ERRORS = {

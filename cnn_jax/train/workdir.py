@@ -19,11 +19,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from cnn_jax import folders
-from cnn_jax.errors import UserError
-
-
-class WorkdirError(UserError):
-  """A --workdir that cannot hold this run; the message says why and what to do."""
+from cnn_jax.errors import WorkdirError
 
 
 def check_path(workdir: str) -> str:

@@ -14,12 +14,8 @@ import numpy as np
 
 from cnn_jax import data, models, records, saved_runs
 from cnn_jax.data import imagenet, preprocess, sources
-from cnn_jax.errors import UserError
+from cnn_jax.errors import WorkdirError
 from cnn_jax.transfer import imagenet as imagenet_weights
-
-
-class WorkdirError(UserError, ValueError):
-  """A workdir without a config or a readable checkpoint."""
 
 
 @dataclasses.dataclass
