@@ -122,7 +122,7 @@ def main(argv):
   # A smoke run never overwrites the committed tables of a full run.
   out = root if _SMOKE.value or not _RESULTS_DIR.value else os.path.abspath(_RESULTS_DIR.value)
   os.makedirs(out, exist_ok=True)
-  print(f"{len(runs)} runs, {_PARALLEL.value} at a time, in {root}")
+  print(f"{len(runs)} runs, {_PARALLEL.value} at a time, in {root}", flush=True)
   outcomes = run_sweep(runs, _PARALLEL.value)
   write_csv(os.path.join(out, "sweep.csv"), outcomes, columns)
   command = " ".join(["python -m launch.sweep", *sys.argv[1:]])

@@ -244,7 +244,12 @@ class _Runner:
         process.send_signal(signal.SIGTERM)
 
 
-def run_sweep(runs: Sequence[Run], parallel: int = 1, report=print) -> list[Outcome]:
+def _say(line: str) -> None:
+  # Flushed: a sweep's progress is read through pipes and logs (tee, nohup), as it happens.
+  print(line, flush=True)
+
+
+def run_sweep(runs: Sequence[Run], parallel: int = 1, report=_say) -> list[Outcome]:
   """Runs the runs, `parallel` at a time; Ctrl-C or SIGTERM stops them cleanly.
 
   Returns:
