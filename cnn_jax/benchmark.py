@@ -37,21 +37,27 @@ from cnn_jax.train.throughput import train_step_benchmark
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "benchmark the input pipelines only")
 _MODEL = flags.DEFINE_string("model", None, "model name (training-step benchmark)")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype")
-_PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", None,
-                                  "peak TFLOP/s of one device, for the MFU")
+_PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", None, "peak TFLOP/s of one device, for the MFU")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 3, "untimed steps after compilation")
-_CONV_IMPL = flags.DEFINE_enum("conv_impl", None, list(layers.CONV_IMPLS),
-                               "convolution implementation (default: the model's, auto)")
+_CONV_IMPL = flags.DEFINE_enum(
+    "conv_impl",
+    None,
+    list(layers.CONV_IMPLS),
+    "convolution implementation (default: the model's, auto)",
+)
 _DATASET = flags.DEFINE_string("dataset", "digits", "dataset for --input_only")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "global batch size")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None,
-                                    "image size (default: the model's; 32 for --input_only)")
-_AUGMENT = flags.DEFINE_string("augment", "crop(pad=4)|rotate(10)",
-                               "augmentation spec of the on-device path")
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", None, "image size (default: the model's; 32 for --input_only)"
+)
+_AUGMENT = flags.DEFINE_string(
+    "augment", "crop(pad=4)|rotate(10)", "augmentation spec of the on-device path"
+)
 _STEPS = flags.DEFINE_integer("steps", 50, "timed steps (or batches with --input_only)")
 _WORKERS = flags.DEFINE_integer("worker_count", 0, "Grain worker processes")
-_RESIZE = flags.DEFINE_enum("resize", "bilinear", ["bilinear", "pad"],
-                            "how --input_only brings images to --image_size")
+_RESIZE = flags.DEFINE_enum(
+    "resize", "bilinear", ["bilinear", "pad"], "how --input_only brings images to --image_size"
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir")
 
 
@@ -90,17 +96,38 @@ def input_benchmarks() -> list[dict]:
   results = []
   step_fn = on_device_input(images, labels, _BATCH.value, _AUGMENT.value, mean, std)
   seconds = _timed(step_fn, _STEPS.value)
-  results.append({"input": "on_device", "dataset": _DATASET.value, "augment": _AUGMENT.value,
-                  "batch_size": _BATCH.value, "images_per_s": round(_BATCH.value / seconds)})
+  results.append(
+      {
+          "input": "on_device",
+          "dataset": _DATASET.value,
+          "augment": _AUGMENT.value,
+          "batch_size": _BATCH.value,
+          "images_per_s": round(_BATCH.value / seconds),
+      }
+  )
 
   source = sources.load(_DATASET.value, "train", _DATA_DIR.value)
-  loader = iter(pipeline.train_loader(source, batch_size=_BATCH.value, seed=0,
-                                      image_size=image_size, resize=_RESIZE.value,
-                                      worker_count=_WORKERS.value))
+  loader = iter(
+      pipeline.train_loader(
+          source,
+          batch_size=_BATCH.value,
+          seed=0,
+          image_size=image_size,
+          resize=_RESIZE.value,
+          worker_count=_WORKERS.value,
+      )
+  )
   seconds = _timed(lambda _: jax.device_put(next(loader)), _STEPS.value)
-  results.append({"input": "grain_stream", "dataset": _DATASET.value, "resize": _RESIZE.value,
-                  "worker_count": _WORKERS.value, "batch_size": _BATCH.value,
-                  "images_per_s": round(_BATCH.value / seconds)})
+  results.append(
+      {
+          "input": "grain_stream",
+          "dataset": _DATASET.value,
+          "resize": _RESIZE.value,
+          "worker_count": _WORKERS.value,
+          "batch_size": _BATCH.value,
+          "images_per_s": round(_BATCH.value / seconds),
+      }
+  )
   return results
 
 
@@ -112,12 +139,21 @@ def main(argv: Sequence[str]) -> None:
       print(json.dumps(result))
     return
   if not _MODEL.value:
-    raise errors.UserError("give --model=NAME (one of cnn_jax.models.names()), "
-                         "or --input_only for the input pipelines")
+    raise errors.UserError(
+        "give --model=NAME (one of cnn_jax.models.names()), "
+        "or --input_only for the input pipelines"
+    )
   cpu_flags.apply(_MODEL.value)  # before JAX starts: the setting a training run would get
-  result = train_step_benchmark(_MODEL.value, _BATCH.value, _IMAGE_SIZE.value, _DTYPE.value,
-                                _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value,
-                                **({"conv_impl": _CONV_IMPL.value} if _CONV_IMPL.value else {}))
+  result = train_step_benchmark(
+      _MODEL.value,
+      _BATCH.value,
+      _IMAGE_SIZE.value,
+      _DTYPE.value,
+      _STEPS.value,
+      _WARMUP.value,
+      _PEAK_TFLOPS.value,
+      **({"conv_impl": _CONV_IMPL.value} if _CONV_IMPL.value else {}),
+  )
   print(json.dumps(result))
 
 

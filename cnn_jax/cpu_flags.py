@@ -41,8 +41,13 @@ FAMILY_SETTINGS: dict[str, str] = {
     "efficientnet": "-individual_convolution",
 }
 # Packages that give JAX an accelerator backend (then the CPU is not the backend).
-_ACCELERATOR_PACKAGES = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
-                         "jax_rocm7_plugin", "libtpu")
+_ACCELERATOR_PACKAGES = (
+    "jax_cuda12_plugin",
+    "jax_cuda13_plugin",
+    "jax_rocm60_plugin",
+    "jax_rocm7_plugin",
+    "libtpu",
+)
 
 
 def family(model_name: str) -> str:
@@ -60,6 +65,7 @@ def _backend_is_cpu() -> bool:
 
 def _backends_started() -> bool:
   from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+
   return xla_bridge.backends_are_initialized()
 
 
@@ -78,14 +84,20 @@ def apply(model_name: str) -> str | None:
     turned this off, or JAX had already started.
   """
   setting = FAMILY_SETTINGS.get(family(model_name))
-  if (setting is None or YNN_FUSION_FLAG in os.environ.get("XLA_FLAGS", "")
-      or os.environ.get("CNN_JAX_CPU_FLAGS", "1") == "0" or not _backend_is_cpu()
-      or _backends_started()):
+  if (
+      setting is None
+      or YNN_FUSION_FLAG in os.environ.get("XLA_FLAGS", "")
+      or os.environ.get("CNN_JAX_CPU_FLAGS", "1") == "0"
+      or not _backend_is_cpu()
+      or _backends_started()
+  ):
     return None
   flag = f"{YNN_FUSION_FLAG}={setting}"
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-  line = (f"XLA:CPU: {flag} for {family(model_name)} models (measured fastest, see "
-          "experiments/benchmarks/README.md); name the flag in XLA_FLAGS or set "
-          "CNN_JAX_CPU_FLAGS=0 to choose yourself")
+  line = (
+      f"XLA:CPU: {flag} for {family(model_name)} models (measured fastest, see "
+      "experiments/benchmarks/README.md); name the flag in XLA_FLAGS or set "
+      "CNN_JAX_CPU_FLAGS=0 to choose yourself"
+  )
   print(line, file=sys.stderr)  # stdout may be data (predict's classes, benchmark's JSON)
   return line

@@ -57,10 +57,12 @@ def os_error_message(error: OSError) -> str | None:
   if problem is None:
     return None
   where = f" writing {error.filename}" if error.filename else ""
-  fix = ("free some space (or use a --workdir on another disk) and re-run: "
-         "a run resumes from its last complete checkpoint"
-         if error.errno in (errno.ENOSPC, errno.EDQUOT)
-         else "use a folder you can write to")
+  fix = (
+      "free some space (or use a --workdir on another disk) and re-run: "
+      "a run resumes from its last complete checkpoint"
+      if error.errno in (errno.ENOSPC, errno.EDQUOT)
+      else "use a folder you can write to"
+  )
   return f"{problem}{where}; {fix}"
 
 
@@ -89,8 +91,10 @@ def _config_file_message(error: BaseException) -> str | None:
     message = " ".join(str(error.args[0]).split("\n"))
     return f"unknown config field {message}; list the fields with --config=FILE --helpfull"
   if isinstance(error, OSError):  # the config file itself
-    return (f"cannot read the config file ({error.strerror or error}: "
-            f"{error.filename}); give the path of a configs/*.py file")
+    return (
+        f"cannot read the config file ({error.strerror or error}: "
+        f"{error.filename}); give the path of a configs/*.py file"
+    )
   if isinstance(error, AttributeError):
     return f"unknown config field {error}; check the field names in the config file"
   if isinstance(error, (TypeError, ValueError)):
@@ -120,8 +124,11 @@ def _without_user_os_errors(record) -> bool:
   Orbax logs the failure of a background save with its whole traceback
   before the error reaches the CLI, which then reports it in one line.
   """
-  return not (record.exc_info and record.exc_info[1] is not None
-              and user_os_error(record.exc_info[1]) is not None)
+  return not (
+      record.exc_info
+      and record.exc_info[1] is not None
+      and user_os_error(record.exc_info[1]) is not None
+  )
 
 
 def _exit_now(message: str, status: int) -> None:
@@ -148,6 +155,7 @@ def _report(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
       if os_error is None:
         raise
       sys.exit(f"error: {os_error_message(os_error)}")
+
   return guarded
 
 
@@ -169,8 +177,12 @@ def _drop_orbax_leftovers(unraisable) -> None:
   if code is not None and "/orbax/" in code.co_filename:
     return
   trace = unraisable.exc_traceback
-  if (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
-      and trace is not None and trace.tb_frame.f_code.co_name == "call_soon_threadsafe"):
+  if (
+      unraisable.exc_type is RuntimeError
+      and str(unraisable.exc_value) == "Event loop is closed"
+      and trace is not None
+      and trace.tb_frame.f_code.co_name == "call_soon_threadsafe"
+  ):
     return
   sys.__unraisablehook__(unraisable)
 

@@ -38,9 +38,13 @@ def writable_folder(path: str, flag: str, error: type[UserError] = FolderError) 
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
   if not os.path.isdir(parent):
-    raise error(f"{flag}={path} lies below the file {parent}, not a folder; give a new or "
-                "existing folder")
+    raise error(
+        f"{flag}={path} lies below the file {parent}, not a folder; give a new or "
+        "existing folder"
+    )
   if not os.access(parent, os.W_OK | os.X_OK):
-    raise error(f"cannot write to {flag}={path} ({parent} is not writable); use a folder "
-                "you can write to")
+    raise error(
+        f"cannot write to {flag}={path} ({parent} is not writable); use a folder "
+        "you can write to"
+    )
   return absolute

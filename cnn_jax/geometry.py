@@ -28,12 +28,14 @@ def _whole_quotient(numerator: int, stride: int, formula: str, layer: str | None
   if numerator < 0:
     raise GeometryError(
         f"{_where(layer)}{formula}: the window is larger than the (padded) "
-        "input; use a smaller kernel or more padding")
+        "input; use a smaller kernel or more padding"
+    )
   if numerator % stride:
     raise GeometryError(
         f"{_where(layer)}{formula} gives {numerator}/{stride} + 1, not a whole "
         "number; change the kernel, padding or stride so that the windows tile "
-        "the input")
+        "the input"
+    )
   return numerator // stride + 1
 
 
@@ -41,8 +43,9 @@ def _where(layer: str | None) -> str:
   return f"layer {layer!r}: " if layer else ""
 
 
-def conv_output_size(size: int, kernel: int, padding: int | tuple[int, int], stride: int,
-                     layer: str | None = None) -> int:
+def conv_output_size(
+    size: int, kernel: int, padding: int | tuple[int, int], stride: int, layer: str | None = None
+) -> int:
   """Spatial output size of a convolution, (W - F + 2P) / S + 1.
 
   Args:
@@ -67,8 +70,7 @@ def conv_output_size(size: int, kernel: int, padding: int | tuple[int, int], str
   return _whole_quotient(size - kernel + total, stride, formula, layer)
 
 
-def pool_output_size(size: int, window: int, stride: int,
-                     layer: str | None = None) -> int:
+def pool_output_size(size: int, window: int, stride: int, layer: str | None = None) -> int:
   """Spatial output size of a pooling layer, (W - F) / S + 1.
 
   Args:
@@ -101,8 +103,15 @@ def conv_params_per_filter(kernel: int, in_channels: int, bias: bool = True) -> 
   return kernel * kernel * in_channels + int(bias)
 
 
-def conv_layer_counts(size: int, in_channels: int, kernel: int, stride: int,
-                      padding: int, filters: int, bias: bool = True) -> dict:
+def conv_layer_counts(
+    size: int,
+    in_channels: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    filters: int,
+    bias: bool = True,
+) -> dict:
   """Neurons and parameters of a conv layer, with and without sharing.
 
   Without parameter sharing every output neuron has its own F*F*D (+1)

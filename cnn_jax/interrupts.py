@@ -49,9 +49,9 @@ PARENT_PID_VARIABLE = "CNN_JAX_PARENT_PID"
 # How often a child checks that its parent is alive: the delay of its stop.
 _PARENT_CHECK_SECONDS = 0.5
 
-_requested = False    # a Ctrl-C arrived
-_delivered = False    # ... and a KeyboardInterrupt was raised for it at least once
-_deferred_depth = 0   # > 0 while the main thread is inside deferred()
+_requested = False  # a Ctrl-C arrived
+_delivered = False  # ... and a KeyboardInterrupt was raised for it at least once
+_deferred_depth = 0  # > 0 while the main thread is inside deferred()
 _exit_lock = threading.Lock()
 
 
@@ -145,6 +145,7 @@ def watch_parent(parent_pid: int, on_parent_death: Callable[[], None]) -> None:
     parent_pid: the pid of the process that started this one.
     on_parent_death: what to do then (end the process, or ask it to stop).
   """
+
   def watch():
     while os.getppid() == parent_pid:
       time.sleep(_PARENT_CHECK_SECONDS)
@@ -175,8 +176,9 @@ def install(grace_s: float = 5.0) -> None:
   os.set_blocking(write_fd, False)  # the interpreter's signal handler must never block
   signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
   signal.signal(signal.SIGINT, _handle_sigint)
-  threading.Thread(target=_watch, args=(read_fd, grace_s), name="ctrl-c-watchdog",
-                   daemon=True).start()
+  threading.Thread(
+      target=_watch, args=(read_fd, grace_s), name="ctrl-c-watchdog", daemon=True
+  ).start()
   parent = os.environ.get(PARENT_PID_VARIABLE, "")
   if parent.isdigit():
     watch_parent(int(parent), _terminate_self)

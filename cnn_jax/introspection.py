@@ -23,6 +23,7 @@ from flax import traverse_util
 @dataclasses.dataclass(frozen=True)
 class LayerCall:
   """One call of a named submodule: its path, the module and what it returned."""
+
   path: tuple[str, ...]
   module: nn.Module
   output: Any
@@ -84,8 +85,9 @@ def _dtype(value: Any) -> np.dtype:
 
 @functools.lru_cache(maxsize=64)
 def _traced_layer_shapes(model, treedef, leaf_shapes, input_shape, input_dtype):
-  variables = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype)
-                                           for shape, dtype in leaf_shapes])
+  variables = jax.tree.unflatten(
+      treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in leaf_shapes]
+  )
   x = jax.ShapeDtypeStruct(input_shape, input_dtype)
   with recording_calls() as calls:
     jax.eval_shape(lambda v, inputs: model.apply(v, inputs, train=False), variables, x)
@@ -113,13 +115,21 @@ def map_with_paths(value_of: Callable[[str, Any], Any], tree: Any) -> Any:
 
 def variables_by_path(variables: dict[str, Any]) -> dict[tuple[str, str], Any]:
   """{(collection, "layer/sub/leaf"): leaf} of a variables dict."""
-  return {(collection, path): leaf for collection, tree in variables.items()
-          for path, leaf in by_path(tree).items()}
+  return {
+      (collection, path): leaf
+      for collection, tree in variables.items()
+      for path, leaf in by_path(tree).items()
+  }
 
 
 def mismatch_report(missing: list[str], unused: list[str], wrong: list[str]) -> str:
   """One line listing (the first few of) each kind of mismatch between two sets of weights."""
-  return "; ".join(f"{what}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
-                   for what, items in (("not in the weights", missing),
-                                       ("not in the model", unused),
-                                       ("shape mismatch", wrong)) if items)
+  return "; ".join(
+      f"{what}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}"
+      for what, items in (
+          ("not in the weights", missing),
+          ("not in the model", unused),
+          ("shape mismatch", wrong),
+      )
+      if items
+  )

@@ -21,8 +21,12 @@ from jax import lax
 
 from cnn_jax import geometry
 from cnn_jax.errors import ArgumentError
-from cnn_jax.ops import (auto_conv_general_dilated, gemm_conv_general_dilated,
-                         lecture_conv_general_dilated, tiled_max_pool)
+from cnn_jax.ops import (
+    auto_conv_general_dilated,
+    gemm_conv_general_dilated,
+    lecture_conv_general_dilated,
+    tiled_max_pool,
+)
 
 Padding = int | tuple[int, int] | Sequence[tuple[int, int]]
 
@@ -49,8 +53,9 @@ ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
-def activation_fn(kind: str, negative_slope: float = 0.1,
-                  alpha: float = 1.0) -> Callable[[jax.Array], jax.Array]:
+def activation_fn(
+    kind: str, negative_slope: float = 0.1, alpha: float = 1.0
+) -> Callable[[jax.Array], jax.Array]:
   """An activation function by name.
 
   Args:
@@ -141,6 +146,7 @@ _RELU_CAPS = {"relu": math.inf, "relu6": 6.0}
 
 class Activation(nn.Module):
   """A named activation layer (RELU in the lecture's layer tables)."""
+
   kind: str = "relu"
   negative_slope: float = 0.1
   alpha: float = 1.0
@@ -187,8 +193,12 @@ def conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]
   Raises:
     ValueError: for an unknown implementation.
   """
-  functions = {"auto": auto_conv_general_dilated, "xla": lax.conv_general_dilated,
-               "lecture": lecture_conv_general_dilated, "gemm": gemm_conv_general_dilated}
+  functions = {
+      "auto": auto_conv_general_dilated,
+      "xla": lax.conv_general_dilated,
+      "lecture": lecture_conv_general_dilated,
+      "gemm": gemm_conv_general_dilated,
+  }
   if conv_impl not in functions:
     raise ArgumentError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
   return functions[conv_impl]
@@ -226,11 +236,13 @@ def check_nhwc(x: jax.Array, model: str) -> None:
   if getattr(x, "ndim", None) != 4:
     raise ArgumentError(
         f"{model} expects images as (N, H, W, C), got shape {getattr(x, 'shape', None)}; "
-        "add a channel axis (x[..., None]) or a batch axis (x[None]) as needed")
+        "add a channel axis (x[..., None]) or a batch axis (x[None]) as needed"
+    )
 
 
-def check_conv_geometry(x: jax.Array, kernel: int, padding: int | tuple[int, int],
-                        stride: int, layer: str) -> None:
+def check_conv_geometry(
+    x: jax.Array, kernel: int, padding: int | tuple[int, int], stride: int, layer: str
+) -> None:
   """Raises `GeometryError` naming `layer` if a conv does not tile `x` exactly.
 
   Args:
@@ -250,8 +262,9 @@ def check_pool_geometry(x: jax.Array, window: int, stride: int, layer: str) -> N
     geometry.pool_output_size(size, window, stride, layer=layer)
 
 
-def _pool_pads(size: int, window: int, stride: int, pad: tuple[int, int],
-               ceil_mode: bool) -> tuple[int, int]:
+def _pool_pads(
+    size: int, window: int, stride: int, pad: tuple[int, int], ceil_mode: bool
+) -> tuple[int, int]:
   """Padding that reproduces PyTorch's ceil_mode windows (extra on the high side)."""
   lo, hi = pad
   if not ceil_mode:
@@ -269,6 +282,7 @@ class MaxPool(nn.Module):
   `ceil_mode=True` keeps a last partial window, as PyTorch's ceil_mode does
   (GoogLeNet's pools rely on it).
   """
+
   window: int = 2
   stride: int | None = None
   padding: Padding = 0
@@ -277,8 +291,10 @@ class MaxPool(nn.Module):
   @nn.compact
   def __call__(self, x):
     stride = self.stride or self.window
-    pads = [_pool_pads(x.shape[i + 1], self.window, stride, p, self.ceil_mode)
-            for i, p in enumerate(padding_pairs(self.padding))]
+    pads = [
+        _pool_pads(x.shape[i + 1], self.window, stride, p, self.ceil_mode)
+        for i, p in enumerate(padding_pairs(self.padding))
+    ]
     if stride == self.window and not any(lo or hi for lo, hi in pads):
       # The windows tile the image: reshape + max, without XLA:CPU's scatter
       # kernels for reduce_window's gradient (see cnn_jax.ops.tiled_max_pool).
@@ -298,6 +314,7 @@ class AvgPool(nn.Module):
 
   Padded zeros are counted in the average, as in PyTorch's default.
   """
+
   window: int = 2
   stride: int | None = None
   padding: Padding = 0
@@ -305,8 +322,13 @@ class AvgPool(nn.Module):
   @nn.compact
   def __call__(self, x):
     stride = self.stride or self.window
-    return nn.avg_pool(x, (self.window,) * 2, (stride,) * 2,
-                       padding=padding_pairs(self.padding), count_include_pad=True)
+    return nn.avg_pool(
+        x,
+        (self.window,) * 2,
+        (stride,) * 2,
+        padding=padding_pairs(self.padding),
+        count_include_pad=True,
+    )
 
 
 def _adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
@@ -320,12 +342,14 @@ class AdaptiveAvgPool(nn.Module):
   torchvision's AlexNet (6x6) and VGG (7x7) use it so that their classifiers
   accept any image size; at the nominal size it is the identity.
   """
+
   output_size: int | tuple[int, int] = 1
 
   @nn.compact
   def __call__(self, x):
-    out_h, out_w = ((self.output_size,) * 2 if isinstance(self.output_size, int)
-                    else self.output_size)
+    out_h, out_w = (
+        (self.output_size,) * 2 if isinstance(self.output_size, int) else self.output_size
+    )
     _, h, w, _ = x.shape
     if (h, w) == (out_h, out_w):
       return x
@@ -362,6 +386,7 @@ class LocalResponseNorm(nn.Module):
   With `groups` > 1 the window stays inside each group of channels, as on
   the paper's two GPUs, where each tower normalized only its own maps.
   """
+
   size: int = 5
   k: float = 2.0
   alpha: float = 1e-4
@@ -375,8 +400,13 @@ class LocalResponseNorm(nn.Module):
     squared = jnp.square(grouped.astype(jnp.float32))
     half = self.size // 2
     window_sum = lax.reduce_window(
-        squared, 0.0, lax.add, (1,) * x.ndim + (self.size,), (1,) * (x.ndim + 1),
-        [(0, 0)] * x.ndim + [(half, self.size - 1 - half)])
+        squared,
+        0.0,
+        lax.add,
+        (1,) * x.ndim + (self.size,),
+        (1,) * (x.ndim + 1),
+        [(0, 0)] * x.ndim + [(half, self.size - 1 - half)],
+    )
     scale = ((self.k + self.alpha * window_sum) ** -self.beta).reshape(x.shape)
     return (x * scale).astype(x.dtype)
 
@@ -388,6 +418,7 @@ class FullyConnectedHead(nn.Module):
   outputs of the hidden layers (`dropout_before=False`); torchvision's AlexNet
   to their inputs (`dropout_before=True`).
   """
+
   hidden: Sequence[int] = (4096, 4096)
   num_classes: int = 1000
   dropout: float = 0.5
@@ -405,8 +436,9 @@ class FullyConnectedHead(nn.Module):
       x = Activation("relu", name=f"fc{i}_act")(x)
       if not self.dropout_before:
         x = drop(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype,
-                    name=f"fc{self.first + len(self.hidden)}")(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name=f"fc{self.first + len(self.hidden)}")(
+        x
+    )
 
 
 def batch_norm(train: bool, dtype: Any = jnp.float32, **kwargs) -> Callable[..., nn.BatchNorm]:
@@ -420,8 +452,13 @@ def batch_norm(train: bool, dtype: Any = jnp.float32, **kwargs) -> Callable[...,
   Returns:
     A partial of `flax.linen.BatchNorm`.
   """
-  options = dict(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                 dtype=dtype, param_dtype=jnp.float32)
+  options = dict(
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+  )
   options.update(kwargs)
   return functools.partial(nn.BatchNorm, **options)
 

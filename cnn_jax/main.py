@@ -45,17 +45,18 @@ class _ConfigFileParser(flags.ArgumentParser):
     if not isinstance(config, ml_collections.ConfigDict):
       raise config_files.ConfigFileError(
           f"get_config() of the config file {file} returned {type(config).__name__}, not an "
-          "ml_collections.ConfigDict; return the config (see configs/default.py)")
+          "ml_collections.ConfigDict; return the config (see configs/default.py)"
+      )
     config.lock()  # an override of a field the config lacks is then an error
     return config
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "training config file", lock_config=True)
 flags.FLAGS["config"].parser = _ConfigFileParser()
 _WORKDIR = flags.DEFINE_string("workdir", None, "folder for checkpoints and results")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 for multi-process runs")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for multi-process runs"
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "index of this process")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -77,8 +78,10 @@ def main(argv):
   if jax.process_count() > 1:
     # Every process computed the same eval; one line each lets a launcher
     # (and a test) check that they agree.
-    print(f"process {jax.process_index()} of {jax.process_count()} finished at step "
-          f"{result['step']}: eval loss {result['loss']:.6f}, accuracy {result['accuracy']:.4f}")
+    print(
+        f"process {jax.process_index()} of {jax.process_count()} finished at step "
+        f"{result['step']}: eval loss {result['loss']:.6f}, accuracy {result['accuracy']:.4f}"
+    )
 
 
 if __name__ == "__main__":

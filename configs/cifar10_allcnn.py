@@ -29,7 +29,8 @@ def get_config():
   config.eval_every_epochs = 10
   config.log_every_steps = 200
   config.keep_best = True
-  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
-                          weight_decay=1e-3)
+  config.optimizer = dict(
+      name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=1e-3
+  )
   config.schedule = dict(name="step", boundaries_epochs=(200, 250, 300), factor=0.1)
   return config

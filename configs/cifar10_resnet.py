@@ -37,8 +37,9 @@ def get_config(depth: str = "20"):
   config.eval_every_steps = 2_000
   config.log_every_steps = 200
   config.keep_best = True
-  config.optimizer = dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False,
-                          weight_decay=1e-4)
+  config.optimizer = dict(
+      name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4
+  )
   if depth == 110:
     config.optimizer.learning_rate = 0.01
     config.schedule = dict(name="step", boundaries=(400, 32_000, 48_000), factors=(10, 0.1, 0.1))

@@ -46,7 +46,8 @@ def get_config(model: str = "resnet18"):
   config.freeze = "all_but_head"
   config.unfreeze_after_epochs = 5
   config.lr_mults = (("^(?!(fc|head/fc8)/)", 0.1),)
-  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
-                          weight_decay=1e-4)
+  config.optimizer = dict(
+      name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4
+  )
   config.schedule = dict(name="cosine", warmup_epochs=0)
   return config

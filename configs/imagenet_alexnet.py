@@ -23,7 +23,8 @@ def get_config():
   config.batch_size = 128
   config.num_epochs = 90
   config.eval_every_epochs = 1
-  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
-                          weight_decay=5e-4)
+  config.optimizer = dict(
+      name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4
+  )
   config.schedule = dict(name="step", boundaries_epochs=(30, 60, 80), factor=0.1)
   return config

@@ -25,7 +25,8 @@ def get_config():
   config.batch_size = 128
   config.num_epochs = 250
   config.eval_every_epochs = 2
-  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
-                          weight_decay=2e-4)
+  config.optimizer = dict(
+      name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=2e-4
+  )
   config.schedule = dict(name="step", boundaries_epochs=tuple(range(8, 250, 8)), factor=0.96)
   return config

@@ -26,7 +26,12 @@ def get_config():
   config.batch_size = 1024
   config.num_epochs = 100
   config.eval_every_epochs = 1
-  config.optimizer = dict(name="sgd", learning_rate=0.1 * config.batch_size / 256,
-                          momentum=0.9, nesterov=True, weight_decay=1e-4)
+  config.optimizer = dict(
+      name="sgd",
+      learning_rate=0.1 * config.batch_size / 256,
+      momentum=0.9,
+      nesterov=True,
+      weight_decay=1e-4,
+  )
   config.schedule = dict(name="cosine", warmup_epochs=5)
   return config

@@ -25,7 +25,8 @@ def get_config(model: str = "vgg_d"):
   config.batch_size = 256
   config.num_epochs = 74
   config.eval_every_epochs = 1
-  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
-                          weight_decay=5e-4)
+  config.optimizer = dict(
+      name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4
+  )
   config.schedule = dict(name="step", boundaries_epochs=(30, 50, 65), factor=0.1)
   return config

@@ -26,9 +26,9 @@ def get_config():
   config.num_epochs = 20
   config.eval_every_epochs = 5
   config.log_every_steps = 200
-  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
-                          weight_decay=0.0)
+  config.optimizer = dict(
+      name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=0.0
+  )
   # The paper's rate fell after epochs 2, 5, 8 and 12 (5e-4, 2e-4, 1e-4, 5e-5, 1e-5).
-  config.schedule = dict(name="step", boundaries_epochs=(2, 5, 8, 12),
-                         factors=(0.4, 0.5, 0.5, 0.2))
+  config.schedule = dict(name="step", boundaries_epochs=(2, 5, 8, 12), factors=(0.4, 0.5, 0.5, 0.2))
   return config

@@ -14,8 +14,9 @@ import tempfile
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Datasets the tests prepare (digits) go to a fresh folder, never to ~.
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_tfds_")
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_backend_optimization_level=0").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+).strip()
 # Our CLIs pick an XLA:CPU convolution library per model family
 # (cnn_jax.cpu_flags) before JAX starts; a test's own process has started JAX
 # already and cannot follow. Many tests compare a CLI run with an in-process
@@ -25,8 +26,10 @@ os.environ["CNN_JAX_CPU_FLAGS"] = "0"
 # Many tests train the same tiny configs in subprocesses (resume, signals,
 # sweeps); XLA's persistent cache lets them share compiled programs (of 1 s
 # or more to compile), within a run and across the two workers.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), f"cnn_jax_tests_xla_cache_{os.getuid()}"))
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"cnn_jax_tests_xla_cache_{os.getuid()}"),
+)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -63,8 +66,11 @@ def random_variables(abstract, seed: int = 0):
     if name in ("scale", "var"):
       return np.ones(leaf.shape, leaf.dtype)
     if name in ("bias", "mean") or len(leaf.shape) < 2:
-      return np.zeros(leaf.shape, leaf.dtype) if name != "coefficient" else np.full(
-          leaf.shape, 0.25, leaf.dtype)
+      return (
+          np.zeros(leaf.shape, leaf.dtype)
+          if name != "coefficient"
+          else np.full(leaf.shape, 0.25, leaf.dtype)
+      )
     fan_in = math.prod(leaf.shape[:-1])
     return (rng.standard_normal(leaf.shape) / math.sqrt(fan_in)).astype(leaf.dtype)
 

@@ -48,8 +48,9 @@ def ascend(variables, objective, **overrides):
 
 
 def logit_ascent(variables, parameterization, **overrides):
-  return ascend(variables, ("logit", CLASS), parameterization=parameterization,
-                **{**STILL, **overrides})
+  return ascend(
+      variables, ("logit", CLASS), parameterization=parameterization, **{**STILL, **overrides}
+  )
 
 
 def random_images(count=64, seed=0):
@@ -92,8 +93,9 @@ def test_channel_ascent_raises_that_channels_mean(variables):
   values = result["objective"]
 
   def channel_means(images):
-    _, output = probe.apply_with_layer(MODEL, variables, (images - jnp.asarray(MEAN))
-                                       / jnp.asarray(STD), LAYER)
+    _, output = probe.apply_with_layer(
+        MODEL, variables, (images - jnp.asarray(MEAN)) / jnp.asarray(STD), LAYER
+    )
     return np.asarray(output[..., CHANNEL].mean(axis=(1, 2)))
 
   found = channel_means(result["image"][None])[0]
@@ -120,7 +122,7 @@ def lucid_fourier_image(real, imag):
   """lucid's fft_image followed by to_valid_rgb, written out in NumPy."""
   height, width = SHAPE[:2]
   fy = np.fft.fftfreq(height)[:, None]
-  fx = np.fft.fftfreq(width)[:width // 2 + 1]
+  fx = np.fft.fftfreq(width)[: width // 2 + 1]
   freqs = np.sqrt(fx * fx + fy * fy)
   scale = 1.0 / np.maximum(freqs, 1.0 / max(width, height)) * np.sqrt(width * height)
   pixels = np.fft.irfft2(scale * (real + 1j * imag), s=(height, width)).transpose(1, 2, 0) / 4
@@ -149,14 +151,17 @@ def test_fourier_parameterization_is_lucids():
 def test_total_variation_matches_a_loop_over_neighbours():
   image = np.random.default_rng(1).uniform(size=(3, 4, 2)).astype(np.float32)
   height, width = image.shape[:2]
-  differences = [np.abs(image[row, col] - image[row + down, col + right])
-                 for row, col in itertools.product(range(height), range(width))
-                 for down, right in ((1, 0), (0, 1))
-                 if row + down < height and col + right < width]
+  differences = [
+      np.abs(image[row, col] - image[row + down, col + right])
+      for row, col in itertools.product(range(height), range(width))
+      for down, right in ((1, 0), (0, 1))
+      if row + down < height and col + right < width
+  ]
   expected = np.mean(np.concatenate(differences))
   np.testing.assert_allclose(total_variation(jnp.asarray(image)), expected, rtol=1e-6)
-  np.testing.assert_allclose(total_variation(jnp.asarray(image[..., 0])),
-                             np.mean([d[0] for d in differences]), rtol=1e-6)
+  np.testing.assert_allclose(
+      total_variation(jnp.asarray(image[..., 0])), np.mean([d[0] for d in differences]), rtol=1e-6
+  )
 
 
 def test_total_variation_of_constant_and_checkerboard():
@@ -168,10 +173,13 @@ def test_total_variation_of_constant_and_checkerboard():
 
 
 @pytest.mark.parametrize("parameterization", activation_max.PARAMETERIZATIONS)
-@pytest.mark.parametrize("penalty, measure", [
-    pytest.param("tv", total_variation, id="tv"),
-    pytest.param("l2", lambda image: jnp.mean(image**2), id="l2"),
-])
+@pytest.mark.parametrize(
+    "penalty, measure",
+    [
+        pytest.param("tv", total_variation, id="tv"),
+        pytest.param("l2", lambda image: jnp.mean(image**2), id="l2"),
+    ],
+)
 def test_penalty_lowers_what_it_penalizes(variables, logits, parameterization, penalty, measure):
   plain = logit_ascent(variables, parameterization)
   penalized = logit_ascent(variables, parameterization, **{penalty: 1.0})
@@ -188,15 +196,18 @@ def test_penalty_lowers_what_it_penalizes(variables, logits, parameterization, p
 # Errors: one line, naming what is valid.
 
 
-@pytest.mark.parametrize("objective, match", [
-    (("logit", 10), r"class index .*10 classes.*\[0, 9\], got 10"),
-    (("logit", -1), r"class index .*\[0, 9\], got -1"),
-    (("logit", 1.0), r"class index .*\[0, 9\], got 1.0"),
-    (("channel", LAYER, 4), r"channel index .*'conv1_1_act' has 4 channels.*\[0, 3\], got 4"),
-    (("neuron", LAYER, 0), r"\('logit', class_index\) or \('channel', layer_name, "),
-    (("logit",), r"\('logit', class_index\) or"),
-    ("logit", r"\('logit', class_index\) or"),
-])
+@pytest.mark.parametrize(
+    "objective, match",
+    [
+        (("logit", 10), r"class index .*10 classes.*\[0, 9\], got 10"),
+        (("logit", -1), r"class index .*\[0, 9\], got -1"),
+        (("logit", 1.0), r"class index .*\[0, 9\], got 1.0"),
+        (("channel", LAYER, 4), r"channel index .*'conv1_1_act' has 4 channels.*\[0, 3\], got 4"),
+        (("neuron", LAYER, 0), r"\('logit', class_index\) or \('channel', layer_name, "),
+        (("logit",), r"\('logit', class_index\) or"),
+        ("logit", r"\('logit', class_index\) or"),
+    ],
+)
 def test_bad_objective_is_a_one_line_error_with_the_valid_range(variables, objective, match):
   with pytest.raises(ValueError, match=match) as raised:
     ascend(variables, objective)
@@ -209,14 +220,17 @@ def test_unknown_layer_names_the_layers_there_are(variables):
     ascend(variables, ("channel", "conv9_act", 0))
 
 
-@pytest.mark.parametrize("setting, match", [
-    ({"parameterization": "wavelet"}, r"one of \('pixel', 'fourier'\)"),
-    ({"steps": 0}, "steps must be an integer >= 1"),
-    ({"jitter": 1.5}, "jitter must be a whole number"),
-    ({"scale": (1.1, 0.9)}, "0 < low <= high"),
-    ({"std": (1.0, 0.0, 1.0)}, "std must be > 0"),
-    ({"mean": (0.5, 0.5)}, "1 or 3 values"),
-])
+@pytest.mark.parametrize(
+    "setting, match",
+    [
+        ({"parameterization": "wavelet"}, r"one of \('pixel', 'fourier'\)"),
+        ({"steps": 0}, "steps must be an integer >= 1"),
+        ({"jitter": 1.5}, "jitter must be a whole number"),
+        ({"scale": (1.1, 0.9)}, "0 < low <= high"),
+        ({"std": (1.0, 0.0, 1.0)}, "std must be > 0"),
+        ({"mean": (0.5, 0.5)}, "1 or 3 values"),
+    ],
+)
 def test_bad_setting_is_a_one_line_error(variables, setting, match):
   with pytest.raises(ValueError, match=match):
     ascend(variables, ("logit", CLASS), **setting)

@@ -28,7 +28,7 @@ FORBIDDEN = [
 
 
 def _layer(module: str) -> str:
-  """"cnn_jax.train.steps" -> "train"; "cnn_jax.summary" -> "summary"."""
+  """ "cnn_jax.train.steps" -> "train"; "cnn_jax.summary" -> "summary"."""
   return module.split(".")[1] if module.count(".") else ""
 
 
@@ -65,9 +65,13 @@ def test_the_graph_sees_imports_inside_functions():
 
 @pytest.mark.parametrize("layer, forbidden", FORBIDDEN, ids=[layer for layer, _ in FORBIDDEN])
 def test_imports_point_down(layer, forbidden):
-  wrong = sorted(f"{module} imports {target}"
-                 for module, targets in _import_graph().items() if _layer(module) == layer
-                 for target in targets if _layer(target) in forbidden)
+  wrong = sorted(
+      f"{module} imports {target}"
+      for module, targets in _import_graph().items()
+      if _layer(module) == layer
+      for target in targets
+      if _layer(target) in forbidden
+  )
   assert not wrong, "\n".join(wrong)
 
 
@@ -86,15 +90,20 @@ MAX_FUNCTION_LINES = 80  # the project's rule: a longer function is split into n
 
 
 def _long_functions(source: str, path: str) -> list[str]:
-  return [f"{path}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-          for node in ast.walk(ast.parse(source, path))
-          if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-          and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+  return [
+      f"{path}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+      for node in ast.walk(ast.parse(source, path))
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+      and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+  ]
 
 
 def test_no_function_in_the_package_is_over_80_lines():
-  long = [line for path in sorted(PACKAGE.rglob("*.py"))
-          for line in _long_functions(path.read_text(), str(path.relative_to(REPO)))]
+  long = [
+      line
+      for path in sorted(PACKAGE.rglob("*.py"))
+      for line in _long_functions(path.read_text(), str(path.relative_to(REPO)))
+  ]
   assert not long, "\n".join(long)
 
 

@@ -13,9 +13,11 @@ from cnn_jax.data import augment
 
 KEY = jax.random.key(0)
 SPEC = "flip_lr|crop(pad=4)|color_jitter(0.4,0.4)|rotate(15)|noise(std=0.05)"
-EVERY_OP = ("flip_lr|flip_ud|rotate(15)|scale(0.8,1.2)|translate(2)|crop(pad=2)"
-            "|affine(10, 0.1, 10, 1)"
-            "|random_resized_crop|color_jitter(0.2,0.2,0.2)|noise(std=0.05)")
+EVERY_OP = (
+    "flip_lr|flip_ud|rotate(15)|scale(0.8,1.2)|translate(2)|crop(pad=2)"
+    "|affine(10, 0.1, 10, 1)"
+    "|random_resized_crop|color_jitter(0.2,0.2,0.2)|noise(std=0.05)"
+)
 
 
 def images(shape=(2, 8, 8, 3), seed=0):
@@ -31,8 +33,9 @@ def shifted(x, dy, dx):
   """x moved down by dy and right by dx, zero-filled (the expected translate)."""
   h, w = x.shape[:2]
   out = np.zeros_like(x)
-  out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-      x[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+  out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+      max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+  ]
   return out
 
 
@@ -91,17 +94,20 @@ def test_flips():
   np.testing.assert_array_equal(augment.flip_lr(KEY, x, p=0.0), x)
 
 
-@pytest.mark.parametrize("op,params", [
-    ("noise", {"std": 0.0}),
-    ("crop", {"pad": 0}),
-    ("rotate", {"degrees": 0}),
-    ("scale", {"low": 1, "high": 1}),
-    ("translate", {"pixels": 0}),
-    ("translate", {"pixels": 0, "integer": False}),
-    ("affine", {}),
-    ("random_resized_crop", {"scale": (1, 1), "ratio": (1, 1)}),
-    ("color_jitter", {}),
-])
+@pytest.mark.parametrize(
+    "op,params",
+    [
+        ("noise", {"std": 0.0}),
+        ("crop", {"pad": 0}),
+        ("rotate", {"degrees": 0}),
+        ("scale", {"low": 1, "high": 1}),
+        ("translate", {"pixels": 0}),
+        ("translate", {"pixels": 0, "integer": False}),
+        ("affine", {}),
+        ("random_resized_crop", {"scale": (1, 1), "ratio": (1, 1)}),
+        ("color_jitter", {}),
+    ],
+)
 def test_zero_strength_is_the_identity(op, params):
   x = images()[0]
   assert_identity(augment.OPS[op](KEY, x, **params), x)
@@ -143,8 +149,9 @@ def test_affine_stays_within_its_ranges():
   x = np.zeros((15, 15, 1), np.float32)
   x[7, 7] = 1.0
   for seed in range(20):
-    out = np.asarray(augment.affine(jax.random.key(seed), x, degrees=15, scale=0.15,
-                                    shear=15, pixels=2))
+    out = np.asarray(
+        augment.affine(jax.random.key(seed), x, degrees=15, scale=0.15, shear=15, pixels=2)
+    )
     row, col = np.unravel_index(np.argmax(out[..., 0]), out.shape[:2])
     assert abs(row - 7) <= 2 and abs(col - 7) <= 2
   with pytest.raises(ValueError, match="scale must be in"):
@@ -155,8 +162,12 @@ def test_translate_and_crop_draw_whole_pixel_shifts():
   x = np.asarray(images()[0])
   for op, params, reach in [("translate", {"pixels": 2}, 2), ("crop", {"pad": 2}, 2)]:
     out = np.asarray(augment.OPS[op](jax.random.key(7), x, **params))
-    matches = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)
-               if np.array_equal(out, shifted(x, dy, dx))]
+    matches = [
+        (dy, dx)
+        for dy in range(-reach, reach + 1)
+        for dx in range(-reach, reach + 1)
+        if np.array_equal(out, shifted(x, dy, dx))
+    ]
     assert len(matches) == 1, (op, matches)
 
 
@@ -249,8 +260,9 @@ def test_empty_spec_is_no_augmentation(spec):
 def test_build_takes_parsed_lists():
   x = images()
   spec = "flip_lr|noise(std=0.1)"
-  np.testing.assert_array_equal(augment.build(augment.parse(spec))(KEY, x),
-                                augment.build(spec)(KEY, x))
+  np.testing.assert_array_equal(
+      augment.build(augment.parse(spec))(KEY, x), augment.build(spec)(KEY, x)
+  )
 
 
 def test_unknown_op_lists_the_known_ones():
@@ -261,22 +273,25 @@ def test_unknown_op_lists_the_known_ones():
     augment.build([("blur", {})])
 
 
-@pytest.mark.parametrize("spec,op", [
-    ("rotate(1, 2)", "rotate"),
-    ("rotate(-5)", "rotate"),
-    ("rotate(x)", "rotate"),
-    ("noise(sd=0.1)", "noise"),
-    ("noise(std=-1)", "noise"),
-    ("crop(pad='a')", "crop"),
-    ("crop(pad=1.5)", "crop"),
-    ("flip_lr(p=2)", "flip_lr"),
-    ("scale(1.2, 0.8)", "scale"),
-    ("translate(2.5)", "translate"),
-    ("random_resized_crop(scale=(0.5,))", "random_resized_crop"),
-    ("random_resized_crop(ratio=(2, 1))", "random_resized_crop"),
-    ("color_jitter(contrast=2)", "color_jitter"),
-    ("rotate(", "rotate"),
-])
+@pytest.mark.parametrize(
+    "spec,op",
+    [
+        ("rotate(1, 2)", "rotate"),
+        ("rotate(-5)", "rotate"),
+        ("rotate(x)", "rotate"),
+        ("noise(sd=0.1)", "noise"),
+        ("noise(std=-1)", "noise"),
+        ("crop(pad='a')", "crop"),
+        ("crop(pad=1.5)", "crop"),
+        ("flip_lr(p=2)", "flip_lr"),
+        ("scale(1.2, 0.8)", "scale"),
+        ("translate(2.5)", "translate"),
+        ("random_resized_crop(scale=(0.5,))", "random_resized_crop"),
+        ("random_resized_crop(ratio=(2, 1))", "random_resized_crop"),
+        ("color_jitter(contrast=2)", "color_jitter"),
+        ("rotate(", "rotate"),
+    ],
+)
 def test_bad_arguments_name_the_op(spec, op):
   with pytest.raises(ValueError, match=f"'{op}") as err:
     augment.parse(spec)

@@ -93,8 +93,9 @@ def test_on_the_cpu_the_input_gradient_has_no_convolution_where_the_rule_says():
   assert count_in_compiled(input_gradient((1, 1)), x) == (1, 0)  # XLA's own
 
 
-@pytest.mark.parametrize("call", [
-    dict(rhs_dilation=(2, 2)), dict(feature_group_count=3), dict(lhs_dilation=(2, 2))])
+@pytest.mark.parametrize(
+    "call", [dict(rhs_dilation=(2, 2)), dict(feature_group_count=3), dict(lhs_dilation=(2, 2))]
+)
 def test_everything_else_goes_to_xla_unchanged(call):
   x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
   groups = call.get("feature_group_count", 1)
@@ -108,7 +109,8 @@ def test_everything_else_goes_to_xla_unchanged(call):
   xt, wt = x.transpose(0, 3, 1, 2), jnp.ones((4, 3, 5, 5))
   np.testing.assert_array_equal(
       auto_conv_general_dilated(xt, wt, (2, 2), "SAME", dimension_numbers=nchw),
-      lax.conv_general_dilated(xt, wt, (2, 2), "SAME", dimension_numbers=nchw))
+      lax.conv_general_dilated(xt, wt, (2, 2), "SAME", dimension_numbers=nchw),
+  )
 
 
 def test_vmap_and_second_order_gradients():
@@ -116,11 +118,16 @@ def test_vmap_and_second_order_gradients():
   per_example = jax.vmap(jax.grad(lambda x: auto_conv(x, w, (2, 2), "SAME").sum() ** 2))(x)
   expected = jax.vmap(jax.grad(lambda x: xla_conv(x, w, (2, 2), "SAME").sum() ** 2))(x)
   np.testing.assert_allclose(per_example, expected, rtol=1e-5)
+
   # The backward pass is itself differentiable (gradient of a gradient norm).
   def gradient_norm(conv, w):
     return jnp.sum(jax.grad(lambda x: jnp.sum(conv(x, w, (2, 2), "SAME") ** 2))(x[0]) ** 2)
-  np.testing.assert_allclose(jax.grad(lambda w: gradient_norm(auto_conv, w))(w),
-                             jax.grad(lambda w: gradient_norm(xla_conv, w))(w), rtol=1e-4)
+
+  np.testing.assert_allclose(
+      jax.grad(lambda w: gradient_norm(auto_conv, w))(w),
+      jax.grad(lambda w: gradient_norm(xla_conv, w))(w),
+      rtol=1e-4,
+  )
 
 
 def test_auto_is_the_default_conv_impl():

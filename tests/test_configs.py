@@ -13,12 +13,19 @@ from cnn_jax.train import config as config_lib
 from cnn_jax.train.optimizers import make_optimizer
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
-VARIANTS = [("default.py", None), ("mnist_lenet5.py", None),
-            *[("cifar10_resnet.py", str(d)) for d in (20, 32, 44, 56, 110)],
-            ("cifar10_allcnn.py", None), ("imagenet_alexnet.py", None),
-            ("imagenet_vgg.py", "vgg_d"), ("imagenet_vgg.py", "vgg_a"),
-            ("imagenet_googlenet.py", None), ("imagenet_resnet50.py", None),
-            ("finetune_folder.py", None), ("finetune_folder.py", "vgg_d")]
+VARIANTS = [
+    ("default.py", None),
+    ("mnist_lenet5.py", None),
+    *[("cifar10_resnet.py", str(d)) for d in (20, 32, 44, 56, 110)],
+    ("cifar10_allcnn.py", None),
+    ("imagenet_alexnet.py", None),
+    ("imagenet_vgg.py", "vgg_d"),
+    ("imagenet_vgg.py", "vgg_a"),
+    ("imagenet_googlenet.py", None),
+    ("imagenet_resnet50.py", None),
+    ("finetune_folder.py", None),
+    ("finetune_folder.py", "vgg_d"),
+]
 
 
 def load(path: pathlib.Path):
@@ -60,7 +67,8 @@ def test_resnet_recipes_follow_the_paper():
   _, schedule = make_optimizer(config.optimizer, config.schedule, total, 390)
   assert total == 64_000 and config.batch_size == 128
   assert [float(schedule(s)) for s in (0, 31_999, 32_000, 48_000)] == pytest.approx(
-      [0.1, 0.1, 0.01, 0.001])
+      [0.1, 0.1, 0.01, 0.001]
+  )
   warm = module.get_config("110")
   _, schedule = make_optimizer(warm.optimizer, warm.schedule, 64_000, 390)
   assert [float(schedule(s)) for s in (0, 400, 32_000)] == pytest.approx([0.01, 0.1, 0.01])

@@ -26,8 +26,9 @@ def test_digits_prepares_offline_with_a_fixed_stratified_split(digits_dir, tmp_p
   assert len(train["label"]) + len(test["label"]) == 1_797
   assert train["image"].shape[1:] == (8, 8, 1) and train["image"].dtype == np.uint8
   # Stratified: every class is 20% test, to within one example.
-  per_class = np.bincount(test["label"]) / (np.bincount(test["label"])
-                                            + np.bincount(train["label"]))
+  per_class = np.bincount(test["label"]) / (
+      np.bincount(test["label"]) + np.bincount(train["label"])
+  )
   assert np.all(np.abs(per_class - 0.2) < 0.02)
   # The same split, in the same order, when prepared again from scratch.
   again = data.as_numpy("digits", "test", data_dir=str(tmp_path))
@@ -35,6 +36,7 @@ def test_digits_prepares_offline_with_a_fixed_stratified_split(digits_dir, tmp_p
   np.testing.assert_array_equal(again["label"], test["label"])
   # The pixels are scikit-learn's, scaled from 0..16 to 0..255.
   from sklearn.datasets import load_digits
+
   reference = np.round(load_digits().images * 255 / 16).astype(np.uint8)
   assert {im.tobytes() for im in test["image"][..., 0]} <= {im.tobytes() for im in reference}
 
@@ -45,11 +47,12 @@ def test_as_numpy_resizes(digits_dir):
 
 
 def test_training_path_does_not_import_tensorflow(digits_dir):
-  code = ("import sys; from cnn_jax import data; "
-          f"data.as_numpy('digits', 'train', data_dir={digits_dir!r}); "
-          "print('tensorflow' in sys.modules)")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=True)
+  code = (
+      "import sys; from cnn_jax import data; "
+      f"data.as_numpy('digits', 'train', data_dir={digits_dir!r}); "
+      "print('tensorflow' in sys.modules)"
+  )
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "False"
 
 
@@ -133,13 +136,15 @@ def test_grain_sharding_covers_every_example_once_per_epoch(mock_mnist):
   assert len(set(everything)) == 23
   seen = []
   for shard in range(2):
-    loader = pipeline.train_loader(mock_mnist, batch_size=1, seed=3, shard_index=shard,
-                                   shard_count=2, num_epochs=1)
+    loader = pipeline.train_loader(
+        mock_mnist, batch_size=1, seed=3, shard_index=shard, shard_count=2, num_epochs=1
+    )
     seen.append(_ids(loader))
   assert sorted(seen[0] + seen[1]) == sorted(everything)  # each example exactly once
   # Shuffled, and reproducibly so from the seed.
-  again = pipeline.train_loader(mock_mnist, batch_size=1, seed=3, shard_index=0,
-                                shard_count=2, num_epochs=1)
+  again = pipeline.train_loader(
+      mock_mnist, batch_size=1, seed=3, shard_index=0, shard_count=2, num_epochs=1
+  )
   assert _ids(again) == seen[0]
   assert seen[0] != [h for h in everything if h in set(seen[0])]
 
@@ -157,8 +162,9 @@ def test_grain_iterator_state_restores_the_remaining_order(mock_mnist):
 
 
 def test_prefetch_to_device_keeps_order_and_shards():
-  batches = [{"image": np.full((4, 2, 2, 1), i, np.uint8), "label": np.arange(4) + i}
-             for i in range(5)]
+  batches = [
+      {"image": np.full((4, 2, 2, 1), i, np.uint8), "label": np.arange(4) + i} for i in range(5)
+  ]
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   out = list(pipeline.prefetch_to_device(iter(batches), size=2, sharding=sharding))
   assert len(out) == 5 and all(isinstance(b["image"], jax.Array) for b in out)
@@ -169,8 +175,9 @@ def test_prefetch_to_device_keeps_order_and_shards():
 def test_eval_batches_see_every_example_exactly_once(n):
   seen, counts = [], []
   for shard in range(2):
-    batches = list(pipeline.eval_batches(IndexedSource(n), batch_size=4, shard_index=shard,
-                                         shard_count=2))
+    batches = list(
+        pipeline.eval_batches(IndexedSource(n), batch_size=4, shard_index=shard, shard_count=2)
+    )
     counts.append(len(batches))
     for batch in batches:
       assert batch["image"].shape == (4, 4, 4, 1)
@@ -220,8 +227,9 @@ def test_image_folder_reports_and_skips_bad_files(tmp_path, caplog):
 
 def test_missing_datasets_are_clear_errors(tmp_path):
   # (mnist and fashion_mnist prepare themselves offline: see test_mnist.py)
-  with pytest.raises(data.DataError,
-                     match=r"'cifar10' is not prepared in .*cnn_jax\.data\.prepare"):
+  with pytest.raises(
+      data.DataError, match=r"'cifar10' is not prepared in .*cnn_jax\.data\.prepare"
+  ):
     data.as_numpy("cifar10", "train", data_dir=str(tmp_path))
   with pytest.raises(data.DataError, match="unknown dataset 'no_such_set'"):
     data.as_numpy("no_such_set", "train", data_dir=str(tmp_path))
@@ -245,16 +253,29 @@ def test_on_device_batches_are_epoch_permutations():
 
 def test_preview_cli_writes_a_grid(digits_dir, tmp_path):
   out = tmp_path / "grid.png"
-  subprocess.run([sys.executable, "-m", "cnn_jax.data.preview", "--dataset=digits",
-                  f"--data_dir={digits_dir}", "--augment=flip_lr|rotate(15)|crop(pad=2)",
-                  "--examples=3", "--copies=4", f"--out={out}"],
-                 check=True, capture_output=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "cnn_jax.data.preview",
+          "--dataset=digits",
+          f"--data_dir={digits_dir}",
+          "--augment=flip_lr|rotate(15)|crop(pad=2)",
+          "--examples=3",
+          "--copies=4",
+          f"--out={out}",
+      ],
+      check=True,
+      capture_output=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   with Image.open(out) as grid:
     assert grid.size[0] > grid.size[1] > 100
 
 
 def test_preview_grid_rows_start_with_the_original():
   from cnn_jax.data import preview
+
   images = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1), np.uint8)
   grid = preview.augmented_grid(images, "noise(std=0.1)", copies=3, seed=0)
   assert grid.shape == (2, 4, 8, 8, 1)
@@ -264,11 +285,19 @@ def test_preview_grid_rows_start_with_the_original():
 
 def test_processes_preparing_the_digits_at_once_all_get_them(tmp_path):
   # A sweep's runs (or a run's hosts) may all find the dataset missing.
-  code = ("import sys; from cnn_jax.data import sources; "
-          "print(len(sources.load('digits', 'train', data_dir=sys.argv[1])))")
-  processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(3)]
+  code = (
+      "import sys; from cnn_jax.data import sources; "
+      "print(len(sources.load('digits', 'train', data_dir=sys.argv[1])))"
+  )
+  processes = [
+      subprocess.Popen(
+          [sys.executable, "-c", code, str(tmp_path)],
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for _ in range(3)
+  ]
   results = [p.communicate(timeout=300) for p in processes]
   for p, (out, err) in zip(processes, results):
     assert p.returncode == 0, err[-2000:]
@@ -292,6 +321,7 @@ def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
   # The stale cache this guards against: statistics keyed by the folder's
   # name only kept a mean of 0.02 after the images became bright (0.98).
   from cnn_jax.train.config import base_config
+
   root = tmp_path / "images"
   _write_uniform_folder(root, 5, mtime=1_000_000_000)
   config = base_config()
@@ -299,8 +329,9 @@ def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
   config.data_dir = str(tmp_path / "tfds")
   computed = []
   channel_stats = preprocess.channel_stats
-  monkeypatch.setattr(preprocess, "channel_stats",
-                      lambda images: computed.append(1) or channel_stats(images))
+  monkeypatch.setattr(
+      preprocess, "channel_stats", lambda images: computed.append(1) or channel_stats(images)
+  )
   mean, _ = preprocess.normalization(config)
   np.testing.assert_allclose(mean, [5 / 255] * 3)
   assert preprocess.normalization(config)[0] == mean and len(computed) == 1  # cached
@@ -335,28 +366,37 @@ def test_empty_or_unreadable_class_folders_are_named(tmp_path):
   _write_uniform_folder(tmp_path, 100)
   (tmp_path / "train" / "c").mkdir()
   (tmp_path / "train" / "c" / "README.txt").write_text("not an image")
-  with pytest.raises(data.DataError, match=r"class folder '.*/train/c' has no images "
-                                           r"\(files ending in .*\); add its images or "
-                                           "delete the folder"):
+  with pytest.raises(
+      data.DataError,
+      match=r"class folder '.*/train/c' has no images "
+      r"\(files ending in .*\); add its images or "
+      "delete the folder",
+  ):
     sources.load(f"folder:{tmp_path}", "train", image_size=6)
   (tmp_path / "train" / "c" / "0.png").write_bytes(b"not a png")
-  with pytest.raises(data.DataError, match=r"class folder '.*/train/c' has no readable "
-                                           r"image \(all 1 unreadable, e\.g\. .*/c/0\.png: "
-                                           r".*\); replace its images or delete the folder"):
+  with pytest.raises(
+      data.DataError,
+      match=r"class folder '.*/train/c' has no readable "
+      r"image \(all 1 unreadable, e\.g\. .*/c/0\.png: "
+      r".*\); replace its images or delete the folder",
+  ):
     sources.load(f"folder:{tmp_path}", "train", image_size=6)
   # Images directly in the split folder, without class subfolders.
   flat = tmp_path / "flat" / "train"
   flat.mkdir(parents=True)
   Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(flat / "0.png")
-  with pytest.raises(data.DataError, match="has no class subfolders; put the images in "
-                                           "one subfolder per class"):
+  with pytest.raises(
+      data.DataError, match="has no class subfolders; put the images in " "one subfolder per class"
+  ):
     sources.load(f"folder:{tmp_path / 'flat'}", "train")
 
 
 def test_missing_split_folder_names_the_splits_there_are(tmp_path):
   _write_uniform_folder(tmp_path, 100)
-  message = (r"image folder '.*' has no split folder 'validation' \(it has \['train'\]\); "
-             r"create .*/validation/<class>/<image> files or set the split")
+  message = (
+      r"image folder '.*' has no split folder 'validation' \(it has \['train'\]\); "
+      r"create .*/validation/<class>/<image> files or set the split"
+  )
   with pytest.raises(data.DataError, match=message):
     sources.load(f"folder:{tmp_path}", "validation")
   with pytest.raises(data.DataError, match=message):
@@ -370,14 +410,15 @@ def test_an_image_broken_after_opening_is_a_data_error_naming_it(tmp_path):
   _write_uniform_folder(tmp_path, 100)
   source = sources.load(f"folder:{tmp_path}", "train", image_size=6)
   (tmp_path / "train" / "b" / "1.png").write_bytes(b"garbage")
-  message = (r"cannot read image .*/train/b/1\.png \(UnidentifiedImageError: .*\); it "
-             "changed after the dataset was opened: restore or delete the file and re-run")
+  message = (
+      r"cannot read image .*/train/b/1\.png \(UnidentifiedImageError: .*\); it "
+      "changed after the dataset was opened: restore or delete the file and re-run"
+  )
   reads = {
       "item": lambda: source[3],
       "device": lambda: sources.read_all(source),
       "eval": lambda: list(pipeline.eval_batches(source, batch_size=2, image_size=6)),
-      "train": lambda: list(pipeline.train_loader(source, batch_size=2, seed=0,
-                                                  num_epochs=1)),
+      "train": lambda: list(pipeline.train_loader(source, batch_size=2, seed=0, num_epochs=1)),
   }
   for read in reads.values():
     with pytest.raises(data.DataError, match=message) as error:
@@ -392,17 +433,28 @@ def test_preparing_the_digits_prints_one_line_of_our_own(tmp_path):
   # TFDS's own output ("Downloading and preparing dataset Unknown size",
   # "Variant folder ... has no dataset_info.json", progress bars) reads as a
   # network download; the first use prints one line instead, the next none.
-  code = ("import sys; from cnn_jax.data import sources; "
-          "from tensorflow_datasets.core.utils import tqdm_utils; "
-          "sources.load('digits', 'train', data_dir=sys.argv[1]); "
-          "assert tqdm_utils._active, 'progress bars left off'")  # hidden only while we prepare
+  code = (
+      "import sys; from cnn_jax.data import sources; "
+      "from tensorflow_datasets.core.utils import tqdm_utils; "
+      "sources.load('digits', 'train', data_dir=sys.argv[1]); "
+      "assert tqdm_utils._active, 'progress bars left off'"
+  )  # hidden only while we prepare
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  outputs = [subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                            text=True, check=True, env=env) for _ in range(2)]
+  outputs = [
+      subprocess.run(
+          [sys.executable, "-c", code, str(tmp_path)],
+          capture_output=True,
+          text=True,
+          check=True,
+          env=env,
+      )
+      for _ in range(2)
+  ]
   first = outputs[0].stdout + outputs[0].stderr
   assert first.splitlines() == [
       "preparing the digits dataset (1,797 images from scikit-learn, no download) in "
-      f"{tmp_path}/digits/1.0.0"]
+      f"{tmp_path}/digits/1.0.0"
+  ]
   for noise in ("Downloading", "Variant folder", "Unknown size", "\r"):
     assert noise not in first
   assert outputs[1].stdout + outputs[1].stderr == ""
@@ -410,12 +462,13 @@ def test_preparing_the_digits_prints_one_line_of_our_own(tmp_path):
 
 def test_prepare_cli_prepares_the_digits_quietly_and_reports_user_errors(tmp_path):
   command = [sys.executable, "-m", "cnn_jax.data.prepare", f"--data_dir={tmp_path}"]
-  out = subprocess.run(command + ["--dataset=digits"], capture_output=True, text=True,
-                       check=True)
+  out = subprocess.run(command + ["--dataset=digits"], capture_output=True, text=True, check=True)
   version_dir = tmp_path / "digits" / "1.0.0"
   assert out.stdout.splitlines() == [
       "preparing the digits dataset (1,797 images from scikit-learn, no download) in "
-      f"{version_dir}", f"prepared digits in {version_dir}"]
+      f"{version_dir}",
+      f"prepared digits in {version_dir}",
+  ]
   assert "Downloading" not in out.stderr and "Variant folder" not in out.stderr
   bad = subprocess.run(command + ["--dataset=no_such_set"], capture_output=True, text=True)
   assert bad.returncode != 0

@@ -14,20 +14,31 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def _lax(x, w, stride, padding):
-  return lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=_NHWC,
-                                  feature_group_count=x.shape[-1])
+  return lax.conv_general_dilated(
+      x, w, stride, padding, dimension_numbers=_NHWC, feature_group_count=x.shape[-1]
+  )
 
 
 def _ours(x, w, stride, padding):
-  return depthwise_conv_general_dilated(x, w, stride, padding, dimension_numbers=_NHWC,
-                                        feature_group_count=x.shape[-1])
+  return depthwise_conv_general_dilated(
+      x, w, stride, padding, dimension_numbers=_NHWC, feature_group_count=x.shape[-1]
+  )
 
 
 # EfficientNet's kernels and strides, odd and even sizes (TensorFlow's SAME
 # pads the extra pixel bottom-right), and explicit asymmetric padding.
-@pytest.mark.parametrize("size, kernel, stride, padding", [
-    (9, 3, 1, "SAME"), (9, 3, 2, "SAME"), (8, 3, 2, "SAME"), (11, 5, 2, "SAME"),
-    (7, 5, 1, "SAME"), (8, 3, 1, "VALID"), (7, 3, 2, ((1, 2), (0, 1)))])
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding",
+    [
+        (9, 3, 1, "SAME"),
+        (9, 3, 2, "SAME"),
+        (8, 3, 2, "SAME"),
+        (11, 5, 2, "SAME"),
+        (7, 5, 1, "SAME"),
+        (8, 3, 1, "VALID"),
+        (7, 3, 2, ((1, 2), (0, 1))),
+    ],
+)
 def test_values_and_gradients_equal_lax_in_float64(size, kernel, stride, padding):
   with jax.enable_x64(True):
     keys = jax.random.split(jax.random.PRNGKey(size * kernel + stride), 3)
@@ -39,8 +50,13 @@ def test_values_and_gradients_equal_lax_in_float64(size, kernel, stride, padding
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
     # A random cotangent, so that every output pixel weighs differently.
     cotangent = jax.random.normal(keys[2], expected.shape, jnp.float64)
-    grads = [jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, (stride, stride), padding) * cotangent),
-                      argnums=(0, 1))(x, w) for f in (_lax, _ours)]
+    grads = [
+        jax.grad(
+            lambda x, w, f=f: jnp.sum(f(x, w, (stride, stride), padding) * cotangent),
+            argnums=(0, 1),
+        )(x, w)
+        for f in (_lax, _ours)
+    ]
     for theirs, mine in zip(*grads):
       np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
 
@@ -52,27 +68,36 @@ def test_bfloat16_keeps_its_dtype_and_accumulates_in_float32():
   exact = _lax(x.astype(jnp.float32), w.astype(jnp.float32), (1, 1), "SAME")
   assert ours.dtype == jnp.bfloat16
   # One bfloat16 rounding of the float32 sum: 2^-8 relative.
-  np.testing.assert_allclose(np.asarray(ours, np.float32), exact, rtol=2 ** -8, atol=2 ** -8)
+  np.testing.assert_allclose(np.asarray(ours, np.float32), exact, rtol=2**-8, atol=2**-8)
 
 
 def test_not_a_depthwise_convolution_is_refused():
   x = jnp.zeros((1, 8, 8, 4))
   with pytest.raises(ValueError, match="depthwise convolutions only"):
-    depthwise_conv_general_dilated(x, jnp.zeros((3, 3, 2, 4)), (1, 1), "SAME",
-                                   dimension_numbers=_NHWC, feature_group_count=2)
+    depthwise_conv_general_dilated(
+        x, jnp.zeros((3, 3, 2, 4)), (1, 1), "SAME", dimension_numbers=_NHWC, feature_group_count=2
+    )
 
 
 def test_flax_conv_and_efficientnet_use_it_with_unchanged_parameters():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 10, 10, 4))
   plain = nn.Conv(4, (3, 3), (2, 2), feature_group_count=4, padding="SAME")
-  ours = nn.Conv(4, (3, 3), (2, 2), feature_group_count=4, padding="SAME",
-                 conv_general_dilated=depthwise_conv_general_dilated)
+  ours = nn.Conv(
+      4,
+      (3, 3),
+      (2, 2),
+      feature_group_count=4,
+      padding="SAME",
+      conv_general_dilated=depthwise_conv_general_dilated,
+  )
   variables = plain.init(jax.random.PRNGKey(1), x)
-  np.testing.assert_allclose(ours.apply(variables, x), plain.apply(variables, x),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      ours.apply(variables, x), plain.apply(variables, x), rtol=1e-5, atol=1e-5
+  )
   model = registry.create("efficientnet_lite0", num_classes=10)
-  jaxpr = str(jax.make_jaxpr(lambda x: model.init(jax.random.PRNGKey(0), x))(
-      jnp.zeros((1, 32, 32, 3))))
+  jaxpr = str(
+      jax.make_jaxpr(lambda x: model.init(jax.random.PRNGKey(0), x))(jnp.zeros((1, 32, 32, 3)))
+  )
   # Only the dense convs (stem, expand, project, head) remain XLA convolutions:
   # 1 + 15 + 16 + 1 = 33 of Lite0's 49.
   assert jaxpr.count("conv_general_dilated[") == 33

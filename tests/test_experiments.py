@@ -36,12 +36,14 @@ def workdir_root(command: str, tmp_path: pathlib.Path) -> pathlib.Path:
 
 def _run(command: str, tmp_path: pathlib.Path, extra=()) -> subprocess.CompletedProcess:
   # The experiment's own folders move under tmp_path; nothing committed is written.
-  args = [a for a in shlex.split(command)
-          if not a.startswith(("--out=", "--results_dir="))]
-  args = [f"--workdir_root={workdir_root(command, tmp_path)}"
-          if a.startswith("--workdir_root=") else a for a in args]
-  result = subprocess.run([sys.executable, *args[1:], *extra], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+  args = [a for a in shlex.split(command) if not a.startswith(("--out=", "--results_dir="))]
+  args = [
+      f"--workdir_root={workdir_root(command, tmp_path)}" if a.startswith("--workdir_root=") else a
+      for a in args
+  ]
+  result = subprocess.run(
+      [sys.executable, *args[1:], *extra], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
   return result
 
@@ -61,8 +63,17 @@ def dataset_of(command: str) -> str:
 
 
 def test_every_swept_experiment_is_found():
-  assert {"fc_vs_conv", "parameter_sharing", "activations", "downsampling", "regularization",
-          "preprocessing", "depth", "lecture_backward", "lecun1998"} <= set(SWEPT)
+  assert {
+      "fc_vs_conv",
+      "parameter_sharing",
+      "activations",
+      "downsampling",
+      "regularization",
+      "preprocessing",
+      "depth",
+      "lecture_backward",
+      "lecun1998",
+  } <= set(SWEPT)
 
 
 MNIST_LIKE = ("mnist", "fashion_mnist")
@@ -71,8 +82,9 @@ MNIST_LIKE = ("mnist", "fashion_mnist")
 def sweep_commands(name: str, mnist_like: bool) -> list[str]:
   """An experiment's documented sweep commands on MNIST-like data, or on the others."""
   commands = documented_commands(EXPERIMENTS / name / "config.py")
-  return [c for c in commands
-          if "-m launch.sweep" in c and (dataset_of(c) in MNIST_LIKE) == mnist_like]
+  return [
+      c for c in commands if "-m launch.sweep" in c and (dataset_of(c) in MNIST_LIKE) == mnist_like
+  ]
 
 
 def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
@@ -88,8 +100,11 @@ def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
   for sweep in sweeps:  # one per group of rows or per dataset
     # MNIST runs would load 70,000 images per smoke run; slices show as well
     # that the command works (and halve this test's time).
-    slices = (["--override=train_split=train[:2048]", "--override=eval_split=test[:512]"]
-              if mnist_like else [])
+    slices = (
+        ["--override=train_split=train[:2048]", "--override=eval_split=test[:512]"]
+        if mnist_like
+        else []
+    )
     _run(sweep, tmp_path, ["--smoke", *slices])
     folder = workdir_root(sweep, tmp_path)
     rows = list(csv.DictReader(open(folder / "sweep.csv")))
@@ -104,8 +119,10 @@ def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
     return
   for command in commands:  # the experiment's other scripts, on the smoke runs
     if "-m launch.sweep" not in command:
-      extra = {"compare.py": ["--seeds=0"],
-               "table.py": [f"--sweeps={tmp_path}", f"--table={tmp_path / 'table.md'}"]}
+      extra = {
+          "compare.py": ["--seeds=0"],
+          "table.py": [f"--sweeps={tmp_path}", f"--table={tmp_path / 'table.md'}"],
+      }
       _run(command, tmp_path, next((v for k, v in extra.items() if k in command), []))
 
 
@@ -116,10 +133,12 @@ def test_experiment_commands_run_in_smoke_mode(name, tmp_path):
 
 def test_every_sweep_command_is_smoke_tested():
   for name in SWEPT:
-    documented = [c for c in documented_commands(EXPERIMENTS / name / "config.py")
-                  if "-m launch.sweep" in c]
+    documented = [
+        c for c in documented_commands(EXPERIMENTS / name / "config.py") if "-m launch.sweep" in c
+    ]
     assert sorted(sweep_commands(name, False) + sweep_commands(name, True)) == sorted(
-        documented), name
+        documented
+    ), name
 
 
 def test_counts_scripts_print_the_lectures_numbers(tmp_path):
@@ -131,8 +150,7 @@ def test_counts_scripts_print_the_lectures_numbers(tmp_path):
 
 def test_zoo_table_lists_counts_and_speed(tmp_path):
   command = documented_commands(EXPERIMENTS / "model_zoo" / "zoo_table.py")[0]
-  _run(command, tmp_path, ["--models=lenet5_modern,resnet1202", "--steps=1",
-                           f"--out={tmp_path}"])
+  _run(command, tmp_path, ["--models=lenet5_modern,resnet1202", "--steps=1", f"--out={tmp_path}"])
   rows = list(csv.DictReader(open(tmp_path / "zoo.csv")))
   assert [r["model"] for r in rows] == ["lenet5_modern", "resnet1202"]
   assert int(rows[0]["params"]) == 61_706 and float(rows[0]["images_per_s"]) > 0
@@ -151,9 +169,17 @@ def test_index_and_readme_link_every_experiment():
 
 def test_transfer_experiment_runs_in_smoke_mode(tmp_path):
   command = documented_commands(EXPERIMENTS / "transfer" / "few_shot_digits.py")[0]
-  output = _run(command, tmp_path, ["--seeds=1", "--steps=3", "--pretrain_steps=3",
-                                    "--methods=scratch,head only",
-                                    f"--out={tmp_path}"]).stdout
+  output = _run(
+      command,
+      tmp_path,
+      [
+          "--seeds=1",
+          "--steps=3",
+          "--pretrain_steps=3",
+          "--methods=scratch,head only",
+          f"--out={tmp_path}",
+      ],
+  ).stdout
   assert "seed 0 scratch:" in output and "seed 0 head only:" in output
   results = json.loads((tmp_path / "results.json").read_text())
   assert set(results["accuracy"]) == {"scratch", "head only"}
@@ -163,9 +189,18 @@ def test_transfer_experiment_runs_in_smoke_mode(tmp_path):
 def test_transfer_from_mnist_runs_in_smoke_mode(tmp_path):
   command = documented_commands(EXPERIMENTS / "transfer" / "few_shot_digits.py")[1]
   assert "--source=mnist" in command
-  output = _run(command, tmp_path, ["--seeds=1", "--steps=3", "--pretrain_steps=3",
-                                    "--source_images=200", "--methods=convs frozen",
-                                    f"--out={tmp_path}"]).stdout
+  output = _run(
+      command,
+      tmp_path,
+      [
+          "--seeds=1",
+          "--steps=3",
+          "--pretrain_steps=3",
+          "--source_images=200",
+          "--methods=convs frozen",
+          f"--out={tmp_path}",
+      ],
+  ).stdout
   assert "pretrained on mnist" in output and "seed 0 convs frozen:" in output
   assert json.loads((tmp_path / "results.json").read_text())["source"] == "mnist"
 
@@ -173,8 +208,12 @@ def test_transfer_from_mnist_runs_in_smoke_mode(tmp_path):
 def test_visualization_sanity_checks_run_in_smoke_mode(tmp_path):
   train, check = documented_commands(EXPERIMENTS / "visualization" / "sanity_checks.py")
   workdir = tmp_path / "run"
-  _run(train.replace("/tmp/cnn_jax_default", str(workdir)), tmp_path,
-       ["--config.num_train_steps=3", "--config.schedule.name=constant"])
-  output = _run(check.replace("/tmp/cnn_jax_default", str(workdir)), tmp_path,
-                ["--images=2", "--seed=1"]).stdout
+  _run(
+      train.replace("/tmp/cnn_jax_default", str(workdir)),
+      tmp_path,
+      ["--config.num_train_steps=3", "--config.schedule.name=constant"],
+  )
+  output = _run(
+      check.replace("/tmp/cnn_jax_default", str(workdir)), tmp_path, ["--images=2", "--seed=1"]
+  ).stdout
   assert "| vanilla gradient |" in output and "| occluder |" in output

@@ -9,7 +9,8 @@ import pytest
 import test_experiments as experiments
 
 
-@pytest.mark.parametrize("name", [n for n in experiments.SWEPT
-                                  if experiments.sweep_commands(n, mnist_like=True)])
+@pytest.mark.parametrize(
+    "name", [n for n in experiments.SWEPT if experiments.sweep_commands(n, mnist_like=True)]
+)
 def test_mnist_sweep_commands_run_in_smoke_mode(name, tmp_path):
   experiments.run_smoke(name, tmp_path, mnist_like=True)

@@ -47,8 +47,13 @@ def assert_equal_trees(a, b):
 
 def test_head_only_fine_tuning_keeps_the_body_and_its_statistics(pretrained_run, tmp_path):
   source, before = pretrained_run
-  config = tiny_config(init_from=str(source), freeze="all_but_head", num_train_steps=10,
-                       eval_every_steps=10, checkpoint_every_steps=0)
+  config = tiny_config(
+      init_from=str(source),
+      freeze="all_but_head",
+      num_train_steps=10,
+      eval_every_steps=10,
+      checkpoint_every_steps=0,
+  )
   config.optimizer.weight_decay = 1e-2  # frozen parameters must not decay either
   train_and_evaluate(config, str(tmp_path))
   after = state_at(tmp_path, 10)
@@ -63,26 +68,37 @@ def test_head_only_fine_tuning_keeps_the_body_and_its_statistics(pretrained_run,
 
 def test_two_phases_head_then_everything_at_a_lower_rate(pretrained_run, tmp_path):
   source, before = pretrained_run
-  config = tiny_config(init_from=str(source), freeze="all_but_head", unfreeze_after_steps=5,
-                       lr_mults=(("^(?!output/)", 0.1),), num_train_steps=10,
-                       eval_every_steps=10, checkpoint_every_steps=5, keep_checkpoints=2)
+  config = tiny_config(
+      init_from=str(source),
+      freeze="all_but_head",
+      unfreeze_after_steps=5,
+      lr_mults=(("^(?!output/)", 0.1),),
+      num_train_steps=10,
+      eval_every_steps=10,
+      checkpoint_every_steps=5,
+      keep_checkpoints=2,
+  )
   train_and_evaluate(config, str(tmp_path))
   phase_one, phase_two = state_at(tmp_path, 5), state_at(tmp_path, 10)
   assert_equal_trees(phase_one["params"]["conv1_1"], before["params"]["conv1_1"])
   assert_equal_trees(phase_one["batch_stats"], before["batch_stats"])
-  assert not np.allclose(phase_two["params"]["conv1_1"]["kernel"],
-                         before["params"]["conv1_1"]["kernel"])
-  assert not np.allclose(phase_two["batch_stats"]["conv1_1_bn"]["mean"],
-                         before["batch_stats"]["conv1_1_bn"]["mean"])
+  assert not np.allclose(
+      phase_two["params"]["conv1_1"]["kernel"], before["params"]["conv1_1"]["kernel"]
+  )
+  assert not np.allclose(
+      phase_two["batch_stats"]["conv1_1_bn"]["mean"], before["batch_stats"]["conv1_1_bn"]["mean"]
+  )
 
 
 def test_weights_that_do_not_fit_are_listed_not_loaded(pretrained_run, tmp_path):
   source, _ = pretrained_run
   config = tiny_config(init_from=str(source), num_train_steps=2)
   config.model_kwargs.widths = (8, 12)
-  with pytest.raises(pretrained.PretrainedMismatchError,
-                     match=r"shape mismatch: .*params:conv2_1/kernel model \(3, 3, 8, 12\) vs "
-                           r"weights \(3, 3, 8, 16\)"):
+  with pytest.raises(
+      pretrained.PretrainedMismatchError,
+      match=r"shape mismatch: .*params:conv2_1/kernel model \(3, 3, 8, 12\) vs "
+      r"weights \(3, 3, 8, 16\)",
+  ):
     train_and_evaluate(config, str(tmp_path / "a"))
   with pytest.raises(pretrained.PretrainedMismatchError, match="'.*nothing' does not exist"):
     train_and_evaluate(tiny_config(init_from=str(tmp_path / "nothing")), str(tmp_path / "b"))
@@ -107,20 +123,22 @@ def test_torchvision_file_initializes_everything_but_a_new_head(tmp_path):
 
 
 def test_frozen_parameters_get_no_update_and_multipliers_scale_the_rest():
-  params = {"body": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
-            "output": {"kernel": jnp.ones((2, 2))}}
+  params = {
+      "body": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
+      "output": {"kernel": jnp.ones((2, 2))},
+  }
   grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
   frozen = {"body": {"kernel": True, "bias": True}, "output": {"kernel": False}}
   mults = finetune.lr_multipliers(params, [("^output/", 0.5)])
   tx = finetune.fine_tuning_optimizer(optax.adamw(0.1, weight_decay=0.1), frozen, mults)
   updates, _ = tx.update(grads, tx.init(params), params)
   assert not np.any(updates["body"]["kernel"]) and not np.any(updates["body"]["bias"])
-  plain, _ = optax.adamw(0.1, weight_decay=0.1).update(grads, optax.adamw(0.1).init(params),
-                                                        params)
+  plain, _ = optax.adamw(0.1, weight_decay=0.1).update(grads, optax.adamw(0.1).init(params), params)
   np.testing.assert_allclose(updates["output"]["kernel"], 0.5 * plain["output"]["kernel"])
 
-  gated = finetune.fine_tuning_optimizer(optax.sgd(0.1, momentum=0.9), frozen, mults,
-                                         unfreeze_step=2)
+  gated = finetune.fine_tuning_optimizer(
+      optax.sgd(0.1, momentum=0.9), frozen, mults, unfreeze_step=2
+  )
   state = gated.init(params)
   for step in range(3):
     updates, state = gated.update(grads, state, params)
@@ -165,13 +183,21 @@ def test_frozen_batch_norm_normalizes_with_running_statistics():
   variables = {
       "params": jax.tree_util.tree_map_with_path(
           lambda path, p: jax.random.uniform(next(keys), p.shape, minval=0.5, maxval=1.5)
-          if path[-1].key in ("scale", "bias") else p, variables["params"]),
+          if path[-1].key in ("scale", "bias")
+          else p,
+          variables["params"],
+      ),
       "batch_stats": jax.tree_util.tree_map_with_path(
           lambda path, s: jax.random.uniform(next(keys), s.shape, minval=0.01, maxval=2.0)
-          if path[-1].key == "var" else jax.random.normal(next(keys), s.shape),
-          variables["batch_stats"])}
-  every_bn = {"/".join(k.key for k in path[:-1])
-              for path, _ in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]}
+          if path[-1].key == "var"
+          else jax.random.normal(next(keys), s.shape),
+          variables["batch_stats"],
+      ),
+  }
+  every_bn = {
+      "/".join(k.key for k in path[:-1])
+      for path, _ in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]
+  }
   assert "layer1_0/bn1" in every_bn
   eval_logits = model.apply(variables, x, train=False)
   with nn.intercept_methods(finetune.running_statistics_for(every_bn)):

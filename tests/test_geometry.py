@@ -7,13 +7,16 @@ from cnn_jax import geometry, models
 from cnn_jax.geometry import GeometryError
 
 
-@pytest.mark.parametrize("size,kernel,padding,stride,expected", [
-    (227, 11, 0, 4, 55),   # AlexNet conv1
-    (32, 5, 0, 1, 28),     # LeNet-5 C1
-    (7, 3, 0, 1, 5),       # the lecture's 7x7 input, 3x3 filter
-    (7, 3, 0, 2, 3),       # ... stride 2
-    (32, 3, 1, 1, 32),     # "same" padding P = (F - 1)/2
-])
+@pytest.mark.parametrize(
+    "size,kernel,padding,stride,expected",
+    [
+        (227, 11, 0, 4, 55),  # AlexNet conv1
+        (32, 5, 0, 1, 28),  # LeNet-5 C1
+        (7, 3, 0, 1, 5),  # the lecture's 7x7 input, 3x3 filter
+        (7, 3, 0, 2, 3),  # ... stride 2
+        (32, 3, 1, 1, 32),  # "same" padding P = (F - 1)/2
+    ],
+)
 def test_conv_output_size(size, kernel, padding, stride, expected):
   assert geometry.conv_output_size(size, kernel, padding, stride) == expected
 
@@ -53,8 +56,9 @@ def test_lecture_fully_connected_counts():
 def _build(name, size, **overrides):
   spec = models.spec(name)
   model = models.create(name, **overrides)
-  return model.init({"params": __import__("jax").random.key(0)},
-                    jnp.zeros((1, size, size, spec.channels)))
+  return model.init(
+      {"params": __import__("jax").random.key(0)}, jnp.zeros((1, size, size, spec.channels))
+  )
 
 
 def test_models_from_configs_name_the_failing_layer():

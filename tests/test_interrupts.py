@@ -53,8 +53,11 @@ sys.argv[0] = "cnn_jax.main"
 runpy.run_module("cnn_jax.main", run_name="__main__", alter_sys=True)
 """
 
-LONG_RUN = ("--config.num_train_steps=100000", "--config.checkpoint_every_steps=10",
-            "--config.eval_every_steps=20")
+LONG_RUN = (
+    "--config.num_train_steps=100000",
+    "--config.checkpoint_every_steps=10",
+    "--config.eval_every_steps=20",
+)
 
 
 _started = []
@@ -73,13 +76,18 @@ def kill_leftovers():
 
 def start(tmp_path, *args, config=TINY, wrapped=False, env=None, **kwargs) -> subprocess.Popen:
   """The training CLI on the tiny config in tmp_path/w, output in tmp_path/{out,err}."""
-  command = ([sys.executable, "-c", WRAPPER] if wrapped
-             else [sys.executable, "-m", "cnn_jax.main"])
+  command = [sys.executable, "-c", WRAPPER] if wrapped else [sys.executable, "-m", "cnn_jax.main"]
   (tmp_path / "markers").mkdir(exist_ok=True)
-  _started.append(subprocess.Popen(
-      [*command, f"--config={config}", f"--workdir={tmp_path / 'w'}", *args],
-      stdout=open(tmp_path / "out", "w"), stderr=open(tmp_path / "err", "w"), cwd=ROOT,
-      env={**os.environ, "MARKERS": str(tmp_path / "markers"), **(env or {})}, **kwargs))
+  _started.append(
+      subprocess.Popen(
+          [*command, f"--config={config}", f"--workdir={tmp_path / 'w'}", *args],
+          stdout=open(tmp_path / "out", "w"),
+          stderr=open(tmp_path / "err", "w"),
+          cwd=ROOT,
+          env={**os.environ, "MARKERS": str(tmp_path / "markers"), **(env or {})},
+          **kwargs,
+      )
+  )
   return _started[-1]
 
 
@@ -102,7 +110,8 @@ def sigint_pending(process: subprocess.Popen) -> bool:
 def stopped_in_one_line(process: subprocess.Popen, tmp_path) -> None:
   assert process.wait(timeout=120) == 130
   assert (tmp_path / "err").read_text().strip().splitlines() == ONE_LINE, (
-      (tmp_path / "err").read_text())
+      tmp_path / "err"
+  ).read_text()
 
 
 def test_ctrl_c_while_orbax_waits_for_a_save_stops_and_the_run_resumes(tmp_path):
@@ -116,9 +125,14 @@ def test_ctrl_c_while_orbax_waits_for_a_save_stops_and_the_run_resumes(tmp_path)
   (markers / "release").touch()
   stopped_in_one_line(process, tmp_path)
   assert sorted(os.listdir(tmp_path / "w" / "checkpoints")) == ["10", "20"]
-  resumed = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
-                "--config.num_train_steps=30", "--config.checkpoint_every_steps=10",
-                "--config.eval_every_steps=20")
+  resumed = cli(
+      "cnn_jax.main",
+      f"--config={TINY}",
+      f"--workdir={tmp_path / 'w'}",
+      "--config.num_train_steps=30",
+      "--config.checkpoint_every_steps=10",
+      "--config.eval_every_steps=20",
+  )
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert "resumed from" in resumed.stdout and "at step 20" in resumed.stdout
 
@@ -207,8 +221,7 @@ def test_grain_workers_die_with_a_killed_trainer(tmp_path):
 
 def test_ctrl_c_to_a_grain_run_and_its_workers_is_one_line(tmp_path):
   # A terminal sends Ctrl-C to the whole foreground process group.
-  process = start(tmp_path, *GRAIN_RUN, config=f"{TINY}:grain",
-                  start_new_session=True)
+  process = start(tmp_path, *GRAIN_RUN, config=f"{TINY}:grain", start_new_session=True)
   wait_for((tmp_path / "w" / "checkpoints").exists, "a checkpoint", process)
   workers = children(process.pid)
   assert len(workers) >= 2, workers
@@ -219,14 +232,28 @@ def test_ctrl_c_to_a_grain_run_and_its_workers_is_one_line(tmp_path):
 
 def sweep(config, root, *extra, **kwargs) -> subprocess.Popen:
   return subprocess.Popen(
-      [sys.executable, "-m", "cnn_jax.sweep", f"--config={config}", f"--workdir_root={root}",
-       "--override=checkpoint_every_steps=10", "--override=eval_every_steps=20", *extra],
-      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+      [
+          sys.executable,
+          "-m",
+          "cnn_jax.sweep",
+          f"--config={config}",
+          f"--workdir_root={root}",
+          "--override=checkpoint_every_steps=10",
+          "--override=eval_every_steps=20",
+          *extra,
+      ],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      **kwargs,
+  )
 
 
 def test_a_killed_sweep_stops_its_runs_and_a_rerun_finishes_them(tmp_path):
-  config = _sweep_config(tmp_path, "def get_sweep(h):\n"
-                                   "  return h.sweep('optimizer.learning_rate', [0.1, 0.05])")
+  config = _sweep_config(
+      tmp_path, "def get_sweep(h):\n" "  return h.sweep('optimizer.learning_rate', [0.1, 0.05])"
+  )
   root = tmp_path / "sweep"
   parent = sweep(config, root, "--parallel=2", "--override=num_train_steps=100000")
   _started.append(parent)
@@ -244,13 +271,22 @@ def test_a_killed_sweep_stops_its_runs_and_a_rerun_finishes_them(tmp_path):
 
 
 def test_a_sweep_waits_for_a_run_that_still_holds_its_workdir(tmp_path):
-  config = _sweep_config(tmp_path, "def get_sweep(h):\n"
-                                   "  return h.sweep('optimizer.learning_rate', [0.1])")
+  config = _sweep_config(
+      tmp_path, "def get_sweep(h):\n" "  return h.sweep('optimizer.learning_rate', [0.1])"
+  )
   workdir = tmp_path / "sweep" / "learning_rate=0.1"
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time; from cnn_jax.train import workdir; "
-       "workdir.WorkdirLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)",
-       str(workdir)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+      [
+          sys.executable,
+          "-c",
+          "import sys, time; from cnn_jax.train import workdir; "
+          "workdir.WorkdirLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)",
+          str(workdir),
+      ],
+      stdout=subprocess.PIPE,
+      text=True,
+      cwd=ROOT,
+  )
   _started.append(holder)
   assert holder.stdout.readline().strip() == "locked"
   waiting = sweep(config, tmp_path / "sweep", "--override=num_train_steps=20")
@@ -267,14 +303,27 @@ def test_a_sweep_waits_for_a_run_that_still_holds_its_workdir(tmp_path):
 
 def test_a_killed_local_launcher_leaves_no_process_behind(tmp_path):
   launcher = subprocess.Popen(
-      ["bash", str(ROOT / "launch" / "local_multiprocess.sh"), "2", "--", f"--config={TINY}",
-       f"--workdir={tmp_path / 'w'}", *LONG_RUN],
-      cwd=ROOT, env={**os.environ, "LOG_DIR": str(tmp_path / "logs")},
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      [
+          "bash",
+          str(ROOT / "launch" / "local_multiprocess.sh"),
+          "2",
+          "--",
+          f"--config={TINY}",
+          f"--workdir={tmp_path / 'w'}",
+          *LONG_RUN,
+      ],
+      cwd=ROOT,
+      env={**os.environ, "LOG_DIR": str(tmp_path / "logs")},
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+  )
   _started.append(launcher)
   wait_for((tmp_path / "w" / "checkpoints").exists, "a checkpoint", launcher)
-  trainers = [pid for pid in children(launcher.pid)
-              if b"cnn_jax.main" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+  trainers = [
+      pid
+      for pid in children(launcher.pid)
+      if b"cnn_jax.main" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+  ]
   assert len(trainers) == 2, trainers
   launcher.kill()
   launcher.wait()

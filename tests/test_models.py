@@ -50,17 +50,48 @@ EXPECTED_PARAMS = {
 }
 
 DESIGN_NAMES = [
-    "lenet5", "lenet5_modern", "mlp", "standard", "alexnet", "alexnet_tv", "vgg_a", "vgg_a_lrn",
-    "vgg_b", "vgg_c", "vgg_d", "vgg_e", "googlenet", "googlenet_tv", "resnet18", "resnet34",
-    "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56",
-    "resnet110", "resnet1202", "allcnn_c", "efficientnet_lite0", "efficientnet_lite1",
-    "efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4"]
+    "lenet5",
+    "lenet5_modern",
+    "mlp",
+    "standard",
+    "alexnet",
+    "alexnet_tv",
+    "vgg_a",
+    "vgg_a_lrn",
+    "vgg_b",
+    "vgg_c",
+    "vgg_d",
+    "vgg_e",
+    "googlenet",
+    "googlenet_tv",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnet1202",
+    "allcnn_c",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "efficientnet_lite3",
+    "efficientnet_lite4",
+]
 
 
 def test_registry_names_and_aliases():
   assert sorted(models.names()) == sorted(DESIGN_NAMES)
-  for alias, name in [("vgg11", "vgg_a"), ("vgg13", "vgg_b"), ("vgg16", "vgg_d"),
-                      ("vgg19", "vgg_e")]:
+  for alias, name in [
+      ("vgg11", "vgg_a"),
+      ("vgg13", "vgg_b"),
+      ("vgg16", "vgg_d"),
+      ("vgg19", "vgg_e"),
+  ]:
     assert models.create(alias) == models.create(name)
   with pytest.raises(KeyError, match="unknown model 'resnet9'.*resnet18"):
     models.create("resnet9")
@@ -86,18 +117,31 @@ def test_cifar_resnet_projection_shortcuts_add_2752(depth):
 
 def googlenet_table1_params(branch3_kernel=5):
   """An independent count from the columns of the paper's Table 1 (conv + bias)."""
+
   def conv(k, cin, cout):
     return k * k * cin * cout + cout
+
   total = conv(7, 3, 64) + conv(1, 64, 64) + conv(3, 64, 192)
   table1 = [  # depth in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
-      (192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64),
-      (480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64),
-      (512, 128, 128, 256, 24, 64, 64), (512, 112, 144, 288, 32, 64, 64),
-      (528, 256, 160, 320, 32, 128, 128), (832, 256, 160, 320, 32, 128, 128),
-      (832, 384, 192, 384, 48, 128, 128)]
+      (192, 64, 96, 128, 16, 32, 32),
+      (256, 128, 128, 192, 32, 96, 64),
+      (480, 192, 96, 208, 16, 48, 64),
+      (512, 160, 112, 224, 24, 64, 64),
+      (512, 128, 128, 256, 24, 64, 64),
+      (512, 112, 144, 288, 32, 64, 64),
+      (528, 256, 160, 320, 32, 128, 128),
+      (832, 256, 160, 320, 32, 128, 128),
+      (832, 384, 192, 384, 48, 128, 128),
+  ]
   for cin, n1, r3, n3, r5, n5, pp in table1:
-    total += (conv(1, cin, n1) + conv(1, cin, r3) + conv(3, r3, n3) + conv(1, cin, r5)
-              + conv(branch3_kernel, r5, n5) + conv(1, cin, pp))
+    total += (
+        conv(1, cin, n1)
+        + conv(1, cin, r3)
+        + conv(3, r3, n3)
+        + conv(1, cin, r5)
+        + conv(branch3_kernel, r5, n5)
+        + conv(1, cin, pp)
+    )
   return total + 1024 * 1000 + 1000
 
 
@@ -110,33 +154,61 @@ def test_googlenet_aux_classifiers():
   model = models.create("googlenet", num_classes=7, aux_logits=True)
   x = jnp.zeros((2, 224, 224, 3))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
-  (logits, state) = jax.eval_shape(
-      lambda v: model.apply(v, x, train=True, mutable=["aux_logits"],
-                            rngs={"dropout": jax.random.key(1)}), variables)
+  logits, state = jax.eval_shape(
+      lambda v: model.apply(
+          v, x, train=True, mutable=["aux_logits"], rngs={"dropout": jax.random.key(1)}
+      ),
+      variables,
+  )
   assert logits.shape == (2, 7)
-  assert {k: v[0].shape for k, v in state["aux_logits"].items()} == {
-      "4a": (2, 7), "4d": (2, 7)}
+  assert {k: v[0].shape for k, v in state["aux_logits"].items()} == {"4a": (2, 7), "4d": (2, 7)}
+
   # Each aux head: 1x1 conv to 128, FC 2048 -> 1024, FC 1024 -> classes.
   def head(cin):
     return cin * 128 + 128 + 2048 * 1024 + 1024 + 1024 * 7 + 7
+
   base = layers.num_params(abstract_variables("googlenet", num_classes=7)["params"])
   assert layers.num_params(variables["params"]) == base + head(512) + head(528)
 
 
 # Real forward and backward passes at reduced sizes, one or more per family.
 SMALL = {
-    "lenet5": 32, "lenet5_modern": 32, "mlp": 32, "standard": 32, "alexnet": 227, "alexnet_tv": 64,
-    "vgg_a": 32, "googlenet": 64, "resnet18": 32, "resnet50": 32, "resnet20": 32,
-    "allcnn_c": 32, "efficientnet_lite0": 32,
+    "lenet5": 32,
+    "lenet5_modern": 32,
+    "mlp": 32,
+    "standard": 32,
+    "alexnet": 227,
+    "alexnet_tv": 64,
+    "vgg_a": 32,
+    "googlenet": 64,
+    "resnet18": 32,
+    "resnet50": 32,
+    "resnet20": 32,
+    "allcnn_c": 32,
+    "efficientnet_lite0": 32,
 }
 # The rest are the same code with other widths or more blocks (or VGG's
 # 100M-parameter classifier); they are checked abstractly: shapes and dtypes
 # of the logits and of every gradient.
-ABSTRACT = {"vgg_a_lrn": 32, "vgg_b": 32, "vgg_c": 32, "vgg_d": 32, "vgg_e": 32,
-            "googlenet_tv": 64, "resnet34": 32, "resnet101": 32, "resnet152": 32,
-            "resnet32": 32, "resnet44": 32, "resnet56": 32, "resnet110": 32,
-            "efficientnet_lite1": 32, "efficientnet_lite2": 32, "efficientnet_lite3": 32,
-            "efficientnet_lite4": 32}
+ABSTRACT = {
+    "vgg_a_lrn": 32,
+    "vgg_b": 32,
+    "vgg_c": 32,
+    "vgg_d": 32,
+    "vgg_e": 32,
+    "googlenet_tv": 64,
+    "resnet34": 32,
+    "resnet101": 32,
+    "resnet152": 32,
+    "resnet32": 32,
+    "resnet44": 32,
+    "resnet56": 32,
+    "resnet110": 32,
+    "efficientnet_lite1": 32,
+    "efficientnet_lite2": 32,
+    "efficientnet_lite3": 32,
+    "efficientnet_lite4": 32,
+}
 # resnet1202 is resnet110's code with n = 200 instead of 18; tracing its
 # backward pass alone takes 40 s, so it gets the abstract forward pass (and its
 # exact count above) while resnet110 covers the gradient of those blocks.
@@ -145,10 +217,16 @@ FORWARD_ONLY = {"resnet1202": 32}
 
 def _loss_and_grad(model, variables, x, labels):
   def loss_fn(params):
-    logits, _ = model.apply({**variables, "params": params}, x, train=True,
-                            mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
+    logits, _ = model.apply(
+        {**variables, "params": params},
+        x,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": jax.random.key(2)},
+    )
     onehot = jax.nn.one_hot(labels, logits.shape[-1])
     return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * onehot, -1)), logits
+
   return jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
 
 
@@ -169,8 +247,7 @@ def test_forward_and_gradient(name):
   x = np.random.default_rng(0).standard_normal((2, size, size, spec.channels), np.float32)
   variables = random_variables(abstract_variables(name, size, num_classes=5))
   labels = jnp.array([1, 3])
-  (loss, logits), grads = jax.jit(functools.partial(_loss_and_grad, model))(
-      variables, x, labels)
+  (loss, logits), grads = jax.jit(functools.partial(_loss_and_grad, model))(variables, x, labels)
   assert logits.shape == (2, 5) and logits.dtype == jnp.float32
   assert np.isfinite(float(loss))
   assert jax.tree.structure(grads) == jax.tree.structure(variables["params"])
@@ -188,10 +265,12 @@ def test_forward_and_gradient_shapes(name):
   x = jnp.zeros((2, ABSTRACT[name], ABSTRACT[name], spec.channels))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(1), x))
   (loss, logits), grads = jax.eval_shape(
-      functools.partial(_loss_and_grad, model), variables, x, jnp.array([1, 3]))
+      functools.partial(_loss_and_grad, model), variables, x, jnp.array([1, 3])
+  )
   assert logits.shape == (2, 5) and loss.shape == ()
   assert jax.tree.map(lambda g: (g.shape, g.dtype), grads) == jax.tree.map(
-      lambda p: (p.shape, p.dtype), variables["params"])
+      lambda p: (p.shape, p.dtype), variables["params"]
+  )
 
 
 @pytest.mark.parametrize("name", ["lenet5_modern", "resnet20", "googlenet_tv"])
@@ -204,17 +283,21 @@ def test_bfloat16_compute_keeps_float32_params_and_stats(name):
   logits = jax.eval_shape(lambda v: model.apply(v, x), variables)
   assert logits.dtype == jnp.float32
   # The convolutions themselves run in bfloat16.
-  jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, x))(
-      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)))
+  jaxpr = str(
+      jax.make_jaxpr(lambda v: model.apply(v, x))(
+          jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
+      )
+  )
   assert "conv_general_dilated" in jaxpr and "bf16[2," in jaxpr
 
 
 def test_named_intermediates_can_be_captured():
   model = models.create("resnet18")
   x = jnp.zeros((1, 32, 32, 3))
-  _, state = jax.eval_shape(lambda v: model.apply(
-      v, x, capture_intermediates=True, mutable=["intermediates"]),
-      abstract_variables("resnet18", 32))
+  _, state = jax.eval_shape(
+      lambda v: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"]),
+      abstract_variables("resnet18", 32),
+  )
   inter = state["intermediates"]
   assert inter["conv1"]["__call__"][0].shape == (1, 16, 16, 64)
   assert inter["layer4_1"]["__call__"][0].shape == (1, 1, 1, 512)
@@ -222,20 +305,22 @@ def test_named_intermediates_can_be_captured():
 
 
 def test_batch_norm_updates_statistics_only_in_training():
-  model = models.create("standard", widths=(4,), convs_per_stage=1, fc_widths=(),
-                        batch_norm=True)
+  model = models.create("standard", widths=(4,), convs_per_stage=1, fc_widths=(), batch_norm=True)
   x = np.random.default_rng(0).standard_normal((4, 8, 8, 3), np.float32) * 3 + 1
   variables = model.init(jax.random.key(1), x)
   _, updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  conv = model.apply(variables, x, capture_intermediates=True,
-                     mutable=["intermediates"])[1]["intermediates"]["conv1_1"]["__call__"][0]
+  conv = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])[1][
+      "intermediates"
+  ]["conv1_1"]["__call__"][0]
   # The running mean moves 10% of the way to the batch mean (PyTorch's momentum 0.1).
-  np.testing.assert_allclose(updated["batch_stats"]["conv1_1_bn"]["mean"],
-                             0.1 * np.asarray(conv).mean(axis=(0, 1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(
+      updated["batch_stats"]["conv1_1_bn"]["mean"],
+      0.1 * np.asarray(conv).mean(axis=(0, 1, 2)),
+      rtol=1e-5,
+  )
   # Evaluation uses the running statistics and changes nothing.
   logits, state = model.apply(variables, x, mutable=["batch_stats"])
-  assert jax.tree.all(jax.tree.map(np.array_equal, state["batch_stats"],
-                                   variables["batch_stats"]))
+  assert jax.tree.all(jax.tree.map(np.array_equal, state["batch_stats"], variables["batch_stats"]))
 
 
 def test_dropout_is_active_only_in_training():
@@ -257,8 +342,9 @@ def test_lenet5_rbf_output_is_negative_squared_distance():
   x = jax.random.normal(jax.random.key(0), (3, 32, 32, 1))
   variables = jax.jit(model.init)(jax.random.key(1), x)
   assert "output" not in variables["params"]  # the centres are fixed constants
-  logits, state = jax.jit(functools.partial(model.apply, capture_intermediates=True,
-                                            mutable=["intermediates"]))(variables, x)
+  logits, state = jax.jit(
+      functools.partial(model.apply, capture_intermediates=True, mutable=["intermediates"])
+  )(variables, x)
   f6 = np.asarray(state["intermediates"]["F6_act"]["__call__"][0])
   expected = -((f6[:, None, :] - centres[None]) ** 2).sum(-1)
   np.testing.assert_allclose(logits, expected, rtol=1e-5)
@@ -276,43 +362,55 @@ def test_lenet5_c3_follows_the_connection_table():
     assert tuple(reads) == tuple(sorted(inputs)), j
 
 
-@pytest.mark.parametrize("conv_impl,dtype,tolerance", [
-    ("lecture", "float32", 1e-4),
-    # im2col + GEMM adds up in another order than XLA's convolution. With
-    # batch norm over two examples the float32 gradients are ill-conditioned
-    # enough for that alone to move them by 3e-4, so the math is compared in
-    # float64, where the two agree to 4e-12.
-    ("gemm", "float64", 1e-9),
-    # conv_impl="auto" (the default) computes some input gradients as
-    # matrix product + col2im: other sums again, so float64 too.
-    ("auto", "float64", 1e-9)])
+@pytest.mark.parametrize(
+    "conv_impl,dtype,tolerance",
+    [
+        ("lecture", "float32", 1e-4),
+        # im2col + GEMM adds up in another order than XLA's convolution. With
+        # batch norm over two examples the float32 gradients are ill-conditioned
+        # enough for that alone to move them by 3e-4, so the math is compared in
+        # float64, where the two agree to 4e-12.
+        ("gemm", "float64", 1e-9),
+        # conv_impl="auto" (the default) computes some input gradients as
+        # matrix product + col2im: other sums again, so float64 too.
+        ("auto", "float64", 1e-9),
+    ],
+)
 def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, tolerance):
   # Same parameters, same batch: gradients under conv_impl="lecture" (the
   # lecture's backward pass), "gemm" (im2col + matrix product) and "auto"
   # (col2im input gradients) equal XLA's.
-  small_cnn = dict(widths=(4, 8), fc_widths=(16,), batch_norm=True,
-                   downsampling="stride")
+  small_cnn = dict(widths=(4, 8), fc_widths=(16,), batch_norm=True, downsampling="stride")
   # A two-tower AlexNet in miniature: grouped convs and per-tower LRN.
-  small_alexnet = dict(convs=(alexnet.ConvSpec(8, 3, stride=2, lrn=True, pool=True),
-                              alexnet.ConvSpec(8, 3, padding=1, groups=2, lrn=True)),
-                       check_geometry=False, fc_width=16)
+  small_alexnet = dict(
+      convs=(
+          alexnet.ConvSpec(8, 3, stride=2, lrn=True, pool=True),
+          alexnet.ConvSpec(8, 3, padding=1, groups=2, lrn=True),
+      ),
+      check_geometry=False,
+      fc_width=16,
+  )
   with jax.enable_x64(dtype == "float64"):
-    for name, size, options in [("lenet5", 32, {}), ("standard", 8, small_cnn),
-                                ("alexnet", 15, small_alexnet)]:
+    for name, size, options in [
+        ("lenet5", 32, {}),
+        ("standard", 8, small_cnn),
+        ("alexnet", 15, small_alexnet),
+    ]:
       spec = models.spec(name)
       x = np.random.default_rng(0).standard_normal((2, size, size, spec.channels)).astype(dtype)
-      xla = models.create(name, num_classes=4, conv_impl="xla", dtype=jnp.dtype(dtype),
-                          **options)
-      other = models.create(name, num_classes=4, conv_impl=conv_impl, dtype=jnp.dtype(dtype),
-                            **options)
+      xla = models.create(name, num_classes=4, conv_impl="xla", dtype=jnp.dtype(dtype), **options)
+      other = models.create(
+          name, num_classes=4, conv_impl=conv_impl, dtype=jnp.dtype(dtype), **options
+      )
       variables = jax.tree.map(
           lambda v: jnp.asarray(v, dtype),
-          random_variables(abstract_variables(name, size, num_classes=4, **options)))
+          random_variables(abstract_variables(name, size, num_classes=4, **options)),
+      )
       labels = jnp.array([0, 3])
-      (_, logits_a), grads_a = jax.jit(functools.partial(_loss_and_grad, xla))(
-          variables, x, labels)
+      (_, logits_a), grads_a = jax.jit(functools.partial(_loss_and_grad, xla))(variables, x, labels)
       (_, logits_b), grads_b = jax.jit(functools.partial(_loss_and_grad, other))(
-          variables, x, labels)
+          variables, x, labels
+      )
       np.testing.assert_allclose(logits_a, logits_b, rtol=tolerance / 10, atol=tolerance / 10)
       for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
         assert a.dtype == jnp.dtype(dtype)
@@ -328,8 +426,9 @@ def test_every_model_accepts_the_lecture_conv(name):
   model = models.create(name, conv_impl="lecture")
   x = jnp.zeros((1, size, size, spec.channels))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
-  grads = jax.eval_shape(lambda v: jax.grad(lambda p: model.apply(
-      {**v, "params": p}, x).sum())(v["params"]), variables)
+  grads = jax.eval_shape(
+      lambda v: jax.grad(lambda p: model.apply({**v, "params": p}, x).sum())(v["params"]), variables
+  )
   assert jax.tree.structure(grads) == jax.tree.structure(variables["params"])
   # The convolutions really go through the lecture's custom VJP.
   concrete = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
@@ -364,16 +463,26 @@ def test_unshared_convs_have_a_filter_per_position_and_equal_a_conv_when_tied():
   # Every position given the conv's filter: the two networks are the same function.
   # ConvLocal flattens a patch channel-first: (C, kh, kw), not HWIO's (kh, kw, C).
   kernel = conv_vars["params"]["conv1_1"]["kernel"].transpose(2, 0, 1, 3).reshape(1, 1, 18, 4)
-  tied = {"params": {**conv_vars["params"], "conv1_1": {
-      "kernel": jnp.broadcast_to(kernel, (8, 8, 18, 4)),
-      "bias": jnp.broadcast_to(conv_vars["params"]["conv1_1"]["bias"], (8, 8, 4))}}}
+  tied = {
+      "params": {
+          **conv_vars["params"],
+          "conv1_1": {
+              "kernel": jnp.broadcast_to(kernel, (8, 8, 18, 4)),
+              "bias": jnp.broadcast_to(conv_vars["params"]["conv1_1"]["bias"], (8, 8, 4)),
+          },
+      }
+  }
   np.testing.assert_allclose(local.apply(tied, x), shared.apply(conv_vars, x), atol=1e-5)
   # The same receptive fields: as many multiply-accumulates as the conv.
-  assert summary.summarize(local, (8, 8, 2)).total_macs == summary.summarize(
-      shared, (8, 8, 2)).total_macs == 8 * 8 * 18 * 4 + 4 * 4 * 4 * 3
+  assert (
+      summary.summarize(local, (8, 8, 2)).total_macs
+      == summary.summarize(shared, (8, 8, 2)).total_macs
+      == 8 * 8 * 18 * 4 + 4 * 4 * 4 * 3
+  )
   with pytest.raises(ValueError, match="no locally connected form"):
     models.create("standard", shared_weights=False, conv_impl="lecture", **kwargs).init(
-        jax.random.key(0), x)
+        jax.random.key(0), x
+    )
 
 
 def test_plain_resnet_block_is_the_residual_block_without_its_identity():
@@ -385,19 +494,27 @@ def test_plain_resnet_block_is_the_residual_block_without_its_identity():
   params, stats = variables["params"], variables["batch_stats"]
 
   def conv_bn(y, i):  # running mean 0 and variance 1 at init
-    y = jax.lax.conv_general_dilated(y, params[f"conv{i}"]["kernel"], (1, 1), [(1, 1)] * 2,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+        y,
+        params[f"conv{i}"]["kernel"],
+        (1, 1),
+        [(1, 1)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     scale = params[f"bn{i}"]["scale"] / jnp.sqrt(stats[f"bn{i}"]["var"] + 1e-5)
     return (y - stats[f"bn{i}"]["mean"]) * scale + params[f"bn{i}"]["bias"]
 
   residual = conv_bn(jax.nn.relu(conv_bn(x, 1)), 2)
-  np.testing.assert_allclose(block(shortcut="none").apply(variables, x),
-                             jax.nn.relu(residual), atol=1e-5)
-  np.testing.assert_allclose(block(shortcut="A").apply(variables, x),
-                             jax.nn.relu(residual + x), atol=1e-5)
+  np.testing.assert_allclose(
+      block(shortcut="none").apply(variables, x), jax.nn.relu(residual), atol=1e-5
+  )
+  np.testing.assert_allclose(
+      block(shortcut="A").apply(variables, x), jax.nn.relu(residual + x), atol=1e-5
+  )
   # Option A shortcuts have no parameters: a plain net has as many.
   assert layers.num_params(abstract_variables("resnet56", shortcut="none")["params"]) == (
-      EXPECTED_PARAMS["resnet56"])
+      EXPECTED_PARAMS["resnet56"]
+  )
 
 
 def test_unknown_options_are_clear_errors():
@@ -405,8 +522,7 @@ def test_unknown_options_are_clear_errors():
   with pytest.raises(ValueError, match=r"expects images as \(N, H, W, C\).*x\[\.\.\., None\]"):
     models.create("resnet20").init(jax.random.key(0), jnp.zeros((2, 32, 32)))
   with pytest.raises(ValueError, match="kernel_size >= 3"):
-    models.create("standard", kernel_size=1, downsampling="stride").init(
-        jax.random.key(0), x)
+    models.create("standard", kernel_size=1, downsampling="stride").init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="unknown conv_impl 'fft'"):
     models.create("resnet20", conv_impl="fft").init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="shortcut='C'"):

@@ -11,15 +11,16 @@ README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
 
 
 def test_model_table_lists_every_model_with_its_counts():
-  rows = re.findall(r"^\| `(\w+)`[^|]*\|[^|]*\|[^|]*\| ([\d,]+)[^|]*\| ([\d.]+) ([MG])",
-                    README, re.MULTILINE)
+  rows = re.findall(
+      r"^\| `(\w+)`[^|]*\|[^|]*\|[^|]*\| ([\d,]+)[^|]*\| ([\d.]+) ([MG])", README, re.MULTILINE
+  )
   assert sorted(row[0] for row in rows) == sorted(models.names())
   for name, count, macs, unit in rows:
     assert layers.num_params(abstract_variables(name)["params"]) == int(
-        count.replace(",", "")), name
+        count.replace(",", "")
+    ), name
     spec = models.spec(name)
-    s = summary.summarize(models.create(name), (spec.image_size, spec.image_size,
-                                                spec.channels))
+    s = summary.summarize(models.create(name), (spec.image_size, spec.image_size, spec.channels))
     scale = 1e9 if unit == "G" else 1e6
     assert round(s.total_macs / scale, 3 if unit == "G" else 2) == float(macs), name
 

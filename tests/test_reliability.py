@@ -35,8 +35,14 @@ def snapshot(folder: pathlib.Path) -> dict[str, str]:
 
 
 def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                        timeout=timeout, cwd=ROOT, **kwargs)
+  return subprocess.run(
+      [sys.executable, "-m", *args],
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      cwd=ROOT,
+      **kwargs,
+  )
 
 
 def assert_one_line_error(run: subprocess.CompletedProcess, expected: str) -> None:
@@ -69,24 +75,39 @@ REJECTED = [
 @pytest.mark.parametrize("override,expected", REJECTED)
 def test_a_rejected_command_leaves_the_workdir_byte_identical(finished_run, override, expected):
   before = snapshot(finished_run)
-  run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={finished_run}",
-            "--config.num_train_steps=20", "--config.eval_every_steps=20", override)
+  run = cli(
+      "cnn_jax.main",
+      f"--config={TINY}",
+      f"--workdir={finished_run}",
+      "--config.num_train_steps=20",
+      "--config.eval_every_steps=20",
+      override,
+  )
   assert_one_line_error(run, expected)
   assert snapshot(finished_run) == before
 
 
-@pytest.mark.parametrize("override,expected", [
-    # The shapes are compared from the checkpoint's metadata before orbax
-    # restores anything (a failed orbax restore printed thread tracebacks).
-    ("--config.model_kwargs.widths=(4, 8)",
-     "batch_stats/conv1_1_bn/mean is shape (8,) float32 there and shape (4,) float32"),
-    ("--config.optimizer.name=adam", "does not fit the checkpoint at step 20: opt_state/"),
-])
-def test_a_config_that_does_not_fit_the_checkpoints_is_one_line(finished_run, override,
-                                                                   expected):
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        # The shapes are compared from the checkpoint's metadata before orbax
+        # restores anything (a failed orbax restore printed thread tracebacks).
+        (
+            "--config.model_kwargs.widths=(4, 8)",
+            "batch_stats/conv1_1_bn/mean is shape (8,) float32 there and shape (4,) float32",
+        ),
+        ("--config.optimizer.name=adam", "does not fit the checkpoint at step 20: opt_state/"),
+    ],
+)
+def test_a_config_that_does_not_fit_the_checkpoints_is_one_line(finished_run, override, expected):
   before = snapshot(finished_run)
-  run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={finished_run}",
-            "--config.num_train_steps=20", override)
+  run = cli(
+      "cnn_jax.main",
+      f"--config={TINY}",
+      f"--workdir={finished_run}",
+      "--config.num_train_steps=20",
+      override,
+  )
   assert_one_line_error(run, expected)
   assert snapshot(finished_run) == before
 
@@ -94,10 +115,13 @@ def test_a_config_that_does_not_fit_the_checkpoints_is_one_line(finished_run, ov
 def test_an_even_kernel_is_one_line(tmp_path):
   # The tiny config has no kernel_size to override, so a copy of it sets one.
   config = tmp_path / "even_kernel.py"
-  config.write_text(pathlib.Path(TINY).read_text().replace(
-      "batch_norm=True,", "batch_norm=True, kernel_size=4,"))
-  assert_one_line_error(cli("cnn_jax.main", f"--config={config}", f"--workdir={tmp_path / 'w'}"),
-                        "kernel_size=4: use an odd kernel")
+  config.write_text(
+      pathlib.Path(TINY).read_text().replace("batch_norm=True,", "batch_norm=True, kernel_size=4,")
+  )
+  assert_one_line_error(
+      cli("cnn_jax.main", f"--config={config}", f"--workdir={tmp_path / 'w'}"),
+      "kernel_size=4: use an odd kernel",
+  )
   assert not (tmp_path / "w").exists()
 
 
@@ -109,15 +133,32 @@ def test_a_finished_run_re_run_keeps_its_record(finished_run):
   assert snapshot(finished_run) == before
 
 
-@pytest.mark.parametrize("args,expected", [
-    (("--config=configs/default.py", "--workdir=/tmp/x", "--config.optimizr.learning_rate=1"),
-     'Did you mean "optimizer"'),
-    (("--config=configs/no_such_config.py", "--workdir=/tmp/x"),
-     "cannot load the config file configs/no_such_config.py"),
-    (("--config=configs/default.py", "--workdir="), "--workdir is empty"),
-    (("--config=configs/default.py", "--workdir=/tmp/x", "--config.optimizer.learning_rate=ab"),
-     "could not convert string to float"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (
+            (
+                "--config=configs/default.py",
+                "--workdir=/tmp/x",
+                "--config.optimizr.learning_rate=1",
+            ),
+            'Did you mean "optimizer"',
+        ),
+        (
+            ("--config=configs/no_such_config.py", "--workdir=/tmp/x"),
+            "cannot load the config file configs/no_such_config.py",
+        ),
+        (("--config=configs/default.py", "--workdir="), "--workdir is empty"),
+        (
+            (
+                "--config=configs/default.py",
+                "--workdir=/tmp/x",
+                "--config.optimizer.learning_rate=ab",
+            ),
+            "could not convert string to float",
+        ),
+    ],
+)
 def test_flag_and_config_mistakes_are_one_line(args, expected):
   assert_one_line_error(cli("cnn_jax.main", *args), expected)
 
@@ -125,25 +166,33 @@ def test_flag_and_config_mistakes_are_one_line(args, expected):
 def test_config_file_syntax_error_and_a_workdir_that_is_a_file(tmp_path):
   bad = tmp_path / "bad.py"
   bad.write_text("def get_config(:\n")
-  assert_one_line_error(cli("cnn_jax.main", f"--config={bad}", f"--workdir={tmp_path / 'w'}"),
-                        f"syntax error in {bad}, line 1")
+  assert_one_line_error(
+      cli("cnn_jax.main", f"--config={bad}", f"--workdir={tmp_path / 'w'}"),
+      f"syntax error in {bad}, line 1",
+  )
   assert not (tmp_path / "w").exists()
   a_file = tmp_path / "file"
   a_file.write_text("mine")
-  assert_one_line_error(cli("cnn_jax.main", f"--config={TINY}", f"--workdir={a_file}"),
-                        "is a file, not a folder")
+  assert_one_line_error(
+      cli("cnn_jax.main", f"--config={TINY}", f"--workdir={a_file}"), "is a file, not a folder"
+  )
   assert a_file.read_text() == "mine"
 
 
-@pytest.mark.parametrize("args,expected", [
-    (("cnn_jax.summary", "--model=resnt50"), "did you mean 'resnet50'?"),
-    (("cnn_jax.benchmark", "--model=alexnet", "--batch_size=2", "--image_size=64"), "layer"),
-    (("cnn_jax.visualize", "--workdir=/no/such/run", "--method=filters"), "/no/such/run"),
-    (("cnn_jax.data.preview", "--augment=rotate(degres=10)", "--out=/tmp/g.png"),
-     "augment op 'rotate'"),
-    (("cnn_jax.data.prepare", "--dataset=no_such_dataset"), "unknown dataset"),
-    (("launch.sweep", "--config=configs/no_such.py", "--workdir_root=/tmp/s"), "no_such.py"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (("cnn_jax.summary", "--model=resnt50"), "did you mean 'resnet50'?"),
+        (("cnn_jax.benchmark", "--model=alexnet", "--batch_size=2", "--image_size=64"), "layer"),
+        (("cnn_jax.visualize", "--workdir=/no/such/run", "--method=filters"), "/no/such/run"),
+        (
+            ("cnn_jax.data.preview", "--augment=rotate(degres=10)", "--out=/tmp/g.png"),
+            "augment op 'rotate'",
+        ),
+        (("cnn_jax.data.prepare", "--dataset=no_such_dataset"), "unknown dataset"),
+        (("launch.sweep", "--config=configs/no_such.py", "--workdir_root=/tmp/s"), "no_such.py"),
+    ],
+)
 def test_every_cli_reports_user_errors_in_one_line(args, expected):
   assert_one_line_error(cli(*args), expected)
 
@@ -151,13 +200,20 @@ def test_every_cli_reports_user_errors_in_one_line(args, expected):
 def test_divergence_with_a_finite_loss_stops_and_keeps_finite_checkpoints(tmp_path):
   # Adam at 1e6: the loss stays finite (about 1e35) while the gradient norm
   # and the second moments overflow.
-  config = tiny_config(num_train_steps=60, log_every_steps=5, checkpoint_every_steps=5,
-                       eval_every_steps=100, keep_checkpoints=2)
+  config = tiny_config(
+      num_train_steps=60,
+      log_every_steps=5,
+      checkpoint_every_steps=5,
+      eval_every_steps=100,
+      keep_checkpoints=2,
+  )
   config.optimizer = dict(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=0.0)
   config.schedule = dict(name="step", boundaries=(10,), factor=1e9)
   config.model_kwargs.batch_norm = False  # batch norm would hold the activations finite
-  with pytest.raises(NonFiniteLossError, match=r"diverged: .* became NaN or Inf at step "
-                                               r"1\d;.*last good checkpoint \(step 10\)"):
+  with pytest.raises(
+      NonFiniteLossError,
+      match=r"diverged: .* became NaN or Inf at step " r"1\d;.*last good checkpoint \(step 10\)",
+  ):
     train_and_evaluate(config, str(tmp_path))
   kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir())
   assert kept == [5, 10]
@@ -171,17 +227,27 @@ def test_divergence_with_a_finite_loss_stops_and_keeps_finite_checkpoints(tmp_pa
 
 def test_a_second_run_on_a_locked_workdir_gets_one_line(tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time; from cnn_jax.train import workdir; "
-       "workdir.WorkdirLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)",
-       str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+      [
+          sys.executable,
+          "-c",
+          "import sys, time; from cnn_jax.train import workdir; "
+          "workdir.WorkdirLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)",
+          str(tmp_path),
+      ],
+      stdout=subprocess.PIPE,
+      text=True,
+      cwd=ROOT,
+  )
   try:
     assert holder.stdout.readline().strip() == "locked"
-    (tmp_path / "environment.json").write_text(json.dumps(
-        {"host": socket.gethostname(), "pid": holder.pid}))
+    (tmp_path / "environment.json").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": holder.pid})
+    )
     before = snapshot(tmp_path)
     run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={tmp_path}")
-    assert_one_line_error(run, f"is in use by another run (pid {holder.pid} on host "
-                               f"{socket.gethostname()})")
+    assert_one_line_error(
+        run, f"is in use by another run (pid {holder.pid} on host " f"{socket.gethostname()})"
+    )
     assert snapshot(tmp_path) == before
     with pytest.raises(workdir_lib.WorkdirError, match="in use by another run"):
       workdir_lib.WorkdirLock(str(tmp_path))
@@ -199,8 +265,11 @@ def tmpfs(folder: pathlib.Path, size: str):
   asks for these cases, so a test fails rather than skips where it cannot.
   """
   folder.mkdir()
-  mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                         capture_output=True, text=True)
+  mount = subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+      capture_output=True,
+      text=True,
+  )
   assert mount.returncode == 0, f"cannot mount a tmpfs: {mount.stderr.strip()}"
   try:
     yield folder
@@ -211,9 +280,14 @@ def tmpfs(folder: pathlib.Path, size: str):
 def test_a_full_disk_is_one_line_and_leaves_no_half_written_checkpoint(tmp_path):
   # A 3 MB file system: the config and metrics fit, the first checkpoint does not.
   with tmpfs(tmp_path / "small", "3M") as small:
-    run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={small / 'w'}",
-              "--config.num_train_steps=200", "--config.model_kwargs.widths=(64, 256)",
-              "--config.model_kwargs.fc_widths=(256,)")
+    run = cli(
+        "cnn_jax.main",
+        f"--config={TINY}",
+        f"--workdir={small / 'w'}",
+        "--config.num_train_steps=200",
+        "--config.model_kwargs.widths=(64, 256)",
+        "--config.model_kwargs.fc_widths=(256,)",
+    )
     assert_one_line_error(run, "the disk is full; free some space")
     assert not [p for p in (small / "w" / "checkpoints").iterdir()]
 
@@ -254,7 +328,8 @@ def test_a_read_only_workdir_is_one_line_and_unchanged(finished_run, tmp_path):
     subprocess.run(["cp", "-a", str(finished_run), str(workdir)], check=True)
     subprocess.run(["mount", "-o", "remount,ro", str(mounted)], check=True)
     before = snapshot(workdir)
-    run = cli("cnn_jax.main", f"--config={TINY}", f"--workdir={workdir}",
-              "--config.num_train_steps=40")  # more steps: the run wants to write
+    run = cli(
+        "cnn_jax.main", f"--config={TINY}", f"--workdir={workdir}", "--config.num_train_steps=40"
+    )  # more steps: the run wants to write
     assert_one_line_error(run, "is not writable); use a folder you can write to")
     assert snapshot(workdir) == before

@@ -79,27 +79,35 @@ def test_a_finished_run_with_damaged_results_is_re_evaluated(run_copy):
   repaired = read(run_copy / "results.json")
   assert repaired["re_evaluated"] is True
   assert {k: repaired[k] for k in ("accuracy", "loss", "step", "num_params")} == {
-      k: results[k] for k in ("accuracy", "loss", "step", "num_params")}
+      k: results[k] for k in ("accuracy", "loss", "step", "num_params")
+  }
   assert {k: v for k, v in snapshot(run_copy).items() if k != "results.json"} == kept
 
 
-def test_a_sweep_re_evaluates_a_run_with_damaged_results_and_reads_torn_curves(finished,
-                                                                               tmp_path):
+def test_a_sweep_re_evaluates_a_run_with_damaged_results_and_reads_torn_curves(finished, tmp_path):
   config = tmp_path / "swept.py"
-  config.write_text(f"import importlib.util\n"
-                    f"spec = importlib.util.spec_from_file_location('tiny', {str(TINY)!r})\n"
-                    f"tiny = importlib.util.module_from_spec(spec)\n"
-                    f"spec.loader.exec_module(tiny)\n"
-                    f"get_config = tiny.get_config\n\n"
-                    f"def get_sweep(h):\n  return h.sweep('seed', [0])\n")
+  config.write_text(
+      f"import importlib.util\n"
+      f"spec = importlib.util.spec_from_file_location('tiny', {str(TINY)!r})\n"
+      f"tiny = importlib.util.module_from_spec(spec)\n"
+      f"spec.loader.exec_module(tiny)\n"
+      f"get_config = tiny.get_config\n\n"
+      f"def get_sweep(h):\n  return h.sweep('seed', [0])\n"
+  )
   root = tmp_path / "sweep"
   run = pathlib.Path(shutil.copytree(finished, root / "seed=0"))
   (run / "results.json").write_text((run / "results.json").read_text()[:25])
   with open(run / "metrics.jsonl", "a") as f:
     f.write('{"step": 30, "split": "eval", "accur')
-  sweep = cli("cnn_jax.sweep", f"--config={config}", f"--workdir_root={root}",
-              "--override=num_train_steps=20", "--override=eval_every_steps=20",
-              "--curves=eval.accuracy", "--last=train.accuracy")
+  sweep = cli(
+      "cnn_jax.sweep",
+      f"--config={config}",
+      f"--workdir_root={root}",
+      "--override=num_train_steps=20",
+      "--override=eval_every_steps=20",
+      "--curves=eval.accuracy",
+      "--last=train.accuracy",
+  )
   assert sweep.returncode == 0, sweep.stderr[-3000:]
   (row,) = csv.DictReader(open(root / "sweep.csv"))
   assert row["status"] == "ok" and row["step"] == "20"
@@ -139,37 +147,55 @@ def test_a_resume_that_changes_the_batch_size_is_refused_and_changes_nothing(run
   # Stopped at step 20 of 40 (the fixture's length), resumed with half the batch.
   before = snapshot(run_copy)
   run = train(run_copy, "--config.num_train_steps=40", "--config.batch_size=16")
-  assert_one_line_error(run, f"error: config.batch_size is 16 here but 32 in the run in "
-                             f"{run_copy} (its config.json); use its value, or a new --workdir")
+  assert_one_line_error(
+      run,
+      f"error: config.batch_size is 16 here but 32 in the run in "
+      f"{run_copy} (its config.json); use its value, or a new --workdir",
+  )
   assert snapshot(run_copy) == before
   # Several fields, nested ones too: each named with both values, in one line.
-  run = train(run_copy, "--config.num_train_steps=40", "--config.seed=3",
-              "--config.optimizer.momentum=0.5", "--config.augment=")
-  assert_one_line_error(run, "config.augment is '' here but 'translate(pixels=1)', "
-                             "config.optimizer.momentum is 0.5 here but 0.9, config.seed is 3 "
-                             "here but 0 in the run")
+  run = train(
+      run_copy,
+      "--config.num_train_steps=40",
+      "--config.seed=3",
+      "--config.optimizer.momentum=0.5",
+      "--config.augment=",
+  )
+  assert_one_line_error(
+      run,
+      "config.augment is '' here but 'translate(pixels=1)', "
+      "config.optimizer.momentum is 0.5 here but 0.9, config.seed is 3 "
+      "here but 0 in the run",
+  )
   assert snapshot(run_copy) == before
   # A config.json cut short cannot vouch for the run: refused too, not overwritten.
   (run_copy / "config.json").write_text('{"augment": "tr')
   before = snapshot(run_copy)
-  assert_one_line_error(train(run_copy, "--config.num_train_steps=40"),
-                        f"{run_copy}/config.json is damaged (15 bytes")
+  assert_one_line_error(
+      train(run_copy, "--config.num_train_steps=40"), f"{run_copy}/config.json is damaged (15 bytes"
+  )
   assert snapshot(run_copy) == before
 
 
 def test_a_resume_with_more_steps_is_accepted_and_the_record_keeps_its_history(run_copy):
   config_before = (run_copy / "config.json").read_bytes()
   started = read(run_copy / "environment.json")
-  run = train(run_copy, "--config.num_train_steps=30", "--config.eval_every_steps=20",
-              "--config.log_every_steps=5")
+  run = train(
+      run_copy,
+      "--config.num_train_steps=30",
+      "--config.eval_every_steps=20",
+      "--config.log_every_steps=5",
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   assert (run_copy / "config.json").read_bytes() == config_before  # the config it started with
   environment = read(run_copy / "environment.json")
   (resume,) = environment.pop("resumes")
   assert environment == started  # how the run started is kept
   assert resume["step"] == 20 and resume["pid"] != started["pid"]
-  assert resume["changed"] == {"num_train_steps": {"from": 20, "to": 30},
-                               "log_every_steps": {"from": 10, "to": 5}}
+  assert resume["changed"] == {
+      "num_train_steps": {"from": 20, "to": 30},
+      "log_every_steps": {"from": 10, "to": 5},
+  }
   assert "--config.num_train_steps=30" in resume["command"]
   assert read(run_copy / "results.json")["step"] == 30
 
@@ -178,7 +204,8 @@ def test_a_resume_with_more_steps_is_accepted_and_the_record_keeps_its_history(r
   assert train_and_evaluate(config, str(run_copy))["step"] == 35
   resumes = read(run_copy / "environment.json")["resumes"]
   assert [(r["step"], r["changed"]) for r in resumes[1:]] == [
-      (30, {"num_train_steps": {"from": 30, "to": 35}})]
+      (30, {"num_train_steps": {"from": 30, "to": 35}})
+  ]
 
 
 def test_a_finished_run_re_evaluated_with_another_config_writes_nothing(run_copy):
@@ -192,8 +219,9 @@ def test_a_finished_run_re_evaluated_with_another_config_writes_nothing(run_copy
   # config, so the command is refused.
   (run_copy / "results.json").write_text('{"accuracy": 0.7')
   before = snapshot(run_copy)
-  assert_one_line_error(train(run_copy, *STEPS, "--config.seed=5"),
-                        "config.seed is 5 here but 0 in the run in")
+  assert_one_line_error(
+      train(run_copy, *STEPS, "--config.seed=5"), "config.seed is 5 here but 0 in the run in"
+  )
   assert snapshot(run_copy) == before
 
 
@@ -204,8 +232,10 @@ def test_the_lock_names_a_resumed_run_s_process(run_copy):
     environment = read(run_copy / "environment.json")
     environment["resumes"] = [{"step": 10, "host": socket.gethostname(), "pid": os.getpid()}]
     records.write_json(str(run_copy / "environment.json"), environment)
-    assert_one_line_error(train(run_copy, *STEPS), f"in use by another run (pid {os.getpid()} "
-                                                   f"on host {socket.gethostname()})")
+    assert_one_line_error(
+        train(run_copy, *STEPS),
+        f"in use by another run (pid {os.getpid()} " f"on host {socket.gethostname()})",
+    )
   finally:
     lock.release()
 
@@ -216,28 +246,35 @@ def test_the_lock_names_a_resumed_run_s_process(run_copy):
 
 def test_a_negative_step_count_is_refused_on_a_finished_run(finished):
   before = snapshot(finished)
-  assert_one_line_error(train(finished, "--config.num_train_steps=-5"),
-                        "config.num_train_steps=-5 must be >= 0 and finite (0: use "
-                        "config.num_epochs)")
+  assert_one_line_error(
+      train(finished, "--config.num_train_steps=-5"),
+      "config.num_train_steps=-5 must be >= 0 and finite (0: use " "config.num_epochs)",
+  )
   assert snapshot(finished) == before
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("num_epochs", -1.0, "config.num_epochs=-1.0 must be >= 0"),
-    ("num_epochs", math.inf, "config.num_epochs=inf must be >= 0 and finite"),
-    ("eval_every_steps", -1, "config.eval_every_steps=-1 must be >= 0"),
-    ("eval_batch_size", -8, "config.eval_batch_size=-8 must be >= 0 and finite (0: "
-                            "config.batch_size)"),
-    ("grain_workers", -1, "config.grain_workers=-1"),
-    ("unfreeze_after_steps", -3, "config.unfreeze_after_steps=-3"),
-    ("aux_loss_weight", math.nan, "config.aux_loss_weight=nan"),
-    ("batch_size", 0, "config.batch_size=0 must be positive"),
-    ("log_every_steps", -1, "config.log_every_steps=-1 must be positive"),
-    ("std", (0.0,), "config.std=(0.0,) must be positive finite numbers"),
-    ("mean", (math.nan,), "config.mean=(nan,) must be finite numbers"),
-    ("mean", (0.5, 0.5), "config.mean has 2 values but config.std has 1"),
-    ("label_smoothing", math.nan, "config.label_smoothing=nan must be in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_epochs", -1.0, "config.num_epochs=-1.0 must be >= 0"),
+        ("num_epochs", math.inf, "config.num_epochs=inf must be >= 0 and finite"),
+        ("eval_every_steps", -1, "config.eval_every_steps=-1 must be >= 0"),
+        (
+            "eval_batch_size",
+            -8,
+            "config.eval_batch_size=-8 must be >= 0 and finite (0: " "config.batch_size)",
+        ),
+        ("grain_workers", -1, "config.grain_workers=-1"),
+        ("unfreeze_after_steps", -3, "config.unfreeze_after_steps=-3"),
+        ("aux_loss_weight", math.nan, "config.aux_loss_weight=nan"),
+        ("batch_size", 0, "config.batch_size=0 must be positive"),
+        ("log_every_steps", -1, "config.log_every_steps=-1 must be positive"),
+        ("std", (0.0,), "config.std=(0.0,) must be positive finite numbers"),
+        ("mean", (math.nan,), "config.mean=(nan,) must be finite numbers"),
+        ("mean", (0.5, 0.5), "config.mean has 2 values but config.std has 1"),
+        ("label_smoothing", math.nan, "config.label_smoothing=nan must be in [0, 1)"),
+    ],
+)
 def test_impossible_config_values_are_named(field, value, message):
   config = tiny_config(mean=(0.5,), std=(0.25,))
   config[field] = value
@@ -249,22 +286,31 @@ def test_unset_is_zero_and_nothing_else():
   config = tiny_config(num_train_steps=0, num_epochs=2.0)  # 0: the length is in epochs
   config_lib.validate(config)
   config.eval_every_steps, config.eval_every_epochs = 0, 0.0
-  with pytest.raises(ConfigError, match="set config.eval_every_steps or "
-                                        "config.eval_every_epochs to a positive value"):
+  with pytest.raises(
+      ConfigError,
+      match="set config.eval_every_steps or " "config.eval_every_epochs to a positive value",
+  ):
     config_lib.validate(config)
 
 
-@pytest.mark.parametrize("section, field, value, message", [
-    ("optimizer", "learning_rate", math.nan, "learning_rate must be positive and finite, "
-                                             "got nan"),
-    ("optimizer", "learning_rate", math.inf, "learning_rate must be positive and finite"),
-    ("optimizer", "weight_decay", -1e-4, "weight_decay must be >= 0 and finite"),
-    ("optimizer", "momentum", 1.0, "config.optimizer.momentum must be in [0, 1), got 1.0"),
-    ("optimizer", "grad_clip_norm", math.nan, "grad_clip_norm must be >= 0"),
-    ("schedule", "factor", -0.1, "config.schedule.factor must be >= 0"),
-    ("schedule", "warmup_steps", -5, "config.schedule.warmup_steps must be >= 0"),
-    ("schedule", "boundaries", (10, -1), "config.schedule.boundaries must be numbers >= 0"),
-])
+@pytest.mark.parametrize(
+    "section, field, value, message",
+    [
+        (
+            "optimizer",
+            "learning_rate",
+            math.nan,
+            "learning_rate must be positive and finite, " "got nan",
+        ),
+        ("optimizer", "learning_rate", math.inf, "learning_rate must be positive and finite"),
+        ("optimizer", "weight_decay", -1e-4, "weight_decay must be >= 0 and finite"),
+        ("optimizer", "momentum", 1.0, "config.optimizer.momentum must be in [0, 1), got 1.0"),
+        ("optimizer", "grad_clip_norm", math.nan, "grad_clip_norm must be >= 0"),
+        ("schedule", "factor", -0.1, "config.schedule.factor must be >= 0"),
+        ("schedule", "warmup_steps", -5, "config.schedule.warmup_steps must be >= 0"),
+        ("schedule", "boundaries", (10, -1), "config.schedule.boundaries must be numbers >= 0"),
+    ],
+)
 def test_impossible_optimizer_and_schedule_values_are_named(section, field, value, message):
   optimizer = dict(name="sgd", learning_rate=0.1, momentum=0.9)
   schedule = dict(name="step", boundaries=(10,), factor=0.1)
@@ -284,17 +330,25 @@ def _image_folder(root: pathlib.Path, classes: dict[str, list[str]]) -> None:
       (root / split / name).mkdir(parents=True)
       for i in range(4):
         Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(
-            root / split / name / f"{i}.png")
+            root / split / name / f"{i}.png"
+        )
 
 
 def test_a_class_the_training_split_lacks_is_one_line(tmp_path):
   data = tmp_path / "pets"
   _image_folder(data, {"train": ["cat", "dog"], "test": ["cat", "dogs"]})
-  run = train(tmp_path / "w", f"--config.dataset=folder:{data}", f"--config.data_dir={tmp_path}",
-              "--config.batch_size=4")
-  assert_one_line_error(run, f"image folder '{data}/test' has classes ['dogs'] that the "
-                             f"training split {data}/train lacks; {data}/train has ['dog'] "
-                             "that it lacks; rename or move the class folders")
+  run = train(
+      tmp_path / "w",
+      f"--config.dataset=folder:{data}",
+      f"--config.data_dir={tmp_path}",
+      "--config.batch_size=4",
+  )
+  assert_one_line_error(
+      run,
+      f"image folder '{data}/test' has classes ['dogs'] that the "
+      f"training split {data}/train lacks; {data}/train has ['dog'] "
+      "that it lacks; rename or move the class folders",
+  )
   assert not (tmp_path / "w").exists()
 
 
@@ -317,15 +371,18 @@ def test_visualize_rebuilds_a_damaged_gallery_and_names_a_damaged_config(run_cop
   run = cli("cnn_jax.visualize", f"--workdir={run_copy}", "--method=filters", f"--out={out}")
   assert run.returncode == 0, run.stderr[-3000:]
   entries = read(out / "index.json")
-  assert [(e["method"], e["png"]) for e in entries] == [("saliency", "saliency.png"),
-                                                        ("filters", "filters_conv1_1.png")]
+  assert [(e["method"], e["png"]) for e in entries] == [
+      ("saliency", "saliency.png"),
+      ("filters", "filters_conv1_1.png"),
+  ]
   assert "caption lost" in entries[0]["caption"]
   assert "saliency.png" in (out / "index.html").read_text()
 
   (run_copy / "config.json").write_text('{"model": "stan')
-  assert_one_line_error(cli("cnn_jax.visualize", f"--workdir={run_copy}", "--method=filters",
-                            f"--out={out}"),
-                        f"{run_copy}/config.json is damaged")
+  assert_one_line_error(
+      cli("cnn_jax.visualize", f"--workdir={run_copy}", "--method=filters", f"--out={out}"),
+      f"{run_copy}/config.json is damaged",
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -333,30 +390,43 @@ def test_visualize_rebuilds_a_damaged_gallery_and_names_a_damaged_config(run_cop
 
 
 BROKEN = {
-    "moved_name": ("from launch import config_files\n", "ImportError: cannot import name "
-                   "'config_files' from 'launch'"),
+    "moved_name": (
+        "from launch import config_files\n",
+        "ImportError: cannot import name " "'config_files' from 'launch'",
+    ),
     "syntax": ("def get_config(:\n", "SyntaxError: syntax error in {file}, line 1"),
-    "name": ("x = 1\ny = undefined_name\n", "NameError: name 'undefined_name' is not "
-             "defined at line 2"),
-    "get_config": ("def get_config():\n  raise ValueError('no such recipe')\n\n"
-                   "def get_sweep(h):\n  return h.sweep('seed', [0])\n",
-                   "ValueError: no such recipe at line 2"),
+    "name": (
+        "x = 1\ny = undefined_name\n",
+        "NameError: name 'undefined_name' is not " "defined at line 2",
+    ),
+    "get_config": (
+        "def get_config():\n  raise ValueError('no such recipe')\n\n"
+        "def get_sweep(h):\n  return h.sweep('seed', [0])\n",
+        "ValueError: no such recipe at line 2",
+    ),
 }
 
 
-@pytest.mark.parametrize("command, broken", [
-    ("cnn_jax.main", "moved_name"), ("cnn_jax.main", "get_config"),
-    ("cnn_jax.sweep", "moved_name"), ("cnn_jax.sweep", "syntax"), ("cnn_jax.sweep", "name"),
-    ("cnn_jax.sweep", "get_config"),
-])
+@pytest.mark.parametrize(
+    "command, broken",
+    [
+        ("cnn_jax.main", "moved_name"),
+        ("cnn_jax.main", "get_config"),
+        ("cnn_jax.sweep", "moved_name"),
+        ("cnn_jax.sweep", "syntax"),
+        ("cnn_jax.sweep", "name"),
+        ("cnn_jax.sweep", "get_config"),
+    ],
+)
 def test_a_config_file_that_fails_to_load_is_one_line(tmp_path, command, broken):
   text, expected = BROKEN[broken]
   file = tmp_path / f"{broken}.py"
   file.write_text(text)
   where = "--workdir" if command == "cnn_jax.main" else "--workdir_root"
   run = cli(command, f"--config={file}", f"{where}={tmp_path / 'w'}")
-  assert_one_line_error(run, f"error: cannot load the config file {file} ("
-                             f"{expected.format(file=file)}")
+  assert_one_line_error(
+      run, f"error: cannot load the config file {file} (" f"{expected.format(file=file)}"
+  )
   assert run.stderr.strip().endswith("; fix the file")
   assert not (tmp_path / "w").exists()
 
@@ -367,8 +437,10 @@ def test_a_bug_in_cnn_jax_while_loading_a_config_keeps_its_traceback(tmp_path):
   # on_mnist_like's own code fails (None has no fields): a bug of ours, not the file's.
   with pytest.raises(AttributeError):
     config_files.call(str(file), lambda: config_files.on_mnist_like(None))
-  with pytest.raises(config_files.ConfigFileError, match=r"\(get_config\(\) is called with "
-                                                         r"the argument '3'\); add or drop"):
+  with pytest.raises(
+      config_files.ConfigFileError,
+      match=r"\(get_config\(\) is called with " r"the argument '3'\); add or drop",
+  ):
     config_files.get_config(str(file), "3")
 
 
@@ -379,8 +451,11 @@ def test_a_bug_in_cnn_jax_while_loading_a_config_keeps_its_traceback(tmp_path):
 def test_damaged_normalization_statistics_are_computed_again(tmp_path):
   _image_folder(tmp_path / "data", {"train": ["a", "b"]})
   config = base_config()
-  config.dataset, config.data_dir, config.image_size = f"folder:{tmp_path / 'data'}", str(
-      tmp_path), 8
+  config.dataset, config.data_dir, config.image_size = (
+      f"folder:{tmp_path / 'data'}",
+      str(tmp_path),
+      8,
+  )
   stats = preprocess.normalization(config)
   (cache,) = (tmp_path / "cnn_jax_stats").iterdir()
   cache.write_text('{"mean": [0.4')
@@ -391,9 +466,18 @@ def test_damaged_normalization_statistics_are_computed_again(tmp_path):
 def test_an_experiment_s_damaged_results_are_one_line_and_kept(tmp_path):
   # Its results.json gathers hours of runs: a damaged one is named, never overwritten.
   (tmp_path / "results.json").write_text('{"model": "efficientnet_lite0", "accu')
-  run = subprocess.run([sys.executable, "experiments/transfer/imagenet_to_fashion_mnist.py",
-                        "--report_only", f"--out={tmp_path}"], capture_output=True, text=True,
-                       timeout=300, cwd=ROOT)
+  run = subprocess.run(
+      [
+          sys.executable,
+          "experiments/transfer/imagenet_to_fashion_mnist.py",
+          "--report_only",
+          f"--out={tmp_path}",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=ROOT,
+  )
   assert_one_line_error(run, f"{tmp_path}/results.json is damaged (37 bytes")
   assert (tmp_path / "results.json").read_text() == '{"model": "efficientnet_lite0", "accu'
 
@@ -409,8 +493,11 @@ def test_a_sweep_table_whose_writing_stops_leaves_the_old_one_whole(tmp_path):
   for name, write in [("sweep.csv", tables.write_csv), ("sweep.md", tables.write_markdown)]:
     path = tmp_path / name
     path.write_text("the last complete table\n")
-    args = (str(path), [outcome], [column]) if name.endswith("csv") else (
-        str(path), [outcome], "python -m cnn_jax.sweep", [column])
+    args = (
+        (str(path), [outcome], [column])
+        if name.endswith("csv")
+        else (str(path), [outcome], "python -m cnn_jax.sweep", [column])
+    )
     with pytest.raises(KeyboardInterrupt):
       write(*args)
     assert path.read_text() == "the last complete table\n"

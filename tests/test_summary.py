@@ -11,8 +11,7 @@ from cnn_jax import models, summary
 
 def _summarize(name):
   spec = models.spec(name)
-  return summary.summarize(models.create(name), (spec.image_size, spec.image_size,
-                                                 spec.channels))
+  return summary.summarize(models.create(name), (spec.image_size, spec.image_size, spec.channels))
 
 
 def test_lenet5_matches_the_paper():
@@ -37,8 +36,10 @@ def test_rows_add_up_to_the_totals():
     assert sum(r.macs for r in s.rows) == s.total_macs
 
 
-@pytest.mark.parametrize("name,published_gmacs", [
-    ("resnet18", 1.814), ("resnet50", 4.089), ("vgg_d", 15.47), ("alexnet_tv", 0.714)])
+@pytest.mark.parametrize(
+    "name,published_gmacs",
+    [("resnet18", 1.814), ("resnet50", 4.089), ("vgg_d", 15.47), ("alexnet_tv", 0.714)],
+)
 def test_macs_match_published_figures(name, published_gmacs):
   assert _summarize(name).total_macs / 1e9 == pytest.approx(published_gmacs, rel=0.02)
 
@@ -50,12 +51,20 @@ def test_alexnet_first_layer_row():
   assert "55x55x96" in _summarize("alexnet").table()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--model", "resnet9"], "unknown model 'resnet9'"),
-    (["--model", "alexnet", "--image_size", "224"], "layer 'conv1'")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "resnet9"], "unknown model 'resnet9'"),
+        (["--model", "alexnet", "--image_size", "224"], "layer 'conv1'"),
+    ],
+)
 def test_cli_errors_are_one_line(args, message):
-  out = subprocess.run([sys.executable, "-m", "cnn_jax.summary", *args], capture_output=True,
-                       text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  out = subprocess.run(
+      [sys.executable, "-m", "cnn_jax.summary", *args],
+      capture_output=True,
+      text=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert out.returncode != 0 and message in out.stderr
   assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
 
@@ -63,6 +72,10 @@ def test_cli_errors_are_one_line(args, message):
 def test_cli_prints_the_vgg16_table():
   out = subprocess.run(
       [sys.executable, "-m", "cnn_jax.summary", "--model", "vgg_d", "--image_size", "224"],
-      capture_output=True, text=True, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+      capture_output=True,
+      text=True,
+      check=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert "total parameters: 138,357,544" in out.stdout
   assert "conv5_3" in out.stdout and "7x7x512" in out.stdout

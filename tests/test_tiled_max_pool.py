@@ -14,13 +14,16 @@ def _reference(x, window):
   return nn.max_pool(x, (window, window), (window, window), padding="VALID")
 
 
-@pytest.mark.parametrize("shape, window", [
-    ((2, 8, 8, 3), 2),     # LeNet's and VGG's 2x2/2
-    ((1, 28, 28, 6), 2),   # LeNet-5's S2
-    ((3, 7, 9, 2), 2),     # a last row and column that fill no tile
-    ((2, 9, 9, 4), 3),
-    ((1, 4, 4, 1), 4),     # one window: global max
-])
+@pytest.mark.parametrize(
+    "shape, window",
+    [
+        ((2, 8, 8, 3), 2),  # LeNet's and VGG's 2x2/2
+        ((1, 28, 28, 6), 2),  # LeNet-5's S2
+        ((3, 7, 9, 2), 2),  # a last row and column that fill no tile
+        ((2, 9, 9, 4), 3),
+        ((1, 4, 4, 1), 4),  # one window: global max
+    ],
+)
 def test_values_and_gradients_equal_reduce_window_in_float64(shape, window):
   with jax.enable_x64():
     key_x, key_g = jax.random.split(jax.random.key(0))
@@ -34,8 +37,10 @@ def test_values_and_gradients_equal_reduce_window_in_float64(shape, window):
     np.testing.assert_array_equal(ours_vjp(g)[0], theirs_vjp(g)[0])
     # And on continuous values (no ties): the same.
     x = jax.random.normal(key_x, shape, jnp.float64)
-    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(tiled_max_pool(v, window) * g))(x),
-                                  jax.grad(lambda v: jnp.sum(_reference(v, window) * g))(x))
+    np.testing.assert_array_equal(
+        jax.grad(lambda v: jnp.sum(tiled_max_pool(v, window) * g))(x),
+        jax.grad(lambda v: jnp.sum(_reference(v, window) * g))(x),
+    )
 
 
 def test_bfloat16_and_jit():
@@ -48,8 +53,11 @@ def test_bfloat16_and_jit():
 
 
 def test_the_pool_layer_uses_it_only_for_tilings():
-  jaxpr = str(jax.make_jaxpr(jax.grad(
-      lambda v: jnp.sum(layers.MaxPool(2).apply({}, v))))(jnp.ones((1, 8, 8, 1))))
+  jaxpr = str(
+      jax.make_jaxpr(jax.grad(lambda v: jnp.sum(layers.MaxPool(2).apply({}, v))))(
+          jnp.ones((1, 8, 8, 1))
+      )
+  )
   assert "reduce_window" not in jaxpr and "select_and_scatter" not in jaxpr
   # Overlapping (3/2, AlexNet) and padded pools keep reduce_window.
   for pool in (layers.MaxPool(3, 2), layers.MaxPool(2, padding=1)):
@@ -63,8 +71,9 @@ def test_lenet5_trains_the_same_with_either_pool(monkeypatch):
   with jax.enable_x64():
     x = jax.random.normal(jax.random.key(2), (4, 32, 32, 1), jnp.float64)
     labels = jnp.arange(4) % 10
-    variables = jax.tree.map(lambda p: p.astype(jnp.float64),
-                             model.init(jax.random.key(3), x, train=False))
+    variables = jax.tree.map(
+        lambda p: p.astype(jnp.float64), model.init(jax.random.key(3), x, train=False)
+    )
 
     def loss(params):
       logits = model.apply({**variables, "params": params}, x, train=False)

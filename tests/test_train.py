@@ -19,8 +19,15 @@ from tensorboardX.proto import event_pb2
 from cnn_jax import models
 from cnn_jax.data import preprocess
 from cnn_jax.saved_runs import CheckpointError, read_state
-from cnn_jax.train import (ConfigError, NonFiniteLossError, Preempted, config as config_lib,
-                           parallel, steps, train_and_evaluate)
+from cnn_jax.train import (
+    ConfigError,
+    NonFiniteLossError,
+    Preempted,
+    config as config_lib,
+    parallel,
+    steps,
+    train_and_evaluate,
+)
 from cnn_jax.train import state as state_lib
 
 from conftest import abstract_variables, random_variables
@@ -60,8 +67,8 @@ def read_events(workdir) -> dict[str, list[tuple[int, float]]]:
   for path in pathlib.Path(workdir).glob("events.out.tfevents.*"):
     data, i = path.read_bytes(), 0
     while i < len(data):
-      length = int.from_bytes(data[i:i + 8], "little")
-      event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+      length = int.from_bytes(data[i : i + 8], "little")
+      event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
       i += 12 + length + 4
       for value in event.summary.value:
         scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
@@ -72,14 +79,17 @@ def read_events(workdir) -> dict[str, list[tuple[int, float]]]:
 # Config checks.
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("dtype", "float16", "config.dtype='float16'"),
-    ("input_pipeline", "tf.data", "config.input_pipeline='tf.data'"),
-    ("batch_size", 0, "config.batch_size=0 must be positive"),
-    ("mean", (0.5,), "config.mean has 1 values but config.std has 0"),
-    ("ema_decay", 1.0, "config.ema_decay=1.0"),
-    ("normalize", "whiten", "config.normalize='whiten'; use one of"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("dtype", "float16", "config.dtype='float16'"),
+        ("input_pipeline", "tf.data", "config.input_pipeline='tf.data'"),
+        ("batch_size", 0, "config.batch_size=0 must be positive"),
+        ("mean", (0.5,), "config.mean has 1 values but config.std has 0"),
+        ("ema_decay", 1.0, "config.ema_decay=1.0"),
+        ("normalize", "whiten", "config.normalize='whiten'; use one of"),
+    ],
+)
 def test_bad_config_values_are_named(field, value, message):
   config = tiny_config()
   config[field] = value
@@ -104,15 +114,17 @@ def test_normalize_standardizes_centers_or_keeps_raw_pixels(tmp_path):
 
 
 def test_batch_must_divide_over_devices():
-  with pytest.raises(ConfigError, match="batch_size=100 does not divide over 8 devices; "
-                                        "use a multiple of 8 such as 96 or 104"):
+  with pytest.raises(
+      ConfigError,
+      match="batch_size=100 does not divide over 8 devices; "
+      "use a multiple of 8 such as 96 or 104",
+  ):
     config_lib.check_batch_divides(100, 8)
   config_lib.check_batch_divides(96, 8)
 
 
 def test_run_length_in_epochs_or_steps():
-  config = tiny_config(num_train_steps=0, num_epochs=2.5, eval_every_steps=0,
-                       eval_every_epochs=1.0)
+  config = tiny_config(num_train_steps=0, num_epochs=2.5, eval_every_steps=0, eval_every_epochs=1.0)
   assert config_lib.run_length(config, 44) == (110, 44)
   config.num_train_steps = 7
   assert config_lib.run_length(config, 44) == (7, 44)
@@ -133,19 +145,35 @@ def test_one_resolver_turns_epochs_into_steps():
 
 def test_checkpoints_every_so_many_epochs(tmp_path):
   # 1438 training digits / 32 = 44 steps per epoch: a quarter epoch is 11 steps.
-  config = tiny_config(num_train_steps=22, eval_every_steps=100, checkpoint_every_steps=0,
-                       checkpoint_every_epochs=0.25)
+  config = tiny_config(
+      num_train_steps=22,
+      eval_every_steps=100,
+      checkpoint_every_steps=0,
+      checkpoint_every_epochs=0.25,
+  )
   train_and_evaluate(config, str(tmp_path))
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [11, 22]
 
 
 def test_cli_reports_config_mistakes_in_one_line(tmp_path):
-  for override, expected in [("--config.model=resnet9", "error: unknown model 'resnet9'"),
-                             ("--config.batch_size=5000", "exceeds the 1438 training"),
-                             ("--config.dataset=cifar10", "python -m cnn_jax.data.prepare")]:
+  for override, expected in [
+      ("--config.model=resnet9", "error: unknown model 'resnet9'"),
+      ("--config.batch_size=5000", "exceeds the 1438 training"),
+      ("--config.dataset=cifar10", "python -m cnn_jax.data.prepare"),
+  ]:
     run = subprocess.run(
-        [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}",
-         f"--workdir={tmp_path / 'w'}", override], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "cnn_jax.main",
+            f"--config={TINY}",
+            f"--workdir={tmp_path / 'w'}",
+            override,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and expected in last, run.stderr[-2000:]
@@ -171,9 +199,13 @@ def host_state(name, size, tx, **overrides):
   """A TrainState built on the host (compiling a big initializer costs more than the step)."""
   variables = random_variables(abstract_variables(name, size, num_classes=10, **overrides))
   return state_lib.TrainState(
-      step=jnp.zeros((), jnp.int32), params=variables["params"],
-      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]),
-      ema_params={}, rng=jax.random.key_data(jax.random.key(0)))
+      step=jnp.zeros((), jnp.int32),
+      params=variables["params"],
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx.init(variables["params"]),
+      ema_params={},
+      rng=jax.random.key_data(jax.random.key(0)),
+  )
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
@@ -186,10 +218,13 @@ def test_training_steps_of_every_family(name):
   # Placed as the loop places it, so that every call reuses one compilation.
   state = parallel.put_replicated(host_state(name, size, tx, **overrides), mesh)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (4, size, size, channels), dtype=np.uint8),
-           "label": np.arange(4, dtype=np.int32)}
-  step = steps.make_train_step(model, tx, mesh, mean=(0.5,), std=(0.25,), aux_loss_weight=0.3,
-                               donate=False)
+  batch = {
+      "image": rng.integers(0, 256, (4, size, size, channels), dtype=np.uint8),
+      "label": np.arange(4, dtype=np.int32),
+  }
+  step = steps.make_train_step(
+      model, tx, mesh, mean=(0.5,), std=(0.25,), aux_loss_weight=0.3, donate=False
+  )
   losses, current = [], state
   for _ in range(5):  # the same batch five times: the loss must fall
     current, totals = step(current, parallel.put_replicated(steps.empty_totals(), mesh), batch)
@@ -199,20 +234,22 @@ def test_training_steps_of_every_family(name):
   assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
   assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(current.params))
   if state.batch_stats:  # running statistics moved towards the batch's
-    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.batch_stats,
-                         current.batch_stats)
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.batch_stats, current.batch_stats)
     assert all(jax.tree.leaves(moved))
 
 
 def test_bfloat16_computes_in_bf16_and_keeps_float32_state():
   model32 = models.create("standard", num_classes=10, widths=(4, 8), batch_norm=True)
-  model16 = models.create("standard", num_classes=10, widths=(4, 8), batch_norm=True,
-                          dtype=jnp.bfloat16)
+  model16 = models.create(
+      "standard", num_classes=10, widths=(4, 8), batch_norm=True, dtype=jnp.bfloat16
+  )
   tx = optax.sgd(0.1)
   mesh = parallel.make_mesh(jax.devices()[:1])
   state = state_lib.create(model32, tx, (1, 16, 16, 3), seed=0, use_ema=False)
-  batch = {"image": np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
-           "label": np.arange(8, dtype=np.int32) % 10}
+  batch = {
+      "image": np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+      "label": np.arange(8, dtype=np.int32) % 10,
+  }
   results = {}
   for name, model in (("f32", model32), ("bf16", model16)):
     step = steps.make_train_step(model, tx, mesh, dtype=model.dtype, donate=False)
@@ -235,10 +272,10 @@ def test_ema_params_follow_the_moving_average():
   batch = {"image": np.full((4, 8, 8, 1), 128, np.uint8), "label": np.arange(4, dtype=np.int32)}
   step = steps.make_train_step(model, tx, mesh, ema_decay=0.9, donate=False)
   new_state, _ = step(state, steps.empty_totals(), batch)
-  expected = jax.tree.map(lambda old, new: 0.9 * old + 0.1 * new, state.params,
-                          new_state.params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new_state.ema_params,
-               expected)
+  expected = jax.tree.map(lambda old, new: 0.9 * old + 0.1 * new, state.params, new_state.params)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new_state.ema_params, expected
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -246,26 +283,37 @@ def test_ema_params_follow_the_moving_average():
 
 
 def test_run_learns_digits_and_writes_its_records(tmp_path):
-  config = tiny_config(num_train_steps=200, eval_every_steps=100, log_every_steps=25,
-                       checkpoint_every_steps=0)
+  config = tiny_config(
+      num_train_steps=200, eval_every_steps=100, log_every_steps=25, checkpoint_every_steps=0
+  )
   result = train_and_evaluate(config, str(tmp_path))
   assert result["accuracy"] > 0.9, result
   assert result["step"] == 200 and result["top5_accuracy"] >= result["accuracy"]
 
   saved = json.loads((tmp_path / "results.json").read_text())
   assert {k: saved[k] for k in ("accuracy", "loss", "step")} == {
-      k: result[k] for k in ("accuracy", "loss", "step")}
+      k: result[k] for k in ("accuracy", "loss", "step")
+  }
   assert saved["wall_seconds"] > 0
   # widths (8, 16), 3x3 convs with batch norm (no bias), fc 32 with batch norm, 10 classes.
   assert saved["num_params"] == (9 * 8 + 2 * 8) + (9 * 8 * 16 + 2 * 16) + (
-      2 * 2 * 16 * 32 + 2 * 32) + (32 * 10 + 10)
+      2 * 2 * 16 * 32 + 2 * 32
+  ) + (32 * 10 + 10)
   assert json.loads((tmp_path / "config.json").read_text())["model"] == "standard"
   environment = json.loads((tmp_path / "environment.json").read_text())
   assert environment["cnn_jax_version"] and environment["git_commit"]
 
   events = read_events(tmp_path)
-  for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/images_per_s",
-              "train/grad_norm", "eval/accuracy", "eval/loss", "eval/top5_accuracy"):
+  for tag in (
+      "train/loss",
+      "train/accuracy",
+      "train/learning_rate",
+      "train/images_per_s",
+      "train/grad_norm",
+      "eval/accuracy",
+      "eval/loss",
+      "eval/top5_accuracy",
+  ):
     assert tag in events, tag
   assert [s for s, _ in events["train/loss"]] == list(range(25, 201, 25))
   assert events["eval/accuracy"][-1] == (200, pytest.approx(result["accuracy"]))
@@ -284,14 +332,14 @@ def test_grain_run_resumes_exactly_where_it_stopped(tmp_path):
 
 
 def test_best_checkpoint_is_the_best_eval_and_ema_is_evaluated(tmp_path):
-  config = tiny_config(num_train_steps=40, eval_every_steps=10, keep_best=True,
-                       ema_decay=0.5, keep_checkpoints=1)
+  config = tiny_config(
+      num_train_steps=40, eval_every_steps=10, keep_best=True, ema_decay=0.5, keep_checkpoints=1
+  )
   train_and_evaluate(config, str(tmp_path))
   evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   evals = [e for e in evals if e["split"] == "eval"]
   best = max(evals, key=lambda e: e["accuracy"])  # the first of equals, as orbax keeps
-  assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()] == [
-      str(best["step"])]
+  assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()] == [str(best["step"])]
   assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["40"]
   state = final_state(tmp_path)
   restored = state_lib.TrainState(**state)
@@ -326,11 +374,14 @@ def test_changed_model_does_not_restore_and_says_why(tmp_path):
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
   # A sane rate for 10 steps, then one that blows the weights up.
-  config = tiny_config(num_train_steps=40, log_every_steps=5, checkpoint_every_steps=10,
-                       eval_every_steps=100)
+  config = tiny_config(
+      num_train_steps=40, log_every_steps=5, checkpoint_every_steps=10, eval_every_steps=100
+  )
   config.schedule = dict(name="step", boundaries=(10,), factor=1e12)
-  with pytest.raises(NonFiniteLossError, match=r"NaN or Inf at step (1[0-4]);.*"
-                                               r"last good checkpoint \(step 10\)"):
+  with pytest.raises(
+      NonFiniteLossError,
+      match=r"NaN or Inf at step (1[0-4]);.*" r"last good checkpoint \(step 10\)",
+  ):
     train_and_evaluate(config, str(tmp_path))
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [10]
   state = final_state(tmp_path)
@@ -341,14 +392,21 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
 # ---------------------------------------------------------------------------
 # Kill and SIGTERM: real processes, resumed by re-running the same command.
 
-LONG_RUN = ["--config.num_train_steps=800", "--config.checkpoint_every_steps=200",
-            "--config.eval_every_steps=800", "--config.log_every_steps=100"]
+LONG_RUN = [
+    "--config.num_train_steps=800",
+    "--config.checkpoint_every_steps=200",
+    "--config.eval_every_steps=800",
+    "--config.log_every_steps=100",
+]
 
 
 def _start(workdir):
   return subprocess.Popen(
-      [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}", f"--workdir={workdir}",
-       *LONG_RUN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}", f"--workdir={workdir}", *LONG_RUN],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
 
 
 def _wait_for_checkpoint(workdir, process):
@@ -365,8 +423,9 @@ def _wait_for_checkpoint(workdir, process):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  config = tiny_config(num_train_steps=800, checkpoint_every_steps=200, eval_every_steps=800,
-                       log_every_steps=100)
+  config = tiny_config(
+      num_train_steps=800, checkpoint_every_steps=200, eval_every_steps=800, log_every_steps=100
+  )
   return train_and_evaluate(config, str(workdir)), final_state(workdir)
 
 
@@ -386,8 +445,18 @@ def test_killed_run_resumes_bit_exactly(tmp_path, uninterrupted, how):
   assert not (tmp_path / "results.json").exists()
 
   rerun = subprocess.run(
-      [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}", f"--workdir={tmp_path}",
-       *LONG_RUN], capture_output=True, text=True, timeout=300)
+      [
+          sys.executable,
+          "-m",
+          "cnn_jax.main",
+          f"--config={TINY}",
+          f"--workdir={tmp_path}",
+          *LONG_RUN,
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resumed from" in rerun.stdout
   result, state = uninterrupted
@@ -410,6 +479,7 @@ def test_sigterm_in_process_raises_preempted(tmp_path):
         signal_at["armed"] = False
         os.kill(os.getpid(), signal.SIGTERM)
       return out
+
     return step_then_signal
 
   handler_before = signal.getsignal(signal.SIGTERM)
@@ -430,10 +500,15 @@ def test_sigterm_in_process_raises_preempted(tmp_path):
 
 def _python(code_or_args, devices: int, **kwargs):
   env = dict(os.environ)
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
-                      + f" --xla_force_host_platform_device_count={devices}")
-  return subprocess.run([sys.executable, *code_or_args], env=env, capture_output=True,
-                        text=True, timeout=300, **kwargs)
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+  return subprocess.run(
+      [sys.executable, *code_or_args],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      **kwargs,
+  )
 
 
 def test_eight_devices_give_the_one_device_loss_gradients_and_batch_norm():
@@ -450,8 +525,13 @@ def test_eight_devices_give_the_one_device_loss_gradients_and_batch_norm():
 
 
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
-  args = [f"--config={TINY}", "--config.num_train_steps=12", "--config.log_every_steps=1",
-          "--config.eval_every_steps=12", "--config.checkpoint_every_steps=6"]
+  args = [
+      f"--config={TINY}",
+      "--config.num_train_steps=12",
+      "--config.log_every_steps=1",
+      "--config.eval_every_steps=12",
+      "--config.checkpoint_every_steps=6",
+  ]
   single = _python(["-m", "cnn_jax.main", *args, f"--workdir={tmp_path / 'one'}"], devices=4)
   assert single.returncode == 0, single.stderr[-3000:]
 
@@ -460,12 +540,28 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
   # Output goes to files: with pipes, a process blocked on a full pipe that
   # nobody reads would stall the other one inside a collective.
-  logs = [(open(tmp_path / f"out{i}.txt", "w+"), open(tmp_path / f"err{i}.txt", "w+"))
-          for i in range(2)]
-  processes = [subprocess.Popen(
-      [sys.executable, "-m", "cnn_jax.main", *args, f"--workdir={tmp_path / 'two'}",
-       f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
-      env=env, stdout=out, stderr=err, text=True) for i, (out, err) in enumerate(logs)]
+  logs = [
+      (open(tmp_path / f"out{i}.txt", "w+"), open(tmp_path / f"err{i}.txt", "w+")) for i in range(2)
+  ]
+  processes = [
+      subprocess.Popen(
+          [
+              sys.executable,
+              "-m",
+              "cnn_jax.main",
+              *args,
+              f"--workdir={tmp_path / 'two'}",
+              f"--coordinator_address=localhost:{port}",
+              "--num_processes=2",
+              f"--process_id={i}",
+          ],
+          env=env,
+          stdout=out,
+          stderr=err,
+          text=True,
+      )
+      for i, (out, err) in enumerate(logs)
+  ]
   timed_out = False
   try:
     for p in processes:
@@ -481,15 +577,17 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     outputs.append((out.read(), err.read()))
     out.close(), err.close()
   assert not timed_out, "the 2 processes hung; their last output:\n" + "\n".join(
-      f"process {i}: {out[-800:]}{err[-800:]}" for i, (out, err) in enumerate(outputs))
+      f"process {i}: {out[-800:]}{err[-800:]}" for i, (out, err) in enumerate(outputs)
+  )
   for p, (out, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
   # Only process 0 reports (Gloo itself may print connection lines on any process).
   assert "on 4 device(s)" in outputs[0][0]
   assert "steps/s" not in outputs[1][0] and "eval at step" not in outputs[1][0]
   # ...but every process ends with its own copy of the final eval.
-  finals = [next(line for line in out.splitlines() if "finished at step 12" in line)
-            for out, _ in outputs]
+  finals = [
+      next(line for line in out.splitlines() if "finished at step 12" in line) for out, _ in outputs
+  ]
   assert finals[0].split(":", 1)[1] == finals[1].split(":", 1)[1]
 
   def losses(workdir):
@@ -502,5 +600,8 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   result_one = json.loads((tmp_path / "one" / "results.json").read_text())
   result_two = json.loads((tmp_path / "two" / "results.json").read_text())
   assert result_two["accuracy"] == pytest.approx(result_one["accuracy"], abs=1e-9)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               final_state(tmp_path / "two")["params"], final_state(tmp_path / "one")["params"])
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+      final_state(tmp_path / "two")["params"],
+      final_state(tmp_path / "one")["params"],
+  )

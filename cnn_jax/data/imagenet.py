@@ -24,8 +24,9 @@ NUM_CLASSES = 1000
 @functools.cache
 def synsets() -> list[str]:
   """The 1,000 WordNet ids ("n01440764", ...), index = the label's integer."""
-  text = (importlib.resources.files("tensorflow_datasets") / "datasets" / "imagenet2012"
-          / "labels.txt").read_text()
+  text = (
+      importlib.resources.files("tensorflow_datasets") / "datasets" / "imagenet2012" / "labels.txt"
+  ).read_text()
   return text.split()
 
 
@@ -33,6 +34,7 @@ def synsets() -> list[str]:
 def class_names() -> list[str]:
   """The 1,000 class names ("tench, Tinca tinca", ...), index = the label's integer."""
   from tensorflow_datasets.datasets.siscore import labels  # pure Python, no TensorFlow
+
   return list(labels.IMAGENET_LABELS_LIST)
 
 
@@ -83,7 +85,15 @@ def _resized_centre(image: Image.Image, size: int, crop_padding: int) -> np.ndar
   first = max(0, math.floor((top + 0.5) * y - reach))
   last = min(image.height, math.ceil((top + size - 0.5) * y + reach))
   rows = image.crop((0, first, image.width, last))
-  band = rows.resize((size, last - first), Image.Resampling.BICUBIC,
-                     box=(left * x, 0, (left + size) * x, last - first))
-  return np.asarray(band.resize((size, size), Image.Resampling.BICUBIC,
-                                box=(0, top * y - first, size, (top + size) * y - first)))
+  band = rows.resize(
+      (size, last - first),
+      Image.Resampling.BICUBIC,
+      box=(left * x, 0, (left + size) * x, last - first),
+  )
+  return np.asarray(
+      band.resize(
+          (size, size),
+          Image.Resampling.BICUBIC,
+          box=(0, top * y - first, size, (top + size) * y - first),
+      )
+  )

@@ -79,14 +79,19 @@ def _decoded_upright(source: str | bytes, label: str) -> Image.Image:
         pass
       return image
   except FileNotFoundError as e:
-    raise ImageError(f"image {label} not found; check the path", label,
-                     f"FileNotFoundError: {e.strerror}") from None
+    raise ImageError(
+        f"image {label} not found; check the path", label, f"FileNotFoundError: {e.strerror}"
+    ) from None
   except Image.DecompressionBombError as e:
     raise _too_many_pixels(label, str(e)) from None
   except Exception as e:  # PIL raises many types for bad files (OSError, SyntaxError, ...)
     reason = f"{type(e).__name__}: {' '.join(str(e).split())}"
-    raise ImageError(f"{label} is not a readable image ({reason}); give a JPEG or PNG file, "
-                     "or re-save this one with an image editor", label, reason) from None
+    raise ImageError(
+        f"{label} is not a readable image ({reason}); give a JPEG or PNG file, "
+        "or re-save this one with an image editor",
+        label,
+        reason,
+    ) from None
 
 
 def within_pixel_limit(width: int, height: int) -> bool:
@@ -107,20 +112,29 @@ def _too_many_pixels(label: str, pil_message: str) -> ImageError:
   counts = [int(n) for n in re.findall(r"\d+", pil_message)]
   pixels = f"{counts[0]:,} pixels" if counts else "more pixels"
   limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-  reason = (f"DecompressionBombError: {pixels}, more than the {limit:,} that PIL decodes "
-            "(a small file of a huge image can exhaust the memory); scale it down to a few "
-            "million pixels")
-  return ImageError(f"{label} has {pixels}, more than the {limit:,} that PIL decodes (a "
-                    "decompression bomb, or a huge scan); scale it down to a few million "
-                    "pixels and give that file", label, reason)
+  reason = (
+      f"DecompressionBombError: {pixels}, more than the {limit:,} that PIL decodes "
+      "(a small file of a huge image can exhaust the memory); scale it down to a few "
+      "million pixels"
+  )
+  return ImageError(
+      f"{label} has {pixels}, more than the {limit:,} that PIL decodes (a "
+      "decompression bomb, or a huge scan); scale it down to a few million "
+      "pixels and give that file",
+      label,
+      reason,
+  )
 
 
 def _shown(image: Image.Image, label: str) -> Image.Image:
   """An image of 8-bit samples in L or RGB mode, as a viewer shows `image`."""
   if image.mode == "F":
-    raise ImageError(f"{label} has 32-bit floating-point samples, which have no standard "
-                     "display range; save it with 8- or 16-bit samples", label,
-                     "floating-point samples")
+    raise ImageError(
+        f"{label} has 32-bit floating-point samples, which have no standard "
+        "display range; save it with 8- or 16-bit samples",
+        label,
+        "floating-point samples",
+    )
   if image.mode in _SIXTEEN_BIT:
     image = _eight_bit(image)
   if image.mode == "1":
@@ -134,8 +148,12 @@ def _shown(image: Image.Image, label: str) -> Image.Image:
   try:
     return image.convert("RGB")  # P, CMYK, YCbCr, RGBX, ...
   except ValueError as e:  # modes PIL cannot show without a colour profile (LAB, ...)
-    raise ImageError(f"{label} has pixel mode {image.mode}, which cannot be shown as RGB "
-                     f"({e}); save it as an RGB image", label, f"mode {image.mode}") from None
+    raise ImageError(
+        f"{label} has pixel mode {image.mode}, which cannot be shown as RGB "
+        f"({e}); save it as an RGB image",
+        label,
+        f"mode {image.mode}",
+    ) from None
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

@@ -38,11 +38,13 @@ class _FromIdxFiles(NoDownloadMessages):
 
 class OfflineMnist(_FromIdxFiles, tfds_mnist.MNIST, skip_registration=True):
   """TFDS's `mnist`, from local idx files."""
+
   name = "mnist"
 
 
 class OfflineFashionMnist(_FromIdxFiles, tfds_mnist.FashionMNIST, skip_registration=True):
   """TFDS's `fashion_mnist`, from local idx files."""
+
   name = "fashion_mnist"
 
 

@@ -16,8 +16,7 @@ import jax
 from cnn_jax.errors import ArgumentError
 
 
-def batch_indices(key: jax.Array, step: jax.Array, batch_size: int,
-                  num_examples: int) -> jax.Array:
+def batch_indices(key: jax.Array, step: jax.Array, batch_size: int, num_examples: int) -> jax.Array:
   """Indices of the examples of training step `step` (jit-able).
 
   Each epoch is a permutation of all examples drawn from fold_in(key, epoch);
@@ -50,8 +49,9 @@ def epoch_order(key: jax.Array, epoch, num_examples: int) -> jax.Array:
   return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
 
 
-def take_batch(images: jax.Array, labels: jax.Array, order: jax.Array, step: jax.Array,
-               batch_size: int) -> tuple[jax.Array, jax.Array]:
+def take_batch(
+    images: jax.Array, labels: jax.Array, order: jax.Array, step: jax.Array, batch_size: int
+) -> tuple[jax.Array, jax.Array]:
   """The (uint8 images, labels) of step `step`, gathered on the device.
 
   Args:
@@ -70,8 +70,10 @@ def take_batch(images: jax.Array, labels: jax.Array, order: jax.Array, step: jax
 
 def _steps_per_epoch(batch_size: int, num_examples: int) -> int:
   if batch_size > num_examples:
-    raise ArgumentError(f"batch_size {batch_size} exceeds the {num_examples} training "
-                        "examples held on the device; use a smaller batch")
+    raise ArgumentError(
+        f"batch_size {batch_size} exceeds the {num_examples} training "
+        "examples held on the device; use a smaller batch"
+    )
   return num_examples // batch_size
 
 

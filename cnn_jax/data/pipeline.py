@@ -30,13 +30,16 @@ from cnn_jax.data.preprocess import resize_uint8
 @dataclasses.dataclass(frozen=True)
 class ToArrays(grain.transforms.Map):
   """TFDS example -> {"image": uint8 HWC at image_size, "label": int32}."""
+
   image_size: int | None = None
   resize: str = "bilinear"  # see `resize_uint8`
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
     image = sources.with_channel_axis(np.asarray(element["image"], np.uint8))
-    return {"image": resize_uint8(image, self.image_size, self.resize),
-            "label": np.int32(element["label"])}
+    return {
+        "image": resize_uint8(image, self.image_size, self.resize),
+        "label": np.int32(element["label"]),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ReadBatch(grain.transforms.Map):
   One `__getitems__` call reads the batch (array_record reads it in one go),
   and equal-sized images are resized together (padding is one NumPy copy).
   """
+
   source: Any
   image_size: int | None = None
   resize: str = "bilinear"
@@ -105,10 +109,18 @@ def _stop_with_parent(parent_pid: int, worker_index: int, worker_count: int) -> 
   interrupts.watch_parent(parent_pid, lambda: os._exit(1))
 
 
-def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,
-                 shard_count: int = 1, image_size: int | None = None,
-                 resize: str = "bilinear", worker_count: int = 0,
-                 num_epochs: int | None = None) -> grain.IterDataset:
+def train_loader(
+    source,
+    *,
+    batch_size: int,
+    seed: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    image_size: int | None = None,
+    resize: str = "bilinear",
+    worker_count: int = 0,
+    num_epochs: int | None = None,
+) -> grain.IterDataset:
   """A shuffled, sharded, repeating loader of this process's training batches.
 
   Process `shard_index` of `shard_count` reads only its part (`ShardView`),
@@ -135,19 +147,31 @@ def train_loader(source, *, batch_size: int, seed: int, shard_index: int = 0,
   shard = ShardView(source, shard_index, shard_count)
   # Shuffle, then repeat: Grain reshuffles every epoch (seed + epoch), and a
   # batch may span two epochs, as one long stream of examples.
-  batches = (grain.MapDataset.range(len(shard)).shuffle(seed=seed).repeat(num_epochs)
-             .batch(batch_size, drop_remainder=True)
-             .map(ReadBatch(shard, image_size, resize)))
+  batches = (
+      grain.MapDataset.range(len(shard))
+      .shuffle(seed=seed)
+      .repeat(num_epochs)
+      .batch(batch_size, drop_remainder=True)
+      .map(ReadBatch(shard, image_size, resize))
+  )
   stream = batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
   if worker_count:
-    stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count),
-                                worker_init_fn=functools.partial(_stop_with_parent, os.getpid()))
+    stream = stream.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=worker_count),
+        worker_init_fn=functools.partial(_stop_with_parent, os.getpid()),
+    )
   return stream
 
 
-def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: int = 1,
-                 image_size: int | None = None, resize: str = "bilinear"
-                 ) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+    source,
+    *,
+    batch_size: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    image_size: int | None = None,
+    resize: str = "bilinear",
+) -> Iterator[dict[str, np.ndarray]]:
   """Every example exactly once, in fixed-size batches with a validity mask.
 
   Process p reads examples p, p + shard_count, ...; the last batch is padded
@@ -167,10 +191,12 @@ def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: 
   """
   n = len(source)
   num_batches = math.ceil(n / (batch_size * shard_count))
-  dataset = (grain.MapDataset.source(source)
-             .slice(slice(shard_index, None, shard_count))
-             .map(ToArrays(image_size, resize))
-             .batch(batch_size, drop_remainder=False))
+  dataset = (
+      grain.MapDataset.source(source)
+      .slice(slice(shard_index, None, shard_count))
+      .map(ToArrays(image_size, resize))
+      .batch(batch_size, drop_remainder=False)
+  )
   yielded = 0
   for batch in dataset.to_iter_dataset(grain.ReadOptions(num_threads=4)):
     yield _pad(batch, batch_size)
@@ -182,8 +208,9 @@ def eval_batches(source, *, batch_size: int, shard_index: int = 0, shard_count: 
     yield _pad({k: v[:0] for k, v in template.items()}, batch_size, like=template)
 
 
-def _pad(batch: dict[str, np.ndarray], size: int,
-         like: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def _pad(
+    batch: dict[str, np.ndarray], size: int, like: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
   like = like or batch
   valid = len(batch["label"])
   out = {}
@@ -194,8 +221,9 @@ def _pad(batch: dict[str, np.ndarray], size: int,
   return out
 
 
-def prefetch_to_device(batches: Iterator[dict[str, np.ndarray]], size: int,
-                       sharding: jax.sharding.Sharding) -> Iterator[dict[str, jax.Array]]:
+def prefetch_to_device(
+    batches: Iterator[dict[str, np.ndarray]], size: int, sharding: jax.sharding.Sharding
+) -> Iterator[dict[str, jax.Array]]:
   """Keeps `size` batches in flight to the devices while the step runs.
 
   Each process passes its own (local) batches; with a sharding over several
@@ -209,6 +237,7 @@ def prefetch_to_device(batches: Iterator[dict[str, np.ndarray]], size: int,
   Yields:
     The same batches as global `jax.Array`s, in order.
   """
+
   def put(batch):
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 

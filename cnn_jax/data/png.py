@@ -27,8 +27,12 @@ _COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (grey, RGB)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-  return (struct.pack(">I", len(data)) + kind + data
-          + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+  return (
+      struct.pack(">I", len(data))
+      + kind
+      + data
+      + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+  )
 
 
 def encode(image: np.ndarray) -> bytes:
@@ -45,10 +49,19 @@ def encode(image: np.ndarray) -> bytes:
     image = image[..., None]
   height, width, channels = image.shape
   header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0)
-  rows = np.concatenate([np.zeros((height, 1), np.uint8),  # filter type 0 per row
-                         image.reshape(height, width * channels)], axis=1)
-  return (_SIGNATURE + _chunk(b"IHDR", header)
-          + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _chunk(b"IEND", b""))
+  rows = np.concatenate(
+      [
+          np.zeros((height, 1), np.uint8),  # filter type 0 per row
+          image.reshape(height, width * channels),
+      ],
+      axis=1,
+  )
+  return (
+      _SIGNATURE
+      + _chunk(b"IHDR", header)
+      + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+      + _chunk(b"IEND", b"")
+  )
 
 
 def decode(data: bytes, channels: int) -> np.ndarray:
@@ -82,13 +95,16 @@ def _idat_stream(data: bytes) -> tuple[bytes, bytes] | None:
     return None
   compressed, position = [], 33
   while position + 12 <= len(data):
-    length, kind = struct.unpack(">I4s", data[position:position + 8])
+    length, kind = struct.unpack(">I4s", data[position : position + 8])
     if kind == b"IEND":
-      return (data[16:29], b"".join(compressed)) if compressed and (
-          position + 12 + length == len(data)) else None
+      return (
+          (data[16:29], b"".join(compressed))
+          if compressed and (position + 12 + length == len(data))
+          else None
+      )
     if kind != b"IDAT":
       return None  # an ancillary chunk (transparency, orientation, ...): the general path
-    compressed.append(data[position + 8:position + 8 + length])
+    compressed.append(data[position + 8 : position + 8 + length])
     position += 12 + length
   return None  # truncated
 
@@ -99,9 +115,13 @@ def _decode_unfiltered(data: bytes, channels: int) -> np.ndarray | None:
   if found is None:
     return None
   width, height, depth, color, compression, filtering, interlace = struct.unpack(
-      ">IIBBBBB", found[0])
-  if (depth, compression, filtering, interlace) != (8, 0, 0, 0) or (
-      color != _COLOR_TYPES.get(channels)) or not images.within_pixel_limit(width, height):
+      ">IIBBBBB", found[0]
+  )
+  if (
+      (depth, compression, filtering, interlace) != (8, 0, 0, 0)
+      or (color != _COLOR_TYPES.get(channels))
+      or not images.within_pixel_limit(width, height)
+  ):
     return None
   expected = height * (1 + width * channels)
   decompressor = zlib.decompressobj()

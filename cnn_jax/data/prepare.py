@@ -23,10 +23,15 @@ from cnn_jax.data import idx, sources
 from cnn_jax.data.errors import DataError
 
 _DATASET = flags.DEFINE_string("dataset", "digits", "TFDS dataset name, e.g. cifar10")
-_FROM = flags.DEFINE_string("from", None, "mnist, fashion_mnist: a folder holding the four "
-                            "official *-ubyte.gz files (default: the offline installs')")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR "
-                                "or ~/tensorflow_datasets)")
+_FROM = flags.DEFINE_string(
+    "from",
+    None,
+    "mnist, fashion_mnist: a folder holding the four "
+    "official *-ubyte.gz files (default: the offline installs')",
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR " "or ~/tensorflow_datasets)"
+)
 
 
 def prepare(name: str, data_dir: str | None = None, from_dir: str | None = None) -> str:
@@ -49,8 +54,9 @@ def prepare(name: str, data_dir: str | None = None, from_dir: str | None = None)
     raise DataError(f"--from is for {' and '.join(idx.DATASETS)} only, not {name!r}")
   if from_dir:  # checked even when the dataset is prepared already: the user asked
     idx.verified_paths(name, idx.find(name, from_dir))
-  if name in sources.OFFLINE and (from_dir or not _tensorflow_installed()
-                                  or name not in idx.DATASETS or _installed(name)):
+  if name in sources.OFFLINE and (
+      from_dir or not _tensorflow_installed() or name not in idx.DATASETS or _installed(name)
+  ):
     return str(sources.prepare_offline(name, data_dir, from_dir).data_path)
   # With TensorFlow and no local files: TFDS's own download (needs network).
   ds_builder = sources.builder(name, data_dir)

@@ -62,11 +62,13 @@ def resize_uint8(images: np.ndarray, size: int | None, method: str = "bilinear")
 def _pad_uint8(images: np.ndarray, size: int) -> np.ndarray:
   height, width = images.shape[1:3]
   if height > size or width > size:
-    raise DataError(f"cannot pad {height}x{width} images to {size}x{size}; use an image "
-                     f"size of at least {max(height, width)} or resize='bilinear'")
+    raise DataError(
+        f"cannot pad {height}x{width} images to {size}x{size}; use an image "
+        f"size of at least {max(height, width)} or resize='bilinear'"
+    )
   top, left = (size - height) // 2, (size - width) // 2
   out = np.zeros((images.shape[0], size, size, images.shape[-1]), np.uint8)
-  out[:, top:top + height, left:left + width] = images
+  out[:, top : top + height, left : left + width] = images
   return out
 
 
@@ -104,8 +106,11 @@ def cached_channel_stats(cache_dir: str, key: str, compute) -> tuple[list[float]
   except records.DamagedRecord as e:  # e.g. cut short by an older, non-atomic write
     logging.warning("%s; computing the statistics again", e)
     stats = None
-  if isinstance(stats, dict) and isinstance(stats.get("mean"), list) and isinstance(
-      stats.get("std"), list):
+  if (
+      isinstance(stats, dict)
+      and isinstance(stats.get("mean"), list)
+      and isinstance(stats.get("std"), list)
+  ):
     return stats["mean"], stats["std"]
   mean, std = compute()
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -174,13 +179,22 @@ def _mean_std(config: Any) -> tuple[list[float], list[float]]:
   key = f"{name}-{split}-{config.image_size}{resize}-{fingerprint}"
 
   def compute():
-    source = sources.load(config.dataset, config.train_split, config.data_dir or None,
-                          image_size=config.image_size)
+    source = sources.load(
+        config.dataset, config.train_split, config.data_dir or None, image_size=config.image_size
+    )
     # An evenly spaced subset is enough for six numbers and bounded in time.
     step = max(1, len(source) // _STATS_EXAMPLES)
     subset = [source[i] for i in range(0, len(source), step)]
-    images = np.stack([resize_uint8(sources.with_channel_axis(np.asarray(e["image"], np.uint8)),
-                                    config.image_size, config.resize) for e in subset])
+    images = np.stack(
+        [
+            resize_uint8(
+                sources.with_channel_axis(np.asarray(e["image"], np.uint8)),
+                config.image_size,
+                config.resize,
+            )
+            for e in subset
+        ]
+    )
     return channel_stats(images)
 
   return cached_channel_stats(data_dir, key, compute)

@@ -59,8 +59,13 @@ def save_grid(grid: np.ndarray, path: str, title: str) -> None:
     for c in range(cols):
       image = grid[r, c]
       ax = axes[r, c]
-      ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
-                vmin=0.0, vmax=1.0, interpolation="nearest")
+      ax.imshow(
+          image[..., 0] if image.shape[-1] == 1 else image,
+          cmap="gray",
+          vmin=0.0,
+          vmax=1.0,
+          interpolation="nearest",
+      )
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
@@ -78,8 +83,9 @@ def main(argv: Sequence[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   split = data.as_numpy(_DATASET.value, _SPLIT.value, _IMAGE_SIZE.value, _DATA_DIR.value)
-  grid = augmented_grid(split["image"][: _EXAMPLES.value], _AUGMENT.value, _COPIES.value,
-                        _SEED.value)
+  grid = augmented_grid(
+      split["image"][: _EXAMPLES.value], _AUGMENT.value, _COPIES.value, _SEED.value
+  )
   save_grid(grid, _OUT.value, f"{_DATASET.value}: {_AUGMENT.value}")
   print(f"wrote {_OUT.value}")
 

@@ -33,9 +33,11 @@ OFFLINE = ("digits", *mnist.BUILDERS)
 class RandomAccessSource(Protocol):
   """What Grain needs: len() and an example dict by index."""
 
-  def __len__(self) -> int: ...
+  def __len__(self) -> int:
+    ...
 
-  def __getitem__(self, index: int) -> dict[str, Any]: ...
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    ...
 
 
 def default_data_dir() -> str:
@@ -66,8 +68,10 @@ def builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
     first_line = str(e).splitlines()[0]
-    raise DataError(f"unknown dataset {name!r} ({first_line}); use a TFDS name such as "
-                    "'mnist' or 'cifar10', 'digits', or 'folder:/path/to/images'") from None
+    raise DataError(
+        f"unknown dataset {name!r} ({first_line}); use a TFDS name such as "
+        "'mnist' or 'cifar10', 'digits', or 'folder:/path/to/images'"
+    ) from None
 
 
 def _is_prepared(ds_builder: tfds.core.DatasetBuilder) -> bool:
@@ -103,8 +107,9 @@ def _tfds_quiet() -> Iterator[None]:
     logging.set_verbosity(verbosity)
 
 
-def offline_builder(name: str, data_dir: str, from_dir: str | None = None
-                    ) -> tuple[tfds.core.DatasetBuilder, str]:
+def offline_builder(
+    name: str, data_dir: str, from_dir: str | None = None
+) -> tuple[tfds.core.DatasetBuilder, str]:
   """A builder that prepares one of `OFFLINE` without network, and what it reads.
 
   Args:
@@ -122,12 +127,15 @@ def offline_builder(name: str, data_dir: str, from_dir: str | None = None
   if name == "digits":
     return _digits.Digits(data_dir=data_dir), _digits.SOURCE
   folder = idx.find(name, from_dir)
-  return (mnist.BUILDERS[name](source_dir=folder, data_dir=data_dir),
-          f"the official idx files in {folder}, checksums verified, no download")
+  return (
+      mnist.BUILDERS[name](source_dir=folder, data_dir=data_dir),
+      f"the official idx files in {folder}, checksums verified, no download",
+  )
 
 
-def prepare_offline(name: str, data_dir: str, from_dir: str | None = None
-                    ) -> tfds.core.DatasetBuilder:
+def prepare_offline(
+    name: str, data_dir: str, from_dir: str | None = None
+) -> tfds.core.DatasetBuilder:
   """Prepares one of `OFFLINE`, once, however many processes ask at the same time.
 
   The runs of a sweep and the processes of a multi-host run may all find the
@@ -185,7 +193,8 @@ def prepared_builder(name: str, data_dir: str | None = None) -> tfds.core.Datase
   raise DataError(
       f"dataset {name!r} is not prepared in {data_dir}; run once: "
       f"`{prepare_command(name, data_dir)}` (this needs network, and for most "
-      "TFDS datasets the TensorFlow extra: pip install -e '.[prepare]')")
+      "TFDS datasets the TensorFlow extra: pip install -e '.[prepare]')"
+  )
 
 
 def _split_folder(root: str, split: str) -> str:
@@ -194,9 +203,11 @@ def _split_folder(root: str, split: str) -> str:
   if os.path.isdir(folder) or not os.path.isdir(root):
     return folder  # a missing root is reported by ImageFolderSource
   found = ImageFolderSource.class_names(root)
-  raise DataError(f"image folder {root!r} has no split folder {split!r} (it has "
-                  f"{found or 'no subfolder'}); create {folder}/<class>/<image> files "
-                  "or set the split (config.train_split / config.eval_split) to one it has")
+  raise DataError(
+      f"image folder {root!r} has no split folder {split!r} (it has "
+      f"{found or 'no subfolder'}); create {folder}/<class>/<image> files "
+      "or set the split (config.train_split / config.eval_split) to one it has"
+  )
 
 
 def _check_split_classes(folder: str, train_root: str, train_classes: list[str]) -> None:
@@ -215,16 +226,23 @@ def _check_split_classes(folder: str, train_root: str, train_classes: list[str])
   missing = [c for c in train_classes if c not in found]
   if extra:
     lacks = f"; {train_root} has {missing} that it lacks" if missing else ""
-    raise DataError(f"image folder {folder!r} has classes {extra} that the training split "
-                    f"{train_root} lacks{lacks}; rename or move the class folders so that "
-                    "every split uses the training split's class names")
+    raise DataError(
+        f"image folder {folder!r} has classes {extra} that the training split "
+        f"{train_root} lacks{lacks}; rename or move the class folders so that "
+        "every split uses the training split's class names"
+    )
   if missing:
-    logging.warning("image folder %s has no class folder for %s of the training split's "
-                    "classes; its accuracy covers the other classes", folder, missing)
+    logging.warning(
+        "image folder %s has no class folder for %s of the training split's "
+        "classes; its accuracy covers the other classes",
+        folder,
+        missing,
+    )
 
 
-def load(name: str, split: str, data_dir: str | None = None,
-         image_size: int | None = None) -> RandomAccessSource:
+def load(
+    name: str, split: str, data_dir: str | None = None, image_size: int | None = None
+) -> RandomAccessSource:
   """A random-access source for one split of a dataset.
 
   Args:
@@ -244,7 +262,7 @@ def load(name: str, split: str, data_dir: str | None = None,
       that prepares it.
   """
   if name.startswith(IMAGE_FOLDER_PREFIX):
-    root = name[len(IMAGE_FOLDER_PREFIX):]
+    root = name[len(IMAGE_FOLDER_PREFIX) :]
     # Labels come from the training split's classes, so that splits agree.
     train_root = os.path.join(root, "train")
     classes = ImageFolderSource.class_names(train_root) if os.path.isdir(train_root) else None
@@ -258,13 +276,18 @@ def load(name: str, split: str, data_dir: str | None = None,
   if file_format is not None and file_format.value != "array_record":
     raise DataError(
         f"dataset {name!r} in {data_dir} is stored as {file_format.value}, which has no "
-        f"random access; convert it with `{prepare_command(name, data_dir)}`")
+        f"random access; convert it with `{prepare_command(name, data_dir)}`"
+    )
   image_feature = ds_builder.info.features["image"]
   encoded = isinstance(image_feature, tfds.features.Image)
   try:
     source = tfds.data_source(
-        name, split=split, data_dir=data_dir, download=False,
-        decoders={"image": tfds.decode.SkipDecoding()} if encoded else None)
+        name,
+        split=split,
+        data_dir=data_dir,
+        download=False,
+        decoders={"image": tfds.decode.SkipDecoding()} if encoded else None,
+    )
   except ValueError as e:  # unknown split
     raise DataError(f"dataset {name!r} has no split {split!r}: {str(e).splitlines()[0]}") from None
   return DecodedImages(source, image_feature.shape[-1]) if encoded else source
@@ -317,7 +340,7 @@ def fingerprint(name: str, split: str, data_dir: str | None = None) -> str:
     DataError: if the dataset or split folder is missing, as in `load`.
   """
   if name.startswith(IMAGE_FOLDER_PREFIX):
-    return image_folder.fingerprint(_split_folder(name[len(IMAGE_FOLDER_PREFIX):], split))
+    return image_folder.fingerprint(_split_folder(name[len(IMAGE_FOLDER_PREFIX) :], split))
   ds_builder = prepared_builder(name, data_dir)
   digest = hashlib.sha256()
   # Every split's files: a split such as "train[:10%]" needs no parsing here,
@@ -339,8 +362,9 @@ def _size_and_mtime(path) -> str:
 def num_classes(name: str, data_dir: str | None = None) -> int:
   """Number of classes of a dataset (from its TFDS label feature or folders)."""
   if name.startswith(IMAGE_FOLDER_PREFIX):
-    return len(ImageFolderSource.class_names(os.path.join(name[len(IMAGE_FOLDER_PREFIX):],
-                                                          "train")))
+    return len(
+        ImageFolderSource.class_names(os.path.join(name[len(IMAGE_FOLDER_PREFIX) :], "train"))
+    )
   return builder(name, data_dir).info.features["label"].num_classes
 
 
@@ -357,8 +381,9 @@ def with_channel_axis(images: np.ndarray, batched: bool = False) -> np.ndarray:
   return images[..., None] if images.ndim - batched == 2 else images
 
 
-def read_all(source: RandomAccessSource, indices: Sequence[int] | None = None
-             ) -> dict[str, np.ndarray]:
+def read_all(
+    source: RandomAccessSource, indices: Sequence[int] | None = None
+) -> dict[str, np.ndarray]:
   """Every example of a source (or those at `indices`) stacked into arrays.
 
   Args:
@@ -371,7 +396,6 @@ def read_all(source: RandomAccessSource, indices: Sequence[int] | None = None
   indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
   getitems = getattr(source, "__getitems__", None)
   examples = getitems(indices) if getitems else [source[i] for i in indices]
-  images = with_channel_axis(np.stack([np.asarray(e["image"]) for e in examples]),
-                             batched=True)
+  images = with_channel_axis(np.stack([np.asarray(e["image"]) for e in examples]), batched=True)
   labels = np.array([e["label"] for e in examples], np.int64)
   return {"image": images.astype(np.uint8), "label": labels}

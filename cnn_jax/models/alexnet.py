@@ -24,7 +24,7 @@ class ConvSpec(NamedTuple):
   stride: int = 1
   padding: int = 0
   groups: int = 1
-  lrn: bool = False   # LRN after the ReLU (paper: conv1, conv2)
+  lrn: bool = False  # LRN after the ReLU (paper: conv1, conv2)
   pool: bool = False  # 3x3 stride-2 overlapping max pool after
 
 
@@ -64,6 +64,7 @@ class AlexNet(nn.Module):
     dtype: compute dtype; parameters stay float32.
     conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
+
   num_classes: int = 1000
   convs: Sequence[ConvSpec] = PAPER_CONVS
   towers: int = 2
@@ -83,9 +84,15 @@ class AlexNet(nn.Module):
       name = f"conv{i}"
       if self.check_geometry:
         layers.check_conv_geometry(x, spec.kernel, spec.padding, spec.stride, name)
-      x = conv_cls(spec.features, (spec.kernel,) * 2, strides=(spec.stride,) * 2,
-                   padding=[(spec.padding,) * 2] * 2, feature_group_count=spec.groups,
-                   dtype=self.dtype, name=name)(x)
+      x = conv_cls(
+          spec.features,
+          (spec.kernel,) * 2,
+          strides=(spec.stride,) * 2,
+          padding=[(spec.padding,) * 2] * 2,
+          feature_group_count=spec.groups,
+          dtype=self.dtype,
+          name=name,
+      )(x)
       x = layers.Activation("relu", name=f"{name}_act")(x)
       if spec.lrn:
         # Each tower normalizes its own maps: conv1's are split between the GPUs.
@@ -98,11 +105,23 @@ class AlexNet(nn.Module):
     if self.adaptive_pool:
       x = layers.AdaptiveAvgPool(6, name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.FullyConnectedHead((self.fc_width,) * 2, self.num_classes, self.dropout,
-                                  self.dropout_before_fc, dtype=self.dtype, name="head")(x, train)
+    x = layers.FullyConnectedHead(
+        (self.fc_width,) * 2,
+        self.num_classes,
+        self.dropout,
+        self.dropout_before_fc,
+        dtype=self.dtype,
+        name="head",
+    )(x, train)
     return x.astype(jnp.float32)
 
 
 alexnet = functools.partial(AlexNet, convs=PAPER_CONVS)
-alexnet_tv = functools.partial(AlexNet, convs=TORCHVISION_CONVS, towers=1, check_geometry=False,
-                               adaptive_pool=True, dropout_before_fc=True)
+alexnet_tv = functools.partial(
+    AlexNet,
+    convs=TORCHVISION_CONVS,
+    towers=1,
+    check_geometry=False,
+    adaptive_pool=True,
+    dropout_before_fc=True,
+)

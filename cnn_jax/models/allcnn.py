@@ -18,9 +18,14 @@ from cnn_jax import layers
 
 # (filters, kernel, stride, padding) in the order of Table 2, model C.
 LAYERS = (
-    (96, 3, 1, 1), (96, 3, 1, 1), (96, 3, 2, 1),
-    (192, 3, 1, 1), (192, 3, 1, 1), (192, 3, 2, 1),
-    (192, 3, 1, 0), (192, 1, 1, 0),
+    (96, 3, 1, 1),
+    (96, 3, 1, 1),
+    (96, 3, 2, 1),
+    (192, 3, 1, 1),
+    (192, 3, 1, 1),
+    (192, 3, 2, 1),
+    (192, 3, 1, 0),
+    (192, 1, 1, 0),
 )
 
 
@@ -34,6 +39,7 @@ class AllCNN(nn.Module):
     dtype: compute dtype; parameters stay float32.
     conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
+
   num_classes: int = 10
   input_dropout: float = 0.2
   dropout: float = 0.5
@@ -46,8 +52,9 @@ class AllCNN(nn.Module):
     conv_cls = functools.partial(layers.conv_class(self.conv_impl), dtype=self.dtype)
     x = nn.Dropout(self.input_dropout, deterministic=not train, name="input_dropout")(x)
     for i, (filters, kernel, stride, pad) in enumerate(LAYERS, start=1):
-      x = conv_cls(filters, (kernel,) * 2, (stride,) * 2, padding=[(pad, pad)] * 2,
-                   name=f"conv{i}")(x)
+      x = conv_cls(
+          filters, (kernel,) * 2, (stride,) * 2, padding=[(pad, pad)] * 2, name=f"conv{i}"
+      )(x)
       x = layers.Activation("relu", name=f"conv{i}_act")(x)
       if stride == 2:
         x = nn.Dropout(self.dropout, deterministic=not train, name=f"conv{i}_dropout")(x)

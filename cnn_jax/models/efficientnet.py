@@ -27,8 +27,15 @@ from cnn_jax import layers
 from cnn_jax.ops.depthwise_conv import depthwise_conv_general_dilated
 
 # EfficientNet-B0's stages: (repeats, kernel, stride, expansion, output filters).
-B0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-             (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+B0_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
 
@@ -51,6 +58,7 @@ def round_filters(filters: int, width: float, divisor: int = 8) -> int:
 
 class MBConv(nn.Module):
   """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; identity if shapes agree."""
+
   features: int
   kernel: int
   stride: int
@@ -65,8 +73,13 @@ class MBConv(nn.Module):
     if self.expansion != 1:
       x = self.conv(hidden, (1, 1), name="expand_conv")(x)
       x = layers.Activation("relu6", name="act0")(self.norm(name="bn0")(x))
-    x = self.depthwise_conv(hidden, (self.kernel,) * 2, (self.stride,) * 2,
-                            feature_group_count=hidden, name="depthwise_conv")(x)
+    x = self.depthwise_conv(
+        hidden,
+        (self.kernel,) * 2,
+        (self.stride,) * 2,
+        feature_group_count=hidden,
+        name="depthwise_conv",
+    )(x)
     x = layers.Activation("relu6", name="act1")(self.norm(name="bn1")(x))
     x = self.norm(name="bn2")(self.conv(self.features, (1, 1), name="project_conv")(x))
     if self.stride == 1 and inputs.shape[-1] == self.features:
@@ -93,6 +106,7 @@ class EfficientNetLite(nn.Module):
       inputs (`cnn_jax.ops.depthwise_conv`): XLA's CPU convolution is 7-30x
       slower on them, and the other two would run one conv per channel.
   """
+
   num_classes: int = 1000
   width: float = 1.0
   depth: float = 1.0
@@ -104,8 +118,9 @@ class EfficientNetLite(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     layers.check_nhwc(x, "EfficientNetLite")
-    options = dict(use_bias=False, padding="SAME", dtype=self.dtype,
-                   kernel_init=layers.he_normal_fan_out())
+    options = dict(
+        use_bias=False, padding="SAME", dtype=self.dtype, kernel_init=layers.he_normal_fan_out()
+    )
     conv = functools.partial(layers.conv_class(self.conv_impl), **options)
     # A depthwise filter has one output channel: TensorFlow's EfficientNet
     # takes fan-out = k*k for it, not k*k*C as for a dense conv. With k*k*C
@@ -114,8 +129,10 @@ class EfficientNetLite(nn.Module):
     # decaying from 1, then dwarfed the real ones, and a net trained for 50
     # steps from scratch predicted one class at evaluation.
     depthwise_conv = functools.partial(
-        nn.Conv, conv_general_dilated=depthwise_conv_general_dilated,
-        **{**options, "kernel_init": nn.initializers.variance_scaling(2.0, "fan_in", "normal")})
+        nn.Conv,
+        conv_general_dilated=depthwise_conv_general_dilated,
+        **{**options, "kernel_init": nn.initializers.variance_scaling(2.0, "fan_in", "normal")},
+    )
     norm = layers.batch_norm(train, self.dtype, momentum=self.bn_momentum, epsilon=1e-3)
     x = conv(STEM_FILTERS, (3, 3), (2, 2), name="conv_stem")(x)
     x = layers.Activation("relu6", name="act_stem")(norm(name="bn0")(x))
@@ -124,8 +141,16 @@ class EfficientNetLite(nn.Module):
       if 0 < stage < len(B0_STAGES) - 1:
         repeats = math.ceil(self.depth * repeats)
       for i in range(repeats):
-        x = MBConv(round_filters(filters, self.width), kernel, stride if i == 0 else 1,
-                   expansion, conv, depthwise_conv, norm, name=f"blocks_{index}")(x)
+        x = MBConv(
+            round_filters(filters, self.width),
+            kernel,
+            stride if i == 0 else 1,
+            expansion,
+            conv,
+            depthwise_conv,
+            norm,
+            name=f"blocks_{index}",
+        )(x)
         index += 1
     x = conv(HEAD_FILTERS, (1, 1), name="conv_head")(x)
     x = layers.Activation("relu6", name="act_head")(norm(name="bn1")(x))

@@ -43,6 +43,7 @@ def _torchvision_transform_input(x):
 
 class ConvBlock(nn.Module):
   """Conv -> (batch norm) -> ReLU; torchvision's BasicConv2d when batch_norm."""
+
   features: int
   kernel: int
   stride: int = 1
@@ -54,9 +55,14 @@ class ConvBlock(nn.Module):
   def __call__(self, x, train: bool = False):
     pad = (self.kernel - 1) // 2
     x = layers.conv_class(self.conv_impl)(
-        self.features, (self.kernel,) * 2, strides=(self.stride,) * 2,
-        padding=[(pad, pad)] * 2, use_bias=not self.batch_norm, dtype=self.dtype,
-        name="conv")(x)
+        self.features,
+        (self.kernel,) * 2,
+        strides=(self.stride,) * 2,
+        padding=[(pad, pad)] * 2,
+        use_bias=not self.batch_norm,
+        dtype=self.dtype,
+        name="conv",
+    )(x)
     if self.batch_norm:
       x = layers.batch_norm(train, self.dtype, epsilon=1e-3)(name="bn")(x)
     return layers.Activation("relu", name="act")(x)
@@ -64,6 +70,7 @@ class ConvBlock(nn.Module):
 
 class Inception(nn.Module):
   """Four parallel branches concatenated along depth (Fig. 2b of the paper)."""
+
   widths: tuple[int, int, int, int, int, int]
   branch3_kernel: int = 5
   block: Any = ConvBlock
@@ -84,6 +91,7 @@ class Inception(nn.Module):
 
 class AuxClassifier(nn.Module):
   """The paper's auxiliary classifier on 4a and 4d (used in training only)."""
+
   num_classes: int
   block: Any = ConvBlock
   dtype: Any = jnp.float32
@@ -98,8 +106,7 @@ class AuxClassifier(nn.Module):
       x = layers.AvgPool(5, 3, name="pool")(x)
     x = self.block(128, 1, name="conv")(x, train)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Activation("relu", name="fc1_act")(
-        nn.Dense(1024, dtype=self.dtype, name="fc1")(x))
+    x = layers.Activation("relu", name="fc1_act")(nn.Dense(1024, dtype=self.dtype, name="fc1")(x))
     x = nn.Dropout(0.7, deterministic=not train, name="dropout")(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
 
@@ -121,6 +128,7 @@ class GoogLeNet(nn.Module):
     dtype: compute dtype; parameters stay float32.
     conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
+
   num_classes: int = 1000
   batch_norm: bool = False
   lrn: bool = True
@@ -137,8 +145,9 @@ class GoogLeNet(nn.Module):
     layers.check_nhwc(x, "GoogLeNet")
     if self.transform_input:
       x = _torchvision_transform_input(x)
-    block = functools.partial(ConvBlock, batch_norm=self.batch_norm, dtype=self.dtype,
-                              conv_impl=self.conv_impl)
+    block = functools.partial(
+        ConvBlock, batch_norm=self.batch_norm, dtype=self.dtype, conv_impl=self.conv_impl
+    )
     pool = functools.partial(layers.MaxPool, 3, 2, ceil_mode=True)
     inception = functools.partial(Inception, branch3_kernel=self.branch3_kernel, block=block)
 
@@ -157,8 +166,9 @@ class GoogLeNet(nn.Module):
     for name in ("4a", "4b", "4c", "4d", "4e"):
       x = inception(INCEPTION_WIDTHS[name], name=f"inception{name}")(x, train)
       if self.aux_logits and name in ("4a", "4d"):
-        aux = AuxClassifier(self.num_classes, block, self.dtype, adaptive_pool=self.batch_norm,
-                            name=f"aux_{name}")(x, train)
+        aux = AuxClassifier(
+            self.num_classes, block, self.dtype, adaptive_pool=self.batch_norm, name=f"aux_{name}"
+        )(x, train)
         self.sow("aux_logits", name, aux.astype(jnp.float32))
     x = layers.MaxPool(self.last_pool_window, 2, ceil_mode=True, name="pool4")(x)
     for name in ("5a", "5b"):
@@ -170,5 +180,6 @@ class GoogLeNet(nn.Module):
 
 
 googlenet = GoogLeNet
-googlenet_tv = functools.partial(GoogLeNet, batch_norm=True, lrn=False, branch3_kernel=3,
-                                 last_pool_window=2, dropout=0.2)
+googlenet_tv = functools.partial(
+    GoogLeNet, batch_norm=True, lrn=False, branch3_kernel=3, last_pool_window=2, dropout=0.2
+)

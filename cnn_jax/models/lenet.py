@@ -21,9 +21,22 @@ from cnn_jax.errors import ArgumentError
 
 # Table I of the paper: the S2 maps that each of the 16 C3 maps reads.
 C3_CONNECTIONS: tuple[tuple[int, ...], ...] = (
-    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
-    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5),
-    (0, 1, 2, 5), (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5),
+    (0, 1, 2),
+    (1, 2, 3),
+    (2, 3, 4),
+    (3, 4, 5),
+    (0, 4, 5),
+    (0, 1, 5),
+    (0, 1, 2, 3),
+    (1, 2, 3, 4),
+    (2, 3, 4, 5),
+    (0, 3, 4, 5),
+    (0, 1, 4, 5),
+    (0, 1, 2, 5),
+    (0, 1, 3, 4),
+    (1, 2, 4, 5),
+    (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
 )
 
 # The RBF centres: stylized 7x12 bitmaps of the digits in the spirit of the
@@ -55,6 +68,7 @@ def digit_rbf_centres() -> np.ndarray:
 class Subsampling(nn.Module):
   """The paper's S2/S4: sum a 2x2 window, times a trainable coefficient, plus a
   trainable bias, per feature map (2 parameters per map)."""
+
   window: int = 2
   dtype: Any = jnp.float32
 
@@ -78,6 +92,7 @@ class PartialConv(nn.Module):
   Only the connected kernels are parameters: `kernel` has shape
   (F, F, number of connections), so C3 holds exactly 60 * 25 + 16 weights.
   """
+
   table: tuple[tuple[int, ...], ...] = C3_CONNECTIONS
   kernel_size: int = 5
   dtype: Any = jnp.float32
@@ -103,21 +118,23 @@ class PartialConv(nn.Module):
     dense = dense.at[:, :, inputs, outputs].set(kernel)
     x, dense, bias = nn.dtypes.promote_dtype(x, dense, bias, dtype=self.dtype)
     conv = layers.conv_general_dilated_fn(self.conv_impl)
-    y = conv(x, dense, (1, 1), [(0, 0), (0, 0)],
-             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = conv(x, dense, (1, 1), [(0, 0), (0, 0)], dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + bias
 
 
 class EuclideanRBF(nn.Module):
   """Output units y_i = sum_j (x_j - w_ij)^2 with fixed centres w; the logits
   are -y (the closest centre is the most probable class)."""
+
   num_classes: int = 10
 
   @nn.compact
   def __call__(self, x):
     if self.num_classes > 10:
-      raise ArgumentError("the faithful LeNet-5 RBF layer has 10 digit centres; "
-                       "use lenet5_modern for more classes")
+      raise ArgumentError(
+          "the faithful LeNet-5 RBF layer has 10 digit centres; "
+          "use lenet5_modern for more classes"
+      )
     # float32 even under bfloat16 compute: distances reach ~340, where bf16
     # would resolve only steps of 2 and blur the logits.
     x = x.astype(jnp.float32)
@@ -139,9 +156,11 @@ def paper_uniform(fan_in_axes: tuple[int, ...] = (0, 1, 2)):
   Returns:
     A flax initializer.
   """
+
   def init(key, shape, dtype=jnp.float32):
     fan_in = int(np.prod([shape[a] for a in fan_in_axes]))
     return jax.random.uniform(key, shape, dtype, -1.0, 1.0) * (2.4 / fan_in)
+
   return init
 
 
@@ -156,6 +175,7 @@ class LeNet5(nn.Module):
     dtype: compute dtype; parameters stay float32.
     conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
+
   num_classes: int = 10
   faithful: bool = True
   dtype: Any = jnp.float32
@@ -168,8 +188,13 @@ class LeNet5(nn.Module):
     act = "scaled_tanh" if self.faithful else "relu"
     conv_init = paper_uniform((0, 1, 2)) if self.faithful else nn.initializers.lecun_normal()
     dense_init = paper_uniform((0,)) if self.faithful else nn.initializers.lecun_normal()
-    conv = functools.partial(layers.conv_class(self.conv_impl), kernel_size=(5, 5),
-                             padding="VALID", dtype=self.dtype, kernel_init=conv_init)
+    conv = functools.partial(
+        layers.conv_class(self.conv_impl),
+        kernel_size=(5, 5),
+        padding="VALID",
+        dtype=self.dtype,
+        kernel_init=conv_init,
+    )
     dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=dense_init)
     if self.faithful:
       pool = functools.partial(Subsampling, dtype=self.dtype)

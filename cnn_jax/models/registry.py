@@ -11,7 +11,6 @@ import jax.numpy as jnp
 
 from cnn_jax.errors import ArgumentError, UserError
 
-
 # The per-channel statistics, in [0, 1] units, of the ImageNet training images
 # that torchvision's weights (and every ImageNet recipe here) normalize with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -21,6 +20,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """A registered model: how to build it and the input it was designed for."""
+
   constructor: Callable[..., nn.Module]
   image_size: int
   channels: int
@@ -36,9 +36,16 @@ _REGISTRY: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register(name: str, constructor: Callable[..., nn.Module], *, image_size: int,
-             channels: int = 3, num_classes: int = 1000, paper: str = "",
-             aliases: tuple[str, ...] = ()) -> None:
+def register(
+    name: str,
+    constructor: Callable[..., nn.Module],
+    *,
+    image_size: int,
+    channels: int = 3,
+    num_classes: int = 1000,
+    paper: str = "",
+    aliases: tuple[str, ...] = (),
+) -> None:
   """Adds a model to the zoo.
 
   Args:
@@ -98,15 +105,20 @@ def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
   entry = spec(name)
   classes = entry.num_classes if num_classes is None else num_classes
   family = getattr(entry.constructor, "func", entry.constructor)
-  fields = ([f.name for f in dataclasses.fields(family) if f.init and f.name not in
-             ("parent", "name")] if dataclasses.is_dataclass(family) else [])
+  fields = (
+      [f.name for f in dataclasses.fields(family) if f.init and f.name not in ("parent", "name")]
+      if dataclasses.is_dataclass(family)
+      else []
+  )
   # (a builder function, e.g. a CIFAR ResNet of some depth, checks its own arguments)
   unknown = [key for key in overrides if fields and key not in fields]
   if unknown:
     close = difflib.get_close_matches(unknown[0], fields, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ArgumentError(f"model {name!r} has no argument {unknown[0]!r}; {hint}its arguments: "
-                        f"{', '.join(fields)}")
+    raise ArgumentError(
+        f"model {name!r} has no argument {unknown[0]!r}; {hint}its arguments: "
+        f"{', '.join(fields)}"
+    )
   return entry.constructor(num_classes=classes, **overrides)
 
 

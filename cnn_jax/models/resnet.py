@@ -25,6 +25,7 @@ SHORTCUTS = ("A", "B", "none")
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs with an identity (or projected) shortcut."""
+
   features: int
   stride: int = 1
   shortcut: str = "B"
@@ -35,8 +36,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    y = self.conv(self.features, (3, 3), (self.stride,) * 2, padding=[(1, 1)] * 2,
-                  name="conv1")(x)
+    y = self.conv(self.features, (3, 3), (self.stride,) * 2, padding=[(1, 1)] * 2, name="conv1")(x)
     y = layers.Activation("relu", name="act1")(self.norm(name="bn1")(y))
     y = self.conv(self.features, (3, 3), padding=[(1, 1)] * 2, name="conv2")(y)
     y = self._last_norm("bn2")(y)
@@ -57,21 +57,20 @@ class BasicBlock(nn.Module):
       # Option A: parameter-free; subsample and zero-pad the extra channels.
       x = x[:, :: self.stride, :: self.stride, :]
       return jnp.pad(x, [(0, 0), (0, 0), (0, 0), (0, features - x.shape[-1])])
-    x = self.conv(features, (1, 1), (self.stride,) * 2, padding="VALID",
-                  name="downsample_conv")(x)
+    x = self.conv(features, (1, 1), (self.stride,) * 2, padding="VALID", name="downsample_conv")(x)
     return self.norm(name="downsample_bn")(x)
 
 
 class Bottleneck(BasicBlock):
   """1x1 reduce -> 3x3 (carries the stride, v1.5) -> 1x1 expand by 4."""
+
   expansion = 4
 
   @nn.compact
   def __call__(self, x):
     y = self.conv(self.features, (1, 1), padding="VALID", name="conv1")(x)
     y = layers.Activation("relu", name="act1")(self.norm(name="bn1")(y))
-    y = self.conv(self.features, (3, 3), (self.stride,) * 2, padding=[(1, 1)] * 2,
-                  name="conv2")(y)
+    y = self.conv(self.features, (3, 3), (self.stride,) * 2, padding=[(1, 1)] * 2, name="conv2")(y)
     y = layers.Activation("relu", name="act2")(self.norm(name="bn2")(y))
     y = self.conv(self.features * 4, (1, 1), padding="VALID", name="conv3")(y)
     y = self._last_norm("bn3")(y)
@@ -93,6 +92,7 @@ class ResNet(nn.Module):
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
     conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
+
   num_classes: int = 1000
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   block: Any = BasicBlock
@@ -107,10 +107,16 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     layers.check_nhwc(x, "ResNet")
     if self.shortcut not in SHORTCUTS:
-      raise ArgumentError(f"shortcut={self.shortcut!r}; choose 'A' (zero padding), "
-                       "'B' (projection) or 'none' (a plain net)")
-    conv = functools.partial(layers.conv_class(self.conv_impl), use_bias=False,
-                             dtype=self.dtype, kernel_init=layers.he_normal_fan_out())
+      raise ArgumentError(
+          f"shortcut={self.shortcut!r}; choose 'A' (zero padding), "
+          "'B' (projection) or 'none' (a plain net)"
+      )
+    conv = functools.partial(
+        layers.conv_class(self.conv_impl),
+        use_bias=False,
+        dtype=self.dtype,
+        kernel_init=layers.he_normal_fan_out(),
+    )
     norm = layers.batch_norm(train, self.dtype)
     if self.stem == "imagenet":
       x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3)] * 2, name="conv1")(x)
@@ -125,8 +131,15 @@ class ResNet(nn.Module):
     for stage, blocks in enumerate(self.stage_sizes):
       for i in range(blocks):
         stride = 2 if stage > 0 and i == 0 else 1
-        x = self.block(self.width * 2**stage, stride, self.shortcut, conv, norm,
-                       self.zero_init_residual, name=f"layer{stage + 1}_{i}")(x)
+        x = self.block(
+            self.width * 2**stage,
+            stride,
+            self.shortcut,
+            conv,
+            norm,
+            self.zero_init_residual,
+            name=f"layer{stage + 1}_{i}",
+        )(x)
     x = layers.GlobalAvgPool(name="avgpool")(x)
     x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
     return x.astype(jnp.float32)
@@ -156,7 +169,8 @@ def cifar_resnet(depth: int, **kwargs) -> ResNet:
   if depth < 8 or (depth - 2) % 6:
     raise ArgumentError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
   n = (depth - 2) // 6
-  options = dict(num_classes=10, stage_sizes=(n, n, n), block=BasicBlock, width=16,
-                 stem="cifar", shortcut="A")
+  options = dict(
+      num_classes=10, stage_sizes=(n, n, n), block=BasicBlock, width=16, stem="cifar", shortcut="A"
+  )
   options.update(kwargs)
   return ResNet(**options)

@@ -43,6 +43,7 @@ class StandardCNN(nn.Module):
       ConvLocal): the same receptive fields, but each output position has its
       own filter and bias, the lecture's network without parameter sharing.
   """
+
   num_classes: int = 10
   widths: Sequence[int] = (32, 64)
   convs_per_stage: int = 2
@@ -63,19 +64,29 @@ class StandardCNN(nn.Module):
     if self.downsampling not in DOWNSAMPLING:
       raise ArgumentError(f"downsampling={self.downsampling!r}; choose one of {DOWNSAMPLING}")
     if self.downsampling == "stride" and self.kernel_size < 3:
-      raise ArgumentError(f"kernel_size={self.kernel_size} cannot halve the input with "
-                       "downsampling='stride'; use kernel_size >= 3")
+      raise ArgumentError(
+          f"kernel_size={self.kernel_size} cannot halve the input with "
+          "downsampling='stride'; use kernel_size >= 3"
+      )
     if self.kernel_size % 2 == 0:
-      raise ArgumentError(f"kernel_size={self.kernel_size}: use an odd kernel so that "
-                       "'same' padding (F - 1)/2 is whole")
+      raise ArgumentError(
+          f"kernel_size={self.kernel_size}: use an odd kernel so that "
+          "'same' padding (F - 1)/2 is whole"
+      )
     if not self.shared_weights and self.conv_impl not in ("auto", "xla"):
-      raise ArgumentError(f"conv_impl={self.conv_impl!r} has no locally connected form; "
-                       "use conv_impl='auto' or 'xla' with shared_weights=False")
+      raise ArgumentError(
+          f"conv_impl={self.conv_impl!r} has no locally connected form; "
+          "use conv_impl='auto' or 'xla' with shared_weights=False"
+      )
     same = ((self.kernel_size - 1) // 2,) * 2
     halving = ((self.kernel_size - 2) // 2, (self.kernel_size - 1) // 2)
     conv_class = layers.conv_class(self.conv_impl) if self.shared_weights else nn.ConvLocal
-    conv = functools.partial(conv_class, dtype=self.dtype,
-                             kernel_size=(self.kernel_size,) * 2, use_bias=not self.batch_norm)
+    conv = functools.partial(
+        conv_class,
+        dtype=self.dtype,
+        kernel_size=(self.kernel_size,) * 2,
+        use_bias=not self.batch_norm,
+    )
     norm = layers.batch_norm(train, self.dtype)
     act = functools.partial(layers.Activation, self.activation, self.negative_slope)
 

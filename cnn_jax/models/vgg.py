@@ -39,6 +39,7 @@ class VGG(nn.Module):
     dtype: compute dtype; parameters stay float32.
     conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
+
   num_classes: int = 1000
   stages: Sequence[Sequence[int]] = CONFIGS["D"]
   lrn: bool = False
@@ -55,16 +56,18 @@ class VGG(nn.Module):
       for i, kernel in enumerate(kernels, start=1):
         name = f"conv{stage}_{i}"
         pad = (kernel - 1) // 2
-        x = conv_cls(width, (kernel, kernel), padding=[(pad, pad)] * 2,
-                     dtype=self.dtype, name=name)(x)
+        x = conv_cls(
+            width, (kernel, kernel), padding=[(pad, pad)] * 2, dtype=self.dtype, name=name
+        )(x)
         x = layers.Activation("relu", name=f"{name}_act")(x)
         if self.lrn and stage == 1 and i == 1:
           x = layers.LocalResponseNorm(name=f"{name}_lrn")(x)
       x = layers.MaxPool(2, 2, name=f"pool{stage}")(x)
     x = layers.AdaptiveAvgPool(7, name="avgpool")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.FullyConnectedHead((self.fc_width,) * 2, self.num_classes, self.dropout,
-                                  dtype=self.dtype, name="head")(x, train)
+    x = layers.FullyConnectedHead(
+        (self.fc_width,) * 2, self.num_classes, self.dropout, dtype=self.dtype, name="head"
+    )(x, train)
     return x.astype(jnp.float32)
 
 

@@ -9,6 +9,16 @@ from cnn_jax.ops.gemm_conv import gemm_conv2d, gemm_conv_general_dilated, im2col
 from cnn_jax.ops.lecture_conv import lecture_conv2d, lecture_conv_general_dilated
 from cnn_jax.ops.tiled_max_pool import tiled_max_pool
 
-__all__ = ["auto_conv_general_dilated", "col2im", "col2im_conv2d", "depthwise_conv2d",
-           "depthwise_conv_general_dilated", "gemm_conv2d", "gemm_conv_general_dilated", "im2col",
-           "lecture_conv2d", "lecture_conv_general_dilated", "tiled_max_pool"]
+__all__ = [
+    "auto_conv_general_dilated",
+    "col2im",
+    "col2im_conv2d",
+    "depthwise_conv2d",
+    "depthwise_conv_general_dilated",
+    "gemm_conv2d",
+    "gemm_conv_general_dilated",
+    "im2col",
+    "lecture_conv2d",
+    "lecture_conv_general_dilated",
+    "tiled_max_pool",
+]

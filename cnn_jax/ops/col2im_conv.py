@@ -41,8 +41,13 @@ __all__ = ["col2im", "col2im_conv2d", "auto_conv_general_dilated", "uses_col2im"
 _LARGE_KERNEL_AREA = 25
 
 
-def col2im(columns: jax.Array, input_shape: Sequence[int], kernel_size: Sequence[int],
-           stride: Sequence[int], padding: Sequence[tuple[int, int]]) -> jax.Array:
+def col2im(
+    columns: jax.Array,
+    input_shape: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+) -> jax.Array:
   """Adds every patch row back onto the input positions it was read from.
 
   Args:
@@ -55,24 +60,37 @@ def col2im(columns: jax.Array, input_shape: Sequence[int], kernel_size: Sequence
   Returns:
     (N, H, W, C), the transpose of `im2col` applied to `columns`.
   """
+
   def patches(x):
     return im2col(x, kernel_size, stride, padding)
 
   (image,) = jax.linear_transpose(patches, jax.ShapeDtypeStruct(input_shape, columns.dtype))(
-      columns)
+      columns
+  )
   return image
 
 
 def _xla_conv(x, w, stride, padding, precision, preferred_element_type):
-  return lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=_NHWC_HWIO,
-                                  precision=precision,
-                                  preferred_element_type=preferred_element_type)
+  return lax.conv_general_dilated(
+      x,
+      w,
+      stride,
+      padding,
+      dimension_numbers=_NHWC_HWIO,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def col2im_conv2d(x: jax.Array, w: jax.Array, stride: tuple[int, int],
-                  padding: tuple[tuple[int, int], tuple[int, int]], precision: Any = None,
-                  preferred_element_type: Any = None) -> jax.Array:
+def col2im_conv2d(
+    x: jax.Array,
+    w: jax.Array,
+    stride: tuple[int, int],
+    padding: tuple[tuple[int, int], tuple[int, int]],
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
   """XLA's 2-D convolution, with the input gradient as matrix product + col2im on the CPU.
 
   Args:
@@ -98,8 +116,13 @@ def _forward(x, w, stride, padding, precision, preferred_element_type):
 
 def _backward(stride, padding, precision, preferred_element_type, residuals, g):
   x, w = residuals
-  conv = functools.partial(_xla_conv, stride=stride, padding=padding, precision=precision,
-                           preferred_element_type=preferred_element_type)
+  conv = functools.partial(
+      _xla_conv,
+      stride=stride,
+      padding=padding,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
   _, filter_vjp = jax.vjp(lambda kernel: conv(x, kernel), w)
   (dw,) = filter_vjp(g)
 
@@ -110,8 +133,9 @@ def _backward(stride, padding, precision, preferred_element_type, residuals, g):
   def col2im_input_gradient(g, w):
     fh, fw, c, o = w.shape
     g = g.astype(x.dtype)
-    columns = lax.dot_general(g, w.astype(x.dtype).reshape(fh * fw * c, o),
-                              (((3,), (1,)), ((), ())), precision=precision)
+    columns = lax.dot_general(
+        g, w.astype(x.dtype).reshape(fh * fw * c, o), (((3,), (1,)), ((), ())), precision=precision
+    )
     return col2im(columns, x.shape, (fh, fw), stride, padding)
 
   dx = lax.platform_dependent(g, w, cpu=col2im_input_gradient, default=xla_input_gradient)
@@ -121,8 +145,9 @@ def _backward(stride, padding, precision, preferred_element_type, residuals, g):
 col2im_conv2d.defvjp(_forward, _backward)
 
 
-def uses_col2im(kernel_size: Sequence[int], stride: Sequence[int], groups: int = 1,
-                dilated: bool = False) -> bool:
+def uses_col2im(
+    kernel_size: Sequence[int], stride: Sequence[int], groups: int = 1, dilated: bool = False
+) -> bool:
   """Whether conv_impl="auto" computes a layer's input gradient by col2im (on the CPU).
 
   Args:
@@ -140,13 +165,20 @@ def uses_col2im(kernel_size: Sequence[int], stride: Sequence[int], groups: int =
   return max(stride) > 1 or kernel_size[0] * kernel_size[1] >= _LARGE_KERNEL_AREA
 
 
-def auto_conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
-                              padding: Any, lhs_dilation: Sequence[int] | None = None,
-                              rhs_dilation: Sequence[int] | None = None,
-                              dimension_numbers: Any = None, feature_group_count: int = 1,
-                              batch_group_count: int = 1, precision: Any = None,
-                              preferred_element_type: Any = None,
-                              out_sharding: Any = None) -> jax.Array:
+def auto_conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: Any,
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    out_sharding: Any = None,
+) -> jax.Array:
   """`lax.conv_general_dilated`, with the col2im input gradient where `uses_col2im` says.
 
   Meant for ``flax.linen.Conv(..., conv_general_dilated=...)`` (conv_impl="auto").
@@ -161,13 +193,17 @@ def auto_conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Se
   Returns:
     The convolution's output, as `lax.conv_general_dilated` returns it.
   """
-  arguments = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-                   dimension_numbers=dimension_numbers,
-                   feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-                   precision=precision, preferred_element_type=preferred_element_type,
-                   out_sharding=out_sharding)
-  xla = functools.partial(lax.conv_general_dilated, lhs, rhs, window_strides, padding,
-                          **arguments)
+  arguments = dict(
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+      out_sharding=out_sharding,
+  )
+  xla = functools.partial(lax.conv_general_dilated, lhs, rhs, window_strides, padding, **arguments)
   if jnp.ndim(lhs) != 4 or jnp.ndim(rhs) != 4 or batch_group_count != 1 or out_sharding is not None:
     return xla()
   layouts = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)

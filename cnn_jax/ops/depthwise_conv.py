@@ -29,9 +29,14 @@ from cnn_jax.ops.lecture_conv import conv_general_dilated_from
 __all__ = ["depthwise_conv2d", "depthwise_conv_general_dilated"]
 
 
-def depthwise_conv2d(x: jax.Array, w: jax.Array, stride: tuple[int, int] = (1, 1),
-                     padding: Any = ((0, 0), (0, 0)), precision: Any = None,
-                     preferred_element_type: Any = None) -> jax.Array:
+def depthwise_conv2d(
+    x: jax.Array,
+    w: jax.Array,
+    stride: tuple[int, int] = (1, 1),
+    padding: Any = ((0, 0), (0, 0)),
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
   """A depthwise 2-D convolution (one filter per input channel).
 
   Args:
@@ -53,8 +58,10 @@ def depthwise_conv2d(x: jax.Array, w: jax.Array, stride: tuple[int, int] = (1, 1
   del precision
   channels = x.shape[-1]
   if w.shape[2] != 1 or w.shape[3] != channels:
-    raise ValueError(f"depthwise_conv2d needs filters (KH, KW, 1, {channels}) for "
-                     f"{channels} channels, got {w.shape}")
+    raise ValueError(
+        f"depthwise_conv2d needs filters (KH, KW, 1, {channels}) for "
+        f"{channels} channels, got {w.shape}"
+    )
   (top, bottom), (left, right) = padding
   x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
   kh, kw = w.shape[:2]
@@ -66,13 +73,14 @@ def depthwise_conv2d(x: jax.Array, w: jax.Array, stride: tuple[int, int] = (1, 1
   out = jnp.zeros((x.shape[0], out_h, out_w, channels), accumulate)
   for a in range(kh):
     for b in range(kw):
-      window = x[:, a:a + (out_h - 1) * sh + 1:sh, b:b + (out_w - 1) * sw + 1:sw, :]
+      window = x[:, a : a + (out_h - 1) * sh + 1 : sh, b : b + (out_w - 1) * sw + 1 : sw, :]
       out = out + window.astype(accumulate) * w[a, b, 0].astype(accumulate)
   return out.astype(preferred_element_type or x.dtype)
 
 
 depthwise_conv_general_dilated = conv_general_dilated_from(
-    depthwise_conv2d, "depthwise_conv_general_dilated", depthwise=True)
+    depthwise_conv2d, "depthwise_conv_general_dilated", depthwise=True
+)
 depthwise_conv_general_dilated.__doc__ = """lax.conv_general_dilated for depthwise convolutions.
 
   Meant for ``flax.linen.Conv(..., feature_group_count=C,

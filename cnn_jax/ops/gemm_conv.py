@@ -29,14 +29,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax.ops.lecture_conv import (_normalize_padding, _normalize_stride, _output_size,
-                                      conv_general_dilated_from)
+from cnn_jax.ops.lecture_conv import (
+    _normalize_padding,
+    _normalize_stride,
+    _output_size,
+    conv_general_dilated_from,
+)
 
 __all__ = ["im2col", "gemm_conv2d", "gemm_conv_general_dilated"]
 
 
-def im2col(x: jax.Array, kernel_size: Sequence[int], stride: int | Sequence[int] = 1,
-           padding: Any = 0) -> jax.Array:
+def im2col(
+    x: jax.Array, kernel_size: Sequence[int], stride: int | Sequence[int] = 1, padding: Any = 0
+) -> jax.Array:
   """The input patches under every window position, one row per position.
 
   Args:
@@ -54,14 +59,23 @@ def im2col(x: jax.Array, kernel_size: Sequence[int], stride: int | Sequence[int]
   oh = _output_size(x.shape[1], fh, *pads[0], sh)[0]
   ow = _output_size(x.shape[2], fw, *pads[1], sw)[0]
   x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-  slices = [x[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :]
-            for i in range(fh) for j in range(fw)]
+  slices = [
+      x[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :]
+      for i in range(fh)
+      for j in range(fw)
+  ]
   return jnp.concatenate(slices, axis=-1)
 
 
-def gemm_conv2d(x: jax.Array, w: jax.Array, stride: int | Sequence[int] = 1,
-                padding: Any = 0, *, precision: Any = None,
-                preferred_element_type: Any = None) -> jax.Array:
+def gemm_conv2d(
+    x: jax.Array,
+    w: jax.Array,
+    stride: int | Sequence[int] = 1,
+    padding: Any = 0,
+    *,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
   """2-D cross-correlation (a conv layer's forward pass) as im2col + one matrix product.
 
   Args:
@@ -78,14 +92,20 @@ def gemm_conv2d(x: jax.Array, w: jax.Array, stride: int | Sequence[int] = 1,
   """
   x, w = jnp.asarray(x), jnp.asarray(w)
   if x.ndim != 4 or w.ndim != 4 or x.shape[3] != w.shape[2]:
-    raise ValueError(f"gemm_conv2d expects x NHWC and w HWIO with equal channels, got "
-                     f"shapes {x.shape} and {w.shape}")
+    raise ValueError(
+        f"gemm_conv2d expects x NHWC and w HWIO with equal channels, got "
+        f"shapes {x.shape} and {w.shape}"
+    )
   dtype = jnp.result_type(x, w)
   fh, fw, c, o = w.shape
   patches = im2col(x.astype(dtype), (fh, fw), stride, padding)
-  return lax.dot_general(patches, w.astype(dtype).reshape(fh * fw * c, o),
-                         (((3,), (0,)), ((), ())), precision=precision,
-                         preferred_element_type=preferred_element_type)
+  return lax.dot_general(
+      patches,
+      w.astype(dtype).reshape(fh * fw * c, o),
+      (((3,), (0,)), ((), ())),
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
 
 
 # Drop-in for `lax.conv_general_dilated` (2-D, NHWC/HWIO, no dilation) by

@@ -113,13 +113,13 @@ def _output_size(size: int, f: int, lo: int, hi: int, s: int) -> tuple[int, int]
 def _lecture_conv(x, w, strides, pads, precision, preferred_element_type):
   """O = X ⋆ W: correlation of the zero padded input with the filter."""
   return lax.conv_general_dilated(
-    x,
-    w,
-    window_strides=strides,
-    padding=pads,
-    dimension_numbers=_NHWC_HWIO,
-    precision=precision,
-    preferred_element_type=preferred_element_type,
+      x,
+      w,
+      window_strides=strides,
+      padding=pads,
+      dimension_numbers=_NHWC_HWIO,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
   )
 
 
@@ -132,7 +132,7 @@ def _lecture_conv_fwd(x, w, strides, pads, precision, preferred_element_type):
 def _lecture_conv_bwd(strides, pads, precision, preferred_element_type, res, g):
   del preferred_element_type  # gradients are returned in the primal dtypes
   x, w = res
-  (sh, sw) = strides
+  sh, sw = strides
   (pt, pb), (pl, pr) = pads
   _, h, wd, _ = x.shape
   fh, fw, _, _ = w.shape
@@ -155,13 +155,13 @@ def _lecture_conv_bwd(strides, pads, precision, preferred_element_type, res, g):
   # ("input feature") axis, so X is read as C-H-W-N and dE/dO as I-H-W-O; the
   # result comes out as H-W-(C as batch)-(O as feature) = HWIO.
   dw = lax.conv_general_dilated(
-    x_pad,
-    g,
-    window_strides=(1, 1),
-    padding="VALID",
-    rhs_dilation=(sh, sw),
-    dimension_numbers=("CHWN", "IHWO", "HWNC"),
-    precision=precision,
+      x_pad,
+      g,
+      window_strides=(1, 1),
+      padding="VALID",
+      rhs_dilation=(sh, sw),
+      dimension_numbers=("CHWN", "IHWO", "HWNC"),
+      precision=precision,
   )
 
   # ------ dE/dX = crop_P( full(dilate_S(dE/dO)) ⋆ rot180(W) ) ------
@@ -172,13 +172,13 @@ def _lecture_conv_bwd(strides, pads, precision, preferred_element_type, res, g):
   # F-1 on every side, then correlate with rot180(W). The result covers the
   # padded input X_pad except the untouched trailing rows/cols.
   dx_pad = lax.conv_general_dilated(
-    g,
-    w_rot,
-    window_strides=(1, 1),
-    padding=((fh - 1, fh - 1), (fw - 1, fw - 1)),
-    lhs_dilation=(sh, sw),
-    dimension_numbers=_NHWC_HWIO,
-    precision=precision,
+      g,
+      w_rot,
+      window_strides=(1, 1),
+      padding=((fh - 1, fh - 1), (fw - 1, fw - 1)),
+      lhs_dilation=(sh, sw),
+      dimension_numbers=_NHWC_HWIO,
+      precision=precision,
   )
   # Rows/cols of X_pad never touched by a forward window get zero gradient.
   dx_pad = jnp.pad(dx_pad, ((0, 0), (0, rh), (0, rw), (0, 0)))
@@ -202,13 +202,13 @@ def _as_hashable_precision(precision: Any) -> Any:
 # Public API
 # --------------------------------------------------------------------------
 def lecture_conv2d(
-  x: jax.Array,
-  w: jax.Array,
-  stride: int | Sequence[int] = 1,
-  padding: int | Sequence[int] | Sequence[Sequence[int]] = 0,
-  *,
-  precision: Any = None,
-  preferred_element_type: Any = None,
+    x: jax.Array,
+    w: jax.Array,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] | Sequence[Sequence[int]] = 0,
+    *,
+    precision: Any = None,
+    preferred_element_type: Any = None,
 ) -> jax.Array:
   """2-D cross-correlation with the lecture's hand-derived backward pass.
 
@@ -241,12 +241,10 @@ def lecture_conv2d(
   w = jnp.asarray(w)
   if x.ndim != 4 or w.ndim != 4:
     raise ValueError(
-      f"lecture_conv2d expects x NHWC and w HWIO (rank 4), got shapes {x.shape} and {w.shape}"
+        f"lecture_conv2d expects x NHWC and w HWIO (rank 4), got shapes {x.shape} and {w.shape}"
     )
   if x.shape[3] != w.shape[2]:
-    raise ValueError(
-      f"input channels of x ({x.shape[3]}) and w ({w.shape[2]}) differ"
-    )
+    raise ValueError(f"input channels of x ({x.shape[3]}) and w ({w.shape[2]}) differ")
   strides = _normalize_stride(stride)
   pads = _normalize_padding(padding)
   # Validate that every spatial axis has at least one output position.
@@ -259,36 +257,40 @@ def lecture_conv2d(
   if preferred_element_type is not None:
     preferred_element_type = np.dtype(preferred_element_type)
   return _lecture_conv(
-    x.astype(dtype),
-    w.astype(dtype),
-    strides,
-    pads,
-    _as_hashable_precision(precision),
-    preferred_element_type,
+      x.astype(dtype),
+      w.astype(dtype),
+      strides,
+      pads,
+      _as_hashable_precision(precision),
+      preferred_element_type,
   )
 
 
 def _check_no_dilation(function: str, name: str, dilation: Sequence[int] | None) -> None:
   """Raises if ``dilation`` is anything but None or all ones."""
   if dilation is not None and any(int(d) != 1 for d in dilation):
-    raise ValueError(
-      f"{function} does not support {name} != 1 (dilation), got {tuple(dilation)}"
-    )
+    raise ValueError(f"{function} does not support {name} != 1 (dilation), got {tuple(dilation)}")
 
 
-def _check_layout(name: str, lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_dilation,
-                  dimension_numbers, batch_group_count: int, out_sharding) -> None:
+def _check_layout(
+    name: str,
+    lhs: jax.Array,
+    rhs: jax.Array,
+    lhs_dilation,
+    rhs_dilation,
+    dimension_numbers,
+    batch_group_count: int,
+    out_sharding,
+) -> None:
   """Raises ValueError unless the arguments describe a plain NHWC/HWIO 2-D convolution."""
   if lhs.ndim != 4 or rhs.ndim != 4:
     raise ValueError(
-      f"{name} supports only 2-D convolutions (rank-4 lhs/rhs), got {lhs.shape} and {rhs.shape}"
+        f"{name} supports only 2-D convolutions (rank-4 lhs/rhs), got {lhs.shape} and {rhs.shape}"
     )
   _check_no_dilation(name, "lhs_dilation", lhs_dilation)
   _check_no_dilation(name, "rhs_dilation", rhs_dilation)
   if batch_group_count != 1:
-    raise ValueError(
-      f"{name} does not support batch_group_count != 1, got {batch_group_count}"
-    )
+    raise ValueError(f"{name} does not support batch_group_count != 1, got {batch_group_count}")
   if out_sharding is not None:
     raise ValueError(f"{name} does not support out_sharding")
   # Compare the normalised dimension numbers: Flax passes a ConvDimensionNumbers,
@@ -297,7 +299,7 @@ def _check_layout(name: str, lhs: jax.Array, rhs: jax.Array, lhs_dilation, rhs_d
   expected = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO)
   if dn != expected:
     raise ValueError(
-      f"{name} supports only dimension_numbers NHWC/HWIO/NHWC, got {dimension_numbers!r}"
+        f"{name} supports only dimension_numbers NHWC/HWIO/NHWC, got {dimension_numbers!r}"
     )
 
 
@@ -314,25 +316,29 @@ def _strides_and_pads(lhs: jax.Array, rhs: jax.Array, window_strides, padding):
   return strides, _normalize_padding(tuple(tuple(int(v) for v in p) for p in pads))
 
 
-def _checked_groups(name: str, lhs: jax.Array, rhs: jax.Array, feature_group_count: int,
-                    depthwise: bool) -> int:
+def _checked_groups(
+    name: str, lhs: jax.Array, rhs: jax.Array, feature_group_count: int, depthwise: bool
+) -> int:
   """The feature group count, checked against the channels (and depthwise-only drop-ins)."""
   groups = int(feature_group_count)
   c, o = lhs.shape[3], rhs.shape[3]
   if groups < 1 or c % groups or o % groups or c // groups != rhs.shape[2]:
     raise ValueError(
-      f"feature_group_count={feature_group_count} incompatible with lhs channels {c}, "
-      f"rhs shape {rhs.shape}"
+        f"feature_group_count={feature_group_count} incompatible with lhs channels {c}, "
+        f"rhs shape {rhs.shape}"
     )
   if depthwise and not (groups == c == o):
-    raise ValueError(f"{name} computes depthwise convolutions only (feature_group_count = "
-                     f"input channels = output channels), got {feature_group_count} groups, "
-                     f"{c} input and {o} output channels")
+    raise ValueError(
+        f"{name} computes depthwise convolutions only (feature_group_count = "
+        f"input channels = output channels), got {feature_group_count} groups, "
+        f"{c} input and {o} output channels"
+    )
   return groups
 
 
-def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str,
-                              depthwise: bool = False) -> Callable[..., jax.Array]:
+def conv_general_dilated_from(
+    conv2d: Callable[..., jax.Array], name: str, depthwise: bool = False
+) -> Callable[..., jax.Array]:
   """A ``lax.conv_general_dilated`` drop-in for plain 2-D convolutions, computed by `conv2d`.
 
   The returned function checks and normalizes its arguments as described in
@@ -353,31 +359,39 @@ def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str,
   """
 
   def conv_general_dilated(
-    lhs: jax.Array,
-    rhs: jax.Array,
-    window_strides: Sequence[int],
-    padding: str | Sequence[tuple[int, int]],
-    lhs_dilation: Sequence[int] | None = None,
-    rhs_dilation: Sequence[int] | None = None,
-    dimension_numbers: Any = None,
-    feature_group_count: int = 1,
-    batch_group_count: int = 1,
-    precision: Any = None,
-    preferred_element_type: Any = None,
-    out_sharding: Any = None,
+      lhs: jax.Array,
+      rhs: jax.Array,
+      window_strides: Sequence[int],
+      padding: str | Sequence[tuple[int, int]],
+      lhs_dilation: Sequence[int] | None = None,
+      rhs_dilation: Sequence[int] | None = None,
+      dimension_numbers: Any = None,
+      feature_group_count: int = 1,
+      batch_group_count: int = 1,
+      precision: Any = None,
+      preferred_element_type: Any = None,
+      out_sharding: Any = None,
   ) -> jax.Array:
     lhs = jnp.asarray(lhs)
     rhs = jnp.asarray(rhs)
-    _check_layout(name, lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
-                  batch_group_count, out_sharding)
+    _check_layout(
+        name,
+        lhs,
+        rhs,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        batch_group_count,
+        out_sharding,
+    )
     strides, pads = _strides_and_pads(lhs, rhs, window_strides, padding)
     groups = _checked_groups(name, lhs, rhs, feature_group_count, depthwise)
     conv = functools.partial(
-      conv2d,
-      stride=strides,
-      padding=pads,
-      precision=precision,
-      preferred_element_type=preferred_element_type,
+        conv2d,
+        stride=strides,
+        padding=pads,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
     )
     if groups == 1 or depthwise:
       return conv(lhs, rhs)
@@ -393,8 +407,9 @@ def conv_general_dilated_from(conv2d: Callable[..., jax.Array], name: str,
   return conv_general_dilated
 
 
-lecture_conv_general_dilated = conv_general_dilated_from(lecture_conv2d,
-                                                         "lecture_conv_general_dilated")
+lecture_conv_general_dilated = conv_general_dilated_from(
+    lecture_conv2d, "lecture_conv_general_dilated"
+)
 lecture_conv_general_dilated.__doc__ = """lax.conv_general_dilated with the lecture's backward.
 
   Meant for ``flax.linen.Conv(..., conv_general_dilated=

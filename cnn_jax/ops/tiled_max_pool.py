@@ -41,7 +41,7 @@ def _tiles(x: jax.Array, window: int) -> jax.Array:
   """(N, H, W, C) -> (N, H//k, k, W//k, k, C), a view of the whole tiles."""
   n, h, w, c = x.shape
   rows, cols = h // window, w // window
-  return x[:, :rows * window, :cols * window].reshape(n, rows, window, cols, window, c)
+  return x[:, : rows * window, : cols * window].reshape(n, rows, window, cols, window, c)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -67,11 +67,11 @@ def _backward(window, residuals, g):
   for i in range(window):
     grad_cols = []
     for j in range(window):
-      is_max = x[:, i:rows * window:window, j:cols * window:window] == y
+      is_max = x[:, i : rows * window : window, j : cols * window : window] == y
       grad_cols.append(jnp.where(is_max & ~taken, g, jnp.zeros((), g.dtype)))
       taken = taken | is_max
-    grad_rows.append(jnp.stack(grad_cols, axis=3))      # (N, rows, cols, k, C)
-  dx = jnp.stack(grad_rows, axis=2)                       # (N, rows, k, cols, k, C)
+    grad_rows.append(jnp.stack(grad_cols, axis=3))  # (N, rows, cols, k, C)
+  dx = jnp.stack(grad_rows, axis=2)  # (N, rows, k, cols, k, C)
   dx = dx.reshape(n, rows * window, cols * window, c).astype(x.dtype)
   return (jnp.pad(dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]), (0, 0))),)
 

@@ -51,8 +51,17 @@ from cnn_jax import errors
 from cnn_jax.sweep import curves
 from cnn_jax.sweep.hyper import SweepError
 from cnn_jax.sweep.runner import build_runs, load_sweep, run_sweep, smoke_runs
-from cnn_jax.sweep.tables import (keys_of, last_column, parse_baseline, plot, plot_sweep_curves,
-                                  reach_column, seed_groups, write_csv, write_markdown)
+from cnn_jax.sweep.tables import (
+    keys_of,
+    last_column,
+    parse_baseline,
+    plot,
+    plot_sweep_curves,
+    reach_column,
+    seed_groups,
+    write_csv,
+    write_markdown,
+)
 
 _SMOKE_STEPS = 3
 
@@ -61,25 +70,39 @@ _ROOT = flags.DEFINE_string("workdir_root", None, "folder for the runs' workdirs
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "runs at a time")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the commands, run nothing")
 _OVERRIDE = flags.DEFINE_multi_string(
-    "override", [], "key=value set in every run (not part of run names), e.g. num_epochs=2")
+    "override", [], "key=value set in every run (not part of run names), e.g. num_epochs=2"
+)
 # Not "--out": cnn_jax.data.preview defines that, and absl flags share one namespace.
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None,
-                                   "folder for the tables and plots (default: workdir_root)")
+_RESULTS_DIR = flags.DEFINE_string(
+    "results_dir", None, "folder for the tables and plots (default: workdir_root)"
+)
 _CURVES = flags.DEFINE_multi_string(
-    "curves", [], "a learning-curve plot of these curves, e.g. eval.accuracy or "
-    "train.accuracy,eval.accuracy (one plot per flag)")
+    "curves",
+    [],
+    "a learning-curve plot of these curves, e.g. eval.accuracy or "
+    "train.accuracy,eval.accuracy (one plot per flag)",
+)
 _PANELS = flags.DEFINE_string("panels", None, "draw the curves in one panel per value of this key")
 _REACH = flags.DEFINE_multi_string(
-    "reach", [], "tabulate the first step at which a curve meets a target, e.g. "
-    "eval.accuracy>=0.95")
+    "reach",
+    [],
+    "tabulate the first step at which a curve meets a target, e.g. " "eval.accuracy>=0.95",
+)
 _LAST = flags.DEFINE_multi_string(
-    "last", [], "tabulate the last logged value of a curve, e.g. train.accuracy")
+    "last", [], "tabulate the last logged value of a curve, e.g. train.accuracy"
+)
 _BASELINE = flags.DEFINE_multi_string(
-    "baseline", [], "KEY=VALUE: a table of each other value of KEY minus this one "
-    "(accuracy and the --reach/--last columns), with its standard error over seeds")
+    "baseline",
+    [],
+    "KEY=VALUE: a table of each other value of KEY minus this one "
+    "(accuracy and the --reach/--last columns), with its standard error over seeds",
+)
 _SMOKE = flags.DEFINE_bool(
-    "smoke", False, "check that the sweep runs: one seed of the first two settings, "
-    f"{_SMOKE_STEPS} steps each, tables in workdir_root only")
+    "smoke",
+    False,
+    "check that the sweep runs: one seed of the first two settings, "
+    f"{_SMOKE_STEPS} steps each, tables in workdir_root only",
+)
 
 
 def _curve_figures() -> list[list[str]]:
@@ -99,18 +122,23 @@ def main(argv):
     if "=" not in common:
       raise SweepError(f"--override={common!r}: write key=value, e.g. num_epochs=2")
   figures = _curve_figures()
-  columns = ([reach_column(t) for t in _REACH.value] +
-             [last_column(n) for n in _LAST.value])
+  columns = [reach_column(t) for t in _REACH.value] + [last_column(n) for n in _LAST.value]
   if _PANELS.value and _PANELS.value not in keys_of(overrides):
-    raise SweepError(f"--panels={_PANELS.value!r} is not a swept key; the sweep's keys: "
-                     f"{', '.join(keys_of(overrides))}")
+    raise SweepError(
+        f"--panels={_PANELS.value!r} is not a swept key; the sweep's keys: "
+        f"{', '.join(keys_of(overrides))}"
+    )
   baselines = [parse_baseline(spec, overrides) for spec in _BASELINE.value]
   common = list(_OVERRIDE.value)
   if _SMOKE.value:
     overrides = smoke_runs(overrides)
     # A constant rate: a recipe's warm-up would outlast the smoke run.
-    common += [f"num_train_steps={_SMOKE_STEPS}", f"eval_every_steps={_SMOKE_STEPS}",
-               "log_every_steps=1", "schedule.name=constant"]
+    common += [
+        f"num_train_steps={_SMOKE_STEPS}",
+        f"eval_every_steps={_SMOKE_STEPS}",
+        "log_every_steps=1",
+        "schedule.name=constant",
+    ]
   runs = build_runs(spec, overrides, _ROOT.value, common)
   if _DRY_RUN.value:
     for run in runs:
@@ -140,8 +168,9 @@ def main(argv):
     sys.exit(130)
   failed = [o.run.name for o in outcomes if o.status == "failed"]
   if failed:
-    sys.exit(f"{len(failed)} of {len(runs)} runs failed: {', '.join(failed)} "
-             f"(see {out}/sweep.md)")
+    sys.exit(
+        f"{len(failed)} of {len(runs)} runs failed: {', '.join(failed)} " f"(see {out}/sweep.md)"
+    )
 
 
 def run() -> None:

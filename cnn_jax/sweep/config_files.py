@@ -48,8 +48,11 @@ def _line(error: BaseException, path: str) -> int | None:
   if isinstance(error, SyntaxError) and error.lineno:
     return error.lineno
   target = os.path.abspath(path)
-  lines = [f.lineno for f in traceback.extract_tb(error.__traceback__)
-           if os.path.abspath(f.filename) == target]
+  lines = [
+      f.lineno
+      for f in traceback.extract_tb(error.__traceback__)
+      if os.path.abspath(f.filename) == target
+  ]
   return lines[-1] if lines else None
 
 
@@ -81,8 +84,9 @@ def file_error(path: str, error: Exception) -> ConfigFileError:
     message += f" at line {line}" if line else ""
   # A UserError (e.g. an unknown FILE.py:ARG group) already says what to fix.
   fix = "" if isinstance(error, UserError) else "; fix the file"
-  return ConfigFileError(f"cannot load the config file {path} ({type(error).__name__}: "
-                         f"{message}){fix}")
+  return ConfigFileError(
+      f"cannot load the config file {path} ({type(error).__name__}: " f"{message}){fix}"
+  )
 
 
 def load_module(path: str) -> types.ModuleType:
@@ -93,10 +97,13 @@ def load_module(path: str) -> types.ModuleType:
       syntax error, a name that moved, ...), with the file, the error and its line.
   """
   if not os.path.isfile(path):
-    raise ConfigFileError(f"cannot load the config file {path} (no such file); give the path "
-                          "of a configs/*.py file")
+    raise ConfigFileError(
+        f"cannot load the config file {path} (no such file); give the path "
+        "of a configs/*.py file"
+    )
   spec = importlib.util.spec_from_file_location(
-      "config_file_" + re.sub(r"\W", "_", os.path.abspath(path)), path)
+      "config_file_" + re.sub(r"\W", "_", os.path.abspath(path)), path
+  )
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
@@ -118,7 +125,8 @@ def call(path: str, function: Callable[..., Any], *args: Any) -> Any:
     raise ConfigFileError(
         f"cannot load the config file {path} ({function.__name__}{inspect.signature(function)} "
         f"is called with {given}); add or drop the :ARG after the file name, or fix the "
-        "function's parameters") from None
+        "function's parameters"
+    ) from None
   try:
     return function(*args)
   except Exception as e:  # the file's own code: any mistake in it
@@ -132,8 +140,10 @@ def config_of(module: types.ModuleType, path: str, arg: str = "") -> Any:
     ConfigFileError: it has no get_config, or get_config raised.
   """
   if not callable(getattr(module, "get_config", None)):
-    raise ConfigFileError(f"the config file {path} defines no get_config(); add one that "
-                          "returns the config (see configs/default.py)")
+    raise ConfigFileError(
+        f"the config file {path} defines no get_config(); add one that "
+        "returns the config (see configs/default.py)"
+    )
   return call(path, module.get_config, *([arg] if arg else []))
 
 
@@ -162,8 +172,9 @@ def load_config(path: str, arg: str = "") -> ml_collections.ConfigDict:
   return get_config(path, arg)
 
 
-def on_mnist_like(config: ml_collections.ConfigDict, dataset: str = "fashion_mnist",
-                  image_size: int = 28) -> ml_collections.ConfigDict:
+def on_mnist_like(
+    config: ml_collections.ConfigDict, dataset: str = "fashion_mnist", image_size: int = 28
+) -> ml_collections.ConfigDict:
   """A digits recipe moved to MNIST or Fashion-MNIST (60,000 / 10,000 28x28 images).
 
   The images sit on the device (60,000 x 28 x 28 bytes), as the digits do:

@@ -29,8 +29,10 @@ def parse_curve(name: str) -> tuple[str, str]:
   """("eval", "accuracy") from "eval.accuracy"; CurveError for anything else."""
   split, _, metric = name.partition(".")
   if split not in ("train", "eval") or not metric:
-    raise CurveError(f"curve {name!r}: write SPLIT.METRIC with SPLIT train or eval, "
-                     "e.g. eval.accuracy or train.loss")
+    raise CurveError(
+        f"curve {name!r}: write SPLIT.METRIC with SPLIT train or eval, "
+        "e.g. eval.accuracy or train.loss"
+    )
   return split, metric
 
 
@@ -75,8 +77,9 @@ def steps_to_reach(steps: np.ndarray, values: np.ndarray, op: str, value: float)
   return float(steps[np.argmax(met)]) if met.any() else math.nan
 
 
-def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_curve(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Mean and standard deviation over runs, at the steps all of them logged.
 
   Returns:
@@ -91,8 +94,12 @@ def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]
   return steps, stacked.mean(axis=0), std
 
 
-def plot_curves(path: str, groups: Sequence[tuple[str, str, Sequence[str]]],
-                names: Sequence[str], log_y: bool = False) -> None:
+def plot_curves(
+    path: str,
+    groups: Sequence[tuple[str, str, Sequence[str]]],
+    names: Sequence[str],
+    log_y: bool = False,
+) -> None:
   """Mean curves (shaded ± std over seeds) of groups of runs, saved as a PNG.
 
   Args:
@@ -105,6 +112,7 @@ def plot_curves(path: str, groups: Sequence[tuple[str, str, Sequence[str]]],
     log_y: a logarithmic y axis (for losses).
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
@@ -113,8 +121,13 @@ def plot_curves(path: str, groups: Sequence[tuple[str, str, Sequence[str]]],
   # Many lines: one legend under the panels (they share their labels) rather than on them.
   below = lines_per_panel > 6
   legend_rows = -(-lines_per_panel // 2) if below else 0
-  figure, axes = plt.subplots(1, len(titles), squeeze=False, sharey=True,
-                              figsize=(5.5 * len(titles), 4 + 0.22 * legend_rows))
+  figure, axes = plt.subplots(
+      1,
+      len(titles),
+      squeeze=False,
+      sharey=True,
+      figsize=(5.5 * len(titles), 4 + 0.22 * legend_rows),
+  )
   styles = ["-", "--", ":", "-."]
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for title, ax in zip(titles, axes[0]):

@@ -41,6 +41,7 @@ def is_seed(key: str) -> bool:
 @dataclasses.dataclass
 class Run:
   """One training run of a sweep."""
+
   name: str
   overrides: Overrides
   workdir: str
@@ -55,6 +56,7 @@ class Outcome:
   status: "ok", "ok (earlier)" (results.json was there), "failed",
   "interrupted" or "not started" (the sweep was stopped).
   """
+
   run: Run
   status: str
   results: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -138,8 +140,9 @@ def run_names(runs: Sequence[Overrides]) -> list[str]:
   return names
 
 
-def build_runs(config_spec: str, runs: Sequence[Overrides], root: str,
-               common: Sequence[str] = ()) -> list[Run]:
+def build_runs(
+    config_spec: str, runs: Sequence[Overrides], root: str, common: Sequence[str] = ()
+) -> list[Run]:
   """The commands of the sweep's runs.
 
   Args:
@@ -155,12 +158,18 @@ def build_runs(config_spec: str, runs: Sequence[Overrides], root: str,
   result = []
   for name, overrides in zip(run_names(runs), runs):
     workdir = os.path.join(root, name)
-    command = [sys.executable, "-m", "cnn_jax.main", f"--config={config_spec}",
-               f"--workdir={workdir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "cnn_jax.main",
+        f"--config={config_spec}",
+        f"--workdir={workdir}",
+    ]
     command += [f"--config.{k}={format_value(v)}" for k, v in overrides.items()]
     command += [f"--config.{c}" for c in common]
-    result.append(Run(name, dict(overrides), workdir,
-                      os.path.join(root, "logs", name + ".txt"), command))
+    result.append(
+        Run(name, dict(overrides), workdir, os.path.join(root, "logs", name + ".txt"), command)
+    )
   return result
 
 
@@ -193,8 +202,10 @@ def _wait_for_workdir(run: Run, report) -> None:
     try:
       fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      report(f"{run.name}: waiting for the process that holds {run.workdir} (a run of an "
-             "earlier sweep that is stopping, or another sweep) to let it go")
+      report(
+          f"{run.name}: waiting for the process that holds {run.workdir} (a run of an "
+          "earlier sweep that is stopping, or another sweep) to let it go"
+      )
       fcntl.flock(folder, fcntl.LOCK_EX)
   finally:
     os.close(folder)  # the run itself takes the lock
@@ -222,8 +233,9 @@ class _Runner:
       log.flush()
       with self._lock:
         # The run stops if this process dies (interrupts.child_environment).
-        process = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT,
-                                   env=interrupts.child_environment())
+        process = subprocess.Popen(
+            run.command, stdout=log, stderr=subprocess.STDOUT, env=interrupts.child_environment()
+        )
         self._live.add(process)
       returncode = process.wait()
       with self._lock:
@@ -275,8 +287,10 @@ def run_sweep(runs: Sequence[Run], parallel: int = 1, report=_say) -> list[Outco
 def _describe(outcome: Outcome) -> str:
   text = f"{outcome.run.name}: {outcome.status}"
   if "accuracy" in outcome.results:
-    text += (f", accuracy {outcome.results['accuracy']:.4f}, "
-             f"{outcome.results.get('wall_seconds', float('nan')):.0f} s")
+    text += (
+        f", accuracy {outcome.results['accuracy']:.4f}, "
+        f"{outcome.results.get('wall_seconds', float('nan')):.0f} s"
+    )
   if outcome.status == "failed":
     text += f" ({outcome.results.get('error')}; log: {outcome.run.log_path})"
   return text

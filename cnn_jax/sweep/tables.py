@@ -22,7 +22,6 @@ from cnn_jax.sweep import curves
 from cnn_jax.sweep.hyper import Overrides, SweepError
 from cnn_jax.sweep.runner import Outcome, format_value, is_seed
 
-
 _COLUMNS = ("accuracy", "top5_accuracy", "loss", "step", "num_params", "wall_seconds")
 
 
@@ -38,6 +37,7 @@ def _keys(outcomes: Sequence[Outcome]) -> list[str]:
 @dataclasses.dataclass
 class Column:
   """A column computed from each run's learning curves (see cnn_jax/sweep/curves.py)."""
+
   header: str
   value: Callable[[Outcome], float | None]  # None: the run logged no such curve
   digits: int
@@ -87,16 +87,32 @@ def write_csv(path: str, outcomes: Sequence[Outcome], columns: Sequence[Column] 
   keys = _keys(outcomes)
   text = io.StringIO()
   writer = csv.writer(text)
-  writer.writerow(["run", *keys, "status", *_COLUMNS, *(c.header for c in columns),
-                   "workdir", "error"])
+  writer.writerow(
+      ["run", *keys, "status", *_COLUMNS, *(c.header for c in columns), "workdir", "error"]
+  )
   for o in outcomes:
     ok = o.status.startswith("ok")
-    error = "" if ok else " / ".join(
-        filter(None, [o.results.get("error"), o.log_tail.splitlines()[-1] if o.log_tail else ""]))
+    error = (
+        ""
+        if ok
+        else " / ".join(
+            filter(
+                None, [o.results.get("error"), o.log_tail.splitlines()[-1] if o.log_tail else ""]
+            )
+        )
+    )
     extra = [_column_cell(c, [c.value(o)]) if ok else "" for c in columns]
-    writer.writerow([o.run.name, *(format_value(o.run.overrides.get(k, "")) for k in keys),
-                     o.status, *(o.results.get(c, "") for c in _COLUMNS), *extra,
-                     o.run.workdir, error])
+    writer.writerow(
+        [
+            o.run.name,
+            *(format_value(o.run.overrides.get(k, "")) for k in keys),
+            o.status,
+            *(o.results.get(c, "") for c in _COLUMNS),
+            *extra,
+            o.run.workdir,
+            error,
+        ]
+    )
   # One atomic write: a sweep killed while writing leaves the old table whole.
   records.write_text(path, text.getvalue())
 
@@ -115,29 +131,32 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
   """Mean and sample standard deviation (n - 1; 0 for a single value)."""
   mean = sum(values) / len(values)
   variance = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
-  return mean, variance ** 0.5
+  return mean, variance**0.5
 
 
 def difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
   """mean(a) - mean(b) and its standard error, sqrt(s_a^2 / n_a + s_b^2 / n_b)."""
   (mean_a, std_a), (mean_b, std_b) = mean_std(a), mean_std(b)
-  return mean_a - mean_b, math.sqrt(std_a ** 2 / len(a) + std_b ** 2 / len(b))
+  return mean_a - mean_b, math.sqrt(std_a**2 / len(a) + std_b**2 / len(b))
 
 
 def parse_baseline(spec: str, runs: Sequence[Overrides]) -> tuple[str, str]:
-  """"KEY=VALUE" of --baseline, checked against the sweep: (key, formatted value)."""
+  """ "KEY=VALUE" of --baseline, checked against the sweep: (key, formatted value)."""
   key, sep, value = spec.partition("=")
   if not sep or key not in keys_of(runs) or is_seed(key):
-    raise SweepError(f"--baseline={spec!r}: write KEY=VALUE with a swept key; the sweep's "
-                     f"keys: {', '.join(k for k in keys_of(runs) if not is_seed(k))}")
+    raise SweepError(
+        f"--baseline={spec!r}: write KEY=VALUE with a swept key; the sweep's "
+        f"keys: {', '.join(k for k in keys_of(runs) if not is_seed(k))}"
+    )
   values = {format_value(run.get(key, "")) for run in runs}
   if value not in values:
     raise SweepError(f"--baseline={spec!r}: {key} takes the values {', '.join(sorted(values))}")
   return key, value
 
 
-def difference_lines(outcomes: Sequence[Outcome], key: str, baseline: str,
-                     columns: Sequence[Column] = ()) -> list[str]:
+def difference_lines(
+    outcomes: Sequence[Outcome], key: str, baseline: str, columns: Sequence[Column] = ()
+) -> list[str]:
   """Markdown: each setting minus the one with KEY=baseline and all else equal.
 
   Args:
@@ -151,10 +170,13 @@ def difference_lines(outcomes: Sequence[Outcome], key: str, baseline: str,
   """
   groups = seed_groups(outcomes)
   others = [k for k in _keys(outcomes) if not is_seed(k) and k != key]
-  lines = [f"Differences from {key}={baseline}, all else equal (mean difference ± its "
-           "standard error over seeds; accuracy in points):", "",
-           "| " + " | ".join(others + [key, "accuracy", *(c.header for c in columns)]) + " |",
-           "|" + "---|" * (len(others) + 2 + len(columns))]
+  lines = [
+      f"Differences from {key}={baseline}, all else equal (mean difference ± its "
+      "standard error over seeds; accuracy in points):",
+      "",
+      "| " + " | ".join(others + [key, "accuracy", *(c.header for c in columns)]) + " |",
+      "|" + "---|" * (len(others) + 2 + len(columns)),
+  ]
   for group, members in groups.items():
     setting = dict(group)
     if setting.get(key) == baseline:
@@ -170,8 +192,13 @@ def difference_lines(outcomes: Sequence[Outcome], key: str, baseline: str,
         continue
       mean, error = difference(a, b)
       cells.append(f"{mean:+.2f} ± {error:.2f}")
-    lines.append("| " + " | ".join([_markdown(setting.get(k, "")) for k in others] +
-                                   [_markdown(setting[key]), *cells]) + " |")
+    lines.append(
+        "| "
+        + " | ".join(
+            [_markdown(setting.get(k, "")) for k in others] + [_markdown(setting[key]), *cells]
+        )
+        + " |"
+    )
   return lines
 
 
@@ -180,9 +207,13 @@ def _markdown(text: str) -> str:
   return text.replace("|", "\\|")
 
 
-def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
-                   columns: Sequence[Column] = (),
-                   baselines: Sequence[tuple[str, str]] = ()) -> None:
+def write_markdown(
+    path: str,
+    outcomes: Sequence[Outcome],
+    command: str,
+    columns: Sequence[Column] = (),
+    baselines: Sequence[tuple[str, str]] = (),
+) -> None:
   """The runs' table, the mean and spread over seeds, and the failed runs' logs.
 
   Args:
@@ -201,42 +232,100 @@ def write_markdown(path: str, outcomes: Sequence[Outcome], command: str,
     return f"{value:,}" if isinstance(value, int) else ""
 
   extra = {id(o): [c.value(o) for c in columns] for o in outcomes if o.status.startswith("ok")}
-  lines = [f"# Sweep ({datetime.date.today().isoformat()})", "", f"    {command}", "",
-           "| " + " | ".join([*keys, "accuracy", "loss", "steps", "params", "wall s",
-                              *(c.header for c in columns), "status"]) + " |",
-           "|" + "---|" * (len(keys) + 6 + len(columns))]
+  lines = [
+      f"# Sweep ({datetime.date.today().isoformat()})",
+      "",
+      f"    {command}",
+      "",
+      "| "
+      + " | ".join(
+          [
+              *keys,
+              "accuracy",
+              "loss",
+              "steps",
+              "params",
+              "wall s",
+              *(c.header for c in columns),
+              "status",
+          ]
+      )
+      + " |",
+      "|" + "---|" * (len(keys) + 6 + len(columns)),
+  ]
   for o in outcomes:
     r = o.results
-    cells = ([_column_cell(c, [v]) for c, v in zip(columns, extra[id(o)])] if id(o) in extra
-             else [""] * len(columns))
-    lines.append("| " + " | ".join(
-        [*(_markdown(format_value(o.run.overrides.get(k, ""))) for k in keys),
-         cell(r.get("accuracy", "")), cell(r.get("loss", "")), str(r.get("step", "")),
-         count(r.get("num_params")), cell(r.get("wall_seconds", ""), 0), *cells,
-         o.status]) + " |")
+    cells = (
+        [_column_cell(c, [v]) for c, v in zip(columns, extra[id(o)])]
+        if id(o) in extra
+        else [""] * len(columns)
+    )
+    lines.append(
+        "| "
+        + " | ".join(
+            [
+                *(_markdown(format_value(o.run.overrides.get(k, ""))) for k in keys),
+                cell(r.get("accuracy", "")),
+                cell(r.get("loss", "")),
+                str(r.get("step", "")),
+                count(r.get("num_params")),
+                cell(r.get("wall_seconds", ""), 0),
+                *cells,
+                o.status,
+            ]
+        )
+        + " |"
+    )
   groups = seed_groups(outcomes)
   if any(len(members) > 1 for members in groups.values()):
     others = [k for k in keys if not is_seed(k)]
-    lines += ["", "Mean and standard deviation over seeds:", "",
-              "| " + " | ".join(others + ["runs", "accuracy", "loss", "params", "wall s",
-                                          *(c.header for c in columns)]) + " |",
-              "|" + "---|" * (len(others) + 5 + len(columns))]
+    lines += [
+        "",
+        "Mean and standard deviation over seeds:",
+        "",
+        "| "
+        + " | ".join(
+            others + ["runs", "accuracy", "loss", "params", "wall s", *(c.header for c in columns)]
+        )
+        + " |",
+        "|" + "---|" * (len(others) + 5 + len(columns)),
+    ]
     for group, members in groups.items():
       accuracy = mean_std([m.results["accuracy"] for m in members])
       loss = mean_std([m.results["loss"] for m in members])
       wall = mean_std([m.results.get("wall_seconds", math.nan) for m in members])
-      lines.append("| " + " | ".join([_markdown(dict(group).get(k, "")) for k in others] + [
-          str(len(members)), f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
-          f"{loss[0]:.4f} ± {loss[1]:.4f}", count(members[0].results.get("num_params")),
-          f"{wall[0]:.0f}",
-          *(_column_cell(c, [extra[id(m)][i] for m in members]) for i, c in enumerate(columns))])
-          + " |")
+      lines.append(
+          "| "
+          + " | ".join(
+              [_markdown(dict(group).get(k, "")) for k in others]
+              + [
+                  str(len(members)),
+                  f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
+                  f"{loss[0]:.4f} ± {loss[1]:.4f}",
+                  count(members[0].results.get("num_params")),
+                  f"{wall[0]:.0f}",
+                  *(
+                      _column_cell(c, [extra[id(m)][i] for m in members])
+                      for i, c in enumerate(columns)
+                  ),
+              ]
+          )
+          + " |"
+      )
   for key, value in baselines:
     lines += ["", *difference_lines(outcomes, key, value, columns)]
   failed = [o for o in outcomes if not o.status.startswith("ok")]
   for o in failed:
-    lines += ["", f"## {o.run.name}: {o.status}", "", f"    {' '.join(o.run.command)}", "",
-              "```", o.log_tail or "(no output)", "```"]
+    lines += [
+        "",
+        f"## {o.run.name}: {o.status}",
+        "",
+        f"    {' '.join(o.run.command)}",
+        "",
+        "```",
+        o.log_tail or "(no output)",
+        "```",
+    ]
   records.write_text(path, "\n".join(lines) + "\n")
 
 
@@ -248,11 +337,15 @@ def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
   the values are positive and span a factor of 10 or more.
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  swept = [k for k in _keys(outcomes) if not is_seed(k)
-           and len({format_value(o.run.overrides.get(k)) for o in outcomes}) > 1]
+  swept = [
+      k
+      for k in _keys(outcomes)
+      if not is_seed(k) and len({format_value(o.run.overrides.get(k)) for o in outcomes}) > 1
+  ]
   groups = seed_groups(outcomes)
   if not swept or not groups:
     return False
@@ -270,8 +363,9 @@ def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
     points.sort(key=lambda p: p[0] if numeric else categories.index(format_value(p[0])))
     xs = [p[0] if numeric else categories.index(format_value(p[0])) for p in points]
     label = ", ".join(f"{k}={v}" for k, v in rest) or None
-    axes.errorbar(xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
-                  capsize=3, label=label)
+    axes.errorbar(
+        xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label=label
+    )
   if numeric and min(x_values) > 0 and max(x_values) / min(x_values) >= 10:
     axes.set_xscale("log")
   if not numeric:
@@ -288,8 +382,9 @@ def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
   return True
 
 
-def plot_sweep_curves(path: str, outcomes: Sequence[Outcome], names: Sequence[str],
-                      panel_key: str | None = None) -> None:
+def plot_sweep_curves(
+    path: str, outcomes: Sequence[Outcome], names: Sequence[str], panel_key: str | None = None
+) -> None:
   """Learning curves of the sweep's settings (mean over seeds), see cnn_jax/sweep/curves.py.
 
   Args:
@@ -301,7 +396,6 @@ def plot_sweep_curves(path: str, outcomes: Sequence[Outcome], names: Sequence[st
   groups = []
   for group, members in seed_groups(outcomes).items():
     label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in group if k != panel_key)
-    title = (f"{panel_key.rsplit('.', 1)[-1]}={dict(group).get(panel_key)}"
-             if panel_key else "")
+    title = f"{panel_key.rsplit('.', 1)[-1]}={dict(group).get(panel_key)}" if panel_key else ""
     groups.append((title, label or "all runs", [m.run.workdir for m in members]))
   curves.plot_curves(path, groups, names, log_y=all(n.endswith("loss") for n in names))

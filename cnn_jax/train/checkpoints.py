@@ -38,8 +38,11 @@ def _saved_shapes(path: str) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def _shape_table(tree) -> dict[str, tuple[tuple[int, ...], str]]:
   flat = ocp.tree.to_flat_dict(tree, sep="/")
-  return {name: (tuple(leaf.shape), np.dtype(leaf.dtype).name)
-          for name, leaf in flat.items() if hasattr(leaf, "shape")}
+  return {
+      name: (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+      for name, leaf in flat.items()
+      if hasattr(leaf, "shape")
+  }
 
 
 def _check_fits(saved: dict, abstract_state: TrainState, step: int) -> None:
@@ -47,12 +50,15 @@ def _check_fits(saved: dict, abstract_state: TrainState, step: int) -> None:
   wanted = _shape_table(ocp.tree.serialize_tree(abstract_state, keep_empty_nodes=True))
   for name in sorted(set(saved) | set(wanted)):
     if saved.get(name) != wanted.get(name):
+
       def describe(entry):
         return "no such array" if entry is None else f"shape {entry[0]} {entry[1]}"
+
       raise CheckpointError(
           f"the config does not fit the checkpoint at step {step}: {name} is "
           f"{describe(saved.get(name))} there and {describe(wanted.get(name))} in this config; "
-          "use a new --workdir, or the run's own config (its config.json)")
+          "use a new --workdir, or the run's own config (its config.json)"
+      )
 
 
 class _IteratorState:
@@ -99,8 +105,9 @@ class Checkpoints:
     async_save: write in the background while training goes on.
   """
 
-  def __init__(self, workdir: str, *, keep: int = 2, keep_best: bool = False,
-               async_save: bool = True):
+  def __init__(
+      self, workdir: str, *, keep: int = 2, keep_best: bool = False, async_save: bool = True
+  ):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     if async_save and jax.process_count() > 1 and jax.default_backend() == "cpu":
       # Several CPU processes talk through gloo, and a background save's
@@ -111,15 +118,21 @@ class Checkpoints:
     # create=False: opening the managers writes nothing (a rejected command
     # leaves the workdir as it was); the first save creates the folders.
     self._options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=False, enable_async_checkpointing=async_save)
+        max_to_keep=keep, create=False, enable_async_checkpointing=async_save
+    )
     self._manager = ocp.CheckpointManager(self.directory, options=self._options)
     self._best = None
     if keep_best:
       self._best = ocp.CheckpointManager(
           os.path.join(os.path.abspath(workdir), "best"),
           options=ocp.CheckpointManagerOptions(
-              max_to_keep=1, create=False, best_fn=lambda metrics: metrics["accuracy"],
-              best_mode="max", enable_async_checkpointing=async_save))
+              max_to_keep=1,
+              create=False,
+              best_fn=lambda metrics: metrics["accuracy"],
+              best_mode="max",
+              enable_async_checkpointing=async_save,
+          ),
+      )
 
   def steps(self) -> list[int]:
     """Steps of the complete checkpoints, oldest first."""
@@ -142,11 +155,13 @@ class Checkpoints:
     """Offers `state` as the best checkpoint; kept if its accuracy is the highest."""
     if self._best is not None and int(state.step) not in self._best.all_steps():
       with interrupts.deferred():
-          self._best.save(int(state.step), args=_save_args(state, None),
-                        metrics={"accuracy": float(accuracy)})
+        self._best.save(
+            int(state.step), args=_save_args(state, None), metrics={"accuracy": float(accuracy)}
+        )
 
-  def restore_latest(self, abstract_state: TrainState, with_data: bool
-                     ) -> tuple[TrainState, bytes | None] | None:
+  def restore_latest(
+      self, abstract_state: TrainState, with_data: bool
+  ) -> tuple[TrainState, bytes | None] | None:
     """The newest checkpoint that restores; unreadable newer ones are moved aside.
 
     Args:
@@ -161,6 +176,7 @@ class Checkpoints:
       CheckpointError: when checkpoints exist but none restores (for example
         after the model or optimizer was changed in the config).
     """
+
     def restore(step):
       saved = _saved_shapes(os.path.join(self.directory, str(step), "state"))
       # Checked before orbax restores (a CheckpointError ends the search): a
@@ -176,7 +192,8 @@ class Checkpoints:
         bad_step, reason = failures[0]
         raise CheckpointError(
             f"no checkpoint in {self.directory} restores (newest, step {bad_step}: {reason}); "
-            "if the config's model or optimizer changed since, use a new --workdir")
+            "if the config's model or optimizer changed since, use a new --workdir"
+        )
       return None
     for bad_step, reason in failures:
       self._move_aside(bad_step, reason, good_step=step)
@@ -185,8 +202,13 @@ class Checkpoints:
 
   def _move_aside(self, step: int, reason: str, good_step: int) -> None:
     target = os.path.join(os.path.dirname(self.directory), "checkpoints_unreadable", str(step))
-    logging.warning("checkpoint at step %d is unreadable (%s); moved it to %s and resumed "
-                    "from step %d", step, reason, target, good_step)
+    logging.warning(
+        "checkpoint at step %d is unreadable (%s); moved it to %s and resumed " "from step %d",
+        step,
+        reason,
+        target,
+        good_step,
+    )
     if jax.process_index() == 0:
       os.makedirs(os.path.dirname(target), exist_ok=True)
       shutil.move(os.path.join(self.directory, str(step)), target)

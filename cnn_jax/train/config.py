@@ -55,6 +55,7 @@ import ml_collections
 
 from cnn_jax.data.preprocess import RESIZES
 from cnn_jax.errors import ConfigError
+
 # torchvision's ImageNet statistics, used by every ImageNet recipe here.
 from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
@@ -97,9 +98,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_best = False
   config.async_checkpoints = True
 
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False, weight_decay=0.0,
-      grad_clip_norm=0.0))
+  config.optimizer = ml_collections.ConfigDict(
+      dict(
+          name="sgd",
+          learning_rate=0.1,
+          momentum=0.9,
+          nesterov=False,
+          weight_decay=0.0,
+          grad_clip_norm=0.0,
+      )
+  )
   config.schedule = ml_collections.ConfigDict(dict(name="constant"))
   config.label_smoothing = 0.0
   config.aux_loss_weight = 0.0
@@ -148,23 +156,32 @@ def _check_counts(config: ml_collections.ConfigDict) -> None:
   if config.num_train_steps == 0 and config.num_epochs == 0:
     raise ConfigError("set config.num_train_steps or config.num_epochs to a positive value")
   if config.eval_every_steps == 0 and config.eval_every_epochs == 0:
-    raise ConfigError("set config.eval_every_steps or config.eval_every_epochs to a positive "
-                      "value (a run also evaluates at its end)")
+    raise ConfigError(
+        "set config.eval_every_steps or config.eval_every_epochs to a positive "
+        "value (a run also evaluates at its end)"
+    )
   if config.keep_checkpoints < 1:
-    raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
-                      "checkpoint, or nothing could be resumed or visualized")
+    raise ConfigError(
+        f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
+        "checkpoint, or nothing could be resumed or visualized"
+    )
 
 
 def _check_normalization(config: ml_collections.ConfigDict) -> None:
   if len(config.mean) != len(config.std):
-    raise ConfigError(f"config.mean has {len(config.mean)} values but config.std has "
-                      f"{len(config.std)}; give one per channel (or leave both empty)")
+    raise ConfigError(
+        f"config.mean has {len(config.mean)} values but config.std has "
+        f"{len(config.std)}; give one per channel (or leave both empty)"
+    )
   if not all(_is_number(m) and math.isfinite(m) for m in config.mean):
-    raise ConfigError(f"config.mean={tuple(config.mean)} must be finite numbers (in [0, 1] "
-                      "units)")
+    raise ConfigError(
+        f"config.mean={tuple(config.mean)} must be finite numbers (in [0, 1] " "units)"
+    )
   if not all(_is_number(s) and 0 < s < math.inf for s in config.std):
-    raise ConfigError(f"config.std={tuple(config.std)} must be positive finite numbers (in "
-                      "[0, 1] units); the step divides by them")
+    raise ConfigError(
+        f"config.std={tuple(config.std)} must be positive finite numbers (in "
+        "[0, 1] units); the step divides by them"
+    )
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -179,8 +196,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.dtype not in DTYPES:
     raise ConfigError(f"config.dtype={config.dtype!r}; use one of {DTYPES}")
   if config.input_pipeline not in INPUT_PIPELINES:
-    raise ConfigError(f"config.input_pipeline={config.input_pipeline!r}; "
-                      f"use one of {INPUT_PIPELINES}")
+    raise ConfigError(
+        f"config.input_pipeline={config.input_pipeline!r}; " f"use one of {INPUT_PIPELINES}"
+    )
   if config.resize not in RESIZES:
     raise ConfigError(f"config.resize={config.resize!r}; use one of {RESIZES}")
   if config.normalize not in NORMALIZATIONS:
@@ -198,8 +216,10 @@ def check_batch_divides(batch_size: int, devices: int, field: str = "batch_size"
   if batch_size % devices:
     lower = batch_size - batch_size % devices
     options = f"{lower} or {lower + devices}" if lower else f"{devices}"
-    raise ConfigError(f"config.{field}={batch_size} does not divide over {devices} devices; "
-                      f"use a multiple of {devices} such as {options}")
+    raise ConfigError(
+        f"config.{field}={batch_size} does not divide over {devices} devices; "
+        f"use a multiple of {devices} such as {options}"
+    )
 
 
 def _given(value: Any) -> bool:
@@ -208,8 +228,15 @@ def _given(value: Any) -> bool:
   return value is not None and value > 0
 
 
-def in_steps(cfg: Mapping[str, Any], steps_key: str, epochs_key: str, steps_per_epoch: int, *,
-             default: Any = 0, rounding: Callable[[float], int] = round) -> Any:
+def in_steps(
+    cfg: Mapping[str, Any],
+    steps_key: str,
+    epochs_key: str,
+    steps_per_epoch: int,
+    *,
+    default: Any = 0,
+    rounding: Callable[[float], int] = round,
+) -> Any:
   """A duration that a config may give in steps or in epochs, in steps.
 
   The one place where `*_steps` and `*_epochs` fields meet (as big_vision's
@@ -251,8 +278,6 @@ def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple
   total = in_steps(config, "num_train_steps", "num_epochs", steps_per_epoch, rounding=math.ceil)
   every = in_steps(config, "eval_every_steps", "eval_every_epochs", steps_per_epoch)
   return max(1, total), max(1, every)
-
-
 
 
 def use_imagenet(config: ml_collections.ConfigDict, image_size: int = 224) -> None:

@@ -44,16 +44,20 @@ class TrainingInput(Protocol):
   the whole split held on the devices with the epoch's order, from which
   the step gathers its batch (device).
   """
+
   batch_fn: Any
   steps_per_epoch: int
   num_examples: int
   image_shape: tuple[int, ...]
 
-  def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]: ...
+  def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]:
+    ...
 
-  def state(self) -> bytes | None: ...
+  def state(self) -> bytes | None:
+    ...
 
-  def restore(self, state: bytes | None) -> None: ...
+  def restore(self, state: bytes | None) -> None:
+    ...
 
 
 class DeviceInput:
@@ -62,16 +66,20 @@ class DeviceInput:
   def __init__(self, split: dict[str, np.ndarray], batch_size: int, mesh: Mesh):
     self.num_examples = len(split["label"])
     if batch_size > self.num_examples:
-      raise ConfigError(f"config.batch_size={batch_size} exceeds the {self.num_examples} "
-                        "training examples; use a smaller batch")
+      raise ConfigError(
+          f"config.batch_size={batch_size} exceeds the {self.num_examples} "
+          "training examples; use a smaller batch"
+      )
     self.steps_per_epoch = self.num_examples // batch_size
     self.image_shape = split["image"].shape[1:]
     self._arrays = parallel.put_replicated(
-        {"image": split["image"], "label": split["label"].astype(np.int32)}, mesh)
+        {"image": split["image"], "label": split["label"].astype(np.int32)}, mesh
+    )
     self.batch_fn = functools.partial(_take, batch_size=batch_size)
-    self._epoch_order = jax.jit(functools.partial(on_device.epoch_order,
-                                                  num_examples=self.num_examples),
-                                out_shardings=parallel.replicated(mesh))
+    self._epoch_order = jax.jit(
+        functools.partial(on_device.epoch_order, num_examples=self.num_examples),
+        out_shardings=parallel.replicated(mesh),
+    )
     self._epoch, self._order = None, None
 
   def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]:
@@ -89,8 +97,7 @@ class DeviceInput:
 
 def _take(inputs, step, key, *, batch_size):
   del key  # the order was drawn from it (DeviceInput.next)
-  return on_device.take_batch(inputs["image"], inputs["label"], inputs["order"], step,
-                              batch_size)
+  return on_device.take_batch(inputs["image"], inputs["label"], inputs["order"], step, batch_size)
 
 
 class GrainInput:
@@ -101,19 +108,28 @@ class GrainInput:
     self.num_examples = len(source)
     self.steps_per_epoch = self.num_examples // config.batch_size
     if self.steps_per_epoch == 0:
-      raise ConfigError(f"config.batch_size={config.batch_size} exceeds the "
-                        f"{self.num_examples} training examples; use a smaller batch")
+      raise ConfigError(
+          f"config.batch_size={config.batch_size} exceeds the "
+          f"{self.num_examples} training examples; use a smaller batch"
+      )
     self._loader = pipeline.train_loader(
-        source, batch_size=local_batch, seed=config.seed, shard_index=jax.process_index(),
-        shard_count=jax.process_count(), image_size=config.image_size,
-        resize=config.resize, worker_count=config.grain_workers)
+        source,
+        batch_size=local_batch,
+        seed=config.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        image_size=config.image_size,
+        resize=config.resize,
+        worker_count=config.grain_workers,
+    )
     self._sharding = parallel.batch_sharding(mesh)
     self._iterator = iter(self._loader)
     self._pending_states: collections.deque = collections.deque()
     self._consumed_state = self._iterator.get_state()
     self._device_batches: Iterator | None = None
-    self.image_shape = pipeline.ToArrays(config.image_size, config.resize).map(
-        source[0])["image"].shape
+    self.image_shape = (
+        pipeline.ToArrays(config.image_size, config.resize).map(source[0])["image"].shape
+    )
     self.batch_fn = given_batch
 
   def _host_batches(self):
@@ -127,7 +143,8 @@ class GrainInput:
     del step, data_key  # the loader knows where it stands
     if self._device_batches is None:
       self._device_batches = pipeline.prefetch_to_device(
-          self._host_batches(), _PREFETCH, self._sharding)
+          self._host_batches(), _PREFETCH, self._sharding
+      )
     batch = next(self._device_batches)
     self._consumed_state = self._pending_states.popleft()
     return batch
@@ -141,9 +158,11 @@ class GrainInput:
     saved = json.loads(state)
     if not isinstance(saved, dict) or set(saved) != set(self._consumed_state):
       # cnn_jax before 2026-12-03 saved grain.DataLoader positions.
-      raise DataError("the checkpoint's data position was saved by an older input pipeline; "
-                      "finish that run with the cnn_jax version that started it, or use a "
-                      "new --workdir")
+      raise DataError(
+          "the checkpoint's data position was saved by an older input pipeline; "
+          "finish that run with the cnn_jax version that started it, or use a "
+          "new --workdir"
+      )
     self._iterator.set_state(saved)
     self._consumed_state = saved
 
@@ -164,8 +183,9 @@ def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInp
     DataError: if the dataset is missing, with the command that prepares it.
   """
   check_batch_divides(config.batch_size, mesh.size)
-  source = sources.load(config.dataset, config.train_split, config.data_dir or None,
-                        image_size=config.image_size)
+  source = sources.load(
+      config.dataset, config.train_split, config.data_dir or None, image_size=config.image_size
+  )
   if config.input_pipeline == "device":
     split = sources.read_all(source)
     split["image"] = preprocess.resize_uint8(split["image"], config.image_size, config.resize)
@@ -185,10 +205,15 @@ def eval_batches(config: ml_collections.ConfigDict, mesh: Mesh) -> Iterator[dict
   """
   batch_size = config.eval_batch_size or config.batch_size
   check_batch_divides(batch_size, mesh.size, "eval_batch_size")
-  source = sources.load(config.dataset, config.eval_split, config.data_dir or None,
-                        image_size=config.image_size)
-  host = pipeline.eval_batches(source, batch_size=batch_size // jax.process_count(),
-                               shard_index=jax.process_index(),
-                               shard_count=jax.process_count(), image_size=config.image_size,
-                               resize=config.resize)
+  source = sources.load(
+      config.dataset, config.eval_split, config.data_dir or None, image_size=config.image_size
+  )
+  host = pipeline.eval_batches(
+      source,
+      batch_size=batch_size // jax.process_count(),
+      shard_index=jax.process_index(),
+      shard_count=jax.process_count(),
+      image_size=config.image_size,
+      resize=config.resize,
+  )
   yield from pipeline.prefetch_to_device(host, _PREFETCH, parallel.batch_sharding(mesh))

@@ -9,8 +9,12 @@ import jax.numpy as jnp
 import optax
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0,
-                  mask: jax.Array | None = None) -> jax.Array:
+def cross_entropy(
+    logits: jax.Array,
+    labels: jax.Array,
+    label_smoothing: float = 0.0,
+    mask: jax.Array | None = None,
+) -> jax.Array:
   """Mean softmax cross-entropy over the valid examples, in float32.
 
   Args:
@@ -31,8 +35,9 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def topk_correct(logits: jax.Array, labels: jax.Array, k: int = 1,
-                 mask: jax.Array | None = None) -> jax.Array:
+def topk_correct(
+    logits: jax.Array, labels: jax.Array, k: int = 1, mask: jax.Array | None = None
+) -> jax.Array:
   """Number of valid examples whose label is among the k largest logits.
 
   Args:
@@ -67,9 +72,11 @@ def from_eval_totals(totals: dict[str, Any]) -> dict[str, float]:
     {"accuracy", "top5_accuracy", "loss"}, each a mean over the examples.
   """
   count = max(int(totals["count"]), 1)
-  return {"accuracy": float(totals["top1"]) / count,
-          "top5_accuracy": float(totals["top5"]) / count,
-          "loss": float(totals["loss"]) / count}
+  return {
+      "accuracy": float(totals["top1"]) / count,
+      "top5_accuracy": float(totals["top5"]) / count,
+      "loss": float(totals["loss"]) / count,
+  }
 
 
 def from_train_totals(totals: dict[str, Any]) -> dict[str, float]:
@@ -83,6 +90,8 @@ def from_train_totals(totals: dict[str, Any]) -> dict[str, float]:
     {"loss", "accuracy", "grad_norm"}: means over the logging interval.
   """
   steps = max(int(totals["steps"]), 1)
-  return {"loss": float(totals["loss"]) / steps,
-          "accuracy": float(totals["correct"]) / max(int(totals["count"]), 1),
-          "grad_norm": float(totals["grad_norm"]) / steps}
+  return {
+      "loss": float(totals["loss"]) / steps,
+      "accuracy": float(totals["correct"]) / max(int(totals["count"]), 1),
+      "grad_norm": float(totals["grad_norm"]) / steps,
+  }

@@ -42,8 +42,13 @@ _FRACTION = (lambda v: 0 <= v < 1, "must be in [0, 1)")
 _OPEN_FRACTION = (lambda v: 0 < v < 1, "must be in (0, 1)")
 
 
-def _number(cfg: Mapping[str, Any], where: str, key: str, default: float,
-            rule: tuple[Callable[[float], bool], str]) -> float:
+def _number(
+    cfg: Mapping[str, Any],
+    where: str,
+    key: str,
+    default: float,
+    rule: tuple[Callable[[float], bool], str],
+) -> float:
   """cfg[key] (or its default), or ConfigError naming it if it breaks the rule (NaN too)."""
   value = _get(cfg, key, default)
   test, demand = rule
@@ -77,12 +82,14 @@ def check_numbers(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any]) -> No
   for key in ("factors", "boundaries", "boundaries_epochs"):
     values = schedule_cfg.get(key) or ()
     if not all(isinstance(v, (int, float)) and 0 <= v < math.inf for v in values):
-      raise ConfigError(f"config.schedule.{key} must be numbers >= 0 and finite, got "
-                        f"{tuple(values)}")
+      raise ConfigError(
+          f"config.schedule.{key} must be numbers >= 0 and finite, got " f"{tuple(values)}"
+      )
 
 
-def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int,
-                  steps_per_epoch: int = 1) -> optax.Schedule:
+def make_schedule(
+    cfg: Mapping[str, Any], learning_rate: float, total_steps: int, steps_per_epoch: int = 1
+) -> optax.Schedule:
   """The learning rate as a function of the step.
 
   Args:
@@ -110,22 +117,31 @@ def make_schedule(cfg: Mapping[str, Any], learning_rate: float, total_steps: int
     boundaries = in_steps(cfg, "boundaries", "boundaries_epochs", steps_per_epoch, default=())
     factors = cfg.get("factors") or [_get(cfg, "factor", 0.1)] * len(boundaries)
     if len(factors) != len(boundaries):
-      raise ConfigError(f"schedule.factors has {len(factors)} values for {len(boundaries)} "
-                       "boundaries; give one factor per boundary")
+      raise ConfigError(
+          f"schedule.factors has {len(factors)} values for {len(boundaries)} "
+          "boundaries; give one factor per boundary"
+      )
     return optax.piecewise_constant_schedule(
-        learning_rate, {int(b): float(f) for b, f in zip(boundaries, factors)})
+        learning_rate, {int(b): float(f) for b, f in zip(boundaries, factors)}
+    )
   if name == "cosine":
     warmup = in_steps(cfg, "warmup_steps", "warmup_epochs", steps_per_epoch)
     if warmup >= total_steps:
-      raise ConfigError(f"warm-up of {warmup} steps is not shorter than the run "
-                       f"({total_steps} steps); shorten schedule.warmup_steps/epochs")
+      raise ConfigError(
+          f"warm-up of {warmup} steps is not shorter than the run "
+          f"({total_steps} steps); shorten schedule.warmup_steps/epochs"
+      )
     return optax.warmup_cosine_decay_schedule(
-        0.0, learning_rate, warmup, total_steps, end_value=_get(cfg, "end_value", 0.0))
+        0.0, learning_rate, warmup, total_steps, end_value=_get(cfg, "end_value", 0.0)
+    )
   if name == "one_cycle":
     return optax.cosine_onecycle_schedule(
-        total_steps, learning_rate, pct_start=_get(cfg, "pct_start", 0.3),
+        total_steps,
+        learning_rate,
+        pct_start=_get(cfg, "pct_start", 0.3),
         div_factor=_get(cfg, "div_factor", 25.0),
-        final_div_factor=_get(cfg, "final_div_factor", 1e4))
+        final_div_factor=_get(cfg, "final_div_factor", 1e4),
+    )
   raise ConfigError(f"schedule.name={name!r}; choose one of {SCHEDULES}")
 
 
@@ -141,9 +157,12 @@ def decay_mask(params: Any) -> Any:
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any],
-                   total_steps: int, steps_per_epoch: int = 1
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    cfg: Mapping[str, Any],
+    schedule_cfg: Mapping[str, Any],
+    total_steps: int,
+    steps_per_epoch: int = 1,
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer of a config, and its learning-rate schedule.
 
   Args:
@@ -174,15 +193,26 @@ def make_optimizer(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any],
     chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
   if name == "sgd":
     momentum = float(_get(cfg, "momentum", 0.9))
-    chain.append(optax.sgd(schedule, momentum=momentum or None,
-                           nesterov=bool(_get(cfg, "nesterov", False))))
+    chain.append(
+        optax.sgd(schedule, momentum=momentum or None, nesterov=bool(_get(cfg, "nesterov", False)))
+    )
   elif name == "adam":
-    chain.append(optax.adam(schedule, b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999),
-                            eps=_get(cfg, "eps", 1e-8)))
+    chain.append(
+        optax.adam(
+            schedule, b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999), eps=_get(cfg, "eps", 1e-8)
+        )
+    )
   elif name == "adamw":
-    chain.append(optax.adamw(schedule, b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999),
-                             eps=_get(cfg, "eps", 1e-8), weight_decay=weight_decay,
-                             mask=decay_mask))
+    chain.append(
+        optax.adamw(
+            schedule,
+            b1=_get(cfg, "b1", 0.9),
+            b2=_get(cfg, "b2", 0.999),
+            eps=_get(cfg, "eps", 1e-8),
+            weight_decay=weight_decay,
+            mask=decay_mask,
+        )
+    )
   else:
     raise ConfigError(f"optimizer.name={name!r}; choose one of {OPTIMIZERS}")
   return optax.chain(*chain), schedule

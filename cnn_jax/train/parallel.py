@@ -20,13 +20,14 @@ DATA_AXIS = "data"
 # Environment variables that say a TPU pod or Open MPI launched us, so that
 # jax.distributed.initialize() can find its peers without arguments (Slurm
 # is recognised by SLURM_JOB_ID with more than one task).
-_CLUSTER_HINTS = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS",
-                  "OMPI_COMM_WORLD_SIZE")
+_CLUSTER_HINTS = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "OMPI_COMM_WORLD_SIZE")
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
   """Joins a multi-process run; a no-op for a single process.
 
   With a coordinator address, the processes meet there (local multi-process
@@ -46,8 +47,13 @@ def initialize_distributed(coordinator_address: str | None = None,
     jax.distributed.initialize()
   else:
     return
-  logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+      "process %d of %d, %d local / %d global devices",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
 
 
 def _launched_by_cluster() -> bool:

@@ -46,6 +46,7 @@ def _import_tensorboardx():
   """
   if "torch" in sys.modules:
     import tensorboardX
+
     return tensorboardX
   sys.modules["torch"] = None  # `import torch` raises ImportError: tensorboardX goes on
   try:
@@ -62,10 +63,21 @@ def _git_commit() -> str:
   """The commit of the checkout cnn_jax runs from ("unknown" if not a git checkout)."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                         text=True, timeout=10, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                           capture_output=True, text=True, timeout=10).stdout.strip()
+    out = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
     return out + ("+uncommitted changes" if dirty else "")
   except (OSError, subprocess.SubprocessError):
     return "unknown"
@@ -88,8 +100,11 @@ def _environment() -> dict[str, Any]:
 
 def _duration(seconds: float) -> str:
   seconds = int(seconds)
-  return (f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600
-          else f"{seconds // 60}:{seconds % 60:02d}")
+  return (
+      f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+      if seconds >= 3600
+      else f"{seconds // 60}:{seconds % 60:02d}"
+  )
 
 
 class Reporter:
@@ -132,8 +147,12 @@ class Reporter:
       environment = {"damaged": f"the start of the run is not known: {e}"}
     if not isinstance(environment, dict):  # missing (a run from before environment.json)
       environment = {"damaged": "the start of the run is not known: no environment.json"}
-    resume = {"step": step, "time": datetime.datetime.now().isoformat(timespec="seconds"),
-              "changed": changed, **_environment()}
+    resume = {
+        "step": step,
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "changed": changed,
+        **_environment(),
+    }
     environment["resumes"] = [*environment.get("resumes", []), resume]
     records.write_json(path, environment)
 
@@ -147,11 +166,15 @@ class Reporter:
       self._writer.add_scalar(f"{split}/{name}", value, step)
     self._writer.flush()
     # A run killed mid-line left a torn last line: the first append drops it.
-    records.append_line(os.path.join(self.workdir, "metrics.jsonl"),
-                        {"step": step, "split": split, **values}, self._repaired)
+    records.append_line(
+        os.path.join(self.workdir, "metrics.jsonl"),
+        {"step": step, "split": split, **values},
+        self._repaired,
+    )
 
-  def progress(self, step: int, values: dict[str, float], steps_per_s: float,
-               images_per_s: float) -> None:
+  def progress(
+      self, step: int, values: dict[str, float], steps_per_s: float, images_per_s: float
+  ) -> None:
     """One progress line: step, rates, loss and accuracy, time left."""
     if not self.enabled:
       return
@@ -159,9 +182,11 @@ class Reporter:
     width = 20
     done = int(width * step / max(self.total_steps, 1))
     bar = "#" * done + "." * (width - done)
-    line = (f"[{bar}] step {step}/{self.total_steps}  {steps_per_s:.1f} steps/s  "
-            f"{images_per_s:,.0f} img/s  loss {values['loss']:.4f}  "
-            f"acc {values['accuracy']:.4f}  eta {_duration(eta)}")
+    line = (
+        f"[{bar}] step {step}/{self.total_steps}  {steps_per_s:.1f} steps/s  "
+        f"{images_per_s:,.0f} img/s  loss {values['loss']:.4f}  "
+        f"acc {values['accuracy']:.4f}  eta {_duration(eta)}"
+    )
     # A terminal gets a bar updated in place; a log file gets one line per update.
     print(("\r" + line) if self._tty else line, end="" if self._tty else "\n", flush=True)
 
@@ -185,8 +210,10 @@ class Reporter:
     """
     if self.enabled:
       extra = {"re_evaluated": True} if re_evaluated else {}
-      records.write_json(os.path.join(self.workdir, "results.json"),
-                         {**values, **extra, "wall_seconds": round(time.time() - self._start, 2)})
+      records.write_json(
+          os.path.join(self.workdir, "results.json"),
+          {**values, **extra, "wall_seconds": round(time.time() - self._start, 2)},
+      )
 
   def close(self) -> None:
     if self._writer is not None:

@@ -37,22 +37,48 @@ from cnn_jax.train.workdir import WorkdirError
 
 # How long the run goes and how it is watched: a resume may change these.
 RESUMABLE = (
-    "num_train_steps", "num_epochs",                      # run length
-    "eval_every_steps", "eval_every_epochs",              # eval cadence
-    "log_every_steps",                                    # logging cadence
-    "checkpoint_every_steps", "checkpoint_every_epochs",  # checkpoint cadence
-    "keep_checkpoints", "keep_best", "async_checkpoints",
+    "num_train_steps",
+    "num_epochs",  # run length
+    "eval_every_steps",
+    "eval_every_epochs",  # eval cadence
+    "log_every_steps",  # logging cadence
+    "checkpoint_every_steps",
+    "checkpoint_every_epochs",  # checkpoint cadence
+    "keep_checkpoints",
+    "keep_best",
+    "async_checkpoints",
     "eval_batch_size",  # evaluation is padded and masked: every example counts once
 )
 
 # What the run is (base_config's other fields): a resume may not change these.
 IDENTITY = (
-    "seed", "model", "model_kwargs", "dtype",
-    "dataset", "data_dir", "train_split", "eval_split", "image_size", "resize",
-    "input_pipeline", "grain_workers",  # the Grain iterator state is saved per worker layout
-    "augment", "mean", "std", "normalize",
-    "batch_size", "optimizer", "schedule", "label_smoothing", "aux_loss_weight", "ema_decay",
-    "init_from", "init_skip", "freeze", "unfreeze_after_epochs", "unfreeze_after_steps",
+    "seed",
+    "model",
+    "model_kwargs",
+    "dtype",
+    "dataset",
+    "data_dir",
+    "train_split",
+    "eval_split",
+    "image_size",
+    "resize",
+    "input_pipeline",
+    "grain_workers",  # the Grain iterator state is saved per worker layout
+    "augment",
+    "mean",
+    "std",
+    "normalize",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "label_smoothing",
+    "aux_loss_weight",
+    "ema_decay",
+    "init_from",
+    "init_skip",
+    "freeze",
+    "unfreeze_after_epochs",
+    "unfreeze_after_steps",
     "lr_mults",
 )
 
@@ -73,17 +99,22 @@ class Comparison:
     redefined: (field, value here, value in the run) of IDENTITY fields that differ.
     changed: {field: {"from": value in force, "to": value here}} of RESUMABLE ones.
   """
+
   workdir: str
   redefined: list[tuple[str, Any, Any]]
   changed: dict[str, dict[str, Any]]
 
   def refusal(self) -> ConfigError:
     """The one-line error for the redefined fields."""
-    parts = [f"config.{field} is {_show(here)} here but {_show(there)}"
-             for field, here, there in self.redefined]
+    parts = [
+        f"config.{field} is {_show(here)} here but {_show(there)}"
+        for field, here, there in self.redefined
+    ]
     values = "its value" if len(parts) == 1 else "its values"
-    return ConfigError(f"{', '.join(parts)} in the run in {self.workdir} (its config.json); "
-                       f"use {values}, or a new --workdir")
+    return ConfigError(
+        f"{', '.join(parts)} in the run in {self.workdir} (its config.json); "
+        f"use {values}, or a new --workdir"
+    )
 
 
 def _show(value: Any) -> str:
@@ -117,8 +148,10 @@ def _recorded_config(workdir: str) -> dict[str, Any] | None:
   try:
     started = records.read_config(workdir)
   except records.DamagedRecord as e:
-    raise WorkdirError(f"{e}: the run's config cannot be compared with this one; restore "
-                       "the file from a copy, or use a new --workdir") from None
+    raise WorkdirError(
+        f"{e}: the run's config cannot be compared with this one; restore "
+        "the file from a copy, or use a new --workdir"
+    ) from None
   if started is None:
     return None
   current = _flatten(started)
@@ -187,7 +220,10 @@ def check(comparison: Comparison | None, step: int | None, total_steps: int) -> 
   """
   if comparison is None or not comparison.redefined:
     return
-  if (step is not None and step >= total_steps
-      and records.read_results(comparison.workdir) is not None):
+  if (
+      step is not None
+      and step >= total_steps
+      and records.read_results(comparison.workdir) is not None
+  ):
     return
   raise comparison.refusal()

@@ -22,6 +22,7 @@ class TrainState:
   key data; the step derives every random number from (key, step), so a run
   resumed at step s draws exactly what an uninterrupted run draws.
   """
+
   step: jax.Array
   params: Any
   batch_stats: Any
@@ -31,12 +32,18 @@ class TrainState:
 
   def variables(self, use_ema: bool = False) -> dict[str, Any]:
     """The model variables for `model.apply` (EMA params if asked and kept)."""
-    return saved_runs.model_variables(self.params, self.batch_stats,
-                                      self.ema_params if use_ema else None)
+    return saved_runs.model_variables(
+        self.params, self.batch_stats, self.ema_params if use_ema else None
+    )
 
 
-def create(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
-           seed: int, use_ema: bool) -> TrainState:
+def create(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    input_shape: tuple[int, ...],
+    seed: int,
+    use_ema: bool,
+) -> TrainState:
   """A fresh state: the model's own initializers, step 0 (jit-able).
 
   Args:
@@ -54,7 +61,10 @@ def create(model: nn.Module, tx: optax.GradientTransformation, input_shape: tupl
   variables = model.init(init_key, jnp.zeros(input_shape, jnp.float32), train=False)
   params = variables["params"]
   return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx.init(params),
       ema_params=jax.tree.map(jnp.copy, params) if use_ema else {},
-      rng=jax.random.key_data(run_key))
+      rng=jax.random.key_data(run_key),
+  )

@@ -29,8 +29,11 @@ NO_NONFINITE_STEP = jnp.iinfo(jnp.int32).max
 # can keep a finite loss (about 1e35) while its gradients and Adam's moments
 # are already Inf, so each is checked.
 NONFINITE_LOSS, NONFINITE_GRADIENT, NONFINITE_STATE = 1, 2, 4
-NONFINITE_NAMES = {NONFINITE_LOSS: "the loss", NONFINITE_GRADIENT: "the gradient norm",
-                   NONFINITE_STATE: "the parameters or optimizer state"}
+NONFINITE_NAMES = {
+    NONFINITE_LOSS: "the loss",
+    NONFINITE_GRADIENT: "the gradient norm",
+    NONFINITE_STATE: "the parameters or optimizer state",
+}
 # Independent streams of the run key: the data order (per epoch) and the
 # per-step keys (augmentation, dropout) must never coincide.
 _STEP_STREAM, _DATA_STREAM = 0, 1
@@ -49,29 +52,44 @@ def given_batch(inputs: dict[str, jax.Array], step, key) -> tuple[jax.Array, jax
 
 def empty_totals() -> dict[str, jax.Array]:
   """Running sums the training step adds to; the host resets them after reading."""
-  return {"loss": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
-          "count": jnp.zeros((), jnp.int32), "grad_norm": jnp.zeros((), jnp.float32),
-          "steps": jnp.zeros((), jnp.int32),
-          "first_nonfinite_step": jnp.full((), NO_NONFINITE_STEP, jnp.int32),
-          "nonfinite": jnp.zeros((), jnp.int32)}
+  return {
+      "loss": jnp.zeros((), jnp.float32),
+      "correct": jnp.zeros((), jnp.int32),
+      "count": jnp.zeros((), jnp.int32),
+      "grad_norm": jnp.zeros((), jnp.float32),
+      "steps": jnp.zeros((), jnp.int32),
+      "first_nonfinite_step": jnp.full((), NO_NONFINITE_STEP, jnp.int32),
+      "nonfinite": jnp.zeros((), jnp.int32),
+  }
 
 
 def _all_finite(tree: Any) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  leaves = [
+      jnp.all(jnp.isfinite(x))
+      for x in jax.tree.leaves(tree)
+      if jnp.issubdtype(x.dtype, jnp.inexact)
+  ]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def _nonfinite_kinds(loss: jax.Array, grad_norm: jax.Array, state_tree: Any) -> jax.Array:
   """The NONFINITE_* bits of what became NaN or Inf in a step (0: all finite)."""
-  return (jnp.where(jnp.isfinite(loss), 0, NONFINITE_LOSS)
-          | jnp.where(jnp.isfinite(grad_norm), 0, NONFINITE_GRADIENT)
-          | jnp.where(_all_finite(state_tree), 0, NONFINITE_STATE))
+  return (
+      jnp.where(jnp.isfinite(loss), 0, NONFINITE_LOSS)
+      | jnp.where(jnp.isfinite(grad_norm), 0, NONFINITE_GRADIENT)
+      | jnp.where(_all_finite(state_tree), 0, NONFINITE_STATE)
+  )
 
 
-def _added_totals(totals: dict[str, jax.Array], step: jax.Array, loss: jax.Array,
-                  logits: jax.Array, labels: jax.Array, grad_norm: jax.Array,
-                  kinds: jax.Array) -> dict[str, jax.Array]:
+def _added_totals(
+    totals: dict[str, jax.Array],
+    step: jax.Array,
+    loss: jax.Array,
+    logits: jax.Array,
+    labels: jax.Array,
+    grad_norm: jax.Array,
+    kinds: jax.Array,
+) -> dict[str, jax.Array]:
   """The running sums of the training step with one step's values added."""
   return {
       "loss": totals["loss"] + loss,
@@ -80,21 +98,31 @@ def _added_totals(totals: dict[str, jax.Array], step: jax.Array, loss: jax.Array
       "grad_norm": totals["grad_norm"] + grad_norm,
       "steps": totals["steps"] + 1,
       "first_nonfinite_step": jnp.where(
-          kinds == 0, totals["first_nonfinite_step"],
-          jnp.minimum(totals["first_nonfinite_step"], step)),
+          kinds == 0,
+          totals["first_nonfinite_step"],
+          jnp.minimum(totals["first_nonfinite_step"], step),
+      ),
       # What went wrong at the first bad step (later steps add nothing).
       "nonfinite": jnp.where(totals["nonfinite"] == 0, kinds, totals["nonfinite"]),
   }
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh, *,
-                    batch_fn: BatchFn = given_batch,
-                    augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-                    mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
-                    dtype: Any = jnp.float32, label_smoothing: float = 0.0,
-                    aux_loss_weight: float = 0.0, ema_decay: float = 0.0,
-                    interceptor: Callable | None = None,
-                    donate: bool = True) -> Callable:
+def make_train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    batch_fn: BatchFn = given_batch,
+    augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    mean: Sequence[float] = (0.0,),
+    std: Sequence[float] = (1.0,),
+    dtype: Any = jnp.float32,
+    label_smoothing: float = 0.0,
+    aux_loss_weight: float = 0.0,
+    ema_decay: float = 0.0,
+    interceptor: Callable | None = None,
+    donate: bool = True,
+) -> Callable:
   """The jitted `step(state, totals, inputs) -> (state, totals)`.
 
   Args:
@@ -134,40 +162,61 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
 
     def loss_fn(params):
       variables = {**state.variables(), "params": params}
-      with (nn.intercept_methods(interceptor) if interceptor else contextlib.nullcontext()):
-        logits, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_key},
-                                      mutable=["batch_stats", "aux_logits"])
+      with nn.intercept_methods(interceptor) if interceptor else contextlib.nullcontext():
+        logits, updates = model.apply(
+            variables,
+            x,
+            train=True,
+            rngs={"dropout": dropout_key},
+            mutable=["batch_stats", "aux_logits"],
+        )
       loss = metrics.cross_entropy(logits, labels, label_smoothing)
       for aux in jax.tree.leaves(updates.get("aux_logits", {})):
         loss += aux_loss_weight * metrics.cross_entropy(aux, labels, label_smoothing)
       return loss, (logits, updates.get("batch_stats", {}))
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema_params = state.ema_params
     if ema_decay:
-      ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
-                                ema_params, params)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state, ema_params=ema_params)
+      ema_params = jax.tree.map(
+          lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema_params, params
+      )
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        ema_params=ema_params,
+    )
     grad_norm = optax.tree.norm(grads)
     kinds = _nonfinite_kinds(loss, grad_norm, (params, opt_state, batch_stats, ema_params))
     return new_state, _added_totals(totals, state.step, loss, logits, labels, grad_norm, kinds)
 
-  return jax.jit(step, donate_argnums=(0, 1) if donate else (),
-                 out_shardings=(replicated, replicated))
+  return jax.jit(
+      step, donate_argnums=(0, 1) if donate else (), out_shardings=(replicated, replicated)
+  )
 
 
 def empty_eval_totals() -> dict[str, jax.Array]:
   """Running sums the eval step adds each batch to."""
-  return {"loss": jnp.zeros((), jnp.float32), "top1": jnp.zeros((), jnp.int32),
-          "top5": jnp.zeros((), jnp.int32), "count": jnp.zeros((), jnp.int32)}
+  return {
+      "loss": jnp.zeros((), jnp.float32),
+      "top1": jnp.zeros((), jnp.int32),
+      "top5": jnp.zeros((), jnp.int32),
+      "count": jnp.zeros((), jnp.int32),
+  }
 
 
-def make_eval_step(model: nn.Module, mesh: Mesh, *, mean: Sequence[float] = (0.0,),
-                   std: Sequence[float] = (1.0,), dtype: Any = jnp.float32) -> Callable:
+def make_eval_step(
+    model: nn.Module,
+    mesh: Mesh,
+    *,
+    mean: Sequence[float] = (0.0,),
+    std: Sequence[float] = (1.0,),
+    dtype: Any = jnp.float32,
+) -> Callable:
   """The jitted `eval_step(variables, batch, totals) -> totals` for masked eval batches.
 
   Each batch's sums are added to the totals inside the step. Besides saving
@@ -195,10 +244,12 @@ def make_eval_step(model: nn.Module, mesh: Mesh, *, mean: Sequence[float] = (0.0
     logits = model.apply(variables, x, train=False)
     mask = batch["mask"]
     count = jnp.sum(mask.astype(jnp.int32))
-    sums = {"loss": metrics.cross_entropy(logits, batch["label"], mask=mask) * count,
-            "top1": metrics.topk_correct(logits, batch["label"], 1, mask),
-            "top5": metrics.topk_correct(logits, batch["label"], 5, mask),
-            "count": count}
+    sums = {
+        "loss": metrics.cross_entropy(logits, batch["label"], mask=mask) * count,
+        "top1": metrics.topk_correct(logits, batch["label"], 1, mask),
+        "top5": metrics.topk_correct(logits, batch["label"], 5, mask),
+        "count": count,
+    }
     return jax.tree.map(jnp.add, totals, sums)
 
   return jax.jit(eval_step, out_shardings=replicated, donate_argnums=2)

@@ -20,9 +20,16 @@ from cnn_jax.train import state as state_lib
 from cnn_jax.train.config import check_batch_divides
 
 
-def train_step_benchmark(name: str, batch_size: int, image_size: int | None, dtype: str,
-                         num_steps: int, warmup_steps: int = 3,
-                         peak_tflops: float | None = None, **model_kwargs) -> dict:
+def train_step_benchmark(
+    name: str,
+    batch_size: int,
+    image_size: int | None,
+    dtype: str,
+    num_steps: int,
+    warmup_steps: int = 3,
+    peak_tflops: float | None = None,
+    **model_kwargs,
+) -> dict:
   """Times the training step of a model on synthetic data on the devices.
 
   Args:
@@ -44,13 +51,18 @@ def train_step_benchmark(name: str, batch_size: int, image_size: int | None, dty
   mesh = parallel.make_mesh()
   check_batch_divides(batch_size, mesh.size)
   tx = optax.sgd(0.01, momentum=0.9)
-  state = jax.jit(functools.partial(state_lib.create, model, tx, (1, size, size, spec.channels),
-                                    0, False), out_shardings=parallel.replicated(mesh))()
+  state = jax.jit(
+      functools.partial(state_lib.create, model, tx, (1, size, size, spec.channels), 0, False),
+      out_shardings=parallel.replicated(mesh),
+  )()
   rng = np.random.default_rng(0)
   batch = jax.device_put(
-      {"image": rng.integers(0, 256, (batch_size, size, size, spec.channels), dtype=np.uint8),
-       "label": rng.integers(0, spec.num_classes, batch_size).astype(np.int32)},
-      parallel.batch_sharding(mesh))
+      {
+          "image": rng.integers(0, 256, (batch_size, size, size, spec.channels), dtype=np.uint8),
+          "label": rng.integers(0, spec.num_classes, batch_size).astype(np.int32),
+      },
+      parallel.batch_sharding(mesh),
+  )
   totals = parallel.put_replicated(steps.empty_totals(), mesh)
   step = steps.make_train_step(model, tx, mesh, dtype=jnp.dtype(dtype))
 
@@ -67,14 +79,19 @@ def train_step_benchmark(name: str, batch_size: int, image_size: int | None, dty
   seconds = (time.perf_counter() - start) / num_steps
 
   flops = 6 * summary.summarize(model, (size, size, spec.channels)).total_macs * batch_size
-  result = {"model": name, "batch_size": batch_size, "image_size": size, "dtype": dtype,
-            **model_kwargs,
-            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-            "images_per_s": round(batch_size / seconds, 1),
-            "ms_per_step": round(1000 * seconds, 3),
-            "compile_seconds": round(compile_seconds, 2),
-            "model_tflops_per_step": round(flops / 1e12, 6),
-            "mfu": None}
+  result = {
+      "model": name,
+      "batch_size": batch_size,
+      "image_size": size,
+      "dtype": dtype,
+      **model_kwargs,
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      "images_per_s": round(batch_size / seconds, 1),
+      "ms_per_step": round(1000 * seconds, 3),
+      "compile_seconds": round(compile_seconds, 2),
+      "model_tflops_per_step": round(flops / 1e12, 6),
+      "mfu": None,
+  }
   if peak_tflops:
     # Four significant digits: on a CPU the MFU is about 0.002, which four
     # decimals would round by up to 2.5%.

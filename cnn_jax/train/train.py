@@ -34,7 +34,6 @@ from cnn_jax.train.optimizers import make_optimizer
 from cnn_jax.train.reporting import Reporter
 from cnn_jax.transfer import finetune, pretrained
 
-
 # Steps between the multi-process agreement on whether SIGTERM arrived.
 _PREEMPTION_CHECK_STEPS = 10
 
@@ -108,6 +107,7 @@ def _evaluate(eval_step, variables, batches, mesh) -> dict[str, float]:
 @dataclasses.dataclass
 class _Setup:
   """Everything a run is built from, made and checked before the workdir is touched."""
+
   config: ml_collections.ConfigDict
   workdir: str
   mesh: Any
@@ -168,33 +168,67 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   train_input = inputs.training_input(config, mesh)
   steps_per_epoch = train_input.steps_per_epoch
   total_steps, eval_every = run_length(config, steps_per_epoch)
-  model = models.from_config(config,
-                             sources.num_classes(config.dataset, config.data_dir or None))
+  model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
   mean, std = preprocess.normalization(config)
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
   sample = jnp.zeros((1, *train_input.image_shape), jnp.float32)
-  fine_tuning = finetune.setup(config, model, tx, sample, in_steps(
-      config, "unfreeze_after_steps", "unfreeze_after_epochs", steps_per_epoch))
+  fine_tuning = finetune.setup(
+      config,
+      model,
+      tx,
+      sample,
+      in_steps(config, "unfreeze_after_steps", "unfreeze_after_epochs", steps_per_epoch),
+  )
   create_state = jax.jit(
-      functools.partial(state_lib.create, model, fine_tuning.tx, (1, *train_input.image_shape),
-                        config.seed, config.ema_decay > 0),
-      out_shardings=replicated)
+      functools.partial(
+          state_lib.create,
+          model,
+          fine_tuning.tx,
+          (1, *train_input.image_shape),
+          config.seed,
+          config.ema_decay > 0,
+      ),
+      out_shardings=replicated,
+  )
   abstract_state = jax.tree.map(  # traces the model: impossible geometries fail here
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-      jax.eval_shape(create_state))
+      jax.eval_shape(create_state),
+  )
   augment_fn = augment.build(config.augment) if config.augment else None
   check_batch_divides(config.eval_batch_size or config.batch_size, mesh.size, "eval_batch_size")
-  sources.load(config.dataset, config.eval_split, config.data_dir or None,  # a missing split
-               image_size=config.image_size)                              # fails here
-  pretrained_weights = (pretrained.load(config.init_from, config.model)
-                        if config.init_from else None)
-  return _Setup(config, workdir, mesh, train_input, model, mean, std, fine_tuning, schedule,
-                create_state, abstract_state, augment_fn, pretrained_weights, total_steps,
-                eval_every)
+  sources.load(
+      config.dataset,
+      config.eval_split,
+      config.data_dir or None,  # a missing split
+      image_size=config.image_size,
+  )  # fails here
+  pretrained_weights = pretrained.load(config.init_from, config.model) if config.init_from else None
+  return _Setup(
+      config,
+      workdir,
+      mesh,
+      train_input,
+      model,
+      mean,
+      std,
+      fine_tuning,
+      schedule,
+      create_state,
+      abstract_state,
+      augment_fn,
+      pretrained_weights,
+      total_steps,
+      eval_every,
+  )
 
 
-def _update_record(reporter: Reporter, config: ml_collections.ConfigDict,
-                   comparison: run_record.Comparison | None, step: int, finished: bool) -> None:
+def _update_record(
+    reporter: Reporter,
+    config: ml_collections.ConfigDict,
+    comparison: run_record.Comparison | None,
+    step: int,
+    finished: bool,
+) -> None:
   """Starts the run's record, or adds this invocation to it; a re-evaluation writes nothing.
 
   Args:
@@ -207,16 +241,19 @@ def _update_record(reporter: Reporter, config: ml_collections.ConfigDict,
   if finished:
     if comparison is not None and (comparison.redefined or comparison.changed):
       fields = [f for f, _, _ in comparison.redefined] + list(comparison.changed)
-      reporter.message(f"the config differs from the run's record in {', '.join(fields)}; "
-                       "the finished run is only re-evaluated")
+      reporter.message(
+          f"the config differs from the run's record in {', '.join(fields)}; "
+          "the finished run is only re-evaluated"
+      )
   elif comparison is None:
     reporter.write_run_info(config)
   else:  # config.json keeps the config the run started with
     reporter.record_resume(step, comparison.changed)
 
 
-def _restore_or_initialize(setup: _Setup, checkpoints: Checkpoints,
-                           comparison: run_record.Comparison | None):
+def _restore_or_initialize(
+    setup: _Setup, checkpoints: Checkpoints, comparison: run_record.Comparison | None
+):
   """(state, whether it was restored): the newest readable checkpoint, or a new state.
 
   Raises CheckpointError (before anything is written) if the config does not
@@ -224,21 +261,24 @@ def _restore_or_initialize(setup: _Setup, checkpoints: Checkpoints,
   """
   config = setup.config
   try:
-    restored = checkpoints.restore_latest(setup.abstract_state,
-                                          with_data=config.input_pipeline == "grain")
+    restored = checkpoints.restore_latest(
+        setup.abstract_state, with_data=config.input_pipeline == "grain"
+    )
     if restored is None:
       state = setup.create_state()
       if setup.pretrained_weights is not None:
-        state = pretrained.initialize(state, setup.pretrained_weights, setup.fine_tuning.tx,
-                                      functools.partial(parallel.put_replicated,
-                                                        mesh=setup.mesh),
-                                      config.init_skip)
+        state = pretrained.initialize(
+            state,
+            setup.pretrained_weights,
+            setup.fine_tuning.tx,
+            functools.partial(parallel.put_replicated, mesh=setup.mesh),
+            config.init_skip,
+        )
     else:
       state, data_state = restored
       setup.train_input.restore(data_state)
     # The newest checkpoint may not have restored (moved aside): check at the step restored.
-    run_record.check(comparison, None if restored is None else int(state.step),
-                     setup.total_steps)
+    run_record.check(comparison, None if restored is None else int(state.step), setup.total_steps)
   except BaseException:
     checkpoints.close()  # orbax's background threads would complain at exit
     raise
@@ -249,58 +289,79 @@ def _compile_steps(setup: _Setup):
   """({batch norm frozen: train step}, eval step), each compiled at its first call."""
   config = setup.config
   make_step = functools.partial(
-      steps.make_train_step, setup.model, setup.fine_tuning.tx, setup.mesh,
-      batch_fn=setup.train_input.batch_fn, augment_fn=setup.augment_fn,
-      mean=setup.mean, std=setup.std, dtype=jnp.dtype(config.dtype),
-      label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
-      ema_decay=config.ema_decay)
+      steps.make_train_step,
+      setup.model,
+      setup.fine_tuning.tx,
+      setup.mesh,
+      batch_fn=setup.train_input.batch_fn,
+      augment_fn=setup.augment_fn,
+      mean=setup.mean,
+      std=setup.std,
+      dtype=jnp.dtype(config.dtype),
+      label_smoothing=config.label_smoothing,
+      aux_loss_weight=config.aux_loss_weight,
+      ema_decay=config.ema_decay,
+  )
   # While layers are frozen their batch norms use running statistics; a
   # second step (compiled on its first call) takes over when they are released.
-  train_steps = {frozen: make_step(interceptor=setup.fine_tuning.interceptor(frozen))
-                 for frozen in (False, True)}
-  eval_step = steps.make_eval_step(setup.model, setup.mesh, mean=setup.mean, std=setup.std,
-                                   dtype=jnp.dtype(config.dtype))
+  train_steps = {
+      frozen: make_step(interceptor=setup.fine_tuning.interceptor(frozen))
+      for frozen in (False, True)
+  }
+  eval_step = steps.make_eval_step(
+      setup.model, setup.mesh, mean=setup.mean, std=setup.std, dtype=jnp.dtype(config.dtype)
+  )
   return train_steps, eval_step
 
 
-def _announce(setup: _Setup, reporter: Reporter, state, restored: bool,
-              checkpoints: Checkpoints) -> int:
+def _announce(
+    setup: _Setup, reporter: Reporter, state, restored: bool, checkpoints: Checkpoints
+) -> int:
   """Prints where the run starts from and what it trains; returns the parameter count."""
   config = setup.config
   if not restored and setup.pretrained_weights is not None:
-    reporter.message(f"initialized from {config.init_from} (re-initialized: "
-                     f"{pretrained.skip_pattern(config.init_skip)})")
+    reporter.message(
+        f"initialized from {config.init_from} (re-initialized: "
+        f"{pretrained.skip_pattern(config.init_skip)})"
+    )
   elif restored:
     reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
   if reporter.enabled:
     reporter.message(_model_table(setup.model, setup.train_input.image_shape))
   param_count = sum(p.size for p in jax.tree.leaves(state.params))
-  reporter.message(f"{config.model}: {param_count:,} parameters; {config.dataset} "
-                   f"{setup.train_input.num_examples:,} training examples, "
-                   f"{setup.train_input.steps_per_epoch} steps/epoch, {setup.total_steps} "
-                   f"steps on {jax.device_count()} device(s)")
+  reporter.message(
+      f"{config.model}: {param_count:,} parameters; {config.dataset} "
+      f"{setup.train_input.num_examples:,} training examples, "
+      f"{setup.train_input.steps_per_epoch} steps/epoch, {setup.total_steps} "
+      f"steps on {jax.device_count()} device(s)"
+  )
   return param_count
 
 
 def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, Any]:
   """The run itself, once every check passed and this process holds the workdir."""
   config = setup.config
-  checkpoints = Checkpoints(setup.workdir, keep=config.keep_checkpoints,
-                            keep_best=config.keep_best, async_save=config.async_checkpoints)
+  checkpoints = Checkpoints(
+      setup.workdir,
+      keep=config.keep_checkpoints,
+      keep_best=config.keep_best,
+      async_save=config.async_checkpoints,
+  )
   state, restored = _restore_or_initialize(setup, checkpoints, comparison)
   train_steps, eval_step = _compile_steps(setup)
   # A small eval split is put on the devices once, for every evaluation.
-  cached_eval = (list(inputs.eval_batches(config, setup.mesh))
-                 if config.input_pipeline == "device" else None)
+  cached_eval = (
+      list(inputs.eval_batches(config, setup.mesh)) if config.input_pipeline == "device" else None
+  )
 
   def evaluate(state):
-    batches = (cached_eval if cached_eval is not None
-               else inputs.eval_batches(config, setup.mesh))
+    batches = cached_eval if cached_eval is not None else inputs.eval_batches(config, setup.mesh)
     return _evaluate(eval_step, state.variables(setup.use_ema), batches, setup.mesh)
 
   reporter = Reporter(setup.workdir, setup.total_steps, enabled=jax.process_index() == 0)
-  _update_record(reporter, config, comparison, int(state.step),
-                 finished=int(state.step) >= setup.total_steps)
+  _update_record(
+      reporter, config, comparison, int(state.step), finished=int(state.step) >= setup.total_steps
+  )
   param_count = _announce(setup, reporter, state, restored, checkpoints)
   loop = _Loop(setup, train_steps, evaluate, checkpoints, reporter)
   try:
@@ -326,8 +387,10 @@ def _re_evaluate(state, evaluate, reporter: Reporter, comparison, param_count: i
   """A resumed finished run: evaluates what it left; rewrites a missing or damaged results.json."""
   step = int(state.step)
   result = {**evaluate(state), "step": step}
-  reporter.message(f"the run had finished at step {step}; eval: accuracy "
-                   f"{result['accuracy']:.4f}  loss {result['loss']:.4f}")
+  reporter.message(
+      f"the run had finished at step {step}; eval: accuracy "
+      f"{result['accuracy']:.4f}  loss {result['loss']:.4f}"
+  )
   if reporter.has_results():
     return result  # keep the finished run's results.json and its wall time
   reporter.message("its results.json was missing or damaged: wrote it again from this eval")
@@ -344,14 +407,18 @@ class _Loop:
   those, steps are queued without waiting.
   """
 
-  def __init__(self, setup: _Setup, train_steps, evaluate, checkpoints: Checkpoints,
-               reporter: Reporter):
+  def __init__(
+      self, setup: _Setup, train_steps, evaluate, checkpoints: Checkpoints, reporter: Reporter
+  ):
     self.setup, self.config = setup, setup.config
     self.train_steps, self.evaluate = train_steps, evaluate
     self.checkpoints, self.reporter = checkpoints, reporter
-    self.checkpoint_every = in_steps(self.config, "checkpoint_every_steps",
-                                     "checkpoint_every_epochs",
-                                     setup.train_input.steps_per_epoch)
+    self.checkpoint_every = in_steps(
+        self.config,
+        "checkpoint_every_steps",
+        "checkpoint_every_epochs",
+        setup.train_input.steps_per_epoch,
+    )
     saved = checkpoints.steps()
     self.last_saved = saved[-1] if saved else None
 
@@ -366,15 +433,13 @@ class _Loop:
     with _TerminationSignal() as termination:
       while step < setup.total_steps:
         train_step = self.train_steps[setup.fine_tuning.batch_norm_frozen(step)]
-        state, self.totals = train_step(state, self.totals,
-                                        setup.train_input.next(step, data_key))
+        state, self.totals = train_step(state, self.totals, setup.train_input.next(step, data_key))
         step += 1
         # A Ctrl-C that a library caught (orbax, a gc callback) stops the run here.
         interrupts.raise_if_requested()
         at_log = step % config.log_every_steps == 0 or step == setup.total_steps
         at_eval = step % setup.eval_every == 0 or step == setup.total_steps
-        at_checkpoint = at_eval or (self.checkpoint_every > 0
-                                    and step % self.checkpoint_every == 0)
+        at_checkpoint = at_eval or (self.checkpoint_every > 0 and step % self.checkpoint_every == 0)
         if at_log or at_checkpoint:
           fetched = jax.device_get(self.totals)
           self._check_finite(fetched)
@@ -392,14 +457,18 @@ class _Loop:
     return state, result
 
   def _diverged(self, what: str, step: int) -> NonFiniteLossError:
-    kept = (f"the last good checkpoint (step {self.last_saved}) is kept in "
-            f"{self.checkpoints.directory}" if self.last_saved is not None
-            else "no checkpoint was saved")
+    kept = (
+        f"the last good checkpoint (step {self.last_saved}) is kept in "
+        f"{self.checkpoints.directory}"
+        if self.last_saved is not None
+        else "no checkpoint was saved"
+    )
     # The run's record keeps its optimizer (run_record): a new setting is a new run.
     return NonFiniteLossError(
         f"training diverged: {what} became NaN or Inf at step {step}; {kept}; lower "
         "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm, in a new "
-        "--workdir")
+        "--workdir"
+    )
 
   def _check_finite(self, totals) -> None:
     bad_step = int(totals["first_nonfinite_step"])
@@ -412,9 +481,11 @@ class _Loop:
     """Reports the interval's training metrics and starts a new interval."""
     elapsed = max(time.time() - self.interval_start, 1e-9)
     done = step - self.interval_step
-    values = {**metrics.from_train_totals(fetched),
-              "learning_rate": float(self.setup.schedule(step - 1)),
-              "images_per_s": done * self.config.batch_size / elapsed}
+    values = {
+        **metrics.from_train_totals(fetched),
+        "learning_rate": float(self.setup.schedule(step - 1)),
+        "images_per_s": done * self.config.batch_size / elapsed,
+    }
     self.reporter.scalars(step, "train", values)
     self.reporter.progress(step, values, done / elapsed, values["images_per_s"])
     self.totals = parallel.put_replicated(steps.empty_totals(), self.setup.mesh)
@@ -429,8 +500,10 @@ class _Loop:
     if not np.isfinite(result["loss"]):  # finite weights, overflowing logits
       raise self._diverged("the eval loss", step)
     self.reporter.scalars(step, "eval", {k: v for k, v in result.items() if k != "step"})
-    self.reporter.message(f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
-                          f"top-5 {result['top5_accuracy']:.4f}  loss {result['loss']:.4f}")
+    self.reporter.message(
+        f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
+        f"top-5 {result['top5_accuracy']:.4f}  loss {result['loss']:.4f}"
+    )
     self.checkpoints.save_best(state, result["accuracy"])
     return result
 
@@ -440,12 +513,17 @@ class _Loop:
     # to stop; that costs a collective, hence every few steps only (cloud
     # preemption notices give about 30 s).
     check_now = jax.process_count() == 1 or step % _PREEMPTION_CHECK_STEPS == 0
-    if not (check_now and termination.any_process((state, self.totals))
-            and step < self.setup.total_steps):
+    if not (
+        check_now
+        and termination.any_process((state, self.totals))
+        and step < self.setup.total_steps
+    ):
       return
     self._check_finite(jax.device_get(self.totals))
     self.checkpoints.save(state, self.setup.train_input.state())
     self.checkpoints.wait()
-    self.reporter.message(f"SIGTERM: saved a checkpoint at step {step} in "
-                          f"{self.checkpoints.directory}; re-run the same command to resume")
+    self.reporter.message(
+        f"SIGTERM: saved a checkpoint at step {step} in "
+        f"{self.checkpoints.directory}; re-run the same command to resume"
+    )
     raise Preempted(143)

@@ -32,8 +32,9 @@ def check_path(workdir: str) -> str:
     Its absolute path (the folder may not exist yet).
   """
   if not workdir or not workdir.strip():
-    raise WorkdirError("--workdir is empty; give the folder for this run, e.g. "
-                       "--workdir=/tmp/my_run")
+    raise WorkdirError(
+        "--workdir is empty; give the folder for this run, e.g. " "--workdir=/tmp/my_run"
+    )
   return folders.writable_folder(workdir, "--workdir", WorkdirError)
 
 
@@ -78,14 +79,19 @@ class WorkdirLock:
       except BlockingIOError:
         os.close(self._fd)
         self._fd = None
-        message = (f"--workdir={path} is in use by another run ({_holder(path)}); wait for "
-                   "it to finish, stop it, or use another --workdir")
+        message = (
+            f"--workdir={path} is in use by another run ({_holder(path)}); wait for "
+            "it to finish, stop it, or use another --workdir"
+        )
     held = self._fd is not None
     if jax.process_count() > 1:  # every process of the run stops if process 0 could not lock
       held = bool(multihost_utils.broadcast_one_to_all(np.array(held)))
     if not held:
-      raise WorkdirError(message or f"--workdir={path} is in use by another run (see "
-                         "process 0's message); use another --workdir")
+      raise WorkdirError(
+          message
+          or f"--workdir={path} is in use by another run (see "
+          "process 0's message); use another --workdir"
+      )
 
   def release(self) -> None:
     """Lets the workdir go (also when the process ends, however it ends)."""

@@ -33,8 +33,9 @@ from cnn_jax.errors import ConfigError
 DEFAULT_HEAD = r"^(output|fc|classifier|head/fc8|aux_4[ad]/fc2)(/|$)"
 
 
-def frozen_mask(model: nn.Module, variables: Any, sample_input: jax.Array, freeze: str,
-                head: str = DEFAULT_HEAD) -> Any:
+def frozen_mask(
+    model: nn.Module, variables: Any, sample_input: jax.Array, freeze: str, head: str = DEFAULT_HEAD
+) -> Any:
   """True for each parameter that `freeze` keeps fixed.
 
   Args:
@@ -58,30 +59,41 @@ def frozen_mask(model: nn.Module, variables: Any, sample_input: jax.Array, freez
   if freeze == "all_but_head":
     return introspection.map_with_paths(lambda path, _: re.search(head, path) is None, params)
   if freeze.startswith("up_to:"):
-    layer = freeze[len("up_to:"):]
-    order = list(dict.fromkeys(name.split("/")[0] for name in
-                               introspection.layer_shapes(model, variables, sample_input)))
+    layer = freeze[len("up_to:") :]
+    order = list(
+        dict.fromkeys(
+            name.split("/")[0]
+            for name in introspection.layer_shapes(model, variables, sample_input)
+        )
+    )
     if layer not in order:
-      raise ValueError(f"config.freeze={freeze!r}: no top-level layer {layer!r}; layers in "
-                       f"forward order: {', '.join(order)}")
-    frozen_layers = set(order[:order.index(layer) + 1])
+      raise ValueError(
+          f"config.freeze={freeze!r}: no top-level layer {layer!r}; layers in "
+          f"forward order: {', '.join(order)}"
+      )
+    frozen_layers = set(order[: order.index(layer) + 1])
     return introspection.map_with_paths(lambda path, _: path.split("/")[0] in frozen_layers, params)
   mask = introspection.map_with_paths(lambda path, _: re.search(freeze, path) is not None, params)
   if not any(jax.tree.leaves(mask)):
-    raise ValueError(f"config.freeze={freeze!r} matches no parameter; paths look like "
-                     f"{', '.join(list(introspection.by_path(params))[:4])}")
+    raise ValueError(
+        f"config.freeze={freeze!r} matches no parameter; paths look like "
+        f"{', '.join(list(introspection.by_path(params))[:4])}"
+    )
   return mask
 
 
 def lr_multipliers(params: Any, pairs: Sequence[tuple[str, float]]) -> Any:
   """Each parameter's learning-rate multiplier: the first matching regex's, else 1."""
   compiled = [(re.compile(pattern), float(mult)) for pattern, mult in pairs]
-  return introspection.map_with_paths(lambda path, _: next(
-      (mult for pattern, mult in compiled if pattern.search(path)), 1.0), params)
+  return introspection.map_with_paths(
+      lambda path, _: next((mult for pattern, mult in compiled if pattern.search(path)), 1.0),
+      params,
+  )
 
 
-def fine_tuning_optimizer(tx: optax.GradientTransformation, frozen: Any, multipliers: Any,
-                          unfreeze_step: int = 0) -> optax.GradientTransformation:
+def fine_tuning_optimizer(
+    tx: optax.GradientTransformation, frozen: Any, multipliers: Any, unfreeze_step: int = 0
+) -> optax.GradientTransformation:
   """`tx` with frozen parameters masked out and per-parameter learning-rate multipliers.
 
   Args:
@@ -95,27 +107,36 @@ def fine_tuning_optimizer(tx: optax.GradientTransformation, frozen: Any, multipl
   """
   labels = jax.tree.map(lambda f: "frozen" if f else "trained", frozen)
   if not any(not f for f in jax.tree.leaves(frozen)) and unfreeze_step <= 0:
-    raise ValueError("config.freeze freezes every parameter and nothing unfreezes: "
-                     "leave the head trainable or set config.unfreeze_after_epochs")
+    raise ValueError(
+        "config.freeze freezes every parameter and nothing unfreezes: "
+        "leave the head trainable or set config.unfreeze_after_epochs"
+    )
   # Frozen: no update and no weight decay (the update is zeroed after the
   # optimizer), and the optimizer state stands still until the second phase.
   # Standing still matters for Adam: had it counted the frozen steps, its bias
   # correction would be spent and its first real steps several times too large.
-  frozen_tx = (optax.transforms.conditionally_mask(tx, lambda step: step >= unfreeze_step)
-               if unfreeze_step > 0 else optax.set_to_zero())
+  frozen_tx = (
+      optax.transforms.conditionally_mask(tx, lambda step: step >= unfreeze_step)
+      if unfreeze_step > 0
+      else optax.set_to_zero()
+  )
   masked = optax.multi_transform({"trained": tx, "frozen": frozen_tx}, labels)
   distinct = sorted(set(jax.tree.leaves(multipliers)))
   if distinct == [1.0]:
     return masked
-  scaled = optax.multi_transform({f"x{m}": optax.scale(m) for m in distinct},
-                                 jax.tree.map(lambda m: f"x{m}", multipliers))
+  scaled = optax.multi_transform(
+      {f"x{m}": optax.scale(m) for m in distinct}, jax.tree.map(lambda m: f"x{m}", multipliers)
+  )
   return optax.chain(masked, scaled)
 
 
 def frozen_batch_norm(frozen: Any) -> set[str]:
   """Paths of the batch-norm modules whose scale is frozen."""
-  return {path.rsplit("/", 1)[0] for path, is_frozen in introspection.by_path(frozen).items()
-          if is_frozen and path.endswith("/scale")}
+  return {
+      path.rsplit("/", 1)[0]
+      for path, is_frozen in introspection.by_path(frozen).items()
+      if is_frozen and path.endswith("/scale")
+  }
 
 
 def running_statistics_for(modules: set[str]):
@@ -124,10 +145,14 @@ def running_statistics_for(modules: set[str]):
   Use as `with nn.intercept_methods(running_statistics_for(paths)): model.apply(...)`.
   The statistics are read, not updated, so a frozen layer stays as loaded.
   """
+
   def intercept(next_fun, args, kwargs, context):
     module = context.module
-    if (not isinstance(module, nn.BatchNorm) or context.method_name != "__call__"
-        or "/".join(module.path) not in modules):
+    if (
+        not isinstance(module, nn.BatchNorm)
+        or context.method_name != "__call__"
+        or "/".join(module.path) not in modules
+    ):
       return next_fun(*args, **kwargs)
     x = args[0]
     mean = module.get_variable("batch_stats", "mean")
@@ -140,6 +165,7 @@ def running_statistics_for(modules: set[str]):
     if module.use_bias:
       y = y + module.get_variable("params", "bias")
     return y.astype(module.dtype or x.dtype)
+
   return intercept
 
 
@@ -154,6 +180,7 @@ class FineTuning:
       while frozen they normalize with their running statistics.
     unfreeze_step: frozen parameters train from this step on (0: never).
   """
+
   tx: optax.GradientTransformation
   frozen_batch_norm: frozenset[str] = frozenset()
   unfreeze_step: int = 0
@@ -169,8 +196,13 @@ class FineTuning:
     return running_statistics_for(set(self.frozen_batch_norm))
 
 
-def setup(config: Any, model: nn.Module, tx: optax.GradientTransformation,
-          sample_input: jax.Array, unfreeze_step: int) -> FineTuning:
+def setup(
+    config: Any,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    sample_input: jax.Array,
+    unfreeze_step: int,
+) -> FineTuning:
   """The fine-tuning of a training config: `freeze` and `lr_mults` applied to its optimizer.
 
   Args:
@@ -192,8 +224,9 @@ def setup(config: Any, model: nn.Module, tx: optax.GradientTransformation,
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), sample_input, train=False))
   try:
     frozen = frozen_mask(model, abstract, sample_input, config.freeze)
-    tx = fine_tuning_optimizer(tx, frozen, lr_multipliers(abstract["params"], config.lr_mults),
-                               unfreeze_step)
+    tx = fine_tuning_optimizer(
+        tx, frozen, lr_multipliers(abstract["params"], config.lr_mults), unfreeze_step
+    )
   except (ValueError, re.error) as e:
     raise ConfigError(str(e)) from None
   return FineTuning(tx, frozenset(frozen_batch_norm(frozen)), unfreeze_step)

@@ -11,9 +11,13 @@ from cnn_jax import models
 from cnn_jax.data import imagenet
 from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from cnn_jax.transfer.state_dict import load_state_dict
-from cnn_jax.transfer.torchvision_weights import (WeightMismatchError, check_supported,
-                                                  from_torchvision, installed_weights,
-                                                  output_classes)
+from cnn_jax.transfer.torchvision_weights import (
+    WeightMismatchError,
+    check_supported,
+    from_torchvision,
+    installed_weights,
+    output_classes,
+)
 
 # Per-channel (mean, std) in [0, 1] units, as the weights were trained. The
 # EfficientNet-Lite weights were trained in TensorFlow on (pixel - 127) / 128:
@@ -55,6 +59,7 @@ def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[s
     raise WeightMismatchError(
         f"{path} holds a {model_name} with {classes} classes, not ImageNet's "
         f"{imagenet.NUM_CLASSES}, whose names predict and visualize --model print; give "
-        "ImageNet weights, or show a run of your own with visualize --workdir")
+        "ImageNet weights, or show a run of your own with visualize --workdir"
+    )
   variables = from_torchvision(model_name, state_dict)
   return models.create(model_name, num_classes=imagenet.NUM_CLASSES), variables

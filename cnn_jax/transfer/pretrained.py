@@ -44,15 +44,21 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
     StateDictError: a file that is not a readable state dict.
   """
   if not os.path.exists(init_from):
-    raise PretrainedMismatchError(f"config.init_from={init_from!r} does not exist; give a "
-                                  "training workdir, a checkpoint folder or a .pth file")
+    raise PretrainedMismatchError(
+        f"config.init_from={init_from!r} does not exist; give a "
+        "training workdir, a checkpoint folder or a .pth file"
+    )
   if os.path.isfile(init_from):
     check_supported(model_name)  # before seconds go into reading the file
     return from_torchvision(model_name, load_state_dict(init_from))
-  if not (os.path.isdir(os.path.join(init_from, "state"))
-          or os.path.isdir(os.path.join(init_from, "checkpoints"))):
-    raise PretrainedMismatchError(f"config.init_from={init_from!r} is neither a .pth file, a "
-                                  "training workdir nor a checkpoint folder")
+  if not (
+      os.path.isdir(os.path.join(init_from, "state"))
+      or os.path.isdir(os.path.join(init_from, "checkpoints"))
+  ):
+    raise PretrainedMismatchError(
+        f"config.init_from={init_from!r} is neither a .pth file, a "
+        "training workdir nor a checkpoint folder"
+    )
   # The weights that run evaluated: its EMA, if it kept one.
   return saved_runs.load_variables(init_from)[1]
 
@@ -74,24 +80,35 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
       not have, leaves of the weights that the model does not have, and
       shape mismatches (never a silent partial load).
   """
+
   def flat(variables):
     return introspection.variables_by_path(
-        {c: v for c, v in variables.items() if c in _COLLECTIONS})
+        {c: v for c, v in variables.items() if c in _COLLECTIONS}
+    )
 
   ours, theirs = flat(fresh), flat(pretrained)
   skipped = {key for key in ours | theirs if re.search(skip, key[1])}
-  missing = [f"{c}:{p} {np.shape(v)}" for (c, p), v in ours.items()
-             if (c, p) not in theirs and (c, p) not in skipped]
-  unused = [f"{c}:{p} {np.shape(v)}" for (c, p), v in theirs.items()
-            if (c, p) not in ours and (c, p) not in skipped]
-  wrong = [f"{c}:{p} model {np.shape(v)} vs weights {np.shape(theirs[(c, p)])}"
-           for (c, p), v in ours.items() if (c, p) in theirs and (c, p) not in skipped
-           and np.shape(v) != np.shape(theirs[(c, p)])]
+  missing = [
+      f"{c}:{p} {np.shape(v)}"
+      for (c, p), v in ours.items()
+      if (c, p) not in theirs and (c, p) not in skipped
+  ]
+  unused = [
+      f"{c}:{p} {np.shape(v)}"
+      for (c, p), v in theirs.items()
+      if (c, p) not in ours and (c, p) not in skipped
+  ]
+  wrong = [
+      f"{c}:{p} model {np.shape(v)} vs weights {np.shape(theirs[(c, p)])}"
+      for (c, p), v in ours.items()
+      if (c, p) in theirs and (c, p) not in skipped and np.shape(v) != np.shape(theirs[(c, p)])
+  ]
   if missing or unused or wrong:
     raise PretrainedMismatchError(
-        "config.init_from does not fit the model: " + introspection.mismatch_report(
-            missing, unused, wrong)
-        + f"; re-initialize such parameters with config.init_skip (now {skip!r})")
+        "config.init_from does not fit the model: "
+        + introspection.mismatch_report(missing, unused, wrong)
+        + f"; re-initialize such parameters with config.init_skip (now {skip!r})"
+    )
 
   def pick(collection, path, leaf):
     key = (collection, path)
@@ -99,8 +116,10 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
       return leaf
     return np.asarray(theirs[key], np.asarray(leaf).dtype)
 
-  return {collection: introspection.map_with_paths(functools.partial(pick, collection), tree)
-          for collection, tree in fresh.items()}
+  return {
+      collection: introspection.map_with_paths(functools.partial(pick, collection), tree)
+      for collection, tree in fresh.items()
+  }
 
 
 def skip_pattern(init_skip: str) -> str:
@@ -108,8 +127,13 @@ def skip_pattern(init_skip: str) -> str:
   return init_skip or finetune.DEFAULT_HEAD
 
 
-def initialize(state: Any, weights: dict[str, Any], tx: optax.GradientTransformation,
-               place: Callable[[Any], Any], init_skip: str = "") -> Any:
+def initialize(
+    state: Any,
+    weights: dict[str, Any],
+    tx: optax.GradientTransformation,
+    place: Callable[[Any], Any],
+    init_skip: str = "",
+) -> Any:
   """A fresh training state with pretrained weights in its params and batch statistics.
 
   Args:
@@ -134,6 +158,8 @@ def initialize(state: Any, weights: dict[str, Any], tx: optax.GradientTransforma
   merged = merge(jax.device_get(fresh), weights, skip_pattern(init_skip))
   params = place(merged["params"])
   return state.replace(
-      params=params, batch_stats=place(merged.get("batch_stats", {})),
+      params=params,
+      batch_stats=place(merged.get("batch_stats", {})),
       opt_state=place(jax.device_get(tx.init(merged["params"]))),
-      ema_params=jax.tree.map(jnp.copy, params) if state.ema_params else {})
+      ema_params=jax.tree.map(jnp.copy, params) if state.ema_params else {},
+  )

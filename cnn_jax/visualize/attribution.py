@@ -48,23 +48,27 @@ def _label_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "rule"))
-def _input_gradient(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
-                    rule: str = "gradient") -> jax.Array:
+def _input_gradient(
+    model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array, rule: str = "gradient"
+) -> jax.Array:
   def total_logit(x):
     # Inside the traced function: the rule is part of this trace (and of the
     # jit cache key), never inherited from a trace made under another rule.
     with layers.backward_rule(rule) as relus:
       logits = model.apply(variables, x, train=False)
     if rule != "gradient" and not relus:
-      raise ArgumentError(f"the {rule} rule changes how ReLU layers pass gradients, and "
-                       f"{type(model).__name__} has no ReLU layer; use a ReLU model")
+      raise ArgumentError(
+          f"the {rule} rule changes how ReLU layers pass gradients, and "
+          f"{type(model).__name__} has no ReLU layer; use a ReLU model"
+      )
     return jnp.sum(_label_logits(logits, labels))
 
   return jax.grad(total_logit)(images)
 
 
-def vanilla_gradient(model: nn.Module, variables: Any, images: jax.Array,
-                     labels: jax.Array) -> jax.Array:
+def vanilla_gradient(
+    model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array
+) -> jax.Array:
   """d logit[label] / d image.
 
   Args:
@@ -79,34 +83,46 @@ def vanilla_gradient(model: nn.Module, variables: Any, images: jax.Array,
   return _input_gradient(model, variables, images, labels)
 
 
-def guided_backprop(model: nn.Module, variables: Any, images: jax.Array,
-                    labels: jax.Array) -> jax.Array:
+def guided_backprop(
+    model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array
+) -> jax.Array:
   """Guided backpropagation (same arguments and result as `vanilla_gradient`)."""
   return _input_gradient(model, variables, images, labels, rule="guided")
 
 
-def deconvnet(model: nn.Module, variables: Any, images: jax.Array,
-              labels: jax.Array) -> jax.Array:
+def deconvnet(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array) -> jax.Array:
   """Zeiler & Fergus's deconvnet reconstruction (arguments as `vanilla_gradient`)."""
   return _input_gradient(model, variables, images, labels, rule="deconvnet")
 
 
-def _chunked_mean_gradient(model, variables, points: jax.Array, labels: jax.Array,
-                           weights: jax.Array | None = None) -> jax.Array:
+def _chunked_mean_gradient(
+    model, variables, points: jax.Array, labels: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
   """Mean over axis 1 of the (weighted) gradients at points (N, S, H, W, C)."""
   n, s = points.shape[:2]
   flat = points.reshape(n * s, *points.shape[2:])
   flat_labels = jnp.repeat(labels, s)
-  grads = jnp.concatenate([
-      _input_gradient(model, variables, flat[i:i + _CHUNK], flat_labels[i:i + _CHUNK])
-      for i in range(0, n * s, _CHUNK)]).reshape(points.shape)
+  grads = jnp.concatenate(
+      [
+          _input_gradient(model, variables, flat[i : i + _CHUNK], flat_labels[i : i + _CHUNK])
+          for i in range(0, n * s, _CHUNK)
+      ]
+  ).reshape(points.shape)
   if weights is not None:
     grads = grads * weights[None, :, None, None, None]
   return grads.mean(axis=1)
 
 
-def smoothgrad(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array, *,
-               samples: int = 32, noise: float = 0.15, seed: int = 0) -> jax.Array:
+def smoothgrad(
+    model: nn.Module,
+    variables: Any,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    samples: int = 32,
+    noise: float = 0.15,
+    seed: int = 0,
+) -> jax.Array:
   """SmoothGrad: the gradient averaged over copies with Gaussian noise.
 
   Args:
@@ -127,9 +143,15 @@ def smoothgrad(model: nn.Module, variables: Any, images: jax.Array, labels: jax.
   return _chunked_mean_gradient(model, variables, images[:, None] + noise * spread * eps, labels)
 
 
-def integrated_gradients(model: nn.Module, variables: Any, images: jax.Array,
-                         labels: jax.Array, *, steps: int = 64,
-                         baseline: jax.Array | float = 0.0) -> jax.Array:
+def integrated_gradients(
+    model: nn.Module,
+    variables: Any,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    steps: int = 64,
+    baseline: jax.Array | float = 0.0,
+) -> jax.Array:
   """Integrated gradients along the straight path from `baseline` to the image.
 
   The path integral uses the trapezoidal rule over steps + 1 points, so the
@@ -155,8 +177,14 @@ def integrated_gradients(model: nn.Module, variables: Any, images: jax.Array,
   return (images - baseline) * _chunked_mean_gradient(model, variables, path, labels, weights)
 
 
-def completeness_gap(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
-                     attributions: jax.Array, baseline: jax.Array | float = 0.0) -> jax.Array:
+def completeness_gap(
+    model: nn.Module,
+    variables: Any,
+    images: jax.Array,
+    labels: jax.Array,
+    attributions: jax.Array,
+    baseline: jax.Array | float = 0.0,
+) -> jax.Array:
   """|sum(attributions) - (f(x) - f(baseline))| / |f(x) - f(baseline)| per image.
 
   Args:
@@ -177,8 +205,9 @@ def completeness_gap(model: nn.Module, variables: Any, images: jax.Array, labels
   return jnp.abs(total - difference) / jnp.maximum(jnp.abs(difference), 1e-12)
 
 
-def gradcam(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
-            layer: str | None = None) -> jax.Array:
+def gradcam(
+    model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array, layer: str | None = None
+) -> jax.Array:
   """Grad-CAM at a named conv layer, upsampled to the input size.
 
   Args:
@@ -197,14 +226,17 @@ def gradcam(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Arr
   layer = layer or probe.default_conv_layer(model, variables, images)
   delta = probe.zeros_like_layer(model, variables, images, layer)
   if delta.ndim != 4:
-    raise probe.UnknownLayerError(f"layer {layer!r} has output shape {delta.shape}; Grad-CAM "
-                                  "needs a spatial (N, H, W, C) layer")
+    raise probe.UnknownLayerError(
+        f"layer {layer!r} has output shape {delta.shape}; Grad-CAM "
+        "needs a spatial (N, H, W, C) layer"
+    )
   maps = _gradcam_at_layer(model, variables, images, labels, delta, layer)
   return upsample_to_input(model, variables, maps, images.shape[1:], layer)
 
 
-def upsample_to_input(model: nn.Module, variables: Any, maps: jax.Array,
-                      image_shape: tuple[int, ...], layer: str) -> jax.Array:
+def upsample_to_input(
+    model: nn.Module, variables: Any, maps: jax.Array, image_shape: tuple[int, ...], layer: str
+) -> jax.Array:
   """A layer's (N, h, w) map at input resolution (N, H, W).
 
   Each cell is placed at the centre of its receptive field, which is not
@@ -223,13 +255,14 @@ def upsample_to_input(model: nn.Module, variables: Any, maps: jax.Array,
     float32 (N, H, W).
   """
   rows, cols = features.receptive_field_rows_cols(model, variables, image_shape, layer)
-  up_rows = _interpolation_matrix(_centres(rows), image_shape[0])   # (H, h)
-  up_cols = _interpolation_matrix(_centres(cols), image_shape[1])   # (W, w)
+  up_rows = _interpolation_matrix(_centres(rows), image_shape[0])  # (H, h)
+  up_cols = _interpolation_matrix(_centres(cols), image_shape[1])  # (W, w)
   return jnp.einsum("Hh,nhw,Ww->nHW", up_rows, maps, up_cols)
 
 
-def gradcam_at_layer(model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array,
-                     layer: str) -> jax.Array:
+def gradcam_at_layer(
+    model: nn.Module, variables: Any, images: jax.Array, labels: jax.Array, layer: str
+) -> jax.Array:
   """Grad-CAM at the layer's own resolution: relu(sum_k alpha_k A_k), (N, h, w)."""
   delta = probe.zeros_like_layer(model, variables, images, layer)
   return _gradcam_at_layer(model, variables, images, labels, delta, layer)
@@ -266,8 +299,9 @@ def _interpolation_matrix(centres: np.ndarray, size: int) -> jnp.ndarray:
   Pixels outside the first/last centre take the nearest cell's value.
   """
   eye = np.eye(len(centres))
-  return jnp.asarray(np.stack([np.interp(np.arange(size), centres, e) for e in eye], axis=1),
-                     jnp.float32)
+  return jnp.asarray(
+      np.stack([np.interp(np.arange(size), centres, e) for e in eye], axis=1), jnp.float32
+  )
 
 
 def heatmap(attribution: jax.Array) -> jax.Array:

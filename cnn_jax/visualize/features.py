@@ -46,8 +46,9 @@ def conv_kernels(variables: Any, layer: str | None = None) -> tuple[str, np.ndar
   if layer is None:
     layer = min(kernels, key=lambda name: (kernels[name].shape[2], name))
   if layer not in kernels:
-    raise probe.UnknownLayerError(f"no conv kernel named {layer!r}; conv layers: "
-                                  f"{', '.join(kernels)}")
+    raise probe.UnknownLayerError(
+        f"no conv kernel named {layer!r}; conv layers: " f"{', '.join(kernels)}"
+    )
   return layer, kernels[layer]
 
 
@@ -104,8 +105,9 @@ def _layer_output(model, variables, images, layer):
   return probe.apply_with_layer(model, variables, images, layer)[1]
 
 
-def receptive_field_rows_cols(model: nn.Module, variables: Any, image_shape: tuple[int, ...],
-                              layer: str) -> tuple[np.ndarray, np.ndarray]:
+def receptive_field_rows_cols(
+    model: nn.Module, variables: Any, image_shape: tuple[int, ...], layer: str
+) -> tuple[np.ndarray, np.ndarray]:
   """Which input rows and columns each output row and column of a layer sees.
 
   The support of a gradient is the receptive field once nothing can zero it:
@@ -131,11 +133,12 @@ def receptive_field_rows_cols(model: nn.Module, variables: Any, image_shape: tup
   key = (model, introspection.shapes_key(variables), tuple(image_shape), layer)
   if key not in _FIELDS:
     row_jacobian, col_jacobian = _support_jacobians(
-        model, jax.tree.map(jnp.abs, variables), jnp.zeros((1, *image_shape), jnp.float32), layer)
+        model, jax.tree.map(jnp.abs, variables), jnp.zeros((1, *image_shape), jnp.float32), layer
+    )
     # != 0, not > 0: in a deep net (EfficientNet) the all-positive parameters
     # overflow to inf, and a NaN entry is a dependence all the same.
-    rows = np.asarray(jnp.any(row_jacobian != 0, axis=(1, 3, 4)))   # (h, 1, H, W, C) -> (h, H)
-    cols = np.asarray(jnp.any(col_jacobian != 0, axis=(1, 2, 4)))   # (w, 1, H, W, C) -> (w, W)
+    rows = np.asarray(jnp.any(row_jacobian != 0, axis=(1, 3, 4)))  # (h, 1, H, W, C) -> (h, H)
+    cols = np.asarray(jnp.any(col_jacobian != 0, axis=(1, 2, 4)))  # (w, 1, H, W, C) -> (w, W)
     if len(_FIELDS) >= 64:
       _FIELDS.pop(next(iter(_FIELDS)))
     _FIELDS[key] = rows, cols
@@ -158,14 +161,22 @@ def _support_jacobians(model, positive, x, layer):
 
 class Patch(NamedTuple):
   """One of the top-activating places of a channel."""
+
   image_index: int
-  position: tuple[int, int]        # (row, col) in the layer's output
+  position: tuple[int, int]  # (row, col) in the layer's output
   activation: float
-  box: tuple[int, int, int, int]   # input rows [top, bottom) and cols [left, right)
+  box: tuple[int, int, int, int]  # input rows [top, bottom) and cols [left, right)
 
 
-def top_patches(model: nn.Module, variables: Any, images: jax.Array, layer: str, channel: int,
-                k: int = 9, batch_size: int = 256) -> list[Patch]:
+def top_patches(
+    model: nn.Module,
+    variables: Any,
+    images: jax.Array,
+    layer: str,
+    channel: int,
+    k: int = 9,
+    batch_size: int = 256,
+) -> list[Patch]:
   """The k images whose strongest response in `channel` is highest, and where.
 
   As in Zeiler & Fergus's Figure 2: for each image the position of the
@@ -190,9 +201,13 @@ def top_patches(model: nn.Module, variables: Any, images: jax.Array, layer: str,
   channels = probe.zeros_like_layer(model, variables, images[:1], layer).shape[-1]
   if not 0 <= channel < channels:
     raise ValueError(f"channel {channel} is not in layer {layer!r}'s range [0, {channels})")
-  maps = jnp.concatenate([feature_maps(model, variables, images[i:i + batch_size], layer)
-                          [..., channel] for i in range(0, len(images), batch_size)])
-  maps = np.asarray(maps, np.float32)                       # (N, h, w)
+  maps = jnp.concatenate(
+      [
+          feature_maps(model, variables, images[i : i + batch_size], layer)[..., channel]
+          for i in range(0, len(images), batch_size)
+      ]
+  )
+  maps = np.asarray(maps, np.float32)  # (N, h, w)
   flat = maps.reshape(len(maps), -1)
   strongest = flat.max(axis=1)
   rows, cols = receptive_field_rows_cols(model, variables, images.shape[1:], layer)
@@ -201,6 +216,12 @@ def top_patches(model: nn.Module, variables: Any, images: jax.Array, layer: str,
     i, j = np.unravel_index(int(flat[index].argmax()), maps.shape[1:])
     r = np.flatnonzero(rows[i])
     c = np.flatnonzero(cols[j])
-    patches.append(Patch(int(index), (int(i), int(j)), float(strongest[index]),
-                         (int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1)))
+    patches.append(
+        Patch(
+            int(index),
+            (int(i), int(j)),
+            float(strongest[index]),
+            (int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1),
+        )
+    )
   return patches

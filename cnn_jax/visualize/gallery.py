@@ -25,7 +25,8 @@ _LOST = "caption lost: index.json was damaged; run this method again to restore 
 def _valid(entries) -> bool:
   return isinstance(entries, list) and all(
       isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("method", "png", "caption"))
-      for e in entries)
+      for e in entries
+  )
 
 
 def _method_of(png: str, methods: Sequence[str]) -> str:
@@ -61,11 +62,17 @@ def read(out: str, methods: Sequence[str]) -> list[Entry]:
   pngs = sorted(name for name in os.listdir(out) if name.endswith(".png"))
   if not pngs and not os.path.exists(os.path.join(out, "index.html")):
     # No trace of a gallery: another program's index.json, not ours to replace.
-    raise errors.UserError(f"{path} is not the index this command writes (a JSON list of "
-                           "pictures); move it away or give another --out")
-  logging.warning("%s is damaged (%s); rebuilt it from the %d PNG(s) in %s", path,
-                  entries if isinstance(entries, Exception) else "not a list of entries",
-                  len(pngs), out)
+    raise errors.UserError(
+        f"{path} is not the index this command writes (a JSON list of "
+        "pictures); move it away or give another --out"
+    )
+  logging.warning(
+      "%s is damaged (%s); rebuilt it from the %d PNG(s) in %s",
+      path,
+      entries if isinstance(entries, Exception) else "not a list of entries",
+      len(pngs),
+      out,
+  )
   return [{"method": _method_of(png, methods), "png": png, "caption": _LOST} for png in pngs]
 
 
@@ -73,7 +80,8 @@ def add(entries: list[Entry], method: str, png: str, caption: str) -> list[Entry
   """The entries with this picture last (replacing an older one of the same file)."""
   name = os.path.basename(png)  # relative: the folder can be moved or committed
   return [e for e in entries if e["png"] != name] + [
-      {"method": method, "png": name, "caption": caption}]
+      {"method": method, "png": name, "caption": caption}
+  ]
 
 
 def write(out: str, entries: list[Entry]) -> str:
@@ -86,10 +94,14 @@ def write(out: str, entries: list[Entry]) -> str:
   rows = "\n".join(
       f"<figure><img src=\"{html.escape(e['png'])}\">"
       f"<figcaption><b>{html.escape(e['method'])}</b>: {html.escape(e['caption'])}"
-      f"</figcaption></figure>" for e in entries)
-  page = ("<!doctype html><meta charset=\"utf-8\"><title>cnn_jax visualizations</title>"
-          "<style>figure{display:inline-block;margin:8px;vertical-align:top;max-width:900px}"
-          "img{max-width:100%}</style>\n" + rows + "\n")
+      f"</figcaption></figure>"
+      for e in entries
+  )
+  page = (
+      '<!doctype html><meta charset="utf-8"><title>cnn_jax visualizations</title>'
+      "<style>figure{display:inline-block;margin:8px;vertical-align:top;max-width:900px}"
+      "img{max-width:100%}</style>\n" + rows + "\n"
+  )
   path = os.path.join(out, "index.html")
   records.write_text(path, page)
   return path

@@ -25,15 +25,26 @@ def _show(axis, image: np.ndarray, cmap: str) -> None:
   image = np.asarray(image, np.float32)
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
-  axis.imshow(np.clip(image, 0.0, 1.0), cmap=cmap if image.ndim == 2 else None,
-              vmin=0.0, vmax=1.0, interpolation="nearest")
+  axis.imshow(
+      np.clip(image, 0.0, 1.0),
+      cmap=cmap if image.ndim == 2 else None,
+      vmin=0.0,
+      vmax=1.0,
+      interpolation="nearest",
+  )
   axis.set_xticks([])
   axis.set_yticks([])
 
 
-def save_grid(images: Sequence[np.ndarray], path: str, titles: Sequence[str] | None = None,
-              ncols: int | None = None, cmap: str = "gray", title: str | None = None,
-              cell_inches: float = 1.2) -> str:
+def save_grid(
+    images: Sequence[np.ndarray],
+    path: str,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    cmap: str = "gray",
+    title: str | None = None,
+    cell_inches: float = 1.2,
+) -> str:
   """Saves images in [0, 1] as a grid PNG.
 
   Args:
@@ -51,8 +62,9 @@ def save_grid(images: Sequence[np.ndarray], path: str, titles: Sequence[str] | N
   count = len(images)
   ncols = ncols or math.ceil(math.sqrt(count))
   nrows = math.ceil(count / ncols)
-  figure, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell_inches, nrows * cell_inches),
-                              squeeze=False)
+  figure, axes = plt.subplots(
+      nrows, ncols, figsize=(ncols * cell_inches, nrows * cell_inches), squeeze=False
+  )
   for index, axis in enumerate(axes.flat):
     if index < count:
       _show(axis, images[index], cmap)
@@ -65,12 +77,19 @@ def save_grid(images: Sequence[np.ndarray], path: str, titles: Sequence[str] | N
   return _save(figure, path)
 
 
-def save_overlays(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], path: str,
-                  titles: Sequence[str] | None = None, cmap: str = "jet", alpha: float = 0.5,
-                  title: str | None = None, signed: bool = False,
-                  value_range: tuple[float, float] | None = None,
-                  extent: tuple[float, float, float, float] | None = None,
-                  interpolation: str = "bilinear") -> str:
+def save_overlays(
+    images: Sequence[np.ndarray],
+    maps: Sequence[np.ndarray],
+    path: str,
+    titles: Sequence[str] | None = None,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    title: str | None = None,
+    signed: bool = False,
+    value_range: tuple[float, float] | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    interpolation: str = "bilinear",
+) -> str:
   """Saves each image with a heatmap over it, and a colorbar, side by side.
 
   Args:
@@ -103,9 +122,15 @@ def save_overlays(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], path
     if value_range is not None:
       low, high = value_range
     _show(axes[1, index], images[index], "gray")
-    shown = axes[1, index].imshow(heat, cmap="bwr" if signed else cmap, alpha=alpha,
-                                  vmin=low, vmax=high if high > low else low + 1e-6,
-                                  interpolation=interpolation, extent=extent)
+    shown = axes[1, index].imshow(
+        heat,
+        cmap="bwr" if signed else cmap,
+        alpha=alpha,
+        vmin=low,
+        vmax=high if high > low else low + 1e-6,
+        interpolation=interpolation,
+        extent=extent,
+    )
     axes[1, index].set_xlim(-0.5, np.shape(images[index])[1] - 0.5)
     axes[1, index].set_ylim(np.shape(images[index])[0] - 0.5, -0.5)
     figure.colorbar(shown, ax=axes[1, index], fraction=0.046, pad=0.04)

@@ -29,8 +29,9 @@ def layer_names(model: nn.Module, variables: Any, x: jax.Array) -> list[str]:
   return list(layer_shapes(model, variables, x))
 
 
-def apply_with_layer(model: nn.Module, variables: Any, x: jax.Array, layer: str,
-                     delta: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def apply_with_layer(
+    model: nn.Module, variables: Any, x: jax.Array, layer: str, delta: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
   """Runs the model in eval mode and returns (logits, output of `layer`).
 
   Args:
@@ -62,7 +63,8 @@ def apply_with_layer(model: nn.Module, variables: Any, x: jax.Array, layer: str,
   if "output" not in seen:
     raise UnknownLayerError(
         f"the model has no layer {layer!r}; its layers are: "
-        f"{', '.join(layer_names(model, variables, x))}")
+        f"{', '.join(layer_names(model, variables, x))}"
+    )
   return logits, seen["output"]
 
 
@@ -77,8 +79,11 @@ def default_conv_layer(model: nn.Module, variables: Any, x: jax.Array) -> str:
   Returns:
     The name of the last layer with a 4-D output larger than 1x1.
   """
-  spatial = [name for name, shape in layer_shapes(model, variables, x).items()
-             if len(shape) == 4 and shape[1] * shape[2] > 1 and "/" not in name]
+  spatial = [
+      name
+      for name, shape in layer_shapes(model, variables, x).items()
+      if len(shape) == 4 and shape[1] * shape[2] > 1 and "/" not in name
+  ]
   if not spatial:
     raise UnknownLayerError("the model has no top-level layer with a spatial output")
   return spatial[-1]
@@ -92,6 +97,7 @@ def zeros_like_layer(model: nn.Module, variables: Any, x: jax.Array, layer: str)
   """
   shapes = layer_shapes(model, variables, x)
   if layer not in shapes:
-    raise UnknownLayerError(f"the model has no layer {layer!r}; its layers are: "
-                            f"{', '.join(shapes)}")
+    raise UnknownLayerError(
+        f"the model has no layer {layer!r}; its layers are: " f"{', '.join(shapes)}"
+    )
   return jnp.zeros(shapes[layer], jnp.float32)

@@ -41,7 +41,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
   ranks_b = scipy.stats.rankdata(np.ravel(b)).astype(np.float64)
   ranks_a -= ranks_a.mean()
   ranks_b -= ranks_b.mean()
-  denominator = np.sqrt((ranks_a ** 2).sum() * (ranks_b ** 2).sum())
+  denominator = np.sqrt((ranks_a**2).sum() * (ranks_b**2).sum())
   return float((ranks_a * ranks_b).sum() / denominator) if denominator else 0.0
 
 
@@ -74,9 +74,14 @@ def _jitted_init(model: nn.Module, sample_input: Any, key: jax.Array) -> Any:
   return model.init(key, sample_input, train=False)["params"]
 
 
-def cascading_randomization(model: nn.Module, variables: Any, explain: Explainer,
-                            sample_input: Any, seed: int = 1,
-                            margin: int = 0) -> list[tuple[str, float]]:
+def cascading_randomization(
+    model: nn.Module,
+    variables: Any,
+    explain: Explainer,
+    sample_input: Any,
+    seed: int = 1,
+    margin: int = 0,
+) -> list[tuple[str, float]]:
   """Rank correlation of |map| as the layers are randomized from the top down.
 
   Args:
@@ -108,8 +113,14 @@ def cascading_randomization(model: nn.Module, variables: Any, explain: Explainer
   return results
 
 
-def random_baseline(model: nn.Module, variables: Any, explain: Explainer, sample_input: Any,
-                    seeds: tuple[int, int] = (101, 102), margin: int = 0) -> float:
+def random_baseline(
+    model: nn.Module,
+    variables: Any,
+    explain: Explainer,
+    sample_input: Any,
+    seeds: tuple[int, int] = (101, 102),
+    margin: int = 0,
+) -> float:
   """The rank correlation of the maps of two independently initialized models.
 
   Neither model has learned anything, so this is what a map that does not
@@ -128,6 +139,8 @@ def random_baseline(model: nn.Module, variables: Any, explain: Explainer, sample
   Returns:
     Mean over images of the Spearman correlation of the two |maps|.
   """
-  maps = [np.asarray(explain({**variables, "params": _fresh_params(model, sample_input, seed)}))
-          for seed in seeds]
+  maps = [
+      np.asarray(explain({**variables, "params": _fresh_params(model, sample_input, seed)}))
+      for seed in seeds
+  ]
   return _mean_correlation(maps[0], maps[1], margin)

@@ -31,6 +31,7 @@ class TrainedModel:
     std: per-channel normalization standard deviation.
     class_names: names of the labels, when known (captions use them).
   """
+
   model: nn.Module
   variables: dict[str, Any]
   config: ml_collections.ConfigDict
@@ -47,8 +48,9 @@ class TrainedModel:
     """Normalized float images -> [0, 1] for display."""
     return np.clip(np.asarray(x) * np.asarray(self.std) + np.asarray(self.mean), 0.0, 1.0)
 
-  def examples(self, count: int, split: str | None = None,
-               start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  def examples(
+      self, count: int, split: str | None = None, start: int = 0
+  ) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` examples (from `start`) of a split (default: the eval split).
 
     Returns:
@@ -56,9 +58,15 @@ class TrainedModel:
     """
     config = self.config
     # Runs saved before config.resize existed were resized bilinearly.
-    arrays = data.as_numpy(config.dataset, split or config.eval_split, config.image_size,
-                           config.data_dir or None, config.get("resize", "bilinear"),
-                           start=start, count=count)
+    arrays = data.as_numpy(
+        config.dataset,
+        split or config.eval_split,
+        config.image_size,
+        config.data_dir or None,
+        config.get("resize", "bilinear"),
+        start=start,
+        count=count,
+    )
     return arrays["image"], arrays["label"].astype(np.int32)
 
 
@@ -72,12 +80,16 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
   try:
     config = records.read_config(workdir)
   except records.DamagedRecord as e:
-    raise WorkdirError(f"{e}; restore it from a copy (it is the config the run started "
-                       "with), or train the run again in a new --workdir") from None
+    raise WorkdirError(
+        f"{e}; restore it from a copy (it is the config the run started "
+        "with), or train the run again in a new --workdir"
+    ) from None
   if config is None:
-    raise WorkdirError(f"{workdir} has no config.json: it is not a training workdir; train "
-                       f"one with `python -m cnn_jax.main --config=configs/default.py "
-                       f"--workdir={workdir}`")
+    raise WorkdirError(
+        f"{workdir} has no config.json: it is not a training workdir; train "
+        f"one with `python -m cnn_jax.main --config=configs/default.py "
+        f"--workdir={workdir}`"
+    )
   return ml_collections.ConfigDict(config)
 
 
@@ -111,19 +123,22 @@ class PretrainedModel(TrainedModel):
   The photos have no labels: `examples` labels each with the network's own
   most probable class, which the methods then explain.
   """
+
   photos: np.ndarray | None = None  # uint8 (N, H, W, 3)
 
-  def examples(self, count: int, split: str | None = None,
-               start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  def examples(
+      self, count: int, split: str | None = None, start: int = 0
+  ) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` photos (from `start`) and their top-1 classes (split: ignored)."""
     del split
-    images = self.photos[start:start + count]
+    images = self.photos[start : start + count]
     logits = jax.jit(self.model.apply)(self.variables, self.normalize(images))
     return images, np.asarray(jnp.argmax(logits, axis=-1), np.int32)
 
 
-def load_pretrained(model_name: str, weights: str | None,
-                    image_paths: list[str]) -> PretrainedModel:
+def load_pretrained(
+    model_name: str, weights: str | None, image_paths: list[str]
+) -> PretrainedModel:
   """A zoo model with ImageNet weights and the photos to show it.
 
   Args:
@@ -138,7 +153,7 @@ def load_pretrained(model_name: str, weights: str | None,
   photos = np.stack([imagenet.load_photo(path, size) for path in image_paths])
   model, variables = imagenet_weights.pretrained(model_name, weights)
   mean, std = imagenet_weights.pixel_normalization(model_name)
-  config = ml_collections.ConfigDict({"model": model_name, "image_size": size,
-                                      "eval_split": None})
-  return PretrainedModel(model, variables, config, 0, list(mean), list(std),
-                         imagenet.short_class_names(), photos)
+  config = ml_collections.ConfigDict({"model": model_name, "image_size": size, "eval_split": None})
+  return PretrainedModel(
+      model, variables, config, 0, list(mean), list(std), imagenet.short_class_names(), photos
+  )

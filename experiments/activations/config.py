@@ -34,11 +34,23 @@ def get_config(group: str = "digits"):
   config_files.check_group(group, GROUPS)
   config = config_files.load_config("configs/default.py")
   config.model = "standard"
-  config.model_kwargs = dict(widths=(6, 16), convs_per_stage=1, kernel_size=5,
-                             fc_widths=(120, 84), activation="relu", negative_slope=0.1)
+  config.model_kwargs = dict(
+      widths=(6, 16),
+      convs_per_stage=1,
+      kernel_size=5,
+      fc_widths=(120, 84),
+      activation="relu",
+      negative_slope=0.1,
+  )
   config.augment = ""
-  config.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False,
-                          weight_decay=0.0, grad_clip_norm=0.0)
+  config.optimizer = dict(
+      name="sgd",
+      learning_rate=0.01,
+      momentum=0.9,
+      nesterov=False,
+      weight_decay=0.0,
+      grad_clip_norm=0.0,
+  )
   config.schedule = dict(name="constant")
   config.num_train_steps = 400
   config.eval_every_steps = 10
@@ -51,5 +63,9 @@ def get_config(group: str = "digits"):
 
 
 def get_sweep(h, group: str = "digits"):
-  return h.product([h.sweep("model_kwargs.activation", ["relu", "leaky_relu", "elu", "tanh"]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product(
+      [
+          h.sweep("model_kwargs.activation", ["relu", "leaky_relu", "elu", "tanh"]),
+          h.sweep("seed", [0, 1, 2]),
+      ]
+  )

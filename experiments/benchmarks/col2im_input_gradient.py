@@ -9,12 +9,14 @@ resnet20's stride-2 and 3x3 layers at batch 128 (a markdown row each), after
 checking that both give the same gradient. The measurement behind issue 18's
 automatic col2im `conv_impl` (now `conv_impl="auto"`, cnn_jax.ops.col2im_conv).
 """
+
 import time
 
 import jax
 import numpy as np
 
 from cnn_jax.ops.gemm_conv import im2col
+
 LAYERS = [  # (name, input NHWC, filter HWIO, stride, padding)
     ("C3", (128, 14, 14, 6), (5, 5, 6, 16), 1, 0),
     ("C5", (128, 5, 5, 16), (5, 5, 16, 120), 1, 0),
@@ -39,8 +41,9 @@ def input_gradients(x_shape, w_shape, stride, pad):
   w = jax.random.normal(jax.random.key(1), w_shape) * 0.1
 
   def conv(x, w):
-    return jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad), (pad, pad)],
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+        x, w, (stride, stride), [(pad, pad), (pad, pad)], dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
   g = jax.random.normal(jax.random.key(2), conv(x, w).shape)
   xla = jax.jit(lambda x, w, g: jax.vjp(lambda v: conv(v, w), x)[1](g)[0])

@@ -45,31 +45,44 @@ from typing import Any, Callable, Sequence
 
 from absl import app, flags
 
-_MODELS = flags.DEFINE_list("models", ["lenet5_modern", "resnet20"],
-                            "cnn_jax model names (see TORCH_EQUIVALENTS)")
+_MODELS = flags.DEFINE_list(
+    "models", ["lenet5_modern", "resnet20"], "cnn_jax model names (see TORCH_EQUIVALENTS)"
+)
 _BATCH = flags.DEFINE_integer("batch_size", 128, "batch size of both sides")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None,
-                                   "input size for every listed model (default: each model's own)")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
-                           "compute dtype; PyTorch uses bf16 autocast on CUDA only, "
-                           "float32 on CPU")
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", None, "input size for every listed model (default: each model's own)"
+)
+_DTYPE = flags.DEFINE_enum(
+    "dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "compute dtype; PyTorch uses bf16 autocast on CUDA only, " "float32 on CPU",
+)
 _STEPS = flags.DEFINE_integer("steps", 20, "timed steps per measurement")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 3, "untimed steps after compilation")
-_TORCH_COMPILE = flags.DEFINE_bool("torch_compile", True,
-                                   "also time the PyTorch step under torch.compile")
-_CHANNELS_LAST = flags.DEFINE_bool("channels_last", True,
-                                   "PyTorch model and batch in channels_last memory format")
+_TORCH_COMPILE = flags.DEFINE_bool(
+    "torch_compile", True, "also time the PyTorch step under torch.compile"
+)
+_CHANNELS_LAST = flags.DEFINE_bool(
+    "channels_last", True, "PyTorch model and batch in channels_last memory format"
+)
 _OUT = flags.DEFINE_string("out", None, "file to append the JSON lines to")
-_CHECK_PARAMS = flags.DEFINE_bool("check_params_only", False,
-                                  "only build both models and compare parameter counts")
-_TIMEOUT = flags.DEFINE_integer("worker_timeout_s", 3600,
-                                "seconds one measurement may take before it is reported failed")
+_CHECK_PARAMS = flags.DEFINE_bool(
+    "check_params_only", False, "only build both models and compare parameter counts"
+)
+_TIMEOUT = flags.DEFINE_integer(
+    "worker_timeout_s", 3600, "seconds one measurement may take before it is reported failed"
+)
 # Internal: what a child process measures (see `_run_worker`).
-_WORKER = flags.DEFINE_enum("worker", None, ["probe", "params", "cnn_jax", "torch_eager",
-                                             "torch_compile"],
-                            "internal: run one measurement and print it")
-_WORKER_SPEC = flags.DEFINE_string("worker_spec", None,
-                                   "internal: JSON of the model the worker builds")
+_WORKER = flags.DEFINE_enum(
+    "worker",
+    None,
+    ["probe", "params", "cnn_jax", "torch_eager", "torch_compile"],
+    "internal: run one measurement and print it",
+)
+_WORKER_SPEC = flags.DEFINE_string(
+    "worker_spec", None, "internal: JSON of the model the worker builds"
+)
 
 RESULT_MARKER = "@@compare_pytorch@@ "
 PARAM_TOLERANCE = 0.01
@@ -83,6 +96,7 @@ MEAN, STD = 0.0, 1.0
 # PyTorch models. Built lazily so that the cnn_jax worker never imports torch
 # (two frameworks in one process may load different CUDA libraries).
 # --------------------------------------------------------------------------
+
 
 def _torch_builders() -> dict[str, Callable[..., Any]]:
   """Our model name -> builder(num_classes, image_size, channels) of the PyTorch twin."""
@@ -101,10 +115,19 @@ def _torch_builders() -> dict[str, Callable[..., Any]]:
       super().__init__()
       side = ((image_size - 4) // 2 - 4) // 2 - 4  # C5's output size (1 at 32x32)
       self.net = nn.Sequential(
-          nn.Conv2d(channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-          nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-          nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),
-          nn.Linear(120 * side * side, 84), nn.ReLU(), nn.Linear(84, num_classes))
+          nn.Conv2d(channels, 6, 5),
+          nn.ReLU(),
+          nn.MaxPool2d(2),
+          nn.Conv2d(6, 16, 5),
+          nn.ReLU(),
+          nn.MaxPool2d(2),
+          nn.Conv2d(16, 120, 5),
+          nn.ReLU(),
+          nn.Flatten(),
+          nn.Linear(120 * side * side, 84),
+          nn.ReLU(),
+          nn.Linear(84, num_classes),
+      )
 
     def forward(self, x):
       return self.net(x)
@@ -126,7 +149,7 @@ def _torch_builders() -> dict[str, Callable[..., Any]]:
       y = F.relu(self.bn1(self.conv1(x)))
       y = self.bn2(self.conv2(y))
       if self.stride != 1 or self.extra:
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         x = F.pad(x, (0, 0, 0, 0, 0, self.extra))  # pads (W, H, C) from the last dim
       return F.relu(y + x)
 
@@ -134,13 +157,13 @@ def _torch_builders() -> dict[str, Callable[..., Any]]:
     """cnn_jax `cifar_resnet(depth)`: 3x3 conv 16 + BN + ReLU, three stages of
     n basic blocks (16, 32, 64 filters), global average pool, dense."""
 
-    def __init__(self, depth: int, num_classes: int = 10, image_size: int = 32,
-                 channels: int = 3):
+    def __init__(self, depth: int, num_classes: int = 10, image_size: int = 32, channels: int = 3):
       super().__init__()
       del image_size  # global average pooling takes any size
       n = (depth - 2) // 6
-      self.stem = nn.Sequential(nn.Conv2d(channels, 16, 3, 1, 1, bias=False),
-                                nn.BatchNorm2d(16), nn.ReLU())
+      self.stem = nn.Sequential(
+          nn.Conv2d(channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+      )
       blocks, in_planes = [], 16
       for stage, planes in enumerate((16, 32, 64)):
         for i in range(n):
@@ -159,15 +182,17 @@ def _torch_builders() -> dict[str, Callable[..., Any]]:
       if channels != 3:
         raise ValueError(f"torchvision models take 3 channels, not {channels}")
       return constructor(weights=None, num_classes=num_classes, **fixed)
+
     return build
 
   tv = torchvision.models
-  builders = {"lenet5_modern": LeNet5Modern,
-              "alexnet_tv": torchvision_model(tv.alexnet),
-              # The auxiliary classifiers are off on our side too (googlenet_tv's
-              # default); torchvision's init is skipped as it does not change speed.
-              "googlenet_tv": torchvision_model(tv.googlenet, aux_logits=False,
-                                                init_weights=False)}
+  builders = {
+      "lenet5_modern": LeNet5Modern,
+      "alexnet_tv": torchvision_model(tv.alexnet),
+      # The auxiliary classifiers are off on our side too (googlenet_tv's
+      # default); torchvision's init is skipped as it does not change speed.
+      "googlenet_tv": torchvision_model(tv.googlenet, aux_logits=False, init_weights=False),
+  }
   for depth in (20, 32, 44, 56, 110, 1202):
     builders[f"resnet{depth}"] = functools.partial(CifarResNet, depth)
   for depth in (18, 34, 50, 101, 152):
@@ -183,17 +208,22 @@ TORCH_EQUIVALENTS = {
     "lenet5_modern": "LeNet5Modern (this script)",
     "alexnet_tv": "torchvision.models.alexnet",
     "googlenet_tv": "torchvision.models.googlenet(aux_logits=False)",
-    **{f"resnet{d}": f"CifarResNet({d}, option A) (this script)"
-       for d in (20, 32, 44, 56, 110, 1202)},
+    **{
+        f"resnet{d}": f"CifarResNet({d}, option A) (this script)"
+        for d in (20, 32, 44, 56, 110, 1202)
+    },
     **{f"resnet{d}": f"torchvision.models.resnet{d}" for d in (18, 34, 50, 101, 152)},
-    **{f"vgg_{letter}": f"torchvision.models.vgg{d}"
-       for letter, d in (("a", 11), ("b", 13), ("d", 16), ("e", 19))},
+    **{
+        f"vgg_{letter}": f"torchvision.models.vgg{d}"
+        for letter, d in (("a", 11), ("b", 13), ("d", 16), ("e", 19))
+    },
 }
 
 
 # --------------------------------------------------------------------------
 # Workers: each runs in its own process and prints one marked JSON line.
 # --------------------------------------------------------------------------
+
 
 def _versions() -> dict[str, str | None]:
   """Installed versions, read without importing the packages."""
@@ -234,11 +264,12 @@ def _probe() -> dict:
   """What each framework runs on (a child process, so no device stays held)."""
   info = {}
   import jax
+
   info["jax_backend"] = jax.default_backend()
   info["jax_devices"] = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
   import torch
-  info["torch_device"] = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                          else "cpu")
+
+  info["torch_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
   info["torch_threads"] = torch.get_num_threads()
   info["cpu"] = f"{_cpu_name()} ({_cpu_count()} cores)"
   return info
@@ -246,6 +277,7 @@ def _probe() -> dict:
 
 def _ours_params(name: str, size: int) -> int:
   from cnn_jax import models, summary
+
   spec = models.spec(name)
   return summary.summarize(models.create(name), (size, size, spec.channels)).total_params
 
@@ -257,36 +289,55 @@ def _torch_params(name: str, spec: dict) -> int:
 
 def _params_worker(specs: list[dict]) -> dict:
   """Both parameter counts of every model, on the CPU (nothing is run)."""
-  return {s["name"]: {"ours": _ours_params(s["name"], s["image_size"]),
-                      "torch": _torch_params(s["name"], s)} for s in specs}
+  return {
+      s["name"]: {
+          "ours": _ours_params(s["name"], s["image_size"]),
+          "torch": _torch_params(s["name"], s),
+      }
+      for s in specs
+  }
 
 
 def _ours_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: int) -> dict:
   """cnn_jax's training step, timed by the library's own benchmark, with the
   XLA:CPU setting our entry points apply (see cnn_jax.cpu_flags)."""
   from cnn_jax import cpu_flags
+
   cpu_flags.apply(spec["name"])  # before JAX starts its backend
 
   import jax
 
   from cnn_jax.train import throughput
 
-  result = throughput.train_step_benchmark(spec["name"], batch_size, spec["image_size"], dtype,
-                                           steps, warmup_steps=warmup)
+  result = throughput.train_step_benchmark(
+      spec["name"], batch_size, spec["image_size"], dtype, steps, warmup_steps=warmup
+  )
   result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
   # Read after the run: the allocator's high-water mark covers compilation,
   # state, batch and every step. The CPU backend reports no statistics.
   stats = jax.devices()[0].memory_stats()
-  return {"images_per_s": result["images_per_s"], "ms_per_step": result["ms_per_step"],
-          "compile_seconds": result["compile_seconds"], "first_step_seconds": None,
-          "peak_memory_bytes": stats.get("peak_bytes_in_use") if stats else None,
-          "devices": result["devices"], "threads": _cpu_count(),
-          "params": _ours_params(spec["name"], spec["image_size"]),
-          "model_tflops_per_step": result["model_tflops_per_step"]}
+  return {
+      "images_per_s": result["images_per_s"],
+      "ms_per_step": result["ms_per_step"],
+      "compile_seconds": result["compile_seconds"],
+      "first_step_seconds": None,
+      "peak_memory_bytes": stats.get("peak_bytes_in_use") if stats else None,
+      "devices": result["devices"],
+      "threads": _cpu_count(),
+      "params": _ours_params(spec["name"], spec["image_size"]),
+      "model_tflops_per_step": result["model_tflops_per_step"],
+  }
 
 
-def _torch_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: int,
-                  compile_step: bool, channels_last: bool) -> dict:
+def _torch_worker(
+    spec: dict,
+    batch_size: int,
+    dtype: str,
+    steps: int,
+    warmup: int,
+    compile_step: bool,
+    channels_last: bool,
+) -> dict:
   """The PyTorch training step, eager or under torch.compile."""
   import contextlib
 
@@ -304,8 +355,7 @@ def _torch_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: i
   sync = torch.cuda.synchronize if cuda else (lambda: None)
 
   torch.manual_seed(0)
-  model = _torch_builders()[spec["name"]](spec["num_classes"], spec["image_size"],
-                                          spec["channels"])
+  model = _torch_builders()[spec["name"]](spec["num_classes"], spec["image_size"], spec["channels"])
   model = model.to(device, memory_format=memory_format).train()
   params = sum(p.numel() for p in model.parameters())
   criterion = nn.CrossEntropyLoss()
@@ -313,14 +363,14 @@ def _torch_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: i
 
   generator = torch.Generator().manual_seed(0)
   size, channels = spec["image_size"], spec["channels"]
-  images = torch.randint(0, 256, (batch_size, channels, size, size), dtype=torch.uint8,
-                         generator=generator)
+  images = torch.randint(
+      0, 256, (batch_size, channels, size, size), dtype=torch.uint8, generator=generator
+  )
   images = images.to(device).contiguous(memory_format=memory_format)
   labels = torch.randint(0, spec["num_classes"], (batch_size,), generator=generator).to(device)
 
   def forward_loss(x, y):
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bf16
-                else contextlib.nullcontext())
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with autocast:
       # uint8 -> [0, 1] -> standardized, inside the step as ours does.
       x = (x.float() / 255.0 - MEAN) / STD
@@ -336,10 +386,15 @@ def _torch_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: i
     loss.backward()
     optimizer.step()
 
-  result = {"devices": f"1 x {torch.cuda.get_device_name(0) if cuda else 'cpu'}",
-            "threads": torch.get_num_threads(), "params": params,
-            "dtype": "bfloat16" if bf16 else "float32", "channels_last": channels_last,
-            "compile_seconds": None, "first_step_seconds": None}
+  result = {
+      "devices": f"1 x {torch.cuda.get_device_name(0) if cuda else 'cpu'}",
+      "threads": torch.get_num_threads(),
+      "params": params,
+      "dtype": "bfloat16" if bf16 else "float32",
+      "channels_last": channels_last,
+      "compile_seconds": None,
+      "first_step_seconds": None,
+  }
   sync()
   start = time.perf_counter()
   try:
@@ -353,7 +408,8 @@ def _torch_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: i
     result["error"] = f"torch.compile failed: {type(e).__name__}: {first_line}"[:300]
     return result
   result["compile_seconds" if compile_step else "first_step_seconds"] = round(
-      time.perf_counter() - start, 2)
+      time.perf_counter() - start, 2
+  )
   for _ in range(warmup):
     step()
   sync()
@@ -362,8 +418,11 @@ def _torch_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: i
     step()
   sync()
   seconds = (time.perf_counter() - start) / steps
-  result.update(images_per_s=round(batch_size / seconds, 1), ms_per_step=round(1000 * seconds, 3),
-                peak_memory_bytes=torch.cuda.max_memory_allocated() if cuda else None)
+  result.update(
+      images_per_s=round(batch_size / seconds, 1),
+      ms_per_step=round(1000 * seconds, 3),
+      peak_memory_bytes=torch.cuda.max_memory_allocated() if cuda else None,
+  )
   return result
 
 
@@ -378,8 +437,9 @@ def _run_worker(kind: str) -> None:
   elif kind == "cnn_jax":
     result = _ours_worker(spec, *args)
   else:
-    result = _torch_worker(spec, *args, compile_step=kind == "torch_compile",
-                           channels_last=_CHANNELS_LAST.value)
+    result = _torch_worker(
+        spec, *args, compile_step=kind == "torch_compile", channels_last=_CHANNELS_LAST.value
+    )
   result["peak_rss_bytes"] = _peak_rss_bytes()
   print(RESULT_MARKER + json.dumps(result), flush=True)
 
@@ -388,23 +448,29 @@ def _run_worker(kind: str) -> None:
 # The parent: spawns the workers, prints the JSON lines and the table.
 # --------------------------------------------------------------------------
 
+
 def _spawn(kind: str, spec: Any, env: dict[str, str] | None = None) -> dict:
   """Runs one worker; its result, or {"error": ...} if it failed."""
-  command = [sys.executable, os.path.abspath(__file__), f"--worker={kind}",
-             f"--batch_size={_BATCH.value}", f"--dtype={_DTYPE.value}",
-             f"--steps={_STEPS.value}", f"--warmup_steps={_WARMUP.value}",
-             f"--channels_last={_CHANNELS_LAST.value}"]
+  command = [
+      sys.executable,
+      os.path.abspath(__file__),
+      f"--worker={kind}",
+      f"--batch_size={_BATCH.value}",
+      f"--dtype={_DTYPE.value}",
+      f"--steps={_STEPS.value}",
+      f"--warmup_steps={_WARMUP.value}",
+      f"--channels_last={_CHANNELS_LAST.value}",
+  ]
   if spec is not None:
     command.append(f"--worker_spec={json.dumps(spec)}")
   start = time.perf_counter()
   try:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT.value,
-                          env=env)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT.value, env=env)
   except subprocess.TimeoutExpired:
     return {"error": f"timed out after {_TIMEOUT.value} s"}
   for line in done.stdout.splitlines():
     if line.startswith(RESULT_MARKER):
-      result = json.loads(line[len(RESULT_MARKER):])
+      result = json.loads(line[len(RESULT_MARKER) :])
       result["wall_seconds"] = round(time.perf_counter() - start, 1)
       return result
   # No result: show the end of the child's log and report its last line.
@@ -422,14 +488,20 @@ def _model_spec(name: str) -> dict:
   # memory for the whole run). The workers do not inherit this setting.
   jax.config.update("jax_platforms", "cpu")
   from cnn_jax import models
+
   spec = models.spec(name)
   # The canonical name: aliases such as vgg16 share the ModelSpec of vgg_d.
   canonical = next(n for n in models.names() if models.spec(n) is spec)
   if canonical not in TORCH_EQUIVALENTS:
-    raise app.UsageError(f"{name}: no PyTorch equivalent here; choose from "
-                         f"{', '.join(TORCH_EQUIVALENTS)}")
-  return {"name": canonical, "image_size": _IMAGE_SIZE.value or spec.image_size,
-          "channels": spec.channels, "num_classes": spec.num_classes}
+    raise app.UsageError(
+        f"{name}: no PyTorch equivalent here; choose from " f"{', '.join(TORCH_EQUIVALENTS)}"
+    )
+  return {
+      "name": canonical,
+      "image_size": _IMAGE_SIZE.value or spec.image_size,
+      "channels": spec.channels,
+      "num_classes": spec.num_classes,
+  }
 
 
 def _params_differ(ours: int | None, theirs: int | None) -> bool:
@@ -449,9 +521,11 @@ def _fmt_memory(num_bytes: int | None) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-  lines = ["| model | framework | mode | dtype | params | images/s | ms/step | "
-           "compile s | first step s | peak device memory | ours / this |",
-           "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+  lines = [
+      "| model | framework | mode | dtype | params | images/s | ms/step | "
+      "compile s | first step s | peak device memory | ours / this |",
+      "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+  ]
   ours = {r["model"]: r for r in rows if r["framework"] == "cnn_jax"}
   for r in rows:
     ratio = "-"
@@ -462,13 +536,16 @@ def _table(rows: list[dict]) -> str:
     if r.get("error") and not r.get("images_per_s"):
       speed = r["error"].replace("|", "\\|")  # a bare | would split the cell
     params = _fmt(r.get("params"))
-    if r["framework"] == "pytorch" and _params_differ(ours.get(r["model"], {}).get("params"),
-                                                      r.get("params")):
+    if r["framework"] == "pytorch" and _params_differ(
+        ours.get(r["model"], {}).get("params"), r.get("params")
+    ):
       params += " (!)"
-    lines.append(f"| {r['model']} | {r['framework']} | {r['mode']} | {r.get('dtype', '-')} | "
-                 f"{params} | {speed} | {_fmt(r.get('ms_per_step'), 2)} | "
-                 f"{_fmt(r.get('compile_seconds'), 2)} | {_fmt(r.get('first_step_seconds'), 2)} | "
-                 f"{_fmt_memory(r.get('peak_memory_bytes'))} | {ratio} |")
+    lines.append(
+        f"| {r['model']} | {r['framework']} | {r['mode']} | {r.get('dtype', '-')} | "
+        f"{params} | {speed} | {_fmt(r.get('ms_per_step'), 2)} | "
+        f"{_fmt(r.get('compile_seconds'), 2)} | {_fmt(r.get('first_step_seconds'), 2)} | "
+        f"{_fmt_memory(r.get('peak_memory_bytes'))} | {ratio} |"
+    )
   return "\n".join(lines)
 
 
@@ -492,13 +569,17 @@ def _check_params(specs: list[dict]) -> None:
   for s in specs:
     c = counts[s["name"]]
     difference = (c["torch"] - c["ours"]) / c["ours"]
-    print(f"| {s['name']} | {TORCH_EQUIVALENTS[s['name']]} | {s['image_size']} | "
-          f"{c['ours']:,} | {c['torch']:,} | {difference:+.2%} |")
+    print(
+        f"| {s['name']} | {TORCH_EQUIVALENTS[s['name']]} | {s['image_size']} | "
+        f"{c['ours']:,} | {c['torch']:,} | {difference:+.2%} |"
+    )
     if _params_differ(c["ours"], c["torch"]):
       mismatched.append(s["name"])
   if mismatched:
-    print(f"\nWARNING: parameter counts differ by more than {PARAM_TOLERANCE:.0%}: "
-          f"{', '.join(mismatched)}")
+    print(
+        f"\nWARNING: parameter counts differ by more than {PARAM_TOLERANCE:.0%}: "
+        f"{', '.join(mismatched)}"
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -521,35 +602,57 @@ def main(argv: Sequence[str]) -> None:
   if "error" in probe:
     raise RuntimeError(f"could not start the frameworks: {probe['error']}")
   print(f"- cnn_jax: backend {probe['jax_backend']}, {probe['jax_devices']}")
-  print(f"- PyTorch: {probe['torch_device']}, {probe['torch_threads']} threads "
-        f"(torch.get_num_threads()), channels_last={_CHANNELS_LAST.value}")
+  print(
+      f"- PyTorch: {probe['torch_device']}, {probe['torch_threads']} threads "
+      f"(torch.get_num_threads()), channels_last={_CHANNELS_LAST.value}"
+  )
   print(f"- host CPU: {probe['cpu']}")
-  print(f"- batch {_BATCH.value}, {_STEPS.value} timed steps after {_WARMUP.value} warm-up "
-        f"steps, requested dtype {_DTYPE.value}")
+  print(
+      f"- batch {_BATCH.value}, {_STEPS.value} timed steps after {_WARMUP.value} warm-up "
+      f"steps, requested dtype {_DTYPE.value}"
+  )
   print(f"- command: python {' '.join(sys.argv)}\n", flush=True)
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
   if load is not None and probe["jax_backend"] == "cpu" and load > 0.5:
     # Measured on 2 busy cores: PyTorch's OpenMP threads spin at barriers
     # waiting for a descheduled peer, and its step slowed 25-100x.
-    print(f"WARNING: load average {load:.1f} before the runs: other processes use the "
-          "CPU, so these timings are not reliable (PyTorch's OpenMP threads suffer most).\n")
+    print(
+        f"WARNING: load average {load:.1f} before the runs: other processes use the "
+        "CPU, so these timings are not reliable (PyTorch's OpenMP threads suffer most).\n"
+    )
   if probe["jax_devices"].split(" x ")[0] != "1":
-    print("WARNING: cnn_jax shards the batch over every device, PyTorch uses one; "
-          "set CUDA_VISIBLE_DEVICES to one GPU for a like-for-like comparison.\n")
+    print(
+        "WARNING: cnn_jax shards the batch over every device, PyTorch uses one; "
+        "set CUDA_VISIBLE_DEVICES to one GPU for a like-for-like comparison.\n"
+    )
 
-  common = {"date": date, "batch_size": _BATCH.value, "steps": _STEPS.value,
-            "warmup_steps": _WARMUP.value, "load_average_at_start": load, "versions": versions}
+  common = {
+      "date": date,
+      "batch_size": _BATCH.value,
+      "steps": _STEPS.value,
+      "warmup_steps": _WARMUP.value,
+      "load_average_at_start": load,
+      "versions": versions,
+  }
   modes = [("cnn_jax", "jit", "cnn_jax"), ("pytorch", "eager", "torch_eager")]
   if _TORCH_COMPILE.value:
     modes.append(("pytorch", "compile", "torch_compile"))
   rows = []
   for spec in specs:
     for framework, mode, kind in modes:
-      print(f"# measuring {spec['name']} with {framework} ({mode}) ...", file=sys.stderr,
-            flush=True)
+      print(
+          f"# measuring {spec['name']} with {framework} ({mode}) ...", file=sys.stderr, flush=True
+      )
       result = _spawn(kind, spec)
-      row = {"model": spec["name"], "framework": framework, "mode": mode,
-             "image_size": spec["image_size"], "dtype": _DTYPE.value, **common, **result}
+      row = {
+          "model": spec["name"],
+          "framework": framework,
+          "mode": mode,
+          "image_size": spec["image_size"],
+          "dtype": _DTYPE.value,
+          **common,
+          **result,
+      }
       if framework == "pytorch":
         row["torch_model"] = TORCH_EQUIVALENTS[spec["name"]]
       rows.append(row)
@@ -561,9 +664,11 @@ def main(argv: Sequence[str]) -> None:
   for r in rows:
     mine = ours[r["model"]].get("params")
     if r["framework"] == "pytorch" and _params_differ(mine, r.get("params")):
-      notes.append(f"WARNING: {r['model']}: parameter counts differ by more than "
-                   f"{PARAM_TOLERANCE:.0%} (ours {mine:,}, PyTorch {r['params']:,}): "
-                   "the two networks are not the same.")
+      notes.append(
+          f"WARNING: {r['model']}: parameter counts differ by more than "
+          f"{PARAM_TOLERANCE:.0%} (ours {mine:,}, PyTorch {r['params']:,}): "
+          "the two networks are not the same."
+      )
   if any(r.get("dtype") != _DTYPE.value for r in rows if "dtype" in r):
     notes.append("Note: PyTorch ran in float32 (bf16 autocast is used on CUDA only).")
   if all(r.get("peak_memory_bytes") is None for r in rows):

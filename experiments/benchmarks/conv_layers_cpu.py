@@ -21,13 +21,18 @@ from cnn_jax.ops import gemm_conv2d
 
 # (batch, size, in channels, out channels, kernel): LeNet's C1, C3, C5, then
 # the 3x3 layers of the three stages of a CIFAR ResNet.
-SHAPES = [(128, 32, 1, 6, 5), (128, 14, 6, 16, 5), (128, 5, 16, 120, 5),
-          (128, 32, 16, 16, 3), (128, 16, 32, 32, 3), (128, 8, 64, 64, 3)]
+SHAPES = [
+    (128, 32, 1, 6, 5),
+    (128, 14, 6, 16, 5),
+    (128, 5, 16, 120, 5),
+    (128, 32, 16, 16, 3),
+    (128, 16, 32, 32, 3),
+    (128, 8, 64, 64, 3),
+]
 
 
 def xla_conv(x, w, padding):
-  return lax.conv_general_dilated(x, w, (1, 1), padding,
-                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def ms_per_step(conv, x, w, steps=30):
@@ -42,8 +47,10 @@ def ms_per_step(conv, x, w, steps=30):
 
 def main():
   rng = np.random.default_rng(0)
-  print("| layer input | kernel | XLA ms | im2col+GEMM ms | speed-up | rel. diff |\n"
-        "|---|---|--:|--:|--:|--:|")
+  print(
+      "| layer input | kernel | XLA ms | im2col+GEMM ms | speed-up | rel. diff |\n"
+      "|---|---|--:|--:|--:|--:|"
+  )
   for batch, size, cin, cout, k in SHAPES:
     x = jnp.asarray(rng.normal(size=(batch, size, size, cin)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32)
@@ -53,8 +60,11 @@ def main():
     a, b = np.asarray(xla(x, w)), np.asarray(gemm(x, w))
     diff = np.abs(a - b).max() / np.abs(a).max()
     t_xla, t_gemm = ms_per_step(xla, x, w), ms_per_step(gemm, x, w)
-    print(f"| {batch}x{size}x{size}x{cin} | {k}x{k}x{cin}x{cout} | {t_xla:.1f} | {t_gemm:.1f} | "
-          f"{t_xla / t_gemm:.2f}x | {diff:.0e} |", flush=True)
+    print(
+        f"| {batch}x{size}x{size}x{cin} | {k}x{k}x{cin}x{cout} | {t_xla:.1f} | {t_gemm:.1f} | "
+        f"{t_xla / t_gemm:.2f}x | {diff:.0e} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

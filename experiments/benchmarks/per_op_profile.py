@@ -55,14 +55,16 @@ def layers_of(name, batch):
   import jax.numpy as jnp
 
   from cnn_jax import introspection, layers, models
+
   spec = models.spec(name)
   model = models.create(name)
   x = jnp.zeros((batch, spec.image_size, spec.image_size, spec.channels))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
 
   def forward(v, x):
-    return model.apply(v, x, train=True, rngs={"dropout": jax.random.key(0)},
-                       mutable=["batch_stats"])
+    return model.apply(
+        v, x, train=True, rngs={"dropout": jax.random.key(0)}, mutable=["batch_stats"]
+    )
 
   # One trace for both: a second trace of the same function would come from
   # JAX's cache without running the modules again.
@@ -74,8 +76,15 @@ def layers_of(name, batch):
     for eqn in jaxpr.eqns:
       if eqn.primitive.name == "conv_general_dilated":
         p = eqn.params
-        convs.append((eqn.invars[0].aval.shape, eqn.invars[1].aval.shape, p["window_strides"],
-                      tuple(tuple(pad) for pad in p["padding"]), p["feature_group_count"]))
+        convs.append(
+            (
+                eqn.invars[0].aval.shape,
+                eqn.invars[1].aval.shape,
+                p["window_strides"],
+                tuple(tuple(pad) for pad in p["padding"]),
+                p["feature_group_count"],
+            )
+        )
       for value in eqn.params.values():
         inner = getattr(value, "jaxpr", None)
         if inner is not None:
@@ -89,6 +98,7 @@ def layers_of(name, batch):
 
 def flax_batch_norm():
   import flax.linen as nn
+
   return nn.BatchNorm
 
 
@@ -97,17 +107,24 @@ def jax_conv_ms(convs, repeats):
   import jax.numpy as jnp
 
   from cnn_jax.ops import auto_conv_general_dilated
+
   totals = {"forward": 0.0, "dX": 0.0, "dW": 0.0}
   for lhs, rhs, stride, padding, groups in convs:
     x = jax.random.normal(jax.random.key(0), lhs)
     w = jax.random.normal(jax.random.key(1), rhs) * 0.1
-    conv = functools.partial(auto_conv_general_dilated, window_strides=stride, padding=padding,
-                             dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                             feature_group_count=groups)
+    conv = functools.partial(
+        auto_conv_general_dilated,
+        window_strides=stride,
+        padding=padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
     g = jnp.ones(jax.eval_shape(conv, x, w).shape)
-    passes = {"forward": jax.jit(conv),
-              "dX": jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0]),
-              "dW": jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0])}
+    passes = {
+        "forward": jax.jit(conv),
+        "dX": jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0]),
+        "dW": jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0]),
+    }
     for key, fn in passes.items():
       args = (x, w) if key == "forward" else (x, w, g)
       totals[key] += ms(lambda: jax.block_until_ready(fn(*args)), repeats)
@@ -116,6 +133,7 @@ def jax_conv_ms(convs, repeats):
 
 def torch_conv_ms(convs, repeats):
   import torch
+
   totals = {"forward": 0.0, "dX": 0.0, "dW": 0.0}
   cl = torch.channels_last
   for lhs, rhs, stride, padding, groups in convs:
@@ -129,12 +147,16 @@ def torch_conv_ms(convs, repeats):
     g = torch.ones_like(y).contiguous(memory_format=cl)
     args = (g, x, w, None, tuple(stride), pad, (1, 1), False, (0, 0), groups)
     with torch.no_grad():
-      totals["forward"] += ms(lambda: torch.nn.functional.conv2d(
-          x, w, stride=stride, padding=pad, groups=groups), repeats)
-      totals["dX"] += ms(lambda: torch.ops.aten.convolution_backward(
-          *args, (True, False, False)), repeats)
-      totals["dW"] += ms(lambda: torch.ops.aten.convolution_backward(
-          *args, (False, True, False)), repeats)
+      totals["forward"] += ms(
+          lambda: torch.nn.functional.conv2d(x, w, stride=stride, padding=pad, groups=groups),
+          repeats,
+      )
+      totals["dX"] += ms(
+          lambda: torch.ops.aten.convolution_backward(*args, (True, False, False)), repeats
+      )
+      totals["dW"] += ms(
+          lambda: torch.ops.aten.convolution_backward(*args, (False, True, False)), repeats
+      )
   return totals
 
 
@@ -144,19 +166,27 @@ def jax_norm_and_pool_ms(norms, pools, repeats):
   import jax.numpy as jnp
 
   from cnn_jax import layers
+
   norm_ms = 0.0
   for shape in norms:
     module = nn.BatchNorm(use_running_average=False, momentum=0.9)
     x = jax.random.normal(jax.random.key(0), shape)
     v = module.init(jax.random.key(1), x)
-    step = jax.jit(jax.grad(lambda p, x: jnp.sum(module.apply(
-        {**v, "params": p}, x, mutable=["batch_stats"])[0] ** 2), argnums=(0, 1)))
+    step = jax.jit(
+        jax.grad(
+            lambda p, x: jnp.sum(
+                module.apply({**v, "params": p}, x, mutable=["batch_stats"])[0] ** 2
+            ),
+            argnums=(0, 1),
+        )
+    )
     norm_ms += ms(lambda: jax.block_until_ready(step(v["params"], x)), repeats)
   pool_ms = 0.0
   for shape, window in pools:
     module = layers.MaxPool(window)
-    x = jax.random.normal(jax.random.key(0),
-                          (shape[0], shape[1] * window, shape[2] * window, shape[3]))
+    x = jax.random.normal(
+        jax.random.key(0), (shape[0], shape[1] * window, shape[2] * window, shape[3])
+    )
     step = jax.jit(jax.grad(lambda x: jnp.sum(module.apply({}, x) ** 2)))
     pool_ms += ms(lambda: jax.block_until_ready(step(x)), repeats)
   return norm_ms, pool_ms
@@ -164,6 +194,7 @@ def jax_norm_and_pool_ms(norms, pools, repeats):
 
 def torch_norm_and_pool_ms(norms, pools, repeats):
   import torch
+
   cl = torch.channels_last
   norm_ms = 0.0
   for shape in norms:
@@ -175,15 +206,20 @@ def torch_norm_and_pool_ms(norms, pools, repeats):
 
     def run():
       (bn(x) ** 2).sum().backward()
+
     norm_ms += ms(run, repeats)
   pool_ms = 0.0
   for shape, window in pools:
     k = window
-    x = torch.randn(shape[0], shape[3], shape[1] * k, shape[2] * k).contiguous(
-        memory_format=cl).requires_grad_()
+    x = (
+        torch.randn(shape[0], shape[3], shape[1] * k, shape[2] * k)
+        .contiguous(memory_format=cl)
+        .requires_grad_()
+    )
 
     def run_pool():
       (torch.nn.functional.max_pool2d(x, k) ** 2).sum().backward()
+
     pool_ms += ms(run_pool, repeats)
   return norm_ms, pool_ms
 
@@ -194,6 +230,7 @@ def main(argv):
   cpu_flags.apply(name)
   from cnn_jax import models
   from cnn_jax.train.throughput import train_step_benchmark
+
   spec = models.spec(name)
 
   convs, norms, pools, _ = layers_of(name, batch)
@@ -203,15 +240,26 @@ def main(argv):
   theirs_norm, theirs_pool = torch_norm_and_pool_ms(norms, pools, repeats)
   ours_step = 1e3 * batch / train_step_benchmark(name, batch, None, "float32", 20)["images_per_s"]
   theirs_step = compare_pytorch._torch_worker(
-      {"name": name, "image_size": spec.image_size, "channels": spec.channels,
-       "num_classes": spec.num_classes}, batch, "float32", 20, 3, compile_step=False,
-      channels_last=True)["ms_per_step"]
-  rows = [(f"convolution forward ({len(convs)} layers)", ours_conv["forward"],
-           theirs_conv["forward"]),
-          ("convolution dX", ours_conv["dX"], theirs_conv["dX"]),
-          ("convolution dW", ours_conv["dW"], theirs_conv["dW"]),
-          (f"batch norm, forward + backward ({len(norms)})", ours_norm, theirs_norm),
-          (f"max pool, forward + backward ({len(pools)})", ours_pool, theirs_pool)]
+      {
+          "name": name,
+          "image_size": spec.image_size,
+          "channels": spec.channels,
+          "num_classes": spec.num_classes,
+      },
+      batch,
+      "float32",
+      20,
+      3,
+      compile_step=False,
+      channels_last=True,
+  )["ms_per_step"]
+  rows = [
+      (f"convolution forward ({len(convs)} layers)", ours_conv["forward"], theirs_conv["forward"]),
+      ("convolution dX", ours_conv["dX"], theirs_conv["dX"]),
+      ("convolution dW", ours_conv["dW"], theirs_conv["dW"]),
+      (f"batch norm, forward + backward ({len(norms)})", ours_norm, theirs_norm),
+      (f"max pool, forward + backward ({len(pools)})", ours_pool, theirs_pool),
+  ]
   parts_ours = sum(r[1] for r in rows)
   parts_theirs = sum(r[2] for r in rows)
   rows.append(("rest of the step", ours_step - parts_ours, theirs_step - parts_theirs))

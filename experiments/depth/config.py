@@ -35,8 +35,14 @@ def get_config(group: str = "digits"):
   config.model_kwargs = dict(stage_sizes=(3, 3, 3), shortcut="A", width=8)
   config.image_size = 16
   config.augment = "translate(pixels=1)"
-  config.optimizer = dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False,
-                          weight_decay=1e-4, grad_clip_norm=0.0)
+  config.optimizer = dict(
+      name="sgd",
+      learning_rate=0.1,
+      momentum=0.9,
+      nesterov=False,
+      weight_decay=1e-4,
+      grad_clip_norm=0.0,
+  )
   config.schedule = dict(name="cosine", warmup_steps=0)
   config.batch_size = 64
   config.num_train_steps = 400
@@ -49,6 +55,10 @@ def get_config(group: str = "digits"):
 
 def get_sweep(h, group: str = "digits"):
   # 6n + 2 layers: n blocks of two 3x3 convs in each of 3 stages, plus the stem and the output.
-  return h.product([h.sweep("model_kwargs.shortcut", ["none", "A"]),
-                    h.sweep("model_kwargs.stage_sizes", [(1, 1, 1), (3, 3, 3), (9, 9, 9)]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product(
+      [
+          h.sweep("model_kwargs.shortcut", ["none", "A"]),
+          h.sweep("model_kwargs.stage_sizes", [(1, 1, 1), (3, 3, 3), (9, 9, 9)]),
+          h.sweep("seed", [0, 1, 2]),
+      ]
+  )

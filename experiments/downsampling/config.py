@@ -33,8 +33,9 @@ def get_config(group: str = "digits"):
   config_files.check_group(group, GROUPS)
   config = config_files.load_config("configs/default.py")
   config.model = "standard"
-  config.model_kwargs = dict(widths=(16, 32), convs_per_stage=2, kernel_size=3,
-                             fc_widths=(128,), downsampling="max")
+  config.model_kwargs = dict(
+      widths=(16, 32), convs_per_stage=2, kernel_size=3, fc_widths=(128,), downsampling="max"
+  )
   config.image_size = 16
   config.augment = "translate(pixels=1)|rotate(degrees=10)"
   config.num_epochs = 40
@@ -50,5 +51,6 @@ def get_config(group: str = "digits"):
 
 
 def get_sweep(h, group: str = "digits"):
-  return h.product([h.sweep("model_kwargs.downsampling", ["max", "avg", "stride"]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product(
+      [h.sweep("model_kwargs.downsampling", ["max", "avg", "stride"]), h.sweep("seed", [0, 1, 2])]
+  )

@@ -23,5 +23,4 @@ def get_config():
 
 
 def get_sweep(h):
-  return h.product([h.sweep("model", ["mlp", "lenet5_modern"]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product([h.sweep("model", ["mlp", "lenet5_modern"]), h.sweep("seed", [0, 1, 2])])

@@ -33,25 +33,39 @@ def compare(root: str, seed: str) -> dict:
   if not np.array_equal(loss["xla"][0], loss["lecture"][0]):
     sys.exit(f"error: seed {seed}: the two runs logged different steps; compare equal configs")
   gap = np.abs(loss["xla"][1] - loss["lecture"][1])
-  speed = {impl: float(np.median(curves.read_curve(w, "train.images_per_s")[1][1:]))
-           for impl, w in runs.items()}
-  final = {impl: (curves.read_curve(w, "eval.loss")[1][-1],
-                  curves.read_curve(w, "eval.accuracy")[1][-1]) for impl, w in runs.items()}
-  return {"seed": seed, "max_gap": gap.max(), "gap_step": int(loss["xla"][0][gap.argmax()]),
-          "loss_at_gap": loss["xla"][1][gap.argmax()], "final": final, "speed": speed}
+  speed = {
+      impl: float(np.median(curves.read_curve(w, "train.images_per_s")[1][1:]))
+      for impl, w in runs.items()
+  }
+  final = {
+      impl: (curves.read_curve(w, "eval.loss")[1][-1], curves.read_curve(w, "eval.accuracy")[1][-1])
+      for impl, w in runs.items()
+  }
+  return {
+      "seed": seed,
+      "max_gap": gap.max(),
+      "gap_step": int(loss["xla"][0][gap.argmax()]),
+      "loss_at_gap": loss["xla"][1][gap.argmax()],
+      "final": final,
+      "speed": speed,
+  }
 
 
 def main(argv):
   del argv
   rows = [compare(_ROOT.value, seed) for seed in _SEEDS.value]
-  lines = ["| seed | max train-loss gap (step, XLA loss there) | eval loss XLA / lecture | "
-           "eval accuracy XLA / lecture | images/s XLA / lecture |", "|---|---|---|---|---|"]
+  lines = [
+      "| seed | max train-loss gap (step, XLA loss there) | eval loss XLA / lecture | "
+      "eval accuracy XLA / lecture | images/s XLA / lecture |",
+      "|---|---|---|---|---|",
+  ]
   for r in rows:
     (xla_loss, xla_acc), (lec_loss, lec_acc) = r["final"]["xla"], r["final"]["lecture"]
     lines.append(
         f"| {r['seed']} | {r['max_gap']:.2e} (step {r['gap_step']}, {r['loss_at_gap']:.4f}) | "
         f"{xla_loss:.4f} / {lec_loss:.4f} | {xla_acc:.4f} / {lec_acc:.4f} | "
-        f"{r['speed']['xla']:,.0f} / {r['speed']['lecture']:,.0f} |")
+        f"{r['speed']['xla']:,.0f} / {r['speed']['lecture']:,.0f} |"
+    )
   out = _OUT.value or _ROOT.value
   with open(os.path.join(out, "compare.md"), "w") as f:
     f.write("\n".join(lines) + "\n")

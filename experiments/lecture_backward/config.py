@@ -28,5 +28,6 @@ def get_config():
 
 
 def get_sweep(h):
-  return h.product([h.sweep("model_kwargs.conv_impl", ["xla", "lecture"]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product(
+      [h.sweep("model_kwargs.conv_impl", ["xla", "lecture"]), h.sweep("seed", [0, 1, 2])]
+  )

@@ -42,8 +42,7 @@ def get_config(group: str = "lenet5"):
   # faithful LeNet-5 (scaled tanh, RBF output) 2-epoch probes gave 97.5%
   # with Adam 1e-3, 97.2% with 3e-3, 95.5% with SGD+Nesterov 0.02, and SGD
   # at 0.1 saturated the tanh units (9.6%).
-  config.optimizer = dict(name="adam", learning_rate=1e-3, weight_decay=0.0,
-                          grad_clip_norm=0.0)
+  config.optimizer = dict(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=0.0)
   config.schedule = dict(name="cosine", warmup_epochs=0)
   if group == "modern":
     config.model = "lenet5_modern"

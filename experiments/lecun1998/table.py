@@ -57,12 +57,15 @@ def _verdict(mean: float, std: float, paper: float | None) -> str:
 def table(sweeps: str = HERE) -> str:
   """The markdown of table.md, from the sweep.csv files in sweeps/<group>/."""
   errors, lines = {}, [
-      "# LeCun et al. (1998), Figure 9, on MNIST: the paper beside this codebase", "",
+      "# LeCun et al. (1998), Figure 9, on MNIST: the paper beside this codebase",
+      "",
       "Test error on the 10,000 MNIST test images; ours is the mean ± std over seeds 0, 1, 2.",
-      "Made by `python experiments/lecun1998/table.py` from the sweeps in config.py.", "",
+      "Made by `python experiments/lecun1998/table.py` from the sweeps in config.py.",
+      "",
       "| row | paper | ours | reproduced (ours <= paper + 2 std) | parameters | "
       "wall time per run (2 CPU cores) |",
-      "|---|---|---|---|---|---|"]
+      "|---|---|---|---|---|---|",
+  ]
   for label, group, widths, paper in ROWS:
     runs = _runs(sweeps, group, widths)
     if not runs:
@@ -72,9 +75,11 @@ def table(sweeps: str = HERE) -> str:
     mean, std = mean_std(errors[label])
     wall, _ = mean_std([float(r["wall_seconds"]) for r in runs])
     paper_text = f"{paper}%" if paper is not None else "-"
-    lines.append(f"| {label} | {paper_text} | {mean:.2f} ± {std:.2f}% (n={len(runs)}) | "
-                 f"{_verdict(mean, std, paper)} | {int(runs[0]['num_params']):,} | "
-                 f"{wall / 60:.1f} min |")
+    lines.append(
+        f"| {label} | {paper_text} | {mean:.2f} ± {std:.2f}% (n={len(runs)}) | "
+        f"{_verdict(mean, std, paper)} | {int(runs[0]['num_params']):,} | "
+        f"{wall / 60:.1f} min |"
+    )
   lines += ["", "| comparison | paper | ours: difference ± standard error |", "|---|---|---|"]
   for a, b, paper in COMPARISONS:
     if a in errors and b in errors:

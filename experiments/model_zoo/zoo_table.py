@@ -39,13 +39,21 @@ def measure(name: str) -> dict:
   spec = models.spec(name)
   shape = (spec.image_size, spec.image_size, spec.channels)
   counts = summary.summarize(models.create(name), shape)
-  row = {"model": name, "input": "x".join(map(str, shape)), "params": counts.total_params,
-         "macs": counts.total_macs, "batch": "", "images_per_s": "", "compile_s": ""}
+  row = {
+      "model": name,
+      "input": "x".join(map(str, shape)),
+      "params": counts.total_params,
+      "macs": counts.total_macs,
+      "batch": "",
+      "images_per_s": "",
+      "compile_s": "",
+  }
   if name not in _UNTIMED:
     batch = _SMALL_BATCH.value if spec.image_size <= 64 else _LARGE_BATCH.value
     timing = train_step_benchmark(name, batch, None, "float32", _STEPS.value, warmup_steps=1)
-    row.update(batch=batch, images_per_s=timing["images_per_s"],
-               compile_s=timing["compile_seconds"])
+    row.update(
+        batch=batch, images_per_s=timing["images_per_s"], compile_s=timing["compile_seconds"]
+    )
   print(row, flush=True)
   return row
 
@@ -57,13 +65,18 @@ def write_tables(rows: list[dict], out: str) -> None:
     writer.writeheader()
     writer.writerows(rows)
   device = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
-  lines = [f"Training throughput on {device}, float32 (batch as listed).", "",
-           "| model | input | parameters | MACs | batch | train images/s | compile s |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+  lines = [
+      f"Training throughput on {device}, float32 (batch as listed).",
+      "",
+      "| model | input | parameters | MACs | batch | train images/s | compile s |",
+      "|---|---|---:|---:|---:|---:|---:|",
+  ]
   for r in rows:
     speed = f"{r['images_per_s']:,.1f}" if r["images_per_s"] != "" else "not timed"
-    lines.append(f"| `{r['model']}` | {r['input']} | {r['params']:,} | "
-                 f"{_macs(r['macs'])} | {r['batch']} | {speed} | {r['compile_s']} |")
+    lines.append(
+        f"| `{r['model']}` | {r['input']} | {r['params']:,} | "
+        f"{_macs(r['macs'])} | {r['batch']} | {speed} | {r['compile_s']} |"
+    )
   with open(os.path.join(out, "zoo.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -75,16 +88,26 @@ def _macs(macs: int) -> str:
 def plot(rows: list[dict], path: str) -> None:
   """MACs per image against training images/s, log-log, one labelled point per model."""
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   timed = [r for r in rows if r["images_per_s"] != ""]
   figure, axes = plt.subplots(figsize=(7, 5))
-  axes.scatter([r["macs"] for r in timed], [r["images_per_s"] for r in timed],
-               s=[max(r["params"] / 1e6, 0.5) * 4 for r in timed], alpha=0.6)
+  axes.scatter(
+      [r["macs"] for r in timed],
+      [r["images_per_s"] for r in timed],
+      s=[max(r["params"] / 1e6, 0.5) * 4 for r in timed],
+      alpha=0.6,
+  )
   for r in timed:
-    axes.annotate(r["model"], (r["macs"], r["images_per_s"]), fontsize=7,
-                  xytext=(3, 3), textcoords="offset points")
+    axes.annotate(
+        r["model"],
+        (r["macs"], r["images_per_s"]),
+        fontsize=7,
+        xytext=(3, 3),
+        textcoords="offset points",
+    )
   axes.set_xscale("log")
   axes.set_yscale("log")
   axes.set_xlabel("multiply-accumulates per image")
@@ -101,8 +124,9 @@ def main(argv):
   names = _MODELS.value or models.names()
   unknown = [n for n in names if n not in models.names()]
   if unknown:
-    raise app.UsageError(f"unknown model(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(models.names())}")
+    raise app.UsageError(
+        f"unknown model(s) {', '.join(unknown)}; known: " f"{', '.join(models.names())}"
+    )
   os.makedirs(_OUT.value, exist_ok=True)
   rows = [measure(name) for name in names]
   write_tables(rows, _OUT.value)

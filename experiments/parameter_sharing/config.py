@@ -23,8 +23,9 @@ from cnn_jax.sweep import config_files
 def get_config():
   config = config_files.load_config("configs/default.py")
   config.model = "standard"
-  config.model_kwargs = dict(widths=(8, 16), convs_per_stage=1, kernel_size=5, fc_widths=(),
-                             shared_weights=True)
+  config.model_kwargs = dict(
+      widths=(8, 16), convs_per_stage=1, kernel_size=5, fc_widths=(), shared_weights=True
+  )
   config.image_size = 16
   config.augment = "translate(pixels=1)|rotate(degrees=10)"
   config.num_epochs = 40
@@ -33,5 +34,6 @@ def get_config():
 
 
 def get_sweep(h):
-  return h.product([h.sweep("model_kwargs.shared_weights", [True, False]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product(
+      [h.sweep("model_kwargs.shared_weights", [True, False]), h.sweep("seed", [0, 1, 2])]
+  )

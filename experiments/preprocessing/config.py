@@ -34,5 +34,6 @@ def get_config(group: str = "digits"):
 
 
 def get_sweep(h, group: str = "digits"):
-  return h.product([h.sweep("normalize", ["none", "center", "standardize"]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product(
+      [h.sweep("normalize", ["none", "center", "standardize"]), h.sweep("seed", [0, 1, 2])]
+  )

@@ -40,8 +40,14 @@ def get_config(group: str = "digits"):
   config_files.check_group(group, GROUPS)
   config = config_files.load_config("configs/default.py")
   config.model = "standard"
-  config.model_kwargs = dict(widths=(16, 32), convs_per_stage=1, kernel_size=3, fc_widths=(64,),
-                             dropout=0.0, batch_norm=False)
+  config.model_kwargs = dict(
+      widths=(16, 32),
+      convs_per_stage=1,
+      kernel_size=3,
+      fc_widths=(64,),
+      dropout=0.0,
+      batch_norm=False,
+  )
   config.image_size = 16
   config.augment = ""
   config.batch_size = 64
@@ -59,15 +65,31 @@ def get_config(group: str = "digits"):
 
 def get_sweep(h, group: str = "digits"):
   if group == "fashion_mnist":
-    regularization = h.zip([h.sweep("model_kwargs.dropout", [0.0, 0.5, 0.0]),
-                            h.sweep("model_kwargs.batch_norm", [False, False, True])])
-    return h.product([h.sweep("train_split", ["train[:1%]", "train[:10%]", "train"]),
-                      regularization,
-                      h.sweep("augment", ["", AUGMENT]),
-                      h.sweep("seed", [0, 1, 2])])
-  regularization = h.zip([h.sweep("model_kwargs.dropout", [0.0, 0.5, 0.0, 0.5]),
-                          h.sweep("model_kwargs.batch_norm", [False, False, True, True])])
-  return h.product([h.sweep("train_split", ["train[:10%]", "train[:25%]", "train"]),
-                    regularization,
-                    h.sweep("augment", ["", AUGMENT]),
-                    h.sweep("seed", [0, 1, 2])])
+    regularization = h.zip(
+        [
+            h.sweep("model_kwargs.dropout", [0.0, 0.5, 0.0]),
+            h.sweep("model_kwargs.batch_norm", [False, False, True]),
+        ]
+    )
+    return h.product(
+        [
+            h.sweep("train_split", ["train[:1%]", "train[:10%]", "train"]),
+            regularization,
+            h.sweep("augment", ["", AUGMENT]),
+            h.sweep("seed", [0, 1, 2]),
+        ]
+    )
+  regularization = h.zip(
+      [
+          h.sweep("model_kwargs.dropout", [0.0, 0.5, 0.0, 0.5]),
+          h.sweep("model_kwargs.batch_norm", [False, False, True, True]),
+      ]
+  )
+  return h.product(
+      [
+          h.sweep("train_split", ["train[:10%]", "train[:25%]", "train"]),
+          regularization,
+          h.sweep("augment", ["", AUGMENT]),
+          h.sweep("seed", [0, 1, 2]),
+      ]
+  )

@@ -27,5 +27,6 @@ def get_config():
 
 
 def get_sweep(h):
-  return h.product([h.sweep("optimizer.learning_rate", [1e-3, 3e-3, 1e-2]),
-                    h.sweep("seed", [0, 1, 2])])
+  return h.product(
+      [h.sweep("optimizer.learning_rate", [1e-3, 3e-3, 1e-2]), h.sweep("seed", [0, 1, 2])]
+  )

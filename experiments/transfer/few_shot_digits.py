@@ -52,25 +52,43 @@ _OUT = flags.DEFINE_string("out", "experiments/transfer", "folder for results.md
 _SEEDS = flags.DEFINE_integer("seeds", 3, "random draws of the 10-example training sets")
 _SHOTS = flags.DEFINE_integer("shots", 10, "training examples per class")
 _STEPS = flags.DEFINE_integer("steps", 150, "training steps of each few-shot run")
-_SOURCE = flags.DEFINE_enum("source", "digits", ["digits", "mnist"],
-                            "pretraining data: the digits 0-4 or all of MNIST")
-_SOURCE_IMAGES = flags.DEFINE_integer("source_images", 0, "pretrain on the first so many "
-                                      "source images (0: all; fewer only for smoke tests)")
+_SOURCE = flags.DEFINE_enum(
+    "source", "digits", ["digits", "mnist"], "pretraining data: the digits 0-4 or all of MNIST"
+)
+_SOURCE_IMAGES = flags.DEFINE_integer(
+    "source_images",
+    0,
+    "pretrain on the first so many " "source images (0: all; fewer only for smoke tests)",
+)
 _PRETRAIN_STEPS = flags.DEFINE_integer(
-    "pretrain_steps", None, "pretraining steps (default: 600 on the digits 0-4, 1875 = 2 "
-    "epochs on MNIST)")
+    "pretrain_steps",
+    None,
+    "pretraining steps (default: 600 on the digits 0-4, 1875 = 2 " "epochs on MNIST)",
+)
 _METHODS = flags.DEFINE_list(
-    "methods", None, "these methods only, e.g. scratch,head only (default: all seven; names "
-    "with a comma cannot be listed)")
-_AUGMENT = flags.DEFINE_string("augment", "translate(pixels=2)|rotate(degrees=10)",
-                               "augmentation of the few-shot runs (\"\" for none)")
+    "methods",
+    None,
+    "these methods only, e.g. scratch,head only (default: all seven; names "
+    "with a comma cannot be listed)",
+)
+_AUGMENT = flags.DEFINE_string(
+    "augment",
+    "translate(pixels=2)|rotate(degrees=10)",
+    'augmentation of the few-shot runs ("" for none)',
+)
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 
 
-def run_config(dataset: str, seed: int, steps: int, batch_size: int,
-               augment: str = "translate(pixels=2)|rotate(degrees=10)", **changes):
+def run_config(
+    dataset: str,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    augment: str = "translate(pixels=2)|rotate(degrees=10)",
+    **changes,
+):
   config = base_config()
   config.model = "lenet5_modern"
   config.dataset = dataset
@@ -118,14 +136,13 @@ def main(argv):
       # Two recipes that keep more of the pretrained net: a 10x smaller
       # learning rate for the pretrained layers, and the head trained alone
       # for the first third of the steps (linear probe, then fine-tune).
-      "fine-tune, body lr x0.1": dict(init_from=pretrained,
-                                      lr_mults=[("^(C1|C3|C5|F6)/", 0.1)]),
-      "head first, then all": dict(init_from=pretrained, freeze="all_but_head",
-                                   unfreeze_after_steps=_STEPS.value // 3),
+      "fine-tune, body lr x0.1": dict(init_from=pretrained, lr_mults=[("^(C1|C3|C5|F6)/", 0.1)]),
+      "head first, then all": dict(
+          init_from=pretrained, freeze="all_but_head", unfreeze_after_steps=_STEPS.value // 3
+      ),
       # The conv layers' stroke detectors are the generic part; C5 and F6 are
       # as specific to 0-4 as the output layer, so they are re-learned too.
-      "convs frozen": dict(init_from=pretrained, init_skip="^(C5|F6|output)/",
-                           freeze="up_to:C3"),
+      "convs frozen": dict(init_from=pretrained, init_skip="^(C5|F6|output)/", freeze="up_to:C3"),
       "convs fine-tuned": dict(init_from=pretrained, init_skip="^(C5|F6|output)/"),
   }
   # Checked before the pretraining, so that a misspelt name costs nothing.
@@ -135,35 +152,59 @@ def main(argv):
       raise errors.UserError(f"unknown method(s) {unknown}; choose from {list(methods)}")
     methods = {name: methods[name] for name in _METHODS.value}
   pretrain_steps = _PRETRAIN_STEPS.value or (1875 if _SOURCE.value == "mnist" else 600)
-  base = train_and_evaluate(run_config(f"folder:{pretrain_dir}", 0, pretrain_steps, 64,
-                                       mean=mean, std=std), pretrained)
+  base = train_and_evaluate(
+      run_config(f"folder:{pretrain_dir}", 0, pretrain_steps, 64, mean=mean, std=std), pretrained
+  )
   print(f"pretrained on {_SOURCE.value}: test accuracy {base['accuracy']:.4f}")
 
   results = {name: [] for name in methods}
   shots = _SHOTS.value
   for seed in range(_SEEDS.value):
     folder = os.path.join(root, f"digits5-9_{shots}shot_seed{seed}")
-    write_folder(folder, "train", *subset(train, TARGET_CLASSES, shots,
-                                          np.random.default_rng(seed)))
+    write_folder(
+        folder, "train", *subset(train, TARGET_CLASSES, shots, np.random.default_rng(seed))
+    )
     write_folder(folder, "test", *subset(test, TARGET_CLASSES))
     for name, changes in methods.items():
       workdir = os.path.join(root, "runs", f"{name.replace(' ', '_')}_seed{seed}")
-      config = run_config(f"folder:{folder}", seed, _STEPS.value, shots * len(TARGET_CLASSES),
-                          augment=_AUGMENT.value, mean=mean, std=std, **changes)
+      config = run_config(
+          f"folder:{folder}",
+          seed,
+          _STEPS.value,
+          shots * len(TARGET_CLASSES),
+          augment=_AUGMENT.value,
+          mean=mean,
+          std=std,
+          **changes,
+      )
       accuracy = train_and_evaluate(config, workdir)["accuracy"]
       results[name].append(accuracy)
       print(f"seed {seed} {name}: {accuracy:.4f}")
 
   os.makedirs(_OUT.value, exist_ok=True)
-  records.write_text(os.path.join(_OUT.value, "results.json"), json.dumps(  # atomic
-      {"source": _SOURCE.value, "pretrain_steps": pretrain_steps,
-       "pretrain_accuracy": base["accuracy"], "shots": shots, "steps": _STEPS.value,
-       "augment": _AUGMENT.value, "accuracy": results}, indent=1))
-  lines = ["| method | " + " | ".join(f"seed {s}" for s in range(_SEEDS.value))
-           + " | mean |", "|---|" + "---|" * (_SEEDS.value + 1)]
+  records.write_text(
+      os.path.join(_OUT.value, "results.json"),
+      json.dumps(  # atomic
+          {
+              "source": _SOURCE.value,
+              "pretrain_steps": pretrain_steps,
+              "pretrain_accuracy": base["accuracy"],
+              "shots": shots,
+              "steps": _STEPS.value,
+              "augment": _AUGMENT.value,
+              "accuracy": results,
+          },
+          indent=1,
+      ),
+  )
+  lines = [
+      "| method | " + " | ".join(f"seed {s}" for s in range(_SEEDS.value)) + " | mean |",
+      "|---|" + "---|" * (_SEEDS.value + 1),
+  ]
   for name, values in results.items():
-    lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values)
-                 + f" | {np.mean(values):.3f} |")
+    lines.append(
+        f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {np.mean(values):.3f} |"
+    )
   with open(os.path.join(_OUT.value, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
@@ -175,8 +216,11 @@ def main(argv):
   axis.set_xticks(range(len(results)), list(results), fontsize=8, rotation=20, ha="right")
   axis.set_ylabel("test accuracy, digits 5-9")
   axis.set_ylim(0, 1)
-  axis.set_title(f"pretrained on {_SOURCE.value}; {shots} per class, {_SEEDS.value} seeds, "
-                 f"augment: {_AUGMENT.value or 'none'}", fontsize=9)
+  axis.set_title(
+      f"pretrained on {_SOURCE.value}; {shots} per class, {_SEEDS.value} seeds, "
+      f"augment: {_AUGMENT.value or 'none'}",
+      fontsize=9,
+  )
   figure.tight_layout()
   figure.savefig(os.path.join(_OUT.value, "results.png"), dpi=90)
 

@@ -20,8 +20,12 @@ def write_folder(root: str, split: str, images: np.ndarray, labels: np.ndarray) 
     Image.fromarray(image[..., 0]).save(os.path.join(folder, f"{i}.png"))
 
 
-def subset(split: dict[str, np.ndarray], classes, per_class: int | None = None,
-           rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+def subset(
+    split: dict[str, np.ndarray],
+    classes,
+    per_class: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """The examples of `classes`, all of them or `per_class` drawn by rng."""
   chosen = []
   for c in classes:

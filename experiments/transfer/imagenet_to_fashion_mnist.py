@@ -43,8 +43,9 @@ import tempfile
 # Before JAX starts: a persistent compilation cache, so that the seeds after
 # the first reuse the compiled steps. (The XLA:CPU setting measured fastest
 # for EfficientNet is applied in main, by cnn_jax.cpu_flags.)
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), "cnn_jax_xla_cache"))
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "cnn_jax_xla_cache")
+)
 
 import matplotlib  # noqa: E402
 
@@ -60,19 +61,33 @@ from cnn_jax.train import base_config, train_and_evaluate  # noqa: E402
 from cnn_jax.transfer.imagenet import pixel_normalization  # noqa: E402
 from cnn_jax.transfer.torchvision_weights import installed_weights  # noqa: E402
 
-_OUT = flags.DEFINE_string("out", "experiments/transfer/imagenet_fashion_mnist",
-                           "folder for results.json, results.md and results.png")
+_OUT = flags.DEFINE_string(
+    "out",
+    "experiments/transfer/imagenet_fashion_mnist",
+    "folder for results.json, results.md and results.png",
+)
 _SHOTS = flags.DEFINE_list("shots", ["10", "100", "1000"], "training images per class")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds: draws of the training images "
-                           "and initializations")
-_STEPS = flags.DEFINE_list("steps", None, "training steps for each --shots value "
-                           "(default: 50 for 10, 100 for 100, 300 for 1000 and more)")
+_SEEDS = flags.DEFINE_list(
+    "seeds", ["0", "1", "2"], "seeds: draws of the training images " "and initializations"
+)
+_STEPS = flags.DEFINE_list(
+    "steps",
+    None,
+    "training steps for each --shots value "
+    "(default: 50 for 10, 100 for 100, 300 for 1000 and more)",
+)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "input resolution")
-_TEST_IMAGES = flags.DEFINE_integer("test_images", 0, "evaluate on the first so many test "
-                                    "images (0: all 10,000; smaller only for smoke tests)")
+_TEST_IMAGES = flags.DEFINE_integer(
+    "test_images",
+    0,
+    "evaluate on the first so many test " "images (0: all 10,000; smaller only for smoke tests)",
+)
 _RECIPES = flags.DEFINE_list("recipes", None, "these recipes only (default: all four)")
-_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "train nothing: rewrite results.md "
-                                 "and results.png from --out's results.json")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only",
+    False,
+    "train nothing: rewrite results.md " "and results.png from --out's results.json",
+)
 
 MODEL = "efficientnet_lite0"
 BATCH_SIZE = 32
@@ -87,7 +102,9 @@ RECIPES = {
 # The table's differences: every recipe against scratch, then each step of
 # the slide (tune more layers) against the one before.
 COMPARISONS = [(name, "scratch") for name in list(RECIPES)[1:]] + [
-    ("fine-tune last blocks", "linear probe"), ("fine-tune all", "fine-tune last blocks")]
+    ("fine-tune last blocks", "linear probe"),
+    ("fine-tune all", "fine-tune last blocks"),
+]
 
 
 def default_steps(shots: int) -> int:
@@ -142,19 +159,25 @@ def summary_lines(results: Results) -> list[str]:
   differences: a seed draws the same training images for every recipe)."""
   shots = sorted(results, key=int)
   recipes = [r for r in RECIPES if any(r in results[n] for n in shots)]
-  lines = ["| recipe | " + " | ".join(f"N = {n}" for n in shots) + " |",
-           "|---|" + "---|" * len(shots)]
+  lines = [
+      "| recipe | " + " | ".join(f"N = {n}" for n in shots) + " |",
+      "|---|" + "---|" * len(shots),
+  ]
   for recipe in recipes:
-    lines.append(f"| {recipe} | " + " | ".join(
-        _cell(list(results[n].get(recipe, {}).values())) for n in shots) + " |")
+    lines.append(
+        f"| {recipe} | "
+        + " | ".join(_cell(list(results[n].get(recipe, {}).values())) for n in shots)
+        + " |"
+    )
   for recipe, baseline in COMPARISONS:
     if recipe not in recipes or baseline not in recipes:
       continue
     cells = []
     for n in shots:
       ours, theirs = results[n].get(recipe, {}), results[n].get(baseline, {})
-      cells.append(_cell([ours[s] - theirs[s] for s in ours if s in theirs], signed=True,
-                         error="sem"))
+      cells.append(
+          _cell([ours[s] - theirs[s] for s in ours if s in theirs], signed=True, error="sem")
+      )
     lines.append(f"| {recipe} - {baseline} | " + " | ".join(cells) + " |")
   return lines
 
@@ -168,15 +191,16 @@ def plot(results: Results, path: str) -> None:
     if not x:
       continue
     means = [np.mean(list(results[n][recipe].values())) for n in x]
-    line, = axis.plot([int(n) for n in x], means, marker="o", label=recipe)
+    (line,) = axis.plot([int(n) for n in x], means, marker="o", label=recipe)
     for n in x:
       values = list(results[n][recipe].values())
       axis.scatter([int(n)] * len(values), values, s=10, color=line.get_color(), alpha=0.6)
   axis.set_xscale("log")
   axis.set_xlabel("training images per class (N)")
   axis.set_ylabel("test accuracy (10,000 images)")
-  axis.set_title(f"ImageNet EfficientNet-Lite0 -> Fashion-MNIST, {_IMAGE_SIZE.value} px",
-                 fontsize=10)
+  axis.set_title(
+      f"ImageNet EfficientNet-Lite0 -> Fashion-MNIST, {_IMAGE_SIZE.value} px", fontsize=10
+  )
   axis.grid(alpha=0.3)
   axis.legend(fontsize=8)
   figure.tight_layout()
@@ -200,23 +224,32 @@ def main(argv):
     write_report(saved["accuracy"])
     return
   shots_list = [int(n) for n in _SHOTS.value]
-  steps_list = ([int(s) for s in _STEPS.value] if _STEPS.value
-                else [default_steps(n) for n in shots_list])
+  steps_list = (
+      [int(s) for s in _STEPS.value] if _STEPS.value else [default_steps(n) for n in shots_list]
+  )
   if len(steps_list) != len(shots_list):
-    raise errors.UserError(f"--steps has {len(steps_list)} values for {len(shots_list)} "
-                           "--shots values; give one per N or none")
+    raise errors.UserError(
+        f"--steps has {len(steps_list)} values for {len(shots_list)} "
+        "--shots values; give one per N or none"
+    )
   installed_weights(MODEL)  # fails in one line, before any data is written, if missing
   train = data.as_numpy("fashion_mnist", "train")
   test = data.as_numpy("fashion_mnist", "test")
   if _TEST_IMAGES.value:
-    test = {k: v[:_TEST_IMAGES.value] for k, v in test.items()}
-  setting = {"model": MODEL, "image_size": _IMAGE_SIZE.value, "batch_size": BATCH_SIZE,
-             "test_images": len(test["label"])}
+    test = {k: v[: _TEST_IMAGES.value] for k, v in test.items()}
+  setting = {
+      "model": MODEL,
+      "image_size": _IMAGE_SIZE.value,
+      "batch_size": BATCH_SIZE,
+      "test_images": len(test["label"]),
+  }
   results = {}
   if saved is not None:
     if {k: saved.get(k) for k in setting} != setting:
-      raise errors.UserError(f"{results_path} holds results of another setting "
-                             f"({ {k: saved.get(k) for k in setting} }); give another --out")
+      raise errors.UserError(
+          f"{results_path} holds results of another setting "
+          f"({ {k: saved.get(k) for k in setting} }); give another --out"
+      )
     results = saved["accuracy"]
 
   # The image folders and workdirs (a checkpoint of Lite0 and its Adam state
@@ -228,13 +261,13 @@ def main(argv):
       accuracy = results.setdefault(str(shots), {})
       for seed in (int(s) for s in _SEEDS.value):
         folder = os.path.join(root, f"{shots}shot_seed{seed}")
-        write_folder(folder, "train",
-                     *subset(train, CLASSES, shots, np.random.default_rng(seed)))
+        write_folder(folder, "train", *subset(train, CLASSES, shots, np.random.default_rng(seed)))
         os.symlink(os.path.join(test_folder, "test"), os.path.join(folder, "test"))
         for name, changes in recipes.items():
           workdir = os.path.join(root, "runs", f"{shots}_{name.replace(' ', '_')}_seed{seed}")
-          result = train_and_evaluate(run_config(f"folder:{folder}", seed, steps, **changes),
-                                      workdir)
+          result = train_and_evaluate(
+              run_config(f"folder:{folder}", seed, steps, **changes), workdir
+          )
           accuracy.setdefault(name, {})[str(seed)] = result["accuracy"]
           print(f"N={shots} seed {seed} {name}: {result['accuracy']:.4f}", flush=True)
 
@@ -253,12 +286,16 @@ def saved_results(path: str) -> dict | None:
   try:
     saved = records.read_json(path)
   except records.DamagedRecord as e:
-    raise errors.UserError(f"{e}; restore it (e.g. `git checkout {path}`) or give another "
-                           "--out") from None
-  if saved is not None and not (isinstance(saved, dict) and isinstance(saved.get("accuracy"),
-                                                                      dict)):
-    raise errors.UserError(f"{path} holds no accuracies; restore it (e.g. `git checkout "
-                           f"{path}`) or give another --out")
+    raise errors.UserError(
+        f"{e}; restore it (e.g. `git checkout {path}`) or give another " "--out"
+    ) from None
+  if saved is not None and not (
+      isinstance(saved, dict) and isinstance(saved.get("accuracy"), dict)
+  ):
+    raise errors.UserError(
+        f"{path} holds no accuracies; restore it (e.g. `git checkout "
+        f"{path}`) or give another --out"
+    )
   return saved
 
 

@@ -36,16 +36,20 @@ def main(argv):
   x = run.normalize(images)
   methods = {
       "vanilla gradient": lambda v: attribution.heatmap(
-          attribution.vanilla_gradient(run.model, v, x, labels)),
+          attribution.vanilla_gradient(run.model, v, x, labels)
+      ),
       "Grad-CAM (C3_act)": lambda v: attribution.gradcam(run.model, v, x, labels, "C3_act"),
       "guided backprop": lambda v: attribution.heatmap(
-          attribution.guided_backprop(run.model, v, x, labels)),
+          attribution.guided_backprop(run.model, v, x, labels)
+      ),
   }
   layers = None
   rows = []
   for name, explain in methods.items():
-    draws = [sanity.cascading_randomization(run.model, run.variables, explain, x[:1], seed=s)
-             for s in _SEEDS.value]
+    draws = [
+        sanity.cascading_randomization(run.model, run.variables, explain, x[:1], seed=s)
+        for s in _SEEDS.value
+    ]
     layers = [layer for layer, _ in draws[0]]
     values = np.array([[v for _, v in d] for d in draws])
     rows.append((name, values.mean(axis=0), values.min(axis=0), values.max(axis=0)))
@@ -57,32 +61,65 @@ def main(argv):
 
   # What is left once every layer is random, against what two random
   # networks share, on the whole map and without a 4-pixel border.
-  print("\n| method | trained vs all random | random vs random | same, 4-pixel border left out |"
-        "\n|---|---|---|---|")
+  print(
+      "\n| method | trained vs all random | random vs random | same, 4-pixel border left out |"
+      "\n|---|---|---|---|"
+  )
   for (name, explain), (_, mean, _, _) in zip(methods.items(), rows):
-    floors = [sanity.random_baseline(run.model, run.variables, explain, x[:1],
-                                     seeds=(100 + s, 200 + s), margin=m)
-              for m in (0, 4) for s in _SEEDS.value]
-    inner = np.mean([sanity.cascading_randomization(run.model, run.variables, explain, x[:1],
-                                                    seed=s, margin=4)[-1][1]
-                     for s in _SEEDS.value])
+    floors = [
+        sanity.random_baseline(
+            run.model, run.variables, explain, x[:1], seeds=(100 + s, 200 + s), margin=m
+        )
+        for m in (0, 4)
+        for s in _SEEDS.value
+    ]
+    inner = np.mean(
+        [
+            sanity.cascading_randomization(
+                run.model, run.variables, explain, x[:1], seed=s, margin=4
+            )[-1][1]
+            for s in _SEEDS.value
+        ]
+    )
     half = len(floors) // 2
-    print(f"| {name} | {mean[-1]:.2f} | {np.mean(floors[:half]):.2f} | "
-          f"{inner:.2f} vs {np.mean(floors[half:]):.2f} |")
+    print(
+        f"| {name} | {mean[-1]:.2f} | {np.mean(floors[:half]):.2f} | "
+        f"{inner:.2f} vs {np.mean(floors[half:]):.2f} |"
+    )
 
   window, stride = 8, 4
   ink = run.to_display(x)[..., 0] > 0.5
   print("\n| occluder | drop on strokes | drop on empty border |\n|---|---|---|")
-  for name, pixel in (("black (background)", 0.0), ("dataset mean", run.mean[0]),
-                      ("gray 0.5", 0.5)):
-    maps = occlusion(run.model, run.variables, x, labels, window=window, stride=stride,
-                     fill=(pixel - run.mean[0]) / run.std[0])
+  for name, pixel in (
+      ("black (background)", 0.0),
+      ("dataset mean", run.mean[0]),
+      ("gray 0.5", 0.5),
+  ):
+    maps = occlusion(
+        run.model,
+        run.variables,
+        x,
+        labels,
+        window=window,
+        stride=stride,
+        fill=(pixel - run.mean[0]) / run.std[0],
+    )
     drop = np.asarray(maps.unoccluded)[:, None, None] - np.asarray(maps.probability)
     positions = drop.shape[1]
-    covered = np.array([[[ink[n, r * stride:r * stride + window,
-                               c * stride:c * stride + window].mean()
-                          for c in range(positions)] for r in range(positions)]
-                        for n in range(len(x))])
+    covered = np.array(
+        [
+            [
+                [
+                    ink[
+                        n, r * stride : r * stride + window, c * stride : c * stride + window
+                    ].mean()
+                    for c in range(positions)
+                ]
+                for r in range(positions)
+            ]
+            for n in range(len(x))
+        ]
+    )
     print(f"| {name} | {drop[covered >= 0.3].mean():.3f} | {drop[covered == 0].mean():.3f} |")
 
 

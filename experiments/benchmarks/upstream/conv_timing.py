@@ -15,8 +15,9 @@ import jax.numpy as jnp
 
 
 def conv(x, w):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
 
 
 def milliseconds(fn, *args, repeats=20):
@@ -34,10 +35,16 @@ def main():
   forward = jax.jit(conv)
   input_grad = jax.jit(lambda x, w, g: jax.vjp(lambda v: conv(v, w), x)[1](g)[0])
   filter_grad = jax.jit(lambda x, w, g: jax.vjp(lambda v: conv(x, v), w)[1](g)[0])
-  print(json.dumps({"forward_ms": round(milliseconds(forward, x, w), 2),
-                    "dx_ms": round(milliseconds(input_grad, x, w, g), 2),
-                    "dw_ms": round(milliseconds(filter_grad, x, w, g), 2),
-                    "jax": jax.__version__}))
+  print(
+      json.dumps(
+          {
+              "forward_ms": round(milliseconds(forward, x, w), 2),
+              "dx_ms": round(milliseconds(input_grad, x, w, g), 2),
+              "dw_ms": round(milliseconds(filter_grad, x, w, g), 2),
+              "jax": jax.__version__,
+          }
+      )
+  )
 
 
 if __name__ == "__main__":

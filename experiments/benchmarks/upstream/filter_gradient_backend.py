@@ -16,8 +16,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SETTINGS = {"XLA default (YNNPACK)": "",
-            "XLA, YNNPACK off (Eigen)": "--xla_cpu_experimental_ynn_fusion_type="}
+SETTINGS = {
+    "XLA default (YNNPACK)": "",
+    "XLA, YNNPACK off (Eigen)": "--xla_cpu_experimental_ynn_fusion_type=",
+}
 
 
 def torch_ms():
@@ -32,9 +34,11 @@ def torch_ms():
   passes = {
       "forward_ms": lambda: conv(x, w, padding=1),
       "dx_ms": lambda: torch.ops.aten.convolution_backward(
-          g, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)),
+          g, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)
+      ),
       "dw_ms": lambda: torch.ops.aten.convolution_backward(
-          g, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (False, True, False)),
+          g, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (False, True, False)
+      ),
   }
   result = {}
   with torch.no_grad():
@@ -51,21 +55,27 @@ def print_table(rows):
   """A markdown table of {name: {forward_ms, dx_ms, dw_ms}}; a negative time was not taken."""
   print("| | forward ms | dX ms | dW ms |\n|---|--:|--:|--:|")
   for name, row in rows.items():
-    cells = [f"{row[k]:.1f}" if row[k] >= 0 else "not timed"
-             for k in ("forward_ms", "dx_ms", "dw_ms")]
+    cells = [
+        f"{row[k]:.1f}" if row[k] >= 0 else "not timed" for k in ("forward_ms", "dx_ms", "dw_ms")
+    ]
     print(f"| {name} | {' | '.join(cells)} |")
 
 
 def main():
   rows = {}
   for name, flags in SETTINGS.items():
-    out = subprocess.run([sys.executable, os.path.join(HERE, "conv_timing.py")],
-                         env={**os.environ, "XLA_FLAGS": flags}, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, "conv_timing.py")],
+        env={**os.environ, "XLA_FLAGS": flags},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows[name] = json.loads(out.strip().splitlines()[-1])
   reference = torch_ms()
   if reference is not None:
     import torch
+
     rows[f"PyTorch {torch.__version__} (oneDNN)"] = reference
   print_table(rows)
 

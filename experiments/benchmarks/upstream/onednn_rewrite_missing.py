@@ -13,8 +13,10 @@ accepted and change nothing.
 import os
 import re
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_onednn=true"
-                           " --xla_cpu_experimental_onednn_custom_call=true").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_onednn=true"
+    " --xla_cpu_experimental_onednn_custom_call=true"
+).strip()
 
 import jax  # noqa: E402  (XLA reads XLA_FLAGS when the backend starts)
 import jax.numpy as jnp  # noqa: E402
@@ -23,8 +25,11 @@ import jax.numpy as jnp  # noqa: E402
 def main():
   x = jnp.ones((8, 32, 32, 64), jnp.float32)
   w = jnp.ones((3, 3, 64, 64), jnp.float32)
-  conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
-      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  conv = jax.jit(
+      lambda x, w: jax.lax.conv_general_dilated(
+          x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+      )
+  )
   hlo = conv.lower(x, w).compile().as_text()
   # Instructions only (the metadata names this file, whose name says onednn).
   instructions = [re.sub(r",? metadata=\{[^}]*\}", "", line).strip() for line in hlo.splitlines()]

@@ -22,8 +22,9 @@ SETTINGS = {"XLA default (YNNPACK)": "", "convolutions to Eigen": EIGEN}
 
 def timed(flags: str, cores: str) -> dict:
   command = ["taskset", "-c", cores, sys.executable, os.path.join(HERE, "conv_timing.py")]
-  out = subprocess.run(command, env={**os.environ, "XLA_FLAGS": flags}, capture_output=True,
-                       text=True, check=True).stdout
+  out = subprocess.run(
+      command, env={**os.environ, "XLA_FLAGS": flags}, capture_output=True, text=True, check=True
+  ).stdout
   return json.loads(out.strip().splitlines()[-1])
 
 
@@ -32,8 +33,10 @@ def main():
   for name, flags in SETTINGS.items():
     one, two = timed(flags, "0"), timed(flags, "0,1")
     for key in ("forward_ms", "dx_ms", "dw_ms"):
-      print(f"| {name} | {key[:-3]} | {one[key]:.1f} | {two[key]:.1f} | "
-            f"{one[key] / two[key]:.2f}x |")
+      print(
+          f"| {name} | {key[:-3]} | {one[key]:.1f} | {two[key]:.1f} | "
+          f"{one[key] / two[key]:.2f}x |"
+      )
 
 
 if __name__ == "__main__":
