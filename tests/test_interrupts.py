@@ -15,9 +15,7 @@ import time
 
 import pytest
 
-from test_launch import _sweep_config
-from test_reliability import ROOT, cli
-from test_train import TINY
+from helpers import ROOT, TINY, cli, sweep_config
 
 ONE_LINE = ["interrupted (Ctrl-C); re-run the same command to go on"]
 
@@ -251,7 +249,7 @@ def sweep(config, root, *extra, **kwargs) -> subprocess.Popen:
 
 
 def test_a_killed_sweep_stops_its_runs_and_a_rerun_finishes_them(tmp_path):
-  config = _sweep_config(
+  config = sweep_config(
       tmp_path, "def get_sweep(h):\n" "  return h.sweep('optimizer.learning_rate', [0.1, 0.05])"
   )
   root = tmp_path / "sweep"
@@ -271,7 +269,7 @@ def test_a_killed_sweep_stops_its_runs_and_a_rerun_finishes_them(tmp_path):
 
 
 def test_a_sweep_waits_for_a_run_that_still_holds_its_workdir(tmp_path):
-  config = _sweep_config(
+  config = sweep_config(
       tmp_path, "def get_sweep(h):\n" "  return h.sweep('optimizer.learning_rate', [0.1])"
   )
   workdir = tmp_path / "sweep" / "learning_rate=0.1"

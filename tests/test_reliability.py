@@ -3,7 +3,6 @@ keep their good checkpoints, one run per workdir, every user error in one line."
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import pathlib
 import socket
@@ -20,36 +19,7 @@ from cnn_jax.train import NonFiniteLossError, train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.saved_runs import read_state
 
-from test_train import TINY, tiny_config
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def snapshot(folder: pathlib.Path) -> dict[str, str]:
-  """Every file and folder under `folder`, with a hash of each file's bytes."""
-  tree = {}
-  for path in sorted(folder.rglob("*")):
-    key = str(path.relative_to(folder))
-    tree[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-  return tree
-
-
-def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
-  return subprocess.run(
-      [sys.executable, "-m", *args],
-      capture_output=True,
-      text=True,
-      timeout=timeout,
-      cwd=ROOT,
-      **kwargs,
-  )
-
-
-def assert_one_line_error(run: subprocess.CompletedProcess, expected: str) -> None:
-  assert run.returncode not in (0, None), run.stdout[-2000:]
-  lines = run.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr[-3000:]
-  assert expected in lines[0], lines[0]
+from helpers import ROOT, TINY, assert_one_line_error, cli, snapshot, tiny_config
 
 
 @pytest.fixture(scope="module")

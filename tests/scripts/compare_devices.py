@@ -1,7 +1,7 @@
 """One training step on 1 device and on all devices, same global batch.
 
 Run with XLA_FLAGS=--xla_force_host_platform_device_count=8; prints one JSON
-line of relative differences (tests/test_train.py reads it).
+line of relative differences (tests/train/test_train.py reads it).
 """
 
 import json

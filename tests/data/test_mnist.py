@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import io
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
@@ -24,9 +23,8 @@ from cnn_jax.data.errors import DataError
 from cnn_jax.data.preprocess import resize_uint8
 from cnn_jax.train import train_and_evaluate
 
-from test_train import tiny_config
+from helpers import ROOT, tiny_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The official per-class counts (the datasets' own documentation).
 MNIST_TRAIN_PER_CLASS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_PER_CLASS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -17,7 +17,8 @@ import pytest
 from cnn_jax import models
 from cnn_jax.sweep import config_files, hyper
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 EXPERIMENTS = ROOT / "experiments"
 SWEPT = sorted(p.parent.name for p in EXPERIMENTS.glob("*/config.py"))
 
@@ -91,7 +92,7 @@ def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
   """Runs an experiment's sweeps of one kind in smoke mode, then, if they were all
   its sweeps, its other documented scripts on their results.
 
-  tests/test_experiments_mnist.py runs the MNIST-like half, so that the two
+  tests/experiments/test_experiments_mnist.py runs the MNIST-like half, so that the two
   pytest workers (one test file each) share the smoke runs.
   """
   commands = documented_commands(EXPERIMENTS / name / "config.py")

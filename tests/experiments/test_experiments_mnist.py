@@ -1,6 +1,6 @@
 """The experiments' documented sweeps on MNIST and Fashion-MNIST, in smoke mode.
 
-The other half of tests/test_experiments.py's smoke test, in its own file so
+The other half of tests/experiments/test_experiments.py's smoke test, in its own file so
 that the two pytest workers (one file each) share the smoke runs.
 """
 

@@ -18,7 +18,7 @@ from cnn_jax.train import train_and_evaluate
 from cnn_jax.saved_runs import read_state
 from cnn_jax.transfer import finetune, from_torchvision, pretrained
 
-TINY = pathlib.Path(__file__).resolve().parent / "configs" / "tiny.py"
+from helpers import TINY
 
 
 def tiny_config(**overrides):

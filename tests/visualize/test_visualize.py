@@ -2,7 +2,6 @@
 checks of Adebayo et al. on a trained digits model, and the CLI."""
 
 import functools
-import pathlib
 import subprocess
 import sys
 
@@ -17,8 +16,6 @@ from cnn_jax.train import train_and_evaluate
 from cnn_jax.train.config import base_config
 from cnn_jax.visualize import (attribution, features, probe, sanity, trained)
 from cnn_jax.visualize.occlusion import occlusion
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

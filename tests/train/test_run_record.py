@@ -25,8 +25,7 @@ from cnn_jax.train import base_config, config as config_lib, optimizers, run_rec
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
 
-from test_reliability import assert_one_line_error, cli, snapshot
-from test_train import ROOT, TINY, tiny_config
+from helpers import ROOT, TINY, assert_one_line_error, cli, snapshot, tiny_config
 
 STEPS = ["--config.num_train_steps=20", "--config.eval_every_steps=20"]
 

@@ -1,6 +1,5 @@
 """The training loop: steps of every family, learning, exact resume, failures."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -31,18 +30,7 @@ from cnn_jax.train import (
 from cnn_jax.train import state as state_lib
 
 from conftest import abstract_variables, random_variables
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "tiny.py"
-
-
-def tiny_config(pipeline: str = "device", **overrides):
-  spec = importlib.util.spec_from_file_location("tiny_config", TINY)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(pipeline)
-  config.update_from_flattened_dict(overrides)
-  return config
+from helpers import ROOT, TINY, tiny_config
 
 
 def final_state(workdir) -> dict:

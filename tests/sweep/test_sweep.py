@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -14,8 +13,8 @@ from cnn_jax.models import names
 from cnn_jax.sweep import config_files, curves, hyper, runner, tables
 from cnn_jax.sweep.hyper import SweepError
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "tiny.py"
+from helpers import ROOT, sweep_config
+
 LR = "optimizer.learning_rate"
 
 
@@ -57,20 +56,8 @@ def test_run_names_use_short_keys_unless_they_clash():
   ]
 
 
-def _sweep_config(tmp_path, body: str) -> str:
-  path = tmp_path / "swept.py"
-  path.write_text(
-      f"import importlib.util\n"
-      f"spec = importlib.util.spec_from_file_location('tiny', {str(TINY)!r})\n"
-      f"tiny = importlib.util.module_from_spec(spec)\n"
-      f"spec.loader.exec_module(tiny)\n"
-      f"get_config = tiny.get_config\n\n{body}\n"
-  )
-  return str(path)
-
-
 def test_load_sweep_checks_keys_against_the_config(tmp_path):
-  good = _sweep_config(
+  good = sweep_config(
       tmp_path,
       "def get_sweep(h):\n"
       "  return h.product(["
@@ -79,23 +66,23 @@ def test_load_sweep_checks_keys_against_the_config(tmp_path):
   )
   spec, runs = runner.load_sweep(good)
   assert spec == good and len(runs) == 4
-  typo = _sweep_config(
+  typo = sweep_config(
       tmp_path, "def get_sweep(h):\n" "  return h.sweep('optimizer.learning_rat', [0.1])"
   )
   with pytest.raises(SweepError, match="no field 'learning_rat'.*'optimizer.learning_rate'"):
     runner.load_sweep(typo)
   with pytest.raises(SweepError, match="defines no get_sweep"):
-    runner.load_sweep(_sweep_config(tmp_path, ""))
+    runner.load_sweep(sweep_config(tmp_path, ""))
   with pytest.raises(SweepError, match="same run twice"):
     runner.load_sweep(
-        _sweep_config(tmp_path, "def get_sweep(h):\n" "  return h.sweep('seed', [1, 1])")
+        sweep_config(tmp_path, "def get_sweep(h):\n" "  return h.sweep('seed', [1, 1])")
     )
   with pytest.raises(config_files.ConfigFileError, match="missing.py .no such file"):
     runner.load_sweep(str(tmp_path / "missing.py"))
 
 
 def test_config_argument_reaches_get_sweep(tmp_path):
-  path = _sweep_config(
+  path = sweep_config(
       tmp_path, "def get_sweep(h, arg):\n" "  return h.sweep('seed', range(int(arg)))"
   )
   _, runs = runner.load_sweep(path + ":3")
@@ -204,7 +191,7 @@ def _run_sweep_cli(config, root, *extra):
 def test_sweep_runs_records_failures_and_skips_finished_runs(tmp_path):
   # A negative learning rate fails in the trainer's config check: the sweep
   # must record it and go on.
-  config = _sweep_config(
+  config = sweep_config(
       tmp_path, "def get_sweep(h):\n" "  return h.sweep('optimizer.learning_rate', [0.1, -1.0])"
   )
   root = tmp_path / "sweep"

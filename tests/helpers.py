@@ -1,0 +1,63 @@
+"""What several test modules share: the repository's paths, the tiny config, and
+running a command-line entry point as a user would."""
+
+import hashlib
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.py"
+
+
+def tiny_config(pipeline: str = "device", **overrides):
+  """The tiny digits config (tests/configs/tiny.py) with flattened overrides."""
+  spec = importlib.util.spec_from_file_location("tiny_config", TINY)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(pipeline)
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def sweep_config(tmp_path, body: str) -> str:
+  """A config file that reuses the tiny config and adds `body` (a get_sweep)."""
+  path = tmp_path / "swept.py"
+  path.write_text(
+      f"import importlib.util\n"
+      f"spec = importlib.util.spec_from_file_location('tiny', {str(TINY)!r})\n"
+      f"tiny = importlib.util.module_from_spec(spec)\n"
+      f"spec.loader.exec_module(tiny)\n"
+      f"get_config = tiny.get_config\n\n{body}\n"
+  )
+  return str(path)
+
+
+def snapshot(folder: pathlib.Path) -> dict[str, str]:
+  """Every file and folder under `folder`, with a hash of each file's bytes."""
+  tree = {}
+  for path in sorted(folder.rglob("*")):
+    key = str(path.relative_to(folder))
+    tree[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+  return tree
+
+
+def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+  """`python -m *args` from the repository's root, its output captured."""
+  return subprocess.run(
+      [sys.executable, "-m", *args],
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      cwd=ROOT,
+      **kwargs,
+  )
+
+
+def assert_one_line_error(run: subprocess.CompletedProcess, expected: str) -> None:
+  """The command failed with exactly one line on stderr, `error: ...expected...`."""
+  assert run.returncode not in (0, None), run.stdout[-2000:]
+  lines = run.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr[-3000:]
+  assert expected in lines[0], lines[0]
