@@ -10,6 +10,7 @@ the step waits for the host.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -107,18 +108,61 @@ def _added_totals(
   }
 
 
+@dataclasses.dataclass(frozen=True)
+class InputTransform:
+  """How a step turns the uint8 batch it is given into the model's input.
+
+  Attributes:
+    batch_fn: picks the uint8 batch from the step's `inputs` (see
+      `given_batch`, or `cnn_jax.data.on_device.take_batch` for a split held
+      on the device); the eval step reads `batch["image"]` itself.
+    augment_fn: on-device augmentation of (key, float NHWC in [0, 1]), or
+      None; training only.
+    mean: per-channel mean for normalization, [0, 1] units.
+    std: per-channel standard deviation.
+    dtype: compute dtype of the model's input.
+  """
+
+  batch_fn: BatchFn = given_batch
+  augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+  mean: Sequence[float] = (0.0,)
+  std: Sequence[float] = (1.0,)
+  dtype: Any = jnp.float32
+
+  def model_input(self, images: jax.Array, augment_key: jax.Array | None = None) -> jax.Array:
+    """uint8 NHWC -> the model's normalized input (augmented when a key is given)."""
+    x = to_unit(images)
+    if augment_key is not None and self.augment_fn is not None:
+      x = self.augment_fn(augment_key, x)
+    return standardize(x, self.mean, self.std).astype(self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """The training loss: cross-entropy of the logits and of any auxiliary classifier.
+
+  Attributes:
+    label_smoothing: cross-entropy label smoothing.
+    aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet).
+  """
+
+  label_smoothing: float = 0.0
+  aux_loss_weight: float = 0.0
+
+  def __call__(self, logits: jax.Array, aux_logits: Any, labels: jax.Array) -> jax.Array:
+    loss = metrics.cross_entropy(logits, labels, self.label_smoothing)
+    for aux in jax.tree.leaves(aux_logits):
+      loss += self.aux_loss_weight * metrics.cross_entropy(aux, labels, self.label_smoothing)
+    return loss
+
+
 def make_train_step(
     model: nn.Module,
     tx: optax.GradientTransformation,
     mesh: Mesh,
     *,
-    batch_fn: BatchFn = given_batch,
-    augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-    mean: Sequence[float] = (0.0,),
-    std: Sequence[float] = (1.0,),
-    dtype: Any = jnp.float32,
-    label_smoothing: float = 0.0,
-    aux_loss_weight: float = 0.0,
+    input_transform: InputTransform = InputTransform(),
+    loss: Loss = Loss(),
     ema_decay: float = 0.0,
     interceptor: Callable | None = None,
     donate: bool = True,
@@ -129,14 +173,8 @@ def make_train_step(
     model: the flax model (called with train=True).
     tx: the optimizer.
     mesh: the data-parallel mesh; the batch is split over its data axis.
-    batch_fn: picks the uint8 batch from `inputs` (see `given_batch`, or
-      `cnn_jax.data.on_device.take_batch` for a split held on the device).
-    augment_fn: on-device augmentation of (key, float NHWC in [0, 1]), or None.
-    mean: per-channel mean for normalization, [0, 1] units.
-    std: per-channel standard deviation.
-    dtype: compute dtype of the model's input.
-    label_smoothing: cross-entropy label smoothing.
-    aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet).
+    input_transform: how the step's inputs become the model's input.
+    loss: the training loss.
     ema_decay: decay of the params' moving average (0: no EMA).
     interceptor: a flax method interceptor around the training forward pass
       (frozen fine-tuning's batch norms, see `transfer.finetune.FineTuning`), or None.
@@ -152,13 +190,10 @@ def make_train_step(
     run_key = jax.random.wrap_key_data(state.rng)
     step_key = jax.random.fold_in(jax.random.fold_in(run_key, _STEP_STREAM), state.step)
     augment_key, dropout_key = jax.random.split(step_key)
-    images, labels = batch_fn(inputs, state.step, data_key(state.rng))
+    images, labels = input_transform.batch_fn(inputs, state.step, data_key(state.rng))
     images = jax.lax.with_sharding_constraint(images, data_sharding)
     labels = jax.lax.with_sharding_constraint(labels, data_sharding)
-    x = to_unit(images)
-    if augment_fn is not None:
-      x = augment_fn(augment_key, x)
-    x = standardize(x, mean, std).astype(dtype)
+    x = input_transform.model_input(images, augment_key)
 
     def loss_fn(params):
       variables = {**state.variables(), "params": params}
@@ -170,12 +205,10 @@ def make_train_step(
             rngs={"dropout": dropout_key},
             mutable=["batch_stats", "aux_logits"],
         )
-      loss = metrics.cross_entropy(logits, labels, label_smoothing)
-      for aux in jax.tree.leaves(updates.get("aux_logits", {})):
-        loss += aux_loss_weight * metrics.cross_entropy(aux, labels, label_smoothing)
-      return loss, (logits, updates.get("batch_stats", {}))
+      value = loss(logits, updates.get("aux_logits", {}), labels)
+      return value, (logits, updates.get("batch_stats", {}))
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema_params = state.ema_params
@@ -191,8 +224,8 @@ def make_train_step(
         ema_params=ema_params,
     )
     grad_norm = optax.tree.norm(grads)
-    kinds = _nonfinite_kinds(loss, grad_norm, (params, opt_state, batch_stats, ema_params))
-    return new_state, _added_totals(totals, state.step, loss, logits, labels, grad_norm, kinds)
+    kinds = _nonfinite_kinds(value, grad_norm, (params, opt_state, batch_stats, ema_params))
+    return new_state, _added_totals(totals, state.step, value, logits, labels, grad_norm, kinds)
 
   return jax.jit(
       step, donate_argnums=(0, 1) if donate else (), out_shardings=(replicated, replicated)
@@ -210,12 +243,7 @@ def empty_eval_totals() -> dict[str, jax.Array]:
 
 
 def make_eval_step(
-    model: nn.Module,
-    mesh: Mesh,
-    *,
-    mean: Sequence[float] = (0.0,),
-    std: Sequence[float] = (1.0,),
-    dtype: Any = jnp.float32,
+    model: nn.Module, mesh: Mesh, *, input_transform: InputTransform = InputTransform()
 ) -> Callable:
   """The jitted `eval_step(variables, batch, totals) -> totals` for masked eval batches.
 
@@ -228,9 +256,7 @@ def make_eval_step(
   Args:
     model: the flax model (called with train=False).
     mesh: the data-parallel mesh.
-    mean: per-channel normalization mean.
-    std: per-channel normalization standard deviation.
-    dtype: compute dtype of the model's input.
+    input_transform: how a batch's images become the model's input (no augmentation).
 
   Returns:
     The jitted step (totals donated); the totals are sums over the valid
@@ -240,7 +266,7 @@ def make_eval_step(
   replicated = parallel.replicated(mesh)
 
   def eval_step(variables, batch, totals):
-    x = standardize(to_unit(batch["image"]), mean, std).astype(dtype)
+    x = input_transform.model_input(batch["image"])
     logits = model.apply(variables, x, train=False)
     mask = batch["mask"]
     count = jnp.sum(mask.astype(jnp.int32))

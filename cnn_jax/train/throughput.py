@@ -64,7 +64,9 @@ def train_step_benchmark(
       parallel.batch_sharding(mesh),
   )
   totals = parallel.put_replicated(steps.empty_totals(), mesh)
-  step = steps.make_train_step(model, tx, mesh, dtype=jnp.dtype(dtype))
+  step = steps.make_train_step(
+      model, tx, mesh, input_transform=steps.InputTransform(dtype=jnp.dtype(dtype))
+  )
 
   start = time.perf_counter()
   compiled = step.lower(state, totals, batch).compile()

@@ -211,7 +211,12 @@ def test_training_steps_of_every_family(name):
       "label": np.arange(4, dtype=np.int32),
   }
   step = steps.make_train_step(
-      model, tx, mesh, mean=(0.5,), std=(0.25,), aux_loss_weight=0.3, donate=False
+      model,
+      tx,
+      mesh,
+      input_transform=steps.InputTransform(mean=(0.5,), std=(0.25,)),
+      loss=steps.Loss(aux_loss_weight=0.3),
+      donate=False,
   )
   losses, current = [], state
   for _ in range(5):  # the same batch five times: the loss must fall
@@ -240,7 +245,9 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_state():
   }
   results = {}
   for name, model in (("f32", model32), ("bf16", model16)):
-    step = steps.make_train_step(model, tx, mesh, dtype=model.dtype, donate=False)
+    step = steps.make_train_step(
+        model, tx, mesh, input_transform=steps.InputTransform(dtype=model.dtype), donate=False
+    )
     results[name] = step(state, steps.empty_totals(), batch)
     jaxpr = str(jax.make_jaxpr(step)(state, steps.empty_totals(), batch))
     assert ("bf16[8,16,16,4]" in jaxpr) == (name == "bf16")
