@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import jax
 import ml_collections
@@ -157,7 +157,7 @@ class GrainInput:
       return
     saved = json.loads(state)
     if not isinstance(saved, dict) or set(saved) != set(self._consumed_state):
-      # cnn_jax before 2026-12-03 saved grain.DataLoader positions.
+      # Older versions of this pipeline saved grain.DataLoader positions.
       raise DataError(
           "the checkpoint's data position was saved by an older input pipeline; "
           "finish that run with the cnn_jax version that started it, or use a "
@@ -193,27 +193,49 @@ def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInp
   return GrainInput(source, config, mesh)
 
 
-def eval_batches(config: ml_collections.ConfigDict, mesh: Mesh) -> Iterator[dict[str, Any]]:
-  """The eval split in masked global batches, on the devices.
+class EvalInput:
+  """The eval split: checked and opened once, read in masked global batches.
 
-  Args:
-    config: the training config.
-    mesh: the data-parallel mesh.
-
-  Yields:
-    {"image", "label", "mask"} global arrays split over the data axis.
+  A split trained from the device (`input_pipeline="device"`) is small: its
+  batches are put on the devices at the first evaluation and kept for the
+  others.
   """
-  batch_size = config.eval_batch_size or config.batch_size
-  check_batch_divides(batch_size, mesh.size, "eval_batch_size")
-  source = sources.load(
-      config.dataset, config.eval_split, config.data_dir or None, image_size=config.image_size
-  )
-  host = pipeline.eval_batches(
-      source,
-      batch_size=batch_size // jax.process_count(),
-      shard_index=jax.process_index(),
-      shard_count=jax.process_count(),
-      image_size=config.image_size,
-      resize=config.resize,
-  )
-  yield from pipeline.prefetch_to_device(host, _PREFETCH, parallel.batch_sharding(mesh))
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
+    """Checks the eval batch and opens the split.
+
+    Args:
+      config: the training config.
+      mesh: the data-parallel mesh.
+
+    Raises:
+      ConfigError: if the eval batch does not divide over the devices.
+      DataError: if the split is missing, with the command that prepares it.
+    """
+    self._batch_size = config.eval_batch_size or config.batch_size
+    check_batch_divides(self._batch_size, mesh.size, "eval_batch_size")
+    self._source = sources.load(
+        config.dataset, config.eval_split, config.data_dir or None, image_size=config.image_size
+    )
+    self._image_size, self._resize = config.image_size, config.resize
+    self._mesh = mesh
+    self._keep = config.input_pipeline == "device"
+    self._kept: list[dict[str, Any]] | None = None
+
+  def batches(self) -> Iterable[dict[str, Any]]:
+    """{"image", "label", "mask"} global arrays split over the data axis."""
+    if self._kept is not None:
+      return self._kept
+    host = pipeline.eval_batches(
+        self._source,
+        batch_size=self._batch_size // jax.process_count(),
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        image_size=self._image_size,
+        resize=self._resize,
+    )
+    device = pipeline.prefetch_to_device(host, _PREFETCH, parallel.batch_sharding(self._mesh))
+    if not self._keep:
+      return device
+    self._kept = list(device)
+    return self._kept

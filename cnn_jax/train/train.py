@@ -29,7 +29,7 @@ from cnn_jax.train import inputs, metrics, parallel, run_record, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints
-from cnn_jax.train.config import check_batch_divides, in_steps, run_length, validate
+from cnn_jax.train.config import in_steps, run_length, validate
 from cnn_jax.train.optimizers import make_optimizer
 from cnn_jax.train.reporting import Reporter
 from cnn_jax.transfer import finetune, pretrained
@@ -112,6 +112,7 @@ class _Setup:
   workdir: str
   mesh: Any
   train_input: Any
+  eval_input: inputs.EvalInput
   model: Any
   mean: Any
   std: Any
@@ -160,66 +161,72 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
-  """Checks the config and builds the run's parts; nothing is written."""
+  """Checks the config and builds the run's parts; nothing is written.
+
+  Each part checks what it is given as it is built (the data exist, the
+  batches divide, the model's geometry holds, the weights fit), so a
+  command that cannot run fails here, before the workdir is opened.
+  """
   validate(config)
   workdir = workdir_lib.check_path(workdir)
   mesh = parallel.make_mesh()
-  replicated = parallel.replicated(mesh)
   train_input = inputs.training_input(config, mesh)
+  eval_input = inputs.EvalInput(config, mesh)
   steps_per_epoch = train_input.steps_per_epoch
   total_steps, eval_every = run_length(config, steps_per_epoch)
   model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
-  mean, std = preprocess.normalization(config)
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
-  sample = jnp.zeros((1, *train_input.image_shape), jnp.float32)
   fine_tuning = finetune.setup(
       config,
       model,
       tx,
-      sample,
+      jnp.zeros((1, *train_input.image_shape), jnp.float32),
       in_steps(config, "unfreeze_after_steps", "unfreeze_after_epochs", steps_per_epoch),
   )
+  create_state, abstract_state = _state_factory(
+      config, model, fine_tuning.tx, train_input.image_shape, mesh
+  )
+  mean, std = preprocess.normalization(config)
+  return _Setup(
+      config=config,
+      workdir=workdir,
+      mesh=mesh,
+      train_input=train_input,
+      eval_input=eval_input,
+      model=model,
+      mean=mean,
+      std=std,
+      fine_tuning=fine_tuning,
+      schedule=schedule,
+      create_state=create_state,
+      abstract_state=abstract_state,
+      augment_fn=augment.build(config.augment) if config.augment else None,
+      pretrained_weights=(
+          pretrained.load(config.init_from, config.model) if config.init_from else None
+      ),
+      total_steps=total_steps,
+      eval_every=eval_every,
+  )
+
+
+def _state_factory(config, model, tx, image_shape, mesh):
+  """(jitted new-state function, its abstract output): traces the model once.
+
+  Tracing is where an impossible geometry (a layer that shrinks the image
+  below one pixel) fails, before anything is written.
+  """
+  replicated = parallel.replicated(mesh)
   create_state = jax.jit(
       functools.partial(
-          state_lib.create,
-          model,
-          fine_tuning.tx,
-          (1, *train_input.image_shape),
-          config.seed,
-          config.ema_decay > 0,
+          state_lib.create, model, tx, (1, *image_shape), config.seed, config.ema_decay > 0
       ),
       out_shardings=replicated,
   )
-  abstract_state = jax.tree.map(  # traces the model: impossible geometries fail here
+  abstract_state = jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
       jax.eval_shape(create_state),
   )
-  augment_fn = augment.build(config.augment) if config.augment else None
-  check_batch_divides(config.eval_batch_size or config.batch_size, mesh.size, "eval_batch_size")
-  sources.load(
-      config.dataset,
-      config.eval_split,
-      config.data_dir or None,  # a missing split
-      image_size=config.image_size,
-  )  # fails here
-  pretrained_weights = pretrained.load(config.init_from, config.model) if config.init_from else None
-  return _Setup(
-      config,
-      workdir,
-      mesh,
-      train_input,
-      model,
-      mean,
-      std,
-      fine_tuning,
-      schedule,
-      create_state,
-      abstract_state,
-      augment_fn,
-      pretrained_weights,
-      total_steps,
-      eval_every,
-  )
+  return create_state, abstract_state
 
 
 def _update_record(
@@ -288,18 +295,20 @@ def _restore_or_initialize(
 def _compile_steps(setup: _Setup):
   """({batch norm frozen: train step}, eval step), each compiled at its first call."""
   config = setup.config
-  make_step = functools.partial(
-      steps.make_train_step,
-      setup.model,
-      setup.fine_tuning.tx,
-      setup.mesh,
+  input_transform = steps.InputTransform(
       batch_fn=setup.train_input.batch_fn,
       augment_fn=setup.augment_fn,
       mean=setup.mean,
       std=setup.std,
       dtype=jnp.dtype(config.dtype),
-      label_smoothing=config.label_smoothing,
-      aux_loss_weight=config.aux_loss_weight,
+  )
+  make_step = functools.partial(
+      steps.make_train_step,
+      setup.model,
+      setup.fine_tuning.tx,
+      setup.mesh,
+      input_transform=input_transform,
+      loss=steps.Loss(config.label_smoothing, config.aux_loss_weight),
       ema_decay=config.ema_decay,
   )
   # While layers are frozen their batch norms use running statistics; a
@@ -309,7 +318,7 @@ def _compile_steps(setup: _Setup):
       for frozen in (False, True)
   }
   eval_step = steps.make_eval_step(
-      setup.model, setup.mesh, mean=setup.mean, std=setup.std, dtype=jnp.dtype(config.dtype)
+      setup.model, setup.mesh, input_transform=dataclasses.replace(input_transform, augment_fn=None)
   )
   return train_steps, eval_step
 
@@ -349,14 +358,11 @@ def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, A
   )
   state, restored = _restore_or_initialize(setup, checkpoints, comparison)
   train_steps, eval_step = _compile_steps(setup)
-  # A small eval split is put on the devices once, for every evaluation.
-  cached_eval = (
-      list(inputs.eval_batches(config, setup.mesh)) if config.input_pipeline == "device" else None
-  )
 
   def evaluate(state):
-    batches = cached_eval if cached_eval is not None else inputs.eval_batches(config, setup.mesh)
-    return _evaluate(eval_step, state.variables(setup.use_ema), batches, setup.mesh)
+    return _evaluate(
+        eval_step, state.variables(setup.use_ema), setup.eval_input.batches(), setup.mesh
+    )
 
   reporter = Reporter(setup.workdir, setup.total_steps, enabled=jax.process_index() == 0)
   _update_record(
