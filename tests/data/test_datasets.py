@@ -1,6 +1,7 @@
 """Datasets and pipelines: the digits builder, Grain sharding and resume, eval
 padding, image folders with bad files, clear errors, on-device batches."""
 
+import functools
 import logging
 import os
 import subprocess
@@ -241,14 +242,22 @@ def test_missing_datasets_are_clear_errors(tmp_path):
 
 def test_on_device_batches_are_epoch_permutations():
   key = jax.random.key(0)
-  indices = jax.jit(on_device.batch_indices, static_argnums=(2, 3))
-  epoch0 = np.concatenate([indices(key, s, 4, 10) for s in range(2)])
+  # Each example's image and label are its index, so a batch shows which it took.
+  examples = np.arange(10, dtype=np.int32)
+
+  @functools.partial(jax.jit, static_argnums=(1,))
+  def indices(step, batch_size):
+    order = on_device.epoch_order(key, step // (10 // batch_size), 10)
+    _, labels = on_device.take_batch(examples, examples, order, step, batch_size)
+    return labels
+
+  epoch0 = np.concatenate([indices(s, 4) for s in range(2)])
   assert len(set(epoch0.tolist())) == 8  # no repeats within an epoch
-  epoch1 = np.concatenate([indices(key, s, 4, 10) for s in range(2, 4)])
+  epoch1 = np.concatenate([indices(s, 4) for s in range(2, 4)])
   assert not np.array_equal(epoch0, epoch1)
-  np.testing.assert_array_equal(indices(key, 3, 4, 10), indices(key, 3, 4, 10))
+  np.testing.assert_array_equal(indices(3, 4), indices(3, 4))
   with pytest.raises(ValueError, match="exceeds the 10 training examples"):
-    on_device.batch_indices(key, 0, 11, 10)
+    on_device.take_batch(examples, examples, examples, 0, 11)
 
 
 def test_preview_cli_writes_a_grid(digits_dir, tmp_path):
