@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -243,7 +244,7 @@ def test_missing_datasets_are_clear_errors(tmp_path):
 def test_on_device_batches_are_epoch_permutations():
   key = jax.random.key(0)
   # Each example's image and label are its index, so a batch shows which it took.
-  examples = np.arange(10, dtype=np.int32)
+  examples = jnp.arange(10, dtype=jnp.int32)
 
   @functools.partial(jax.jit, static_argnums=(1,))
   def indices(step, batch_size):
