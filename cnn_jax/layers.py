@@ -8,8 +8,6 @@ and as named entries when a caller captures intermediate activations with
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import math
 from typing import Any, Callable, Sequence
@@ -19,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax import geometry
+from cnn_jax import backward_rules, geometry
 from cnn_jax.errors import ArgumentError
 from cnn_jax.ops import (
     auto_conv_general_dilated,
@@ -79,68 +77,6 @@ def activation_fn(
   return ACTIVATIONS[kind]
 
 
-# How gradients pass backwards through ReLU (and max-pool) layers. "gradient"
-# is the true derivative; the others are the visualization rules
-# (Springenberg et al. 2015; Zeiler & Fergus 2014), chosen with
-# `backward_rule(...)`.
-BACKWARD_RULES = ("gradient", "guided", "deconvnet", "linear")
-# (rule, the names of the ReLU layers traced with it).
-_BACKWARD_RULE = contextvars.ContextVar("backward_rule", default=("gradient", []))
-
-
-@contextlib.contextmanager
-def backward_rule(rule: str):
-  """Within this context, models traced use another backward rule for ReLUs.
-
-  The rule is read while a model is traced: enter the context inside the
-  function that is differentiated (and jitted), so that each rule gets its
-  own trace.
-
-  Args:
-    rule: "gradient" (the derivative: pass where the input was positive),
-      "guided" (guided backprop: pass where the input and the incoming
-      gradient are both positive), "deconvnet" (pass where the incoming
-      gradient is positive, whatever the input), or "linear" (pass
-      everything, as if the ReLU were the identity; max pools then also
-      pass gradient to every input of their window, so that the support of
-      a gradient is a receptive field). Max pools otherwise route gradient
-      to the input that won the forward max: the deconvnet's "switches".
-
-  Yields:
-    A list that receives the name of every ReLU layer traced with the rule
-    (empty: the model has no ReLU for the rule to act on).
-  """
-  if rule not in BACKWARD_RULES:
-    raise ArgumentError(f"unknown backward rule {rule!r}; use one of {BACKWARD_RULES}")
-  relus: list[str] = []
-  token = _BACKWARD_RULE.set((rule, relus))
-  try:
-    yield relus
-  finally:
-    _BACKWARD_RULE.reset(token)
-
-
-def _relu_with_backward(rule: str, cap: float = math.inf) -> Callable[[jax.Array], jax.Array]:
-  """ReLU (clipped at `cap`: ReLU6 with 6) forward, with the backward rule `rule`."""
-
-  @jax.custom_vjp
-  def relu(x):
-    return jnp.clip(x, 0, cap)
-
-  def forward(x):
-    return relu(x), x
-
-  def backward(x, g):
-    if rule == "guided":  # where the derivative is 1 and the incoming gradient positive
-      return (g * ((x > 0) & (x < cap) & (g > 0)).astype(g.dtype),)
-    if rule == "deconvnet":
-      return (nn.relu(g),)
-    return (g,)  # linear
-
-  relu.defvjp(forward, backward)
-  return relu
-
-
 _RELU_CAPS = {"relu": math.inf, "relu6": 6.0}
 
 
@@ -153,10 +89,8 @@ class Activation(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    rule, relus = _BACKWARD_RULE.get()
-    if self.kind in _RELU_CAPS and rule != "gradient":
-      relus.append(self.name)
-      return _relu_with_backward(rule, _RELU_CAPS[self.kind])(x)
+    if self.kind in _RELU_CAPS and backward_rules.active_rule() != "gradient":
+      return backward_rules.visualization_relu(x, _RELU_CAPS[self.kind], self.name)
     return activation_fn(self.kind, self.negative_slope, self.alpha)(x)
 
 
@@ -301,7 +235,7 @@ class MaxPool(nn.Module):
       y = tiled_max_pool(x, self.window)
     else:
       y = nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding=pads)
-    if _BACKWARD_RULE.get()[0] == "linear":
+    if backward_rules.active_rule() == "linear":
       # Forward the max, backward the gradient of a sum pool: every input of
       # the window gets gradient, so gradients trace receptive fields.
       window_sum = nn.pool(x, 0.0, lax.add, (self.window,) * 2, (stride,) * 2, pads)

@@ -17,7 +17,7 @@ attribution over channels for display.
     gradcam               channel weights = mean gradient at a conv layer; ReLU of
                           the weighted sum, upsampled (Selvaraju et al. 2017)
 
-The ReLU rules are custom VJPs selected with `cnn_jax.layers.backward_rule`;
+The ReLU rules are custom VJPs selected with `cnn_jax.backward_rules.backward_rule`;
 max pooling needs no special rule: its gradient already flows only to the
 position that won the forward max, which is exactly the deconvnet's switch.
 The functions are jitted once per (model, rule, shapes): the model is a
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax import layers
+from cnn_jax import backward_rules
 from cnn_jax.errors import ArgumentError
 from cnn_jax.visualize import features, probe
 
@@ -54,7 +54,7 @@ def _input_gradient(
   def total_logit(x):
     # Inside the traced function: the rule is part of this trace (and of the
     # jit cache key), never inherited from a trace made under another rule.
-    with layers.backward_rule(rule) as relus:
+    with backward_rules.backward_rule(rule) as relus:
       logits = model.apply(variables, x, train=False)
     if rule != "gradient" and not relus:
       raise ArgumentError(

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax import introspection, layers
+from cnn_jax import backward_rules, introspection
 from cnn_jax.visualize import probe
 
 
@@ -152,7 +152,7 @@ _FIELDS: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
 @functools.partial(jax.jit, static_argnames=("model", "layer"))
 def _support_jacobians(model, positive, x, layer):
   def sums(image, axis):
-    with layers.backward_rule("linear"):
+    with backward_rules.backward_rule("linear"):
       out = probe.apply_with_layer(model, positive, image, layer)[1][0]  # (h, w, c)
     return out.sum(axis=(axis, 2))
 

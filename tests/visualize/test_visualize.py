@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax import layers, models
+from cnn_jax import backward_rules, layers, models
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train.config import base_config
 from cnn_jax.visualize import (attribution, features, probe, sanity, trained)
@@ -57,12 +57,12 @@ def test_relu_backward_rules(rule, expected):
   def f(v, kind="relu"):
     return jnp.sum(upstream * layers.Activation(kind).apply({}, v))
 
-  with layers.backward_rule(rule):
+  with backward_rules.backward_rule(rule):
     grad = jax.grad(f)(x)
   np.testing.assert_array_equal(grad, expected)
   # ReLU6 (EfficientNet-Lite) is ReLU below 6; above 6 its derivative is 0,
   # and guided backprop passes nothing there either.
-  with layers.backward_rule(rule):
+  with backward_rules.backward_rule(rule):
     np.testing.assert_array_equal(jax.grad(functools.partial(f, kind="relu6"))(x), expected)
     above = jax.grad(functools.partial(f, kind="relu6"))(x + 7.0)
   np.testing.assert_array_equal(
@@ -72,7 +72,7 @@ def test_relu_backward_rules(rule, expected):
 
 def test_unknown_rules_and_models_without_relu_are_refused():
   with pytest.raises(ValueError, match="unknown backward rule 'leaky'"):
-    with layers.backward_rule("leaky"):
+    with backward_rules.backward_rule("leaky"):
       pass
   model = models.create("lenet5")  # scaled tanh: no ReLU for guided backprop to change
   x = jnp.zeros((1, 32, 32, 1))
@@ -83,10 +83,10 @@ def test_unknown_rules_and_models_without_relu_are_refused():
 def test_max_pool_gradient_is_the_deconvnet_switch_and_spreads_when_linear():
   x = jnp.array([[1.0, 3.0], [2.0, 0.5]]).reshape(1, 2, 2, 1)
   pool = lambda v: jnp.sum(layers.MaxPool(2).apply({}, v))
-  with layers.backward_rule("deconvnet"):
+  with backward_rules.backward_rule("deconvnet"):
     switched = jax.grad(pool)(x)
   np.testing.assert_array_equal(switched[0, ..., 0], [[0, 1], [0, 0]])  # only the max
-  with layers.backward_rule("linear"):
+  with backward_rules.backward_rule("linear"):
     spread = jax.grad(pool)(x)
   np.testing.assert_array_equal(spread[0, ..., 0], [[1, 1], [1, 1]])
   np.testing.assert_array_equal(layers.MaxPool(2).apply({}, x), [[[[3.0]]]])  # forward kept
