@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnn_jax.ops.gemm_conv import im2col
-from cnn_jax.ops.lecture_conv import _NHWC_HWIO
+from cnn_jax.ops.conv_drop_in import NHWC_HWIO
 
 __all__ = ["col2im", "col2im_conv2d", "auto_conv_general_dilated", "uses_col2im"]
 
@@ -76,7 +76,7 @@ def _xla_conv(x, w, stride, padding, precision, preferred_element_type):
       w,
       stride,
       padding,
-      dimension_numbers=_NHWC_HWIO,
+      dimension_numbers=NHWC_HWIO,
       precision=precision,
       preferred_element_type=preferred_element_type,
   )
@@ -207,7 +207,7 @@ def auto_conv_general_dilated(
   if jnp.ndim(lhs) != 4 or jnp.ndim(rhs) != 4 or batch_group_count != 1 or out_sharding is not None:
     return xla()
   layouts = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  if layouts != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_HWIO):
+  if layouts != lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC_HWIO):
     return xla()
   dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
   stride = tuple(int(s) for s in window_strides)

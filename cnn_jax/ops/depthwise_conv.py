@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.ops.lecture_conv import conv_general_dilated_from
+from cnn_jax.ops.conv_drop_in import conv_general_dilated_from
 
 __all__ = ["depthwise_conv2d", "depthwise_conv_general_dilated"]
 

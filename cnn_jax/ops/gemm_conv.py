@@ -29,11 +29,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax.ops.lecture_conv import (
-    _normalize_padding,
-    _normalize_stride,
-    _output_size,
+from cnn_jax.ops.conv_drop_in import (
     conv_general_dilated_from,
+    normalize_padding,
+    normalize_stride,
+    output_size,
 )
 
 __all__ = ["im2col", "gemm_conv2d", "gemm_conv_general_dilated"]
@@ -54,10 +54,10 @@ def im2col(
     (N, OH, OW, FH*FW*C), each row ordered like a flattened HWIO filter's
     first three axes (row of the window, column, channel).
   """
-  (sh, sw), pads = _normalize_stride(stride), _normalize_padding(padding)
+  (sh, sw), pads = normalize_stride(stride), normalize_padding(padding)
   fh, fw = kernel_size
-  oh = _output_size(x.shape[1], fh, *pads[0], sh)[0]
-  ow = _output_size(x.shape[2], fw, *pads[1], sw)[0]
+  oh = output_size(x.shape[1], fh, *pads[0], sh)[0]
+  ow = output_size(x.shape[2], fw, *pads[1], sw)[0]
   x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
   slices = [
       x[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw, :]
