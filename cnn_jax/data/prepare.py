@@ -19,7 +19,7 @@ from typing import Sequence
 from absl import flags, logging
 
 from cnn_jax import errors
-from cnn_jax.data import idx, sources
+from cnn_jax.data import idx, preparation
 from cnn_jax.data.errors import DataError
 
 _DATASET = flags.DEFINE_string("dataset", "digits", "TFDS dataset name, e.g. cifar10")
@@ -49,17 +49,17 @@ def prepare(name: str, data_dir: str | None = None, from_dir: str | None = None)
     DataError: if TFDS knows no such dataset, or the idx files are missing
       or not the official ones.
   """
-  data_dir = data_dir or sources.default_data_dir()
+  data_dir = data_dir or preparation.default_data_dir()
   if from_dir and name not in idx.DATASETS:
     raise DataError(f"--from is for {' and '.join(idx.DATASETS)} only, not {name!r}")
   if from_dir:  # checked even when the dataset is prepared already: the user asked
     idx.verified_paths(name, idx.find(name, from_dir))
-  if name in sources.OFFLINE and (
+  if name in preparation.OFFLINE and (
       from_dir or not _tensorflow_installed() or name not in idx.DATASETS or _installed(name)
   ):
-    return str(sources.prepare_offline(name, data_dir, from_dir).data_path)
+    return str(preparation.prepare_offline(name, data_dir, from_dir).data_path)
   # With TensorFlow and no local files: TFDS's own download (needs network).
-  ds_builder = sources.builder(name, data_dir)
+  ds_builder = preparation.builder(name, data_dir)
   ds_builder.download_and_prepare(file_format="array_record")
   return str(ds_builder.data_path)
 

@@ -6,7 +6,7 @@ class NoDownloadMessages:
 
   TFDS prints them before and after preparing, unconditionally (with
   termcolor), with the size "Unknown" for builders that download nothing:
-  a newcomer reads that as a network download. `sources` prints one line of
+  a newcomer reads that as a network download. `preparation` prints one line of
   its own instead, saying what is read.
   """
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cnn_jax import data
-from cnn_jax.data import on_device, pipeline, preprocess, sources
+from cnn_jax.data import fingerprints, on_device, pipeline, preparation, preprocess, sources
 
 
 @pytest.fixture(scope="module")
@@ -346,30 +346,30 @@ def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
   np.testing.assert_allclose(mean, [5 / 255] * 3)
   assert preprocess.normalization(config)[0] == mean and len(computed) == 1  # cached
   # The same file names with other content; the mtime surely differs.
-  before = sources.fingerprint(config.dataset, "train")
+  before = fingerprints.fingerprint(config.dataset, "train")
   _write_uniform_folder(root, 250, mtime=1_000_000_100)
-  assert sources.fingerprint(config.dataset, "train") != before
+  assert fingerprints.fingerprint(config.dataset, "train") != before
   mean, _ = preprocess.normalization(config)
   np.testing.assert_allclose(mean, [250 / 255] * 3)
   assert len(computed) == 2
   # A file added or removed changes the key as well.
-  after = sources.fingerprint(config.dataset, "train")
+  after = fingerprints.fingerprint(config.dataset, "train")
   (root / "train" / "a" / "1.png").unlink()
-  assert sources.fingerprint(config.dataset, "train") != after
+  assert fingerprints.fingerprint(config.dataset, "train") != after
 
 
 def test_tfds_fingerprint_changes_when_the_prepared_files_do(digits_dir):
-  first = sources.fingerprint("digits", "train", digits_dir)
-  assert sources.fingerprint("digits", "train", digits_dir) == first  # cheap and stable
-  version_dir = sources.builder("digits", digits_dir).data_path
+  first = fingerprints.fingerprint("digits", "train", digits_dir)
+  assert fingerprints.fingerprint("digits", "train", digits_dir) == first  # cheap and stable
+  version_dir = preparation.builder("digits", digits_dir).data_path
   shard = next(p for p in version_dir.iterdir() if "train.array_record" in p.name)
   stat = os.stat(shard)
   try:
     os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "regenerated"
-    assert sources.fingerprint("digits", "train", digits_dir) != first
+    assert fingerprints.fingerprint("digits", "train", digits_dir) != first
   finally:
     os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-  assert sources.fingerprint("digits", "train", digits_dir) == first
+  assert fingerprints.fingerprint("digits", "train", digits_dir) == first
 
 
 def test_empty_or_unreadable_class_folders_are_named(tmp_path):
@@ -410,7 +410,7 @@ def test_missing_split_folder_names_the_splits_there_are(tmp_path):
   with pytest.raises(data.DataError, match=message):
     sources.load(f"folder:{tmp_path}", "validation")
   with pytest.raises(data.DataError, match=message):
-    sources.fingerprint(f"folder:{tmp_path}", "validation")
+    fingerprints.fingerprint(f"folder:{tmp_path}", "validation")
 
 
 def test_an_image_broken_after_opening_is_a_data_error_naming_it(tmp_path):

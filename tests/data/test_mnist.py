@@ -18,7 +18,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from cnn_jax.data import idx, pipeline, png, sources
+from cnn_jax.data import idx, pipeline, png, preparation, sources
 from cnn_jax.data.errors import DataError
 from cnn_jax.data.preprocess import resize_uint8
 from cnn_jax.train import train_and_evaluate
@@ -46,7 +46,7 @@ FASHION_NAMES = [
 def data_dir(tmp_path_factory):
   folder = str(tmp_path_factory.mktemp("tfds"))
   for name in ("mnist", "fashion_mnist"):  # about 18 s each
-    sources.prepare_offline(name, folder)
+    preparation.prepare_offline(name, folder)
   return folder
 
 
@@ -190,7 +190,7 @@ def test_a_damaged_file_prepares_nothing(tmp_path):
   path = tmp_path / "t10k-images-idx3-ubyte.gz"
   path.write_bytes(path.read_bytes()[:100000])
   with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz is not a complete gzip"):
-    sources.prepare_offline("mnist", str(tmp_path / "tfds"), str(tmp_path))
+    preparation.prepare_offline("mnist", str(tmp_path / "tfds"), str(tmp_path))
   assert not (tmp_path / "tfds" / "mnist" / "3.0.1").exists()
 
 
