@@ -10,6 +10,8 @@ sanity.py          Adebayo et al.'s model-randomization test
 trained.py         a trained model from a training workdir
 plots.py           PNG grids and heatmap overlays
 gallery.py         OUT/index.json and index.html, kept across runs (rebuilt if damaged)
+methods.py         the gallery's methods by name, each a Context -> PNGs with captions
+make_gallery.py    make_gallery: load a run, run the methods, add their pictures to the index
 __main__.py        python -m cnn_jax.visualize --workdir=DIR --method=NAME --out=OUT
 """
 

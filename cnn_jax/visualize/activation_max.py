@@ -167,10 +167,21 @@ def activation_maximization(
   )
   objective = _check_objective(model, variables, input_shape, objective)
   mean, std = _normalization(mean, std, channels=input_shape[-1])
-  # Numbers are traced, not baked in, so that runs that differ only in them
-  # (a penalty sweep, another seed) share one compiled ascent; fixed dtypes
-  # keep tv=0 and tv=0.5 from tracing as int and float.
-  hyper = {
+  hyper = _traced_settings(learning_rate, l2, tv, jitter, scale, rotate_degrees, mean, std, seed)
+  image, values = _ascend(model, objective, input_shape, steps, parameterization, variables, hyper)
+  return {"image": image, "objective": values}
+
+
+def _traced_settings(
+    learning_rate, l2, tv, jitter, scale, rotate_degrees, mean, std, seed
+) -> dict[str, Array]:
+  """The ascent's numbers as arrays of fixed dtypes, for `_ascend` to trace.
+
+  Numbers are traced, not baked in, so that runs that differ only in them
+  (a penalty sweep, another seed) share one compiled ascent; fixed dtypes
+  keep tv=0 and tv=0.5 from tracing as int and float.
+  """
+  return {
       "learning_rate": jnp.float32(learning_rate),
       "l2": jnp.float32(l2),
       "tv": jnp.float32(tv),
@@ -181,8 +192,6 @@ def activation_maximization(
       "std": jnp.asarray(std),
       "seed": jnp.int32(seed),
   }
-  image, values = _ascend(model, objective, input_shape, steps, parameterization, variables, hyper)
-  return {"image": image, "objective": values}
 
 
 # ----------------------------------------------------------------------------

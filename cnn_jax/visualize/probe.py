@@ -10,7 +10,7 @@ Grad-CAM and activation maximization need.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import flax.linen as nn
 import jax
@@ -22,6 +22,21 @@ from cnn_jax.introspection import layer_shapes
 
 class UnknownLayerError(UserError, ValueError):
   """A layer name that the model does not have."""
+
+
+def check_layer(layer: str, names: Iterable[str]) -> None:
+  """Refuses a layer name the model does not have, naming the layers it has.
+
+  Args:
+    layer: the name asked for.
+    names: the model's layer names (`layer_names`, or `layer_shapes`' keys).
+
+  Raises:
+    UnknownLayerError: unless `layer` is one of `names`.
+  """
+  names = list(names)
+  if layer not in names:
+    raise UnknownLayerError(f"the model has no layer {layer!r}; its layers are: {', '.join(names)}")
 
 
 def layer_names(model: nn.Module, variables: Any, x: jax.Array) -> list[str]:
@@ -61,10 +76,7 @@ def apply_with_layer(
   with nn.intercept_methods(intercept):
     logits = model.apply(variables, x, train=False)
   if "output" not in seen:
-    raise UnknownLayerError(
-        f"the model has no layer {layer!r}; its layers are: "
-        f"{', '.join(layer_names(model, variables, x))}"
-    )
+    check_layer(layer, layer_names(model, variables, x))
   return logits, seen["output"]
 
 
@@ -96,8 +108,5 @@ def zeros_like_layer(model: nn.Module, variables: Any, x: jax.Array, layer: str)
     UnknownLayerError: naming the layers there are.
   """
   shapes = layer_shapes(model, variables, x)
-  if layer not in shapes:
-    raise UnknownLayerError(
-        f"the model has no layer {layer!r}; its layers are: " f"{', '.join(shapes)}"
-    )
+  check_layer(layer, shapes)
   return jnp.zeros(shapes[layer], jnp.float32)
