@@ -1,10 +1,6 @@
-"""`python -m launch.sweep --config=FILE --workdir_root=DIR`: runs a config file's sweep.
+"""`python -m launch.sweep ...` from the repository: the command `python -m cnn_jax.sweep`."""
 
-The sweep code lives in `cnn_jax.sweep` (see its cli.py for the flags); this
-is the launcher's thin entry point, run from the repository.
-"""
-
-from cnn_jax.sweep import cli
+import runpy
 
 if __name__ == "__main__":
-  cli.run()
+  runpy.run_module("cnn_jax.sweep", run_name="__main__", alter_sys=True)

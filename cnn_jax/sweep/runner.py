@@ -81,7 +81,7 @@ def load_sweep(config_spec: str) -> tuple[str, list[Overrides]]:
   path, _, arg = config_spec.partition(":")
   module = config_files.load_module(path)
   if not hasattr(module, "get_sweep"):
-    raise SweepError(f"{path} defines no get_sweep(h); add one (see cnn_jax/sweep/cli.py)")
+    raise SweepError(f"{path} defines no get_sweep(h); add one (see cnn_jax/sweep/__main__.py)")
   takes_arg = len(inspect.signature(module.get_sweep).parameters) > 1
   runs = config_files.call(path, module.get_sweep, hyper, *([arg] if takes_arg else []))
   if not runs or not all(isinstance(r, dict) for r in runs):

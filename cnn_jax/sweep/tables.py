@@ -207,6 +207,109 @@ def _markdown(text: str) -> str:
   return text.replace("|", "\\|")
 
 
+def _table_row(cells: Sequence[str]) -> str:
+  return "| " + " | ".join(cells) + " |"
+
+
+def _cell(value, digits=4) -> str:
+  return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _count(value) -> str:
+  return f"{value:,}" if isinstance(value, int) else ""
+
+
+def _runs_table(
+    outcomes: Sequence[Outcome], keys: list[str], columns: Sequence[Column], extra: dict
+) -> list[str]:
+  """One row per run: its swept values, results, curve columns and status."""
+  header = [*keys, "accuracy", "loss", "steps", "params", "wall s", *(c.header for c in columns)]
+  lines = [
+      _table_row([*header, "status"]),
+      "|" + "---|" * (len(keys) + 6 + len(columns)),
+  ]
+  for o in outcomes:
+    r = o.results
+    cells = (
+        [_column_cell(c, [v]) for c, v in zip(columns, extra[id(o)])]
+        if id(o) in extra
+        else [""] * len(columns)
+    )
+    lines.append(
+        _table_row(
+            [
+                *(_markdown(format_value(o.run.overrides.get(k, ""))) for k in keys),
+                _cell(r.get("accuracy", "")),
+                _cell(r.get("loss", "")),
+                str(r.get("step", "")),
+                _count(r.get("num_params")),
+                _cell(r.get("wall_seconds", ""), 0),
+                *cells,
+                o.status,
+            ]
+        )
+    )
+  return lines
+
+
+def _seeds_table(
+    outcomes: Sequence[Outcome], keys: list[str], columns: Sequence[Column], extra: dict
+) -> list[str]:
+  """The mean and standard deviation over seeds of each setting ([] without repeated seeds)."""
+  groups = seed_groups(outcomes)
+  if not any(len(members) > 1 for members in groups.values()):
+    return []
+  others = [k for k in keys if not is_seed(k)]
+  lines = [
+      "",
+      "Mean and standard deviation over seeds:",
+      "",
+      _table_row(
+          others + ["runs", "accuracy", "loss", "params", "wall s", *(c.header for c in columns)]
+      ),
+      "|" + "---|" * (len(others) + 5 + len(columns)),
+  ]
+  for group, members in groups.items():
+    accuracy = mean_std([m.results["accuracy"] for m in members])
+    loss = mean_std([m.results["loss"] for m in members])
+    wall = mean_std([m.results.get("wall_seconds", math.nan) for m in members])
+    lines.append(
+        _table_row(
+            [_markdown(dict(group).get(k, "")) for k in others]
+            + [
+                str(len(members)),
+                f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
+                f"{loss[0]:.4f} ± {loss[1]:.4f}",
+                _count(members[0].results.get("num_params")),
+                f"{wall[0]:.0f}",
+                *(
+                    _column_cell(c, [extra[id(m)][i] for m in members])
+                    for i, c in enumerate(columns)
+                ),
+            ]
+        )
+    )
+  return lines
+
+
+def _failed_runs(outcomes: Sequence[Outcome]) -> list[str]:
+  """Each run that did not finish: its command and the end of its log."""
+  lines = []
+  for o in outcomes:
+    if not o.status.startswith("ok"):
+      lines += [
+          "",
+          f"## {o.run.name}: {o.status}",
+          "",
+          f"    {' '.join(o.run.command)}",
+          "",
+          "```",
+          o.log_tail or "(no output)",
+          "```",
+      ]
+  return lines
+
+
 def write_markdown(
     path: str,
     outcomes: Sequence[Outcome],
@@ -224,108 +327,13 @@ def write_markdown(
     baselines: (key, value) pairs: a table of differences from each (difference_lines).
   """
   keys = _keys(outcomes)
-
-  def cell(value, digits=4):
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-  def count(value):
-    return f"{value:,}" if isinstance(value, int) else ""
-
   extra = {id(o): [c.value(o) for c in columns] for o in outcomes if o.status.startswith("ok")}
-  lines = [
-      f"# Sweep ({datetime.date.today().isoformat()})",
-      "",
-      f"    {command}",
-      "",
-      "| "
-      + " | ".join(
-          [
-              *keys,
-              "accuracy",
-              "loss",
-              "steps",
-              "params",
-              "wall s",
-              *(c.header for c in columns),
-              "status",
-          ]
-      )
-      + " |",
-      "|" + "---|" * (len(keys) + 6 + len(columns)),
-  ]
-  for o in outcomes:
-    r = o.results
-    cells = (
-        [_column_cell(c, [v]) for c, v in zip(columns, extra[id(o)])]
-        if id(o) in extra
-        else [""] * len(columns)
-    )
-    lines.append(
-        "| "
-        + " | ".join(
-            [
-                *(_markdown(format_value(o.run.overrides.get(k, ""))) for k in keys),
-                cell(r.get("accuracy", "")),
-                cell(r.get("loss", "")),
-                str(r.get("step", "")),
-                count(r.get("num_params")),
-                cell(r.get("wall_seconds", ""), 0),
-                *cells,
-                o.status,
-            ]
-        )
-        + " |"
-    )
-  groups = seed_groups(outcomes)
-  if any(len(members) > 1 for members in groups.values()):
-    others = [k for k in keys if not is_seed(k)]
-    lines += [
-        "",
-        "Mean and standard deviation over seeds:",
-        "",
-        "| "
-        + " | ".join(
-            others + ["runs", "accuracy", "loss", "params", "wall s", *(c.header for c in columns)]
-        )
-        + " |",
-        "|" + "---|" * (len(others) + 5 + len(columns)),
-    ]
-    for group, members in groups.items():
-      accuracy = mean_std([m.results["accuracy"] for m in members])
-      loss = mean_std([m.results["loss"] for m in members])
-      wall = mean_std([m.results.get("wall_seconds", math.nan) for m in members])
-      lines.append(
-          "| "
-          + " | ".join(
-              [_markdown(dict(group).get(k, "")) for k in others]
-              + [
-                  str(len(members)),
-                  f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
-                  f"{loss[0]:.4f} ± {loss[1]:.4f}",
-                  count(members[0].results.get("num_params")),
-                  f"{wall[0]:.0f}",
-                  *(
-                      _column_cell(c, [extra[id(m)][i] for m in members])
-                      for i, c in enumerate(columns)
-                  ),
-              ]
-          )
-          + " |"
-      )
+  lines = [f"# Sweep ({datetime.date.today().isoformat()})", "", f"    {command}", ""]
+  lines += _runs_table(outcomes, keys, columns, extra)
+  lines += _seeds_table(outcomes, keys, columns, extra)
   for key, value in baselines:
     lines += ["", *difference_lines(outcomes, key, value, columns)]
-  failed = [o for o in outcomes if not o.status.startswith("ok")]
-  for o in failed:
-    lines += [
-        "",
-        f"## {o.run.name}: {o.status}",
-        "",
-        f"    {' '.join(o.run.command)}",
-        "",
-        "```",
-        o.log_tail or "(no output)",
-        "```",
-    ]
+  lines += _failed_runs(outcomes)
   records.write_text(path, "\n".join(lines) + "\n")
 
 
