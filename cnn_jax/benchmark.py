@@ -23,16 +23,12 @@ and a Grain stream from the array_record files. Each prints one JSON line.
 from __future__ import annotations
 
 import json
-import time
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 from absl import flags
 
-from cnn_jax import cpu_flags, data, errors, layers
-from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
-from cnn_jax.train.throughput import train_step_benchmark
+from cnn_jax import cpu_flags, errors, layers
+from cnn_jax.train import throughput
 
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "benchmark the input pipelines only")
 _MODEL = flags.DEFINE_string("model", None, "model name (training-step benchmark)")
@@ -61,81 +57,21 @@ _RESIZE = flags.DEFINE_enum(
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir")
 
 
-def _timed(next_batch, steps: int) -> float:
-  """Seconds per batch after one warm-up batch (compilation excluded)."""
-  jax.block_until_ready(next_batch(0))
-  start = time.perf_counter()
-  for step in range(1, steps + 1):
-    out = next_batch(step)
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / steps
-
-
-def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
-  """A jitted (step -> normalized augmented batch) function over device arrays."""
-  aug = augment.build(spec)
-  key = jax.random.key(0)
-
-  order = on_device.epoch_order(key, 0, images.shape[0])  # as training: once per epoch
-
-  @jax.jit
-  def next_batch(step):
-    x, y = on_device.take_batch(images, labels, order, step, batch_size)
-    x = aug(jax.random.fold_in(key, step), preprocess.to_unit(x))
-    return preprocess.standardize(x, mean, std), y
-
-  return next_batch
-
-
-def input_benchmarks() -> list[dict]:
-  """Images/s of the on-device path and of the Grain stream."""
-  image_size = _IMAGE_SIZE.value or 32
-  split = data.as_numpy(_DATASET.value, "train", image_size, _DATA_DIR.value, _RESIZE.value)
-  mean, std = preprocess.channel_stats(split["image"])
-  images, labels = jnp.asarray(split["image"]), jnp.asarray(split["label"])
-  results = []
-  step_fn = on_device_input(images, labels, _BATCH.value, _AUGMENT.value, mean, std)
-  seconds = _timed(step_fn, _STEPS.value)
-  results.append(
-      {
-          "input": "on_device",
-          "dataset": _DATASET.value,
-          "augment": _AUGMENT.value,
-          "batch_size": _BATCH.value,
-          "images_per_s": round(_BATCH.value / seconds),
-      }
-  )
-
-  source = sources.load(_DATASET.value, "train", _DATA_DIR.value)
-  loader = iter(
-      pipeline.train_loader(
-          source,
-          batch_size=_BATCH.value,
-          seed=0,
-          image_size=image_size,
-          resize=_RESIZE.value,
-          worker_count=_WORKERS.value,
-      )
-  )
-  seconds = _timed(lambda _: jax.device_put(next(loader)), _STEPS.value)
-  results.append(
-      {
-          "input": "grain_stream",
-          "dataset": _DATASET.value,
-          "resize": _RESIZE.value,
-          "worker_count": _WORKERS.value,
-          "batch_size": _BATCH.value,
-          "images_per_s": round(_BATCH.value / seconds),
-      }
-  )
-  return results
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _INPUT_ONLY.value:
-    for result in input_benchmarks():
+    results = throughput.input_benchmarks(
+        _DATASET.value,
+        _BATCH.value,
+        _IMAGE_SIZE.value,
+        _AUGMENT.value,
+        _STEPS.value,
+        _WORKERS.value,
+        _RESIZE.value,
+        _DATA_DIR.value,
+    )
+    for result in results:
       print(json.dumps(result))
     return
   if not _MODEL.value:
@@ -144,7 +80,7 @@ def main(argv: Sequence[str]) -> None:
         "or --input_only for the input pipelines"
     )
   cpu_flags.apply(_MODEL.value)  # before JAX starts: the setting a training run would get
-  result = train_step_benchmark(
+  result = throughput.train_step_benchmark(
       _MODEL.value,
       _BATCH.value,
       _IMAGE_SIZE.value,

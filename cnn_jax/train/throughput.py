@@ -1,4 +1,5 @@
-"""Throughput of the real training step (the library behind `python -m cnn_jax.benchmark`).
+"""Throughput of the real training step and of the input paths (the library behind
+`python -m cnn_jax.benchmark`; see that module's docstring for what is measured).
 
 Kept apart from the command line so that programs and tests can call it
 without defining absl flags.
@@ -14,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnn_jax import models, summary
+from cnn_jax import data, models, summary
+from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
 from cnn_jax.train import parallel, steps
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.config import check_batch_divides
@@ -99,3 +101,96 @@ def train_step_benchmark(
     # decimals would round by up to 2.5%.
     result["mfu"] = float(f"{flops / seconds / (peak_tflops * 1e12 * jax.device_count()):.4g}")
   return result
+
+
+def _timed(next_batch, steps: int) -> float:
+  """Seconds per batch after one warm-up batch (compilation excluded)."""
+  jax.block_until_ready(next_batch(0))
+  start = time.perf_counter()
+  for step in range(1, steps + 1):
+    out = next_batch(step)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps
+
+
+def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
+  """A jitted (step -> normalized augmented batch) function over device arrays."""
+  aug = augment.build(spec)
+  key = jax.random.key(0)
+
+  order = on_device.epoch_order(key, 0, images.shape[0])  # as training: once per epoch
+
+  @jax.jit
+  def next_batch(step):
+    x, y = on_device.take_batch(images, labels, order, step, batch_size)
+    x = aug(jax.random.fold_in(key, step), preprocess.to_unit(x))
+    return preprocess.standardize(x, mean, std), y
+
+  return next_batch
+
+
+def input_benchmarks(
+    dataset: str = "digits",
+    batch_size: int = 128,
+    image_size: int | None = None,
+    augment_spec: str = "crop(pad=4)|rotate(10)",
+    num_steps: int = 50,
+    worker_count: int = 0,
+    resize: str = "bilinear",
+    data_dir: str | None = None,
+) -> list[dict]:
+  """Images/s of the two input paths: the split on the device, and the Grain stream.
+
+  Args:
+    dataset: a dataset name as `cnn_jax.data.sources.load` takes it.
+    batch_size: images per batch.
+    image_size: the size images are brought to (None: 32).
+    augment_spec: the on-device path's augmentation spec.
+    num_steps: timed batches.
+    worker_count: Grain worker processes.
+    resize: "bilinear" or "pad", how images are brought to `image_size`.
+    data_dir: TFDS data dir.
+
+  Returns:
+    One JSON-able result per path (see the module docstring).
+  """
+  image_size = image_size or 32
+  split = data.as_numpy(dataset, "train", image_size, data_dir, resize)
+  mean, std = preprocess.channel_stats(split["image"])
+  images, labels = jnp.asarray(split["image"]), jnp.asarray(split["label"])
+  results = []
+  step_fn = on_device_input(images, labels, batch_size, augment_spec, mean, std)
+  seconds = _timed(step_fn, num_steps)
+  results.append(
+      {
+          "input": "on_device",
+          "dataset": dataset,
+          "augment": augment_spec,
+          "batch_size": batch_size,
+          "images_per_s": round(batch_size / seconds),
+      }
+  )
+
+  source = sources.load(dataset, "train", data_dir)
+  loader = iter(
+      pipeline.train_loader(
+          source,
+          batch_size=batch_size,
+          seed=0,
+          image_size=image_size,
+          resize=resize,
+          worker_count=worker_count,
+      )
+  )
+  seconds = _timed(lambda _: jax.device_put(next(loader)), num_steps)
+  results.append(
+      {
+          "input": "grain_stream",
+          "dataset": dataset,
+          "resize": resize,
+          "worker_count": worker_count,
+          "batch_size": batch_size,
+          "images_per_s": round(batch_size / seconds),
+      }
+  )
+  return results
