@@ -1,6 +1,6 @@
 """A per-layer table in the style of the lecture's slides.
 
-    python -m cnn_jax.summary --model resnet50 --image_size 224
+    python -m cnn_jax.summary --model resnet50 --image_size 224   (see __main__.py)
 
 Every leaf layer the model calls gets a row: its name, type, output volume
 (W x H x D), parameters and multiply-accumulates (MACs) per image. MACs count
@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax import introspection, layers
+from cnn_jax import introspection, layers, models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,29 +144,25 @@ def _macs(module: nn.Module, own_params: Any, out_shape: tuple[int, ...]) -> int
   return 0
 
 
-def main(argv: Sequence[str]) -> None:
-  from absl import flags
+def paper_table(
+    name: str,
+    image_size: int | None = None,
+    channels: int | None = None,
+    num_classes: int | None = None,
+) -> str:
+  """A zoo model's table, headed by the paper it follows.
 
-  from cnn_jax import models
+  Args:
+    name: a model name (cnn_jax.models.names()).
+    image_size: input height = width (None: the paper's).
+    channels: input channels (None: the paper's).
+    num_classes: output classes (None: the paper's).
 
-  del argv
-  cfg = flags.FLAGS
-  entry = models.spec(cfg.model)
-  size = cfg.image_size or entry.image_size
-  channels = cfg.channels or entry.channels
-  model = models.create(cfg.model, num_classes=cfg.num_classes)
-  table = summarize(model, (size, size, channels)).table()
-  print(f"{cfg.model}: {entry.paper}")
-  print(table)
-
-
-if __name__ == "__main__":
-  from absl import flags
-
-  from cnn_jax import errors
-
-  flags.DEFINE_string("model", "lenet5", "model name; see cnn_jax.models.names()")
-  flags.DEFINE_integer("image_size", None, "input height = width (default: the paper's)")
-  flags.DEFINE_integer("channels", None, "input channels (default: the paper's)")
-  flags.DEFINE_integer("num_classes", None, "output classes (default: the paper's)")
-  errors.run(main)
+  Returns:
+    "NAME: PAPER" and the table, as the command prints them.
+  """
+  entry = models.spec(name)
+  size = image_size or entry.image_size
+  model = models.create(name, num_classes=num_classes)
+  table = summarize(model, (size, size, channels or entry.channels)).table()
+  return f"{name}: {entry.paper}\n{table}"
