@@ -9,6 +9,7 @@ prepared once with `python -m cnn_jax.data.prepare`.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 
 import tensorflow_datasets as tfds
@@ -155,3 +156,45 @@ def prepared_builder(name: str, data_dir: str | None = None) -> tfds.core.Datase
       f"`{prepare_command(name, data_dir)}` (this needs network, and for most "
       "TFDS datasets the TensorFlow extra: pip install -e '.[prepare]')"
   )
+
+
+def prepare(name: str, data_dir: str | None = None, from_dir: str | None = None) -> str:
+  """Downloads (or reads offline) and converts a dataset to array_record.
+
+  Args:
+    name: TFDS dataset name.
+    data_dir: TFDS data dir.
+    from_dir: for `mnist` and `fashion_mnist`, a folder of idx files.
+
+  Returns:
+    The folder the dataset was written to.
+
+  Raises:
+    DataError: if TFDS knows no such dataset, or the idx files are missing
+      or not the official ones.
+  """
+  data_dir = data_dir or default_data_dir()
+  if from_dir and name not in idx.DATASETS:
+    raise DataError(f"--from is for {' and '.join(idx.DATASETS)} only, not {name!r}")
+  if from_dir:  # checked even when the dataset is prepared already: the user asked
+    idx.verified_paths(name, idx.find(name, from_dir))
+  if name in OFFLINE and (
+      from_dir or not _tensorflow_installed() or name not in idx.DATASETS or _installed(name)
+  ):
+    return str(prepare_offline(name, data_dir, from_dir).data_path)
+  # With TensorFlow and no local files: TFDS's own download (needs network).
+  ds_builder = builder(name, data_dir)
+  ds_builder.download_and_prepare(file_format="array_record")
+  return str(ds_builder.data_path)
+
+
+def _tensorflow_installed() -> bool:
+  return importlib.util.find_spec("tensorflow") is not None
+
+
+def _installed(name: str) -> bool:
+  try:
+    idx.find(name)
+  except DataError:
+    return False
+  return True

@@ -284,10 +284,10 @@ def test_preview_cli_writes_a_grid(digits_dir, tmp_path):
 
 
 def test_preview_grid_rows_start_with_the_original():
-  from cnn_jax.data import preview
+  from cnn_jax.data.augment import preview_grid
 
   images = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1), np.uint8)
-  grid = preview.augmented_grid(images, "noise(std=0.1)", copies=3, seed=0)
+  grid = preview_grid.augmented_grid(images, "noise(std=0.1)", copies=3, seed=0)
   assert grid.shape == (2, 4, 8, 8, 1)
   np.testing.assert_allclose(grid[:, 0], images / 255.0, rtol=1e-6)
   assert not np.allclose(grid[:, 1], grid[:, 2])

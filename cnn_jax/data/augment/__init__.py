@@ -27,8 +27,9 @@ down and right. Nothing is clipped to [0, 1]: clipping after brightness or
 noise would bias the image mean (so the jitter would no longer be a pure
 shift) and the network does not need values inside [0, 1].
 
-ops.py    the ops, registered by name in OPS
-spec.py   parse (spec string -> checked ops) and build (ops -> one function)
+ops.py           the ops, registered by name in OPS
+spec.py          parse (spec string -> checked ops) and build (ops -> one function)
+preview_grid.py  original and augmented samples side by side (python -m cnn_jax.data.preview)
 """
 
 from cnn_jax.data.augment.ops import (
