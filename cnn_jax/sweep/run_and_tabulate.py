@@ -14,6 +14,7 @@ from cnn_jax.sweep import curves
 from cnn_jax.sweep.hyper import SweepError
 from cnn_jax.sweep.runner import Outcome, build_runs, load_sweep, run_sweep, smoke_runs
 from cnn_jax.sweep.tables import (
+    Column,
     keys_of,
     last_column,
     parse_baseline,
@@ -26,6 +27,21 @@ from cnn_jax.sweep.tables import (
 )
 
 SMOKE_STEPS = 3
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+  """Refuses an override that is not key=value."""
+  for common in overrides:
+    if "=" not in common:
+      raise SweepError(f"--override={common!r}: write key=value, e.g. num_epochs=2")
+
+
+def _check_panels(panels: str | None, swept: Sequence[dict]) -> None:
+  """Refuses --panels that is not a swept key."""
+  if panels and panels not in keys_of(swept):
+    raise SweepError(
+        f"--panels={panels!r} is not a swept key; the sweep's keys: {', '.join(keys_of(swept))}"
+    )
 
 
 def _curve_figures(curve_flags: Sequence[str]) -> list[list[str]]:
@@ -84,15 +100,10 @@ def run_and_tabulate(
     SweepError: for a malformed override, curve, --panels or --baseline.
   """
   spec, swept = load_sweep(config)
-  for common in overrides:
-    if "=" not in common:
-      raise SweepError(f"--override={common!r}: write key=value, e.g. num_epochs=2")
+  _check_overrides(overrides)
   figures = _curve_figures(curve_figures)
   columns = [reach_column(t) for t in reach] + [last_column(n) for n in last]
-  if panels and panels not in keys_of(swept):
-    raise SweepError(
-        f"--panels={panels!r} is not a swept key; the sweep's keys: {', '.join(keys_of(swept))}"
-    )
+  _check_panels(panels, swept)
   differences = [parse_baseline(spec, swept) for spec in baselines]
   common = list(overrides)
   if smoke:
@@ -117,6 +128,21 @@ def run_and_tabulate(
   os.makedirs(out, exist_ok=True)
   print(f"{len(runs)} runs, {parallel} at a time, in {root}", flush=True)
   outcomes = run_sweep(runs, parallel)
+  written = _write_tables(out, outcomes, command, columns, differences, figures, panels)
+  print(f"wrote {', '.join(written)} in {out}")
+  return _exit_status(outcomes, out)
+
+
+def _write_tables(
+    out: str,
+    outcomes: Sequence[Outcome],
+    command: str,
+    columns: Sequence[Column],
+    differences: Sequence[tuple[str, str]],
+    figures: Sequence[Sequence[str]],
+    panels: str | None,
+) -> list[str]:
+  """Writes sweep.csv, sweep.md, sweep.png and the curve figures; returns their names."""
   write_csv(os.path.join(out, "sweep.csv"), outcomes, columns)
   write_markdown(os.path.join(out, "sweep.md"), outcomes, command, columns, differences)
   written = ["sweep.csv", "sweep.md"]
@@ -127,8 +153,7 @@ def run_and_tabulate(
       name = "curves_" + "_".join(n.replace(".", "_") for n in names) + ".png"
       plot_sweep_curves(os.path.join(out, name), outcomes, names, panels)
       written.append(name)
-  print(f"wrote {', '.join(written)} in {out}")
-  return _exit_status(outcomes, out)
+  return written
 
 
 def _exit_status(outcomes: Sequence[Outcome], out: str) -> int | str | None:
