@@ -27,7 +27,7 @@ from typing import Sequence
 
 from absl import flags
 
-from cnn_jax import cpu_flags, errors, layers
+from cnn_jax import cli, cpu_flags, errors, layers
 from cnn_jax.train import throughput
 
 _INPUT_ONLY = flags.DEFINE_bool("input_only", False, "benchmark the input pipelines only")
@@ -94,4 +94,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

@@ -7,7 +7,7 @@ thread failed" and carries on), and an exception raised inside a garbage
 collection callback is reported and dropped. A run could then train on after
 any number of Ctrl-Cs.
 
-`install` (called by every CLI through `cnn_jax.errors.run`) replaces the
+`install` (called by every CLI through `cnn_jax.cli.run`) replaces the
 handler:
 
 - The first Ctrl-C raises KeyboardInterrupt at once, unless the main thread is

@@ -17,7 +17,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import cpu_flags, errors, models
+from cnn_jax import cli, cpu_flags, errors, models
 from cnn_jax.sweep import config_files
 from cnn_jax.train import config as config_lib
 from cnn_jax.train import parallel, train_and_evaluate
@@ -73,7 +73,7 @@ def main(argv):
   models.spec(config.model)
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   # Mistakes in the config, data or workdir are cnn_jax.errors.UserErrors:
-  # errors.run prints them in one line.
+  # cli.run prints them in one line.
   result = train_and_evaluate(config, _WORKDIR.value)
   if jax.process_count() > 1:
     # Every process computed the same eval; one line each lets a launcher
@@ -85,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from cnn_jax import cpu_flags, errors, models
+from cnn_jax import cli, cpu_flags, errors, models
 from cnn_jax.data import imagenet, preprocess
 from cnn_jax.transfer import imagenet as imagenet_weights
 
@@ -97,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

@@ -112,3 +112,24 @@ def test_the_length_check_sees_nested_functions():
   body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
   source = f"def outer():\n  def inner():\n{body}  return inner\n"
   assert [line.split()[1] for line in _long_functions(source, "f.py")] == ["outer", "inner"]
+
+
+def test_errors_sit_at_the_bottom_and_only_commands_run_the_cli():
+  graph = _import_graph()
+  assert not graph["cnn_jax.errors"], graph["cnn_jax.errors"]
+  commands = {
+      module
+      for module in graph
+      if module.endswith("__main__")
+      or module
+      in {
+          "cnn_jax.main",
+          "cnn_jax.benchmark",
+          "cnn_jax.predict",
+          "cnn_jax.data.prepare",
+          "cnn_jax.data.preview",
+      }
+  }
+  running_the_cli = {module for module, targets in graph.items() if "cnn_jax.cli" in targets}
+  assert running_the_cli <= commands, running_the_cli - commands
+  assert "cnn_jax.main" in running_the_cli

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from absl import flags
 
-from cnn_jax import errors
+from cnn_jax import cli
 from cnn_jax.data import preparation
 
 _DATASET = flags.DEFINE_string("dataset", "digits", "TFDS dataset name, e.g. cifar10")
@@ -39,4 +39,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

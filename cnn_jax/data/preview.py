@@ -12,7 +12,7 @@ from typing import Sequence
 
 from absl import flags
 
-from cnn_jax import errors
+from cnn_jax import cli
 from cnn_jax.data.augment import preview_grid
 
 _DATASET = flags.DEFINE_string("dataset", "digits", "dataset name")
@@ -43,4 +43,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from absl import flags
 
-from cnn_jax import errors, summary
+from cnn_jax import cli, summary
 
 _MODEL = flags.DEFINE_string("model", "lenet5", "model name; see cnn_jax.models.names()")
 _IMAGE_SIZE = flags.DEFINE_integer(
@@ -25,4 +25,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

@@ -45,7 +45,7 @@ import sys
 
 from absl import flags
 
-from cnn_jax import errors
+from cnn_jax import cli, errors
 from cnn_jax.sweep import run_and_tabulate
 
 _CONFIG = flags.DEFINE_string("config", None, "config file, FILE.py or FILE.py:ARG")
@@ -112,4 +112,4 @@ def main(argv):
 
 if __name__ == "__main__":
   # At Ctrl-C the sweep waits for its runs, which stop within their own grace.
-  errors.run(main, ctrl_c_grace_s=30.0)
+  cli.run(main, ctrl_c_grace_s=30.0)

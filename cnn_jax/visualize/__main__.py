@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from cnn_jax import errors
+from cnn_jax import cli
 from cnn_jax.visualize import make_gallery, methods
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a training workdir")
@@ -77,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

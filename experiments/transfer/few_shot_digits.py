@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from image_folders import subset, write_folder  # noqa: E402
 
-from cnn_jax import data, errors, records  # noqa: E402
+from cnn_jax import cli, data, errors, records  # noqa: E402
 from cnn_jax.data import preprocess  # noqa: E402
 from cnn_jax.train import base_config, train_and_evaluate  # noqa: E402
 
@@ -226,4 +226,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from image_folders import subset, write_folder  # noqa: E402
 
-from cnn_jax import cpu_flags, data, errors, records  # noqa: E402
+from cnn_jax import cli, cpu_flags, data, errors, records  # noqa: E402
 from cnn_jax.train import base_config, train_and_evaluate  # noqa: E402
 from cnn_jax.transfer.imagenet import pixel_normalization  # noqa: E402
 from cnn_jax.transfer.torchvision_weights import installed_weights  # noqa: E402
@@ -309,4 +309,4 @@ def write_report(results: Results) -> None:
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)

@@ -35,7 +35,7 @@ from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.datasets import load_sample_images  # noqa: E402
 
-from cnn_jax import errors  # noqa: E402
+from cnn_jax import cli  # noqa: E402
 from cnn_jax.visualize import attribution, sanity, trained  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "output folder")
@@ -176,4 +176,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  errors.run(main)
+  cli.run(main)
