@@ -12,7 +12,7 @@ from typing import Sequence
 
 from cnn_jax.sweep import curves
 from cnn_jax.sweep.hyper import SweepError
-from cnn_jax.sweep.runner import Outcome, build_runs, load_sweep, run_sweep, smoke_runs
+from cnn_jax.sweep.runner import Outcome, make_runs, load_sweep, run_sweep, smoke_runs
 from cnn_jax.sweep.tables import (
     Column,
     keys_of,
@@ -115,7 +115,7 @@ def run_and_tabulate(
         "log_every_steps=1",
         "schedule.name=constant",
     ]
-  runs = build_runs(spec, swept, workdir_root, common)
+  runs = make_runs(spec, swept, workdir_root, common)
   if dry_run:
     for run in runs:
       print(" ".join(run.command))

@@ -140,7 +140,7 @@ def run_names(runs: Sequence[Overrides]) -> list[str]:
   return names
 
 
-def build_runs(
+def make_runs(
     config_spec: str, runs: Sequence[Overrides], root: str, common: Sequence[str] = ()
 ) -> list[Run]:
   """The commands of the sweep's runs.

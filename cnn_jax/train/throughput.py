@@ -115,7 +115,7 @@ def _timed(next_batch, steps: int) -> float:
 
 def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
   """A jitted (step -> normalized augmented batch) function over device arrays."""
-  aug = augment.build(spec)
+  aug = augment.from_spec(spec)
   key = jax.random.key(0)
 
   order = on_device.epoch_order(key, 0, images.shape[0])  # as training: once per epoch

@@ -200,7 +200,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
       schedule=schedule,
       create_state=create_state,
       abstract_state=abstract_state,
-      augment_fn=augment.build(config.augment) if config.augment else None,
+      augment_fn=augment.from_spec(config.augment) if config.augment else None,
       pretrained_weights=(
           pretrained.load(config.init_from, config.model) if config.init_from else None
       ),

@@ -45,7 +45,7 @@ def shifted(x, dy, dx):
 
 @pytest.fixture(scope="module")
 def jitted_every_op():
-  return jax.jit(augment.build(EVERY_OP))
+  return jax.jit(augment.from_spec(EVERY_OP))
 
 
 def test_every_op_is_in_the_shape_spec():
@@ -64,18 +64,18 @@ def test_composed_ops_keep_shape_and_dtype_under_jit(jitted_every_op, shape):
 
 
 @pytest.mark.parametrize("name", sorted(augment.OPS))
-def test_each_op_keeps_shape_and_dtype_through_build_and_vmap(name):
+def test_each_op_keeps_shape_and_dtype_through_from_spec_and_vmap(name):
   x = images()
-  out = augment.build(name)(KEY, x)
+  out = augment.from_spec(name)(KEY, x)
   assert out.shape == x.shape and out.dtype == x.dtype
-  # The single-image op vmaps on its own too, and build is exactly that vmap.
+  # The single-image op vmaps on its own too, and from_spec is exactly that vmap.
   keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(jax.random.split(KEY, 2))
   np.testing.assert_array_equal(jax.vmap(augment.OPS[name])(keys, x), out)
 
 
-def test_build_and_ops_reject_wrong_ranks():
+def test_from_spec_and_ops_reject_wrong_ranks():
   with pytest.raises(ValueError, match="N, H, W, C"):
-    augment.build("flip_lr")(KEY, images()[0])
+    augment.from_spec("flip_lr")(KEY, images()[0])
   with pytest.raises(ValueError, match="'noise'.*H, W, C"):
     augment.noise(KEY, images())
 
@@ -223,7 +223,7 @@ def test_noise_has_the_asked_spread():
 
 @pytest.mark.parametrize("spec", ["crop(pad=4)", "noise(std=0.1)"])
 def test_keys_decide_and_examples_differ(spec):
-  fn = augment.build(spec)
+  fn = augment.from_spec(spec)
   x = jnp.broadcast_to(images((1, 8, 8, 3)), (4, 8, 8, 3))
   out = np.asarray(fn(KEY, x))
   np.testing.assert_array_equal(fn(KEY, x), out)
@@ -254,14 +254,14 @@ def test_parse_the_example_spec():
 def test_empty_spec_is_no_augmentation(spec):
   assert augment.parse(spec) == []
   x = images()
-  assert augment.build(spec)(KEY, x) is x
+  assert augment.from_spec(spec)(KEY, x) is x
 
 
-def test_build_takes_parsed_lists():
+def test_from_spec_takes_parsed_lists():
   x = images()
   spec = "flip_lr|noise(std=0.1)"
   np.testing.assert_array_equal(
-      augment.build(augment.parse(spec))(KEY, x), augment.build(spec)(KEY, x)
+      augment.from_spec(augment.parse(spec))(KEY, x), augment.from_spec(spec)(KEY, x)
   )
 
 
@@ -270,7 +270,7 @@ def test_unknown_op_lists_the_known_ones():
     augment.parse("flip_lr|blur(3)")
   assert "\n" not in str(err.value)
   with pytest.raises(ValueError, match="'blur'"):
-    augment.build([("blur", {})])
+    augment.from_spec([("blur", {})])
 
 
 @pytest.mark.parametrize(

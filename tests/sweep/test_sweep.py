@@ -92,7 +92,7 @@ def test_config_argument_reaches_get_sweep(tmp_path):
 def test_default_config_defines_the_learning_rate_sweep():
   _, runs = runner.load_sweep(str(ROOT / "configs" / "default.py"))
   assert len(runs) == 6
-  commands = runner.build_runs("configs/default.py", runs, "/tmp/root")
+  commands = runner.make_runs("configs/default.py", runs, "/tmp/root")
   assert commands[0].command[2:] == [
       "cnn_jax.main",
       "--config=configs/default.py",

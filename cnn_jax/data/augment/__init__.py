@@ -2,7 +2,7 @@
 
 Every op is a pure function of one PRNG key and one float image (H, W, C),
 so a whole pipeline runs inside the jitted training step instead of on the
-host. `build` turns a config string into a function of (key, NHWC batch) that
+host. `from_spec` turns a config string into a function of (key, NHWC batch) that
 gives every example its own key, and so its own random transform.
 
     flip_lr(p=0.5)              mirror left-right with probability p
@@ -28,7 +28,7 @@ noise would bias the image mean (so the jitter would no longer be a pure
 shift) and the network does not need values inside [0, 1].
 
 ops.py           the ops, registered by name in OPS
-spec.py          parse (spec string -> checked ops) and build (ops -> one function)
+spec.py          parse (spec string -> checked ops) and from_spec (ops -> one function)
 preview_grid.py  original and augmented samples side by side (python -m cnn_jax.data.preview)
 """
 
@@ -46,13 +46,13 @@ from cnn_jax.data.augment.ops import (
     translate,
     warp,
 )
-from cnn_jax.data.augment.spec import OpSpec, build, parse
+from cnn_jax.data.augment.spec import OpSpec, from_spec, parse
 
 __all__ = [
     "OPS",
     "OpSpec",
     "affine",
-    "build",
+    "from_spec",
     "color_jitter",
     "crop",
     "flip_lr",

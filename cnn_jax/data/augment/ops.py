@@ -1,6 +1,6 @@
 """The augmentation ops: pure functions of one PRNG key and one float image (H, W, C).
 
-Each is registered by name in `OPS`, which `spec.parse` and `spec.build`
+Each is registered by name in `OPS`, which `spec.parse` and `spec.from_spec`
 read; see the package docstring for the list and the conventions.
 """
 
@@ -40,7 +40,7 @@ def _check_image(image: Array, op: str) -> None:
       image.ndim == 3,
       op,
       f"expects one (H, W, C) image, got shape {tuple(image.shape)}; "
-      "use build() for NHWC batches",
+      "use from_spec() for NHWC batches",
   )
 
 

@@ -60,8 +60,8 @@ def augmented_grid(images: np.ndarray, spec: str, copies: int, seed: int) -> np.
     float32 (N, 1 + copies, H, W, C) in [0, 1] (augmented values clipped for display).
   """
   x = images.astype(np.float32) / 255.0
-  batch = np.repeat(x, copies, axis=0)  # each copy gets its own key in `build`
-  out = jax.jit(augment_spec.build(spec))(jax.random.key(seed), batch)
+  batch = np.repeat(x, copies, axis=0)  # each copy gets its own key in `from_spec`
+  out = jax.jit(augment_spec.from_spec(spec))(jax.random.key(seed), batch)
   out = np.asarray(out).reshape(len(x), copies, *x.shape[1:])
   return np.clip(np.concatenate([x[:, None], out], axis=1), 0.0, 1.0)
 

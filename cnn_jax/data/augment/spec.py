@@ -1,7 +1,7 @@
 """Augmentation specs: "op|op(args)|..." -> [(name, kwargs)] -> augment(key, images).
 
 `parse` reads a config string into (op name, keyword arguments) pairs, each
-checked against the op's signature and ranges; `build` composes the ops of
+checked against the op's signature and ranges; `from_spec` composes the ops of
 `cnn_jax.data.augment.ops.OPS` into one function of (key, NHWC batch).
 """
 
@@ -136,7 +136,7 @@ def _is_number(value: Any) -> bool:
   return isinstance(value, (int, float))
 
 
-def build(spec: str | Sequence[OpSpec]) -> Callable[[Array, Array], Array]:
+def from_spec(spec: str | Sequence[OpSpec]) -> Callable[[Array, Array], Array]:
   """Composes augmentation ops into one function of (key, NHWC batch).
 
   Each example gets its own key, `jax.random.split(key, batch)`, and each op
