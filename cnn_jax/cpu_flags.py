@@ -5,9 +5,12 @@ more than 16 channels and every filter gradient) or Eigen.
 YNNPACK's convolutions run on one core, and its filter gradients are 6-8x
 slower per core than oneDNN's (issue 18's profile). Which setting of
 `--xla_cpu_experimental_ynn_fusion_type` trains fastest depends on the
-network; `FAMILY_SETTINGS` holds what `python -m cnn_jax.benchmark`
-measured per family on a 2-core CPU (experiments/benchmarks/README.md,
-"XLA:CPU flags by model family"). Families not measured keep XLA's default.
+network; each family's record (`cnn_jax.models.Family.xla_cpu_ynn_fusion`,
+next to its class) holds what `python -m cnn_jax.benchmark` measured on a
+2-core CPU (experiments/benchmarks/README.md, "XLA:CPU flags by model
+family"): "" turns YNNPACK off, "-individual_convolution" sends convolutions
+to Eigen and keeps YNNPACK's other fusions. Families not measured keep XLA's
+default.
 
 The setting is applied only when the backend will be the CPU, before JAX
 starts it, and only when the user has not named the flag in XLA_FLAGS
@@ -24,22 +27,6 @@ import sys
 from cnn_jax import models
 
 YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-# family (the module of the model's class) -> value of YNN_FUSION_FLAG.
-# "": YNNPACK off; "-individual_convolution": convolutions to Eigen, the
-# rest of YNNPACK's fusions kept.
-# Measured 2026-12-03 (images/s of the training step at batch 128; XLA
-# default / -individual_convolution / YNNPACK off): lenet 5,090 / 5,880 /
-# 6,640; standard 189 / 559 / 526; resnet (resnet20) 130 / 191 / 182;
-# allcnn (allcnn_c) 26 / 75 / 71; efficientnet (lite0, 64 px, batch 32)
-# 81 / 105 / 17. Not measured (ImageNet-sized, too slow here): alexnet, vgg,
-# googlenet.
-FAMILY_SETTINGS: dict[str, str] = {
-    "lenet": "",
-    "standard": "-individual_convolution",
-    "resnet": "-individual_convolution",
-    "allcnn": "-individual_convolution",
-    "efficientnet": "-individual_convolution",
-}
 # Packages that give JAX an accelerator backend (then the CPU is not the backend).
 _ACCELERATOR_PACKAGES = (
     "jax_cuda12_plugin",
@@ -52,8 +39,7 @@ _ACCELERATOR_PACKAGES = (
 
 def family(model_name: str) -> str:
   """The family of a zoo model: "resnet" for resnet20 and resnet50, "lenet" for lenet5."""
-  constructor = models.spec(model_name).constructor
-  return getattr(constructor, "func", constructor).__module__.rsplit(".", 1)[-1]
+  return models.family(model_name).name
 
 
 def _backend_is_cpu() -> bool:
@@ -83,7 +69,7 @@ def apply(model_name: str) -> str | None:
     the family, the backend is not the CPU, the user named the flag or
     turned this off, or JAX had already started.
   """
-  setting = FAMILY_SETTINGS.get(family(model_name))
+  setting = models.family(model_name).xla_cpu_ynn_fusion
   if (
       setting is None
       or YNN_FUSION_FLAG in os.environ.get("XLA_FLAGS", "")

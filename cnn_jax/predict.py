@@ -20,7 +20,7 @@ from absl import flags
 
 from cnn_jax import cli, cpu_flags, errors, models
 from cnn_jax.data import imagenet, preprocess
-from cnn_jax.transfer import imagenet as imagenet_weights
+from cnn_jax.transfer import imagenet_weights
 
 _MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "a zoo model with ImageNet weights")
 _WEIGHTS = flags.DEFINE_string(

@@ -13,14 +13,17 @@ MODEL.pth and must hold that network's torchvision weights.
 Recipe, the lecture's for a small dataset: the pretrained body is frozen
 (batch norms on their ImageNet statistics) and only a new output layer trains
 for 5 epochs; then every layer trains, the body at a tenth of the head's rate.
-Inputs are normalized with ImageNet's statistics, as the weights expect.
+Inputs are normalized as the weights expect, and the head is the network's
+output layer: both as its family's record in cnn_jax/models says.
 
 Hardware: one GPU for 224x224 images; on 2 CPU cores use
 --config.image_size=64 for a first try. Expected result and time: not yet
 measured (it depends on your images).
 """
 
-from cnn_jax.train.config import IMAGENET_MEAN, IMAGENET_STD, base_config
+from cnn_jax import models
+from cnn_jax.train.config import base_config
+from cnn_jax.transfer.imagenet_weights import pixel_normalization
 
 
 def get_config(model: str = "resnet18"):
@@ -32,8 +35,7 @@ def get_config(model: str = "resnet18"):
   config.image_size = 224
   config.input_pipeline = "device"  # a small folder fits on the device; "grain" streams
   config.augment = "random_resized_crop(scale=(0.35, 1.0))|flip_lr"
-  config.mean = IMAGENET_MEAN
-  config.std = IMAGENET_STD
+  config.mean, config.std = pixel_normalization(model)
   config.batch_size = 32
   config.num_epochs = 15
   config.eval_every_epochs = 5
@@ -45,7 +47,7 @@ def get_config(model: str = "resnet18"):
     config.model_kwargs = dict(transform_input=True)
   config.freeze = "all_but_head"
   config.unfreeze_after_epochs = 5
-  config.lr_mults = (("^(?!(fc|head/fc8)/)", 0.1),)
+  config.lr_mults = ((models.body_pattern(model), 0.1),)
   config.optimizer = dict(
       name="sgd", learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4
   )

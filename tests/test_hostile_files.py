@@ -28,7 +28,7 @@ from PIL import Image
 
 from cnn_jax.data import idx, images, png, sources
 from cnn_jax.data.errors import DataError
-from cnn_jax.transfer import imagenet as imagenet_weights
+from cnn_jax.transfer import imagenet_weights
 from cnn_jax.transfer.state_dict import StateDictError, load_state_dict
 from cnn_jax.transfer.torchvision_weights import (
     WeightMismatchError,
@@ -561,7 +561,7 @@ def test_weights_for_a_model_without_a_torchvision_map_are_one_line(tmp_path, ph
   )
   assert _one_line_error(run).startswith(
       "error: no torchvision weights map for 'lenet5_modern', so a .pth state dict cannot "
-      "initialize it (there is one for resnet18, resnet34, "
+      "initialize it (there is one for alexnet_tv, vgg_a, "
   )
   assert run.stderr.strip().endswith(
       "choose one of those models, or start lenet5_modern from "

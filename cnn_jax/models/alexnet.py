@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
+from cnn_jax.models import registry
 
 
 class ConvSpec(NamedTuple):
@@ -124,4 +125,27 @@ alexnet_tv = functools.partial(
     check_geometry=False,
     adaptive_pool=True,
     dropout_before_fc=True,
+)
+
+# Not measured on the CPU (ImageNet-sized, too slow there): XLA's default.
+FAMILY = registry.Family(
+    "alexnet",
+    head_layers=("head/fc8",),
+    pretrained=registry.PretrainedWeights(
+        models=("alexnet_tv",), numbered_in_order=True, flattened={"head/fc6": (256, 6, 6)}
+    ),
+)
+registry.register(
+    "alexnet",
+    alexnet,
+    family=FAMILY,
+    image_size=227,
+    paper="Krizhevsky et al. 2012, ImageNet classification with deep CNNs (two towers)",
+)
+registry.register(
+    "alexnet_tv",
+    alexnet_tv,
+    family=FAMILY,
+    image_size=224,
+    paper="Krizhevsky 2014, One weird trick (torchvision's AlexNet)",
 )

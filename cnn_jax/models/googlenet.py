@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
-from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from cnn_jax.models import registry
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) per module.
 INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -37,7 +37,7 @@ INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
 def _torchvision_transform_input(x):
   # torchvision's GoogLeNet(transform_input=True): undo the ImageNet
   # normalization and apply (x - 0.5) / 0.5 instead, per channel.
-  mean, std = jnp.asarray(IMAGENET_MEAN), jnp.asarray(IMAGENET_STD)
+  mean, std = jnp.asarray(registry.IMAGENET_MEAN), jnp.asarray(registry.IMAGENET_STD)
   return x * (std / 0.5) + (mean - 0.5) / 0.5
 
 
@@ -182,4 +182,34 @@ class GoogLeNet(nn.Module):
 googlenet = GoogLeNet
 googlenet_tv = functools.partial(
     GoogLeNet, batch_norm=True, lrn=False, branch3_kernel=3, last_pool_window=2, dropout=0.2
+)
+
+PAPER = "Szegedy et al. 2015, Going deeper with convolutions, Table 1"
+# Not measured on the CPU (ImageNet-sized, too slow there): XLA's default.
+FAMILY = registry.Family(
+    "googlenet",
+    head_layers=("fc", "aux_4a/fc2", "aux_4d/fc2"),
+    pretrained=registry.PretrainedWeights(
+        models=("googlenet_tv",),
+        renames=(
+            (r"branch2\.0\.", "branch2_reduce."),
+            (r"branch2\.1\.", "branch2."),
+            (r"branch3\.0\.", "branch3_reduce."),
+            (r"branch3\.1\.", "branch3."),
+            (r"branch4\.1\.", "branch4."),
+            (r"aux1\.", "aux_4a."),
+            (r"aux2\.", "aux_4d."),
+        ),
+        flattened={"aux_4a/fc1": (128, 4, 4), "aux_4d/fc1": (128, 4, 4)},
+        output_weight="fc.weight",
+        auxiliary=("aux1.", "aux2."),
+    ),
+)
+registry.register("googlenet", googlenet, family=FAMILY, image_size=224, paper=PAPER)
+registry.register(
+    "googlenet_tv",
+    googlenet_tv,
+    family=FAMILY,
+    image_size=224,
+    paper=PAPER + " (torchvision: batch norm, 3x3 in the 5x5 branch)",
 )

@@ -1,9 +1,17 @@
-"""Models by name: every variant is a partial of one family class."""
+"""Models by name: every variant is a partial of one family class.
+
+A family's module declares, next to its class, a `Family`: the facts that code
+around the model needs (its output layers, its pretrained weights' names and
+input normalization, its XLA:CPU setting), and registers its variants with it
+and with each variant's input size. Fine-tuning, weight conversion, predict
+and cpu_flags read these records instead of tables of their own.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -17,11 +25,67 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class PretrainedWeights:
+  """A family's ImageNet weights, as state dicts in torchvision's layout.
+
+  Data only: cnn_jax.transfer reads it (models never import transfer).
+
+  Attributes:
+    models: the zoo names, aliases included, that such weights fit.
+    mean: per-channel mean, in [0, 1] units, of the input the weights were
+      trained on.
+    std: per-channel standard deviation of that input.
+    renames: (regex, replacement) pairs that turn a state-dict key into our
+      module path ("." still separating modules), applied in order.
+    numbered_in_order: the keys' `features.N` are our convolutions and their
+      `classifier.N` our dense layers, in order (torchvision's VGG, AlexNet).
+    flattened: our dense layers whose input is a flattened feature map, with
+      that map's (C, H, W): PyTorch flattens channels first, we flatten NHWC.
+    output_weight: the key of the output layer's weight ("": the last
+      `classifier.N.weight`).
+    auxiliary: key prefixes of auxiliary heads, dropped when our model has none.
+    packages: {model: pip package that ships its weights file}.
+  """
+
+  models: tuple[str, ...]
+  mean: tuple[float, ...] = IMAGENET_MEAN
+  std: tuple[float, ...] = IMAGENET_STD
+  renames: tuple[tuple[str, str], ...] = ()
+  numbered_in_order: bool = False
+  flattened: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
+  output_weight: str = ""
+  auxiliary: tuple[str, ...] = ()
+  packages: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Family:
+  """What the code around a model family knows of it, declared next to its class.
+
+  Attributes:
+    name: the family, e.g. "resnet" (resnet18 ... resnet1202).
+    head_layers: top-level paths of the layers that output the classes,
+      auxiliary heads' included: what fine-tuning re-initializes and trains.
+    pretrained: its ImageNet weights in torchvision's layout; None: none.
+    xla_cpu_ynn_fusion: the value of --xla_cpu_experimental_ynn_fusion_type
+      that trains it fastest on the CPU (applied by cnn_jax.cpu_flags; the
+      measurements are in experiments/benchmarks/README.md); None: XLA's
+      default (not measured).
+  """
+
+  name: str
+  head_layers: tuple[str, ...]
+  pretrained: PretrainedWeights | None = None
+  xla_cpu_ynn_fusion: str | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """A registered model: how to build it and the input it was designed for."""
+  """A registered model: how to build it, its family and the input it was designed for."""
 
   constructor: Callable[..., nn.Module]
+  family: Family
   image_size: int
   channels: int
   num_classes: int
@@ -40,6 +104,7 @@ def register(
     name: str,
     constructor: Callable[..., nn.Module],
     *,
+    family: Family,
     image_size: int,
     channels: int = 3,
     num_classes: int = 1000,
@@ -51,6 +116,7 @@ def register(
   Args:
     name: the registry name, e.g. "resnet50".
     constructor: a family class or a functools.partial of one.
+    family: the family's record, declared next to its class.
     image_size: the input size of the paper's design (square).
     channels: input channels of the paper's design.
     num_classes: the paper's number of classes (used when the caller gives none).
@@ -59,7 +125,7 @@ def register(
   """
   if name in _REGISTRY or name in _ALIASES:
     raise ValueError(f"model {name!r} is registered twice")
-  _REGISTRY[name] = ModelSpec(constructor, image_size, channels, num_classes, paper)
+  _REGISTRY[name] = ModelSpec(constructor, family, image_size, channels, num_classes, paper)
   for alias in aliases:
     _ALIASES[alias] = name
 
@@ -88,6 +154,44 @@ def spec(name: str) -> ModelSpec:
 def names() -> list[str]:
   """The registered model names (aliases not included), in registration order."""
   return list(_REGISTRY)
+
+
+def family(name: str) -> Family:
+  """The family record of a model name or alias (see `spec`)."""
+  return spec(name).family
+
+
+def families() -> list[Family]:
+  """The registered families, in the order their first model was registered."""
+  return list({id(entry.family): entry.family for entry in _REGISTRY.values()}.values())
+
+
+def head_pattern(name: str) -> str:
+  """Regex of the parameter paths of a model's output layers (auxiliary heads' too).
+
+  Args:
+    name: a model name or alias.
+
+  Returns:
+    e.g. "^(fc)(/|$)" for a ResNet.
+  """
+  return f"^({_alternatives(family(name).head_layers)})(/|$)"
+
+
+def body_pattern(name: str) -> str:
+  """Regex of the parameter paths of every layer of a model but its output layers.
+
+  Args:
+    name: a model name or alias.
+
+  Returns:
+    e.g. "^(?!(fc)(/|$))" for a ResNet.
+  """
+  return f"^(?!({_alternatives(family(name).head_layers)})(/|$))"
+
+
+def _alternatives(paths: tuple[str, ...]) -> str:
+  return "|".join(re.escape(path) for path in paths)
 
 
 def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:

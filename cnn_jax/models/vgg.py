@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax import layers
+from cnn_jax.models import registry
 
 STAGE_WIDTHS = (64, 128, 256, 512, 512)
 
@@ -77,3 +78,33 @@ vgg_b = functools.partial(VGG, stages=CONFIGS["B"])
 vgg_c = functools.partial(VGG, stages=CONFIGS["C"])
 vgg_d = functools.partial(VGG, stages=CONFIGS["D"])
 vgg_e = functools.partial(VGG, stages=CONFIGS["E"])
+
+# Not measured on the CPU (ImageNet-sized, too slow there): XLA's default.
+FAMILY = registry.Family(
+    "vgg",
+    head_layers=("head/fc8",),
+    pretrained=registry.PretrainedWeights(
+        models=("vgg_a", "vgg_b", "vgg_d", "vgg_e", "vgg11", "vgg13", "vgg16", "vgg19"),
+        numbered_in_order=True,
+        flattened={"head/fc6": (512, 7, 7)},
+    ),
+)
+for _letter, _constructor, _aliases in (
+    ("a", vgg_a, ("vgg11",)),
+    ("a_lrn", vgg_a_lrn, ()),
+    ("b", vgg_b, ("vgg13",)),
+    ("c", vgg_c, ()),
+    ("d", vgg_d, ("vgg16",)),
+    ("e", vgg_e, ("vgg19",)),
+):
+  registry.register(
+      f"vgg_{_letter}",
+      _constructor,
+      family=FAMILY,
+      image_size=224,
+      paper=(
+          "Simonyan & Zisserman 2015, Very deep convolutional networks, Table 1, "
+          f"configuration {_letter.upper().replace('_', '-')}"
+      ),
+      aliases=_aliases,
+  )

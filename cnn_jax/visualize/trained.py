@@ -15,7 +15,7 @@ import numpy as np
 from cnn_jax import data, models, records, saved_runs
 from cnn_jax.data import imagenet, preprocess, sources
 from cnn_jax.errors import WorkdirError
-from cnn_jax.transfer import imagenet as imagenet_weights
+from cnn_jax.transfer import imagenet_weights
 
 
 @dataclasses.dataclass

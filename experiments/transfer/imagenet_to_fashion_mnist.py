@@ -58,7 +58,7 @@ from image_folders import subset, write_folder  # noqa: E402
 
 from cnn_jax import cli, cpu_flags, data, errors, records  # noqa: E402
 from cnn_jax.train import base_config, train_and_evaluate  # noqa: E402
-from cnn_jax.transfer.imagenet import pixel_normalization  # noqa: E402
+from cnn_jax.transfer.imagenet_weights import pixel_normalization  # noqa: E402
 from cnn_jax.transfer.torchvision_weights import installed_weights  # noqa: E402
 
 _OUT = flags.DEFINE_string(

@@ -114,7 +114,9 @@ def test_torchvision_file_initializes_everything_but_a_new_head(tmp_path):
   model = models.create("resnet18", num_classes=5)
   fresh = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
   fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fresh)
-  merged = pretrained.merge(fresh, pretrained.load(str(path), "resnet18"), finetune.DEFAULT_HEAD)
+  merged = pretrained.merge(
+      fresh, pretrained.load(str(path), "resnet18"), models.head_pattern("resnet18")
+  )
   converted = from_torchvision("resnet18", reference.state_dict())
   assert_equal_trees(merged["params"]["layer4_1"], converted["params"]["layer4_1"])
   assert_equal_trees(merged["batch_stats"], converted["batch_stats"])
@@ -163,14 +165,15 @@ def test_freeze_presets_follow_the_forward_order():
   model = models.create("lenet5_modern")
   x = jnp.zeros((1, 32, 32, 1))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
-  frozen = finetune.frozen_mask(model, variables, x, "up_to:C3")
+  head = models.head_pattern("lenet5_modern")
+  frozen = finetune.frozen_mask(model, variables, x, "up_to:C3", head)
   assert {k for k, v in frozen.items() if all(jax.tree.leaves(v))} == {"C1", "C3"}
-  head_only = finetune.frozen_mask(model, variables, x, "all_but_head")
+  head_only = finetune.frozen_mask(model, variables, x, "all_but_head", head)
   assert {k for k, v in head_only.items() if not any(jax.tree.leaves(v))} == {"output"}
   with pytest.raises(ValueError, match="no top-level layer 'C4'; layers in forward order: C1"):
-    finetune.frozen_mask(model, variables, x, "up_to:C4")
+    finetune.frozen_mask(model, variables, x, "up_to:C4", head)
   with pytest.raises(ValueError, match="matches no parameter"):
-    finetune.frozen_mask(model, variables, x, "^conv")
+    finetune.frozen_mask(model, variables, x, "^conv", head)
 
 
 def test_frozen_batch_norm_normalizes_with_running_statistics():

@@ -20,7 +20,7 @@ from sklearn.datasets import load_sample_images
 
 from cnn_jax import models, predict
 from cnn_jax.data import imagenet
-from cnn_jax.transfer import imagenet as imagenet_weights
+from cnn_jax.transfer import imagenet_weights
 from cnn_jax.transfer import pretrained as pretrained_weights
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import WeightMismatchError, installed_weights

@@ -9,7 +9,6 @@ from typing import Any
 
 from cnn_jax import models
 from cnn_jax.data import imagenet
-from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import (
     WeightMismatchError,
@@ -19,20 +18,21 @@ from cnn_jax.transfer.torchvision_weights import (
     output_classes,
 )
 
-# Per-channel (mean, std) in [0, 1] units, as the weights were trained. The
-# EfficientNet-Lite weights were trained in TensorFlow on (pixel - 127) / 128:
-# on matplotlib's and scikit-learn's photos the stem's batch-norm running
-# means correlate with the stem's outputs at 0.98 that way, 0.86 with
-# torchvision's mean/std (which the reference package's README suggests).
-# torchvision's own weights use torchvision's.
-_TORCHVISION = (IMAGENET_MEAN, IMAGENET_STD)
-_NORMALIZATION = {"efficientnet_lite": ((127 / 255,) * 3, (128 / 255,) * 3)}
-
 
 def pixel_normalization(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  """(mean, std) per channel, in [0, 1] units, that the model's ImageNet weights expect."""
-  family = next((f for f in _NORMALIZATION if model_name.startswith(f)), None)
-  return _NORMALIZATION.get(family, _TORCHVISION)
+  """(mean, std) per channel, in [0, 1] units, that the model's ImageNet weights expect.
+
+  Args:
+    model_name: a name `from_torchvision` supports, e.g. "efficientnet_lite0".
+
+  Returns:
+    The mean and std its family's record gives its weights.
+
+  Raises:
+    WeightMismatchError: the model takes no ImageNet weights.
+  """
+  weights = check_supported(model_name)
+  return weights.mean, weights.std
 
 
 def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[str, Any]]:
