@@ -32,7 +32,7 @@ _WEIGHTS = flags.DEFINE_string(
 _TOP = flags.DEFINE_integer("top", 5, "classes printed per image")
 
 
-def normalize(images: np.ndarray, model_name: str) -> np.ndarray:
+def pretrained_input(images: np.ndarray, model_name: str) -> np.ndarray:
   """uint8 RGB images as the model's pretrained weights expect them (float32).
 
   Args:
@@ -43,7 +43,8 @@ def normalize(images: np.ndarray, model_name: str) -> np.ndarray:
     (N, H, W, 3) float32.
   """
   return np.asarray(
-      preprocess.normalize(images, *imagenet_weights.pixel_normalization(model_name)), np.float32
+      preprocess.standardize_uint8(images, *imagenet_weights.pixel_normalization(model_name)),
+      np.float32,
   )
 
 
@@ -77,7 +78,7 @@ def predict(
   # The photos first: a bad one is named before seconds go into the weights.
   images = np.stack([imagenet.load_photo(path, size) for path in image_paths])
   model, variables = imagenet_weights.pretrained(model_name, weights)
-  logits = jax.jit(model.apply)(variables, jnp.asarray(normalize(images, model_name)))
+  logits = jax.jit(model.apply)(variables, jnp.asarray(pretrained_input(images, model_name)))
   probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
   return [top_classes(p, k) for p in probabilities]
 

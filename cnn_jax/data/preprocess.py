@@ -17,6 +17,7 @@ from absl import logging
 from PIL import Image
 
 from cnn_jax import records
+from cnn_jax.errors import ArgumentError
 from cnn_jax.data import sources
 from cnn_jax.data.errors import DataError
 
@@ -39,7 +40,7 @@ def resize_uint8(images: np.ndarray, size: int | None, method: str = "bilinear")
 
   Raises:
     DataError: for "pad" to a size smaller than the image.
-    ValueError: for an unknown method.
+    ArgumentError: (a ValueError) for an unknown method.
   """
   if size is None or images.shape[-3:-1] == (size, size):
     return images
@@ -48,7 +49,7 @@ def resize_uint8(images: np.ndarray, size: int | None, method: str = "bilinear")
   if method == "pad":
     return _pad_uint8(images, size)
   if method != "bilinear":
-    raise ValueError(f"resize method {method!r}; use one of {RESIZES}")
+    raise ArgumentError(f"resize method {method!r}; use one of {RESIZES}")
   channels = images.shape[-1]
   out = np.empty((images.shape[0], size, size, channels), np.uint8)
   for i, image in enumerate(images):
@@ -129,7 +130,7 @@ def standardize(x, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
-def normalize(images, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)):
+def standardize_uint8(images, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)):
   """uint8 images -> float32 (x / 255 - mean) / std, per channel.
 
   Works on NumPy and JAX arrays (and inside jit).
@@ -145,8 +146,8 @@ def normalize(images, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.
   return standardize(to_unit(images), mean, std)
 
 
-def normalization(config: Any) -> tuple[list[float], list[float]]:
-  """Per-channel (mean, std) that the step normalizes with, per `config.normalize`.
+def input_mean_std(config: Any) -> tuple[list[float], list[float]]:
+  """Per-channel (mean, std) that a run's steps standardize its input with, per `config.normalize`.
 
   "standardize" uses the config's mean and std, or the training split's
   (cached); "center" keeps that mean but divides by 1; "none" feeds the raw

@@ -186,7 +186,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   create_state, abstract_state = _state_factory(
       config, model, fine_tuning.tx, train_input.image_shape, mesh
   )
-  mean, std = preprocess.normalization(config)
+  mean, std = preprocess.input_mean_std(config)
   return _Setup(
       config=config,
       workdir=workdir,

@@ -73,7 +73,7 @@ class Context:
     # With --method=all one --layer serves methods that name layers differently.
     self.every_method = every_method
     images, self.labels = run.examples(count)
-    self.x = run.normalize(images)
+    self.x = run.network_input(images)
     self.display = run.to_display(self.x)
     probs = jax.nn.softmax(run.model.apply(run.variables, self.x, train=False))
     self.predicted = np.asarray(jnp.argmax(probs, axis=-1))
@@ -301,7 +301,7 @@ def _top_patches(ctx: Context) -> Pictures:
   run = ctx.run
   layer = ctx.spatial_layer()
   images, _ = run.examples(10_000, split=run.config.eval_split)
-  x = run.normalize(images)
+  x = run.network_input(images)
   patches = features.top_patches(run.model, run.variables, x, layer, ctx.options.channel, k=9)
   display = run.to_display(x)
   crops, titles = [], []

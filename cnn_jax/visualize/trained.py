@@ -40,9 +40,9 @@ class TrainedModel:
   std: list[float]
   class_names: list[str] | None = None
 
-  def normalize(self, images: np.ndarray) -> jax.Array:
+  def network_input(self, images: np.ndarray) -> jax.Array:
     """uint8 images -> the float input the network was trained on."""
-    return preprocess.normalize(jnp.asarray(images), self.mean, self.std)
+    return preprocess.standardize_uint8(jnp.asarray(images), self.mean, self.std)
 
   def to_display(self, x: jax.Array) -> np.ndarray:
     """Normalized float images -> [0, 1] for display."""
@@ -112,7 +112,7 @@ def load(workdir: str) -> TrainedModel:
   except saved_runs.CheckpointError as e:
     raise WorkdirError(str(e)) from None
   model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
-  mean, std = preprocess.normalization(config)
+  mean, std = preprocess.input_mean_std(config)
   return TrainedModel(model, variables, config, step, mean, std)
 
 
@@ -132,7 +132,7 @@ class PretrainedModel(TrainedModel):
     """The first `count` photos (from `start`) and their top-1 classes (split: ignored)."""
     del split
     images = self.photos[start : start + count]
-    logits = jax.jit(self.model.apply)(self.variables, self.normalize(images))
+    logits = jax.jit(self.model.apply)(self.variables, self.network_input(images))
     return images, np.asarray(jnp.argmax(logits, axis=-1), np.int32)
 
 

@@ -136,7 +136,7 @@ def main(argv):
 
   run = trained.load_pretrained(_MODEL.value, None, photos)
   images, labels = run.examples(len(photos))
-  x = run.normalize(images)
+  x = run.network_input(images)
   layers, results = cascade_table(run, x, labels)
   shown = [
       i

@@ -33,7 +33,7 @@ def main(argv):
   del argv
   run = trained.load(_WORKDIR.value)
   images, labels = run.examples(_IMAGES.value)
-  x = run.normalize(images)
+  x = run.network_input(images)
   methods = {
       "vanilla gradient": lambda v: attribution.heatmap(
           attribution.vanilla_gradient(run.model, v, x, labels)

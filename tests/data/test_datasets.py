@@ -72,7 +72,7 @@ def test_channel_stats_match_numpy_and_are_cached(digits_dir, tmp_path):
     np.testing.assert_allclose(mean, [x.mean()], rtol=1e-12)
     np.testing.assert_allclose(std, [x.std()], rtol=1e-12)
   assert len(calls) == 1
-  normalized = np.asarray(preprocess.normalize(images, mean, std))
+  normalized = np.asarray(preprocess.standardize_uint8(images, mean, std))
   assert abs(normalized.mean()) < 1e-4 and abs(normalized.std() - 1) < 1e-4
   # RGB: each channel its own statistics (a wrong axis would mix them).
   rgb = np.random.default_rng(0).integers(0, 80, (5, 4, 4, 3)).astype(np.uint8)
@@ -81,7 +81,7 @@ def test_channel_stats_match_numpy_and_are_cached(digits_dir, tmp_path):
   mean, std = preprocess.channel_stats(rgb)
   np.testing.assert_allclose(mean, [(rgb[..., c] / 255).mean() for c in range(3)])
   np.testing.assert_allclose(std, [(rgb[..., c] / 255).std() for c in range(3)])
-  normalized = np.asarray(preprocess.normalize(rgb, mean, std))
+  normalized = np.asarray(preprocess.standardize_uint8(rgb, mean, std))
   np.testing.assert_allclose(normalized.mean(axis=(0, 1, 2)), 0, atol=1e-5)
 
 
@@ -342,14 +342,14 @@ def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
   monkeypatch.setattr(
       preprocess, "channel_stats", lambda images: computed.append(1) or channel_stats(images)
   )
-  mean, _ = preprocess.normalization(config)
+  mean, _ = preprocess.input_mean_std(config)
   np.testing.assert_allclose(mean, [5 / 255] * 3)
-  assert preprocess.normalization(config)[0] == mean and len(computed) == 1  # cached
+  assert preprocess.input_mean_std(config)[0] == mean and len(computed) == 1  # cached
   # The same file names with other content; the mtime surely differs.
   before = fingerprints.fingerprint(config.dataset, "train")
   _write_uniform_folder(root, 250, mtime=1_000_000_100)
   assert fingerprints.fingerprint(config.dataset, "train") != before
-  mean, _ = preprocess.normalization(config)
+  mean, _ = preprocess.input_mean_std(config)
   np.testing.assert_allclose(mean, [250 / 255] * 3)
   assert len(computed) == 2
   # A file added or removed changes the key as well.

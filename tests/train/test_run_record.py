@@ -455,10 +455,10 @@ def test_damaged_normalization_statistics_are_computed_again(tmp_path):
       str(tmp_path),
       8,
   )
-  stats = preprocess.normalization(config)
+  stats = preprocess.input_mean_std(config)
   (cache,) = (tmp_path / "cnn_jax_stats").iterdir()
   cache.write_text('{"mean": [0.4')
-  assert preprocess.normalization(config) == stats
+  assert preprocess.input_mean_std(config) == stats
   assert read(cache)["mean"] == stats[0]
 
 

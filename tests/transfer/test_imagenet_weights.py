@@ -76,7 +76,7 @@ def test_logits_equal_the_reference_implementation(name):
 
 def test_top5_on_photos_equals_the_reference(photos):
   ours = predict.predict("efficientnet_lite0", photos)
-  images = predict.normalize(
+  images = predict.pretrained_input(
       np.stack([imagenet.load_photo(p, 224) for p in photos]), "efficientnet_lite0"
   )
   theirs = reference_logits(reference("efficientnet_lite0"), images)

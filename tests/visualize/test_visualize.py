@@ -34,7 +34,7 @@ def digits_run(tmp_path_factory):
   assert result["accuracy"] > 0.95, result
   run = trained.load(str(workdir))
   images, labels = run.examples(16)
-  return workdir, run, run.normalize(images), jnp.asarray(labels)
+  return workdir, run, run.network_input(images), jnp.asarray(labels)
 
 
 # ---------------------------------------------------------------------------
