@@ -17,15 +17,18 @@ ResNet-20's step takes 1.09 s (118 images/s, `python -m cnn_jax.benchmark
 GPU: not yet measured.
 """
 
+from cnn_jax.errors import ConfigError
 from cnn_jax.train.config import base_config
 
 DEPTHS = (20, 32, 44, 56, 110)
 
 
 def get_config(depth: str = "20"):
+  if not str(depth).isdigit() or int(depth) not in DEPTHS:
+    raise ConfigError(
+        f"cifar10_resnet.py:{depth} is not a depth this recipe covers; use one of {DEPTHS}"
+    )
   depth = int(depth)
-  if depth not in DEPTHS:
-    raise ValueError(f"cifar10_resnet.py:{depth}; use one of {DEPTHS}")
   config = base_config()
   config.model = f"resnet{depth}"
   config.dataset = "cifar10"

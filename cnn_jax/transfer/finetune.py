@@ -52,7 +52,7 @@ def frozen_mask(
     A pytree of bools shaped like params.
 
   Raises:
-    ValueError: for an unknown layer in "up_to:" or a freeze that matches nothing.
+    ConfigError: for an unknown layer in "up_to:" or a freeze that matches nothing.
   """
   params = variables["params"]
   if not freeze:
@@ -68,7 +68,7 @@ def frozen_mask(
         )
     )
     if layer not in order:
-      raise ValueError(
+      raise ConfigError(
           f"config.freeze={freeze!r}: no top-level layer {layer!r}; layers in "
           f"forward order: {', '.join(order)}"
       )
@@ -76,7 +76,7 @@ def frozen_mask(
     return introspection.map_with_paths(lambda path, _: path.split("/")[0] in frozen_layers, params)
   mask = introspection.map_with_paths(lambda path, _: re.search(freeze, path) is not None, params)
   if not any(jax.tree.leaves(mask)):
-    raise ValueError(
+    raise ConfigError(
         f"config.freeze={freeze!r} matches no parameter; paths look like "
         f"{', '.join(list(introspection.by_path(params))[:4])}"
     )
@@ -105,10 +105,13 @@ def fine_tuning_optimizer(
 
   Returns:
     An optax GradientTransformation.
+
+  Raises:
+    ConfigError: when every parameter is frozen and nothing unfreezes.
   """
   labels = jax.tree.map(lambda f: "frozen" if f else "trained", frozen)
   if not any(not f for f in jax.tree.leaves(frozen)) and unfreeze_step <= 0:
-    raise ValueError(
+    raise ConfigError(
         "config.freeze freezes every parameter and nothing unfreezes: "
         "leave the head trainable or set config.unfreeze_after_epochs"
     )
