@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import os
 
-from cnn_jax.errors import UserError
-
-
-class FolderError(UserError, ValueError):
-  """An output folder that cannot be written; the message says why and what to do."""
+from cnn_jax.errors import FolderError, UserError
 
 
 def writable_folder(path: str, flag: str, error: type[UserError] = FolderError) -> str:

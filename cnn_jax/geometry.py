@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import math
 
-from cnn_jax.errors import UserError
-
-
-class GeometryError(UserError, ValueError):
-  """Layer hyper-parameters that do not fit the input size exactly."""
+from cnn_jax.errors import GeometryError
 
 
 def _whole_quotient(numerator: int, stride: int, formula: str, layer: str | None) -> int:

@@ -18,13 +18,9 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from cnn_jax.errors import UserError
+from cnn_jax.errors import CheckpointError, UserError
 
 T = TypeVar("T")
-
-
-class CheckpointError(UserError, RuntimeError):
-  """No checkpoint of a workdir could be restored."""
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from cnn_jax.data import idx, images, png, sources
-from cnn_jax.data.errors import DataError
+from cnn_jax.errors import DataError
 from cnn_jax.transfer import imagenet_weights
 from cnn_jax.transfer.state_dict import StateDictError, load_state_dict
 from cnn_jax.transfer.torchvision_weights import (

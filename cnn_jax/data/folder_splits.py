@@ -6,8 +6,8 @@ import os
 
 from absl import logging
 
-from cnn_jax.data.errors import DataError
 from cnn_jax.data.image_folder import ImageFolderSource
+from cnn_jax.errors import DataError
 
 IMAGE_FOLDER_PREFIX = "folder:"
 

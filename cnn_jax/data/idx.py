@@ -26,8 +26,7 @@ import os
 import zlib
 
 import numpy as np
-
-from cnn_jax.data.errors import DataError
+from cnn_jax.errors import DataError
 
 IMAGE_SIZE = 28
 _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions

@@ -21,7 +21,7 @@ from absl import logging
 from PIL import Image
 
 from cnn_jax.data import images
-from cnn_jax.data.errors import DataError
+from cnn_jax.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

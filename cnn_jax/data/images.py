@@ -25,25 +25,11 @@ import re
 import numpy as np
 from PIL import Image, ImageOps
 
-from cnn_jax.data.errors import DataError
+from cnn_jax.errors import ImageError
 
 BACKGROUND = (255, 255, 255)  # white: where transparent areas are shown
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PNG/TIFF 16-bit samples ("I": int32)
 _MAX_SIXTEEN_BIT = 65535
-
-
-class ImageError(DataError):
-  """An image file that cannot be decoded; the message names it and the fix.
-
-  Attributes:
-    path: the file (or what the bytes were called).
-    reason: the cause in a few words ("UnidentifiedImageError: ..."), for
-      lists of skipped files that name the file themselves.
-  """
-
-  def __init__(self, message: str, path: str, reason: str):
-    super().__init__(message)
-    self.path, self.reason = path, reason
 
 
 def read(source: str | bytes, mode: str = "RGB", name: str | None = None) -> Image.Image:

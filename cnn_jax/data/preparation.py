@@ -16,8 +16,8 @@ import tensorflow_datasets as tfds
 
 from cnn_jax.data import digits as _digits  # registers the builder
 from cnn_jax.data import idx, mnist
-from cnn_jax.data.errors import DataError
 from cnn_jax.data.quiet_tfds import quiet_tfds
+from cnn_jax.errors import DataError
 
 # Datasets we can prepare ourselves, without network.
 OFFLINE = ("digits", *mnist.BUILDERS)

@@ -17,9 +17,8 @@ from absl import logging
 from PIL import Image
 
 from cnn_jax import records
-from cnn_jax.errors import ArgumentError
+from cnn_jax.errors import ArgumentError, DataError
 from cnn_jax.data import sources
-from cnn_jax.data.errors import DataError
 
 # Examples read to estimate the per-channel mean and std of a large training split.
 _STATS_EXAMPLES = 10_000

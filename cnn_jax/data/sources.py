@@ -15,13 +15,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cnn_jax.data import png, preparation
-from cnn_jax.data.errors import DataError
 
 # preprocess reads a split's fingerprint from here.
 from cnn_jax.data.fingerprints import fingerprint  # noqa: F401
 from cnn_jax.data.folder_splits import check_split_classes, folder_root, split_folder
 from cnn_jax.data.image_folder import ImageFolderSource
 from cnn_jax.data.preparation import default_data_dir, prepare_command, prepared_builder
+from cnn_jax.errors import DataError
 
 
 class RandomAccessSource(Protocol):

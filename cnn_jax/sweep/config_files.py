@@ -22,19 +22,12 @@ from typing import Any, Callable
 
 import ml_collections
 
-from cnn_jax.errors import UserError
+from cnn_jax.errors import ConfigFileError, UserError
 from cnn_jax.sweep.hyper import SweepError
 
 # The repository (cnn_jax/sweep/ is two levels below it), for paths such as "configs/default.py".
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class ConfigFileError(UserError):
-  """A config file that cannot be imported or evaluated; the message names the file and line.
-
-  Not a ValueError: absl's flag parsing would wrap it in a message of its own.
-  """
 
 
 def _in_cnn_jax(error: BaseException) -> bool:

@@ -16,20 +16,16 @@ from typing import Sequence
 import numpy as np
 
 from cnn_jax import records
-from cnn_jax.errors import UserError
+from cnn_jax.errors import SweepError
 
 _TARGET = re.compile(r"^(train|eval)\.(\w+)\s*(>=|<=)\s*([-+0-9.eE]+)$")
 
 
-class CurveError(UserError, ValueError):
-  """A curve or target that cannot be read; the message says why."""
-
-
 def parse_curve(name: str) -> tuple[str, str]:
-  """("eval", "accuracy") from "eval.accuracy"; CurveError for anything else."""
+  """("eval", "accuracy") from "eval.accuracy"; SweepError for anything else."""
   split, _, metric = name.partition(".")
   if split not in ("train", "eval") or not metric:
-    raise CurveError(
+    raise SweepError(
         f"curve {name!r}: write SPLIT.METRIC with SPLIT train or eval, "
         "e.g. eval.accuracy or train.loss"
     )
@@ -40,7 +36,7 @@ def parse_target(text: str) -> tuple[str, str, float]:
   """("eval.accuracy", ">=", 0.95) from "eval.accuracy>=0.95"."""
   match = _TARGET.match(text.strip())
   if not match:
-    raise CurveError(f"target {text!r}: write e.g. eval.accuracy>=0.95 or train.loss<=0.1")
+    raise SweepError(f"target {text!r}: write e.g. eval.accuracy>=0.95 or train.loss<=0.1")
   split, metric, op, value = match.groups()
   return f"{split}.{metric}", op, float(value)
 

@@ -14,13 +14,9 @@ import builtins
 import itertools
 from typing import Any, Sequence
 
-from cnn_jax.errors import UserError
+from cnn_jax.errors import SweepError
 
 Overrides = dict[str, Any]
-
-
-class SweepError(UserError, ValueError):
-  """The sweep definition or its config is wrong."""
 
 
 def sweep(key: str, values: Sequence[Any]) -> list[Overrides]:

@@ -26,9 +26,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from cnn_jax.data import on_device, pipeline, preprocess, sources
-from cnn_jax.data.errors import DataError
 from cnn_jax.train import parallel
-from cnn_jax.errors import ConfigError
+from cnn_jax.errors import ConfigError, DataError
 from cnn_jax.train.config import check_batch_divides
 from cnn_jax.train.steps import given_batch
 

@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 
 from cnn_jax import interrupts, models, summary
 from cnn_jax.data import augment, preprocess, sources
-from cnn_jax.errors import UserError
+from cnn_jax.errors import NonFiniteLossError
 from cnn_jax.train import inputs, metrics, parallel, run_record, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
@@ -36,10 +36,6 @@ from cnn_jax.transfer import finetune, pretrained
 
 # Steps between the multi-process agreement on whether SIGTERM arrived.
 _PREEMPTION_CHECK_STEPS = 10
-
-
-class NonFiniteLossError(UserError, FloatingPointError):
-  """The run diverged: its loss, gradient norm, parameters or eval loss became NaN or Inf."""
 
 
 class Preempted(SystemExit):

@@ -13,15 +13,11 @@ import numpy as np
 import optax
 
 from cnn_jax import introspection, models, saved_runs
-from cnn_jax.errors import UserError
+from cnn_jax.errors import WeightMismatchError
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import check_supported, from_torchvision
 
 _COLLECTIONS = ("params", "batch_stats")
-
-
-class PretrainedMismatchError(UserError, ValueError):
-  """Pretrained weights that do not fit the model; the message lists them."""
 
 
 def load(init_from: str, model_name: str) -> dict[str, Any]:
@@ -37,13 +33,13 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
     {"params": ..., "batch_stats": ...}.
 
   Raises:
-    PretrainedMismatchError: when nothing usable is at init_from.
+    WeightMismatchError: when nothing usable is at init_from.
     CheckpointError: when a workdir there holds no readable checkpoint.
     WeightMismatchError: a .pth file for a model it cannot fit.
     StateDictError: a file that is not a readable state dict.
   """
   if not os.path.exists(init_from):
-    raise PretrainedMismatchError(
+    raise WeightMismatchError(
         f"config.init_from={init_from!r} does not exist; give a "
         "training workdir, a checkpoint folder or a .pth file"
     )
@@ -54,7 +50,7 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
       os.path.isdir(os.path.join(init_from, "state"))
       or os.path.isdir(os.path.join(init_from, "checkpoints"))
   ):
-    raise PretrainedMismatchError(
+    raise WeightMismatchError(
         f"config.init_from={init_from!r} is neither a .pth file, a "
         "training workdir nor a checkpoint folder"
     )
@@ -75,7 +71,7 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
     Variables shaped like `fresh`.
 
   Raises:
-    PretrainedMismatchError: listing leaves of the model that the weights do
+    WeightMismatchError: listing leaves of the model that the weights do
       not have, leaves of the weights that the model does not have, and
       shape mismatches (never a silent partial load).
   """
@@ -103,7 +99,7 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
       if (c, p) in theirs and (c, p) not in skipped and np.shape(v) != np.shape(theirs[(c, p)])
   ]
   if missing or unused or wrong:
-    raise PretrainedMismatchError(
+    raise WeightMismatchError(
         "config.init_from does not fit the model: "
         + introspection.mismatch_report(missing, unused, wrong)
         + f"; re-initialize such parameters with config.init_skip (now {skip!r})"
@@ -151,7 +147,7 @@ def initialize(
     run keeps one, an EMA equal to the new params.
 
   Raises:
-    PretrainedMismatchError: when the weights do not fit the model (see `merge`).
+    WeightMismatchError: when the weights do not fit the model (see `merge`).
   """
   fresh = {"params": state.params, "batch_stats": state.batch_stats}
   if not state.batch_stats:

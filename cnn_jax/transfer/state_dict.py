@@ -24,7 +24,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from cnn_jax.errors import UserError
+from cnn_jax.errors import StateDictError
 
 # torch storage class name -> NumPy dtype of its elements.
 _STORAGE_DTYPES = {
@@ -41,10 +41,6 @@ _STORAGE_DTYPES = {
     "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
-
-
-class StateDictError(UserError, ValueError):
-  """A file that is not a readable torch state dict."""
 
 
 class _Storage:

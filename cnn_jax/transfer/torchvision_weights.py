@@ -36,11 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import introspection, models
-from cnn_jax.errors import UserError
-
-
-class WeightMismatchError(UserError, ValueError):
-  """Tensors and parameters that do not pair up; the message lists them."""
+from cnn_jax.errors import WeightMismatchError
 
 
 def _sequential_paths(

@@ -16,12 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.errors import UserError
+from cnn_jax.errors import UnknownLayerError
 from cnn_jax.introspection import layer_shapes
-
-
-class UnknownLayerError(UserError, ValueError):
-  """A layer name that the model does not have."""
 
 
 def check_layer(layer: str, names: Iterable[str]) -> None:

@@ -19,9 +19,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from cnn_jax.data import idx, pipeline, png, preparation, sources
-from cnn_jax.data.errors import DataError
 from cnn_jax.data.preprocess import resize_uint8
 from cnn_jax.train import train_and_evaluate
+from cnn_jax.errors import DataError
 
 from helpers import ROOT, tiny_config
 

@@ -330,9 +330,9 @@ def test_curves_read_average_and_find_the_first_step_to_a_target(tmp_path):
   np.testing.assert_allclose(mean, [0.55, 0.85, 0.98])
   np.testing.assert_allclose(std, np.std([[0.5, 0.8, 0.97], [0.6, 0.9, 0.99]], axis=0, ddof=1))
   assert curves.parse_target("train.loss <= 0.1") == ("train.loss", "<=", 0.1)
-  with pytest.raises(curves.CurveError, match="write e.g. eval.accuracy>=0.95"):
+  with pytest.raises(curves.SweepError, match="write e.g. eval.accuracy>=0.95"):
     curves.parse_target("accuracy>0.9")
-  with pytest.raises(curves.CurveError, match="SPLIT train or eval"):
+  with pytest.raises(curves.SweepError, match="SPLIT train or eval"):
     curves.parse_curve("test.accuracy")
   path = tmp_path / "curves.png"
   curves.plot_curves(str(path), [("", "a", [one, two])], ["eval.accuracy", "eval.loss"])

@@ -95,15 +95,15 @@ def test_weights_that_do_not_fit_are_listed_not_loaded(pretrained_run, tmp_path)
   config = tiny_config(init_from=str(source), num_train_steps=2)
   config.model_kwargs.widths = (8, 12)
   with pytest.raises(
-      pretrained.PretrainedMismatchError,
+      pretrained.WeightMismatchError,
       match=r"shape mismatch: .*params:conv2_1/kernel model \(3, 3, 8, 12\) vs "
       r"weights \(3, 3, 8, 16\)",
   ):
     train_and_evaluate(config, str(tmp_path / "a"))
-  with pytest.raises(pretrained.PretrainedMismatchError, match="'.*nothing' does not exist"):
+  with pytest.raises(pretrained.WeightMismatchError, match="'.*nothing' does not exist"):
     train_and_evaluate(tiny_config(init_from=str(tmp_path / "nothing")), str(tmp_path / "b"))
   (tmp_path / "empty").mkdir()
-  with pytest.raises(pretrained.PretrainedMismatchError, match="neither a .pth file"):
+  with pytest.raises(pretrained.WeightMismatchError, match="neither a .pth file"):
     train_and_evaluate(tiny_config(init_from=str(tmp_path / "empty")), str(tmp_path / "c"))
 
 
