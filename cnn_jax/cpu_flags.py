@@ -2,8 +2,8 @@
 
 XLA:CPU hands convolutions to one of two libraries: YNNPACK (for layers of
 more than 16 channels and every filter gradient) or Eigen.
-YNNPACK's convolutions run on one core, and its filter gradients are 6-8x
-slower per core than oneDNN's (issue 18's profile). Which setting of
+YNNPACK's convolutions run on one core, and its filter gradients are slower
+per core than oneDNN's (experiments/benchmarks/README.md). Which setting of
 `--xla_cpu_experimental_ynn_fusion_type` trains fastest depends on the
 network; each family's record (`cnn_jax.models.Family.xla_cpu_ynn_fusion`,
 next to its class) holds what `python -m cnn_jax.benchmark` measured on a

@@ -5,8 +5,8 @@ so the host need not feed anything: the jitted step itself picks its batch
 from the epoch's permutation, augments and normalizes it. A batch depends
 only on (seed, step), which makes a resumed run see exactly the examples an
 uninterrupted one would. The permutation is drawn once per epoch
-(`epoch_order`), not per step: for MNIST's 60,000 examples drawing it takes
-40 ms on 2 CPU cores, three times the LeNet-5 step.
+(`epoch_order`), not per step: for MNIST's 60,000 examples drawing it costs
+more than a LeNet-5 step (experiments/benchmarks/README.md).
 """
 
 from __future__ import annotations

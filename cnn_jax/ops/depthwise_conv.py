@@ -10,11 +10,9 @@ that is, k*k strided slices of the padded input, each scaled per channel and
 added. Written that way XLA fuses it into elementwise loops, and JAX's autodiff
 of slices and products gives the two gradients as the same kind of loops.
 
-Why not XLA's own convolution: on the CPU (jaxlib 0.10.2) XLA runs a grouped
-convolution with one group per channel 10-30x slower forward and 7-11x slower
-with its gradients than this form (64 images, the shapes of EfficientNet-Lite0
-at 64 px; experiments/benchmarks/README.md), which made the network train at
-15 images/s on 2 cores.
+Why not XLA's own convolution: on the CPU XLA runs a grouped convolution with
+one group per channel an order of magnitude slower than this form, forward
+and backward (experiments/benchmarks/README.md has the measurements).
 """
 
 from __future__ import annotations

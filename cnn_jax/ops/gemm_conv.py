@@ -12,11 +12,11 @@ JAX differentiates the layer by itself: the gradient w.r.t. the filter is
 ``patches^T @ dE/dO`` and the gradient w.r.t. the input scatters
 ``dE/dO @ W^T`` back through the slices (the col2im of the lecture).
 
-Measured on 2 CPU cores (experiments/benchmarks/README.md): one layer's
-training step alone is faster this way where XLA's CPU convolution is weak
-(LeNet's C1 2.3x, C5 3.3x; C3 the same) and slower on the 3x3 layers of the
-CIFAR ResNets (0.6-0.9x); whole training steps did not get faster, so it is an option
-(conv_impl="gemm"), not the default. The patch matrix costs FH*FW times the
+One layer's training step alone is faster this way where XLA's CPU
+convolution is weak (LeNet's C1 and C5) and slower on the 3x3 layers of the
+CIFAR ResNets; whole training steps did not get faster
+(experiments/benchmarks/README.md), so it is an option (conv_impl="gemm"),
+not the default. The patch matrix costs FH*FW times the
 input's memory.
 """
 

@@ -2,9 +2,8 @@
 
 LeNet-5's, VGG's and the lecture's 2x2/2 pools are such tilings. XLA lowers
 `reduce_window`'s gradient into `select_and_scatter`, which XLA:CPU runs as
-scatter kernels (4.5 ms of a LeNet-5 training step at batch 128 on this
-machine, where PyTorch's pool backward takes 0.2 ms; issue 18). A tiling
-needs no scatter: the windows are a reshape of the image, the forward pass
+slow scatter kernels (experiments/benchmarks/README.md has the profile). A
+tiling needs no scatter: the windows are a reshape of the image, the forward pass
 is a max over two axes, and the backward pass a mask.
 
 The gradient is reduce_window's exactly, ties included: XLA's
