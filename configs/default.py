@@ -6,7 +6,7 @@ Hardware: 2 CPU cores, no accelerator, no network (the 1,797 digits ship with
 scikit-learn; 1,438 train / 359 test, upsampled from 8x8 to LeNet's 32x32).
 Expected: 99.2-99.7% test accuracy (seeds 0, 1, 2: 99.72%, 99.16%, 99.72%) in
 35-45 s wall time including compilation, peak memory about 0.7 GB
-(measured 2026-11-27 on 2 cores).
+(measured on 2 cores).
 
 Model: `lenet5_modern` (ReLU, max pooling, full C3, a linear output layer)
 rather than the faithful `lenet5` (scaled tanh, trainable subsampling, the
