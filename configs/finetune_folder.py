@@ -42,9 +42,8 @@ def get_config(model: str = "resnet18"):
   config.log_every_steps = 20
   config.keep_best = True
   config.init_from = f"{model}.pth"
-  if model == "googlenet_tv":
-    # torchvision's GoogLeNet weights expect its re-normalization of the input.
-    config.model_kwargs = dict(transform_input=True)
+  if models.family(model).pretrained.model_kwargs:  # e.g. GoogLeNet's transform_input
+    config.model_kwargs = dict(models.family(model).pretrained.model_kwargs)
   config.freeze = "all_but_head"
   config.unfreeze_after_epochs = 5
   config.lr_mults = ((models.body_pattern(model), 0.1),)

@@ -203,6 +203,7 @@ FAMILY = registry.Family(
         flattened={"aux_4a/fc1": (128, 4, 4), "aux_4d/fc1": (128, 4, 4)},
         output_weight="fc.weight",
         auxiliary=("aux1.", "aux2."),
+        model_kwargs={"transform_input": True},
     ),
 )
 registry.register("googlenet", googlenet, family=FAMILY, image_size=224, paper=PAPER)

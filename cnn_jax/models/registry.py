@@ -46,6 +46,8 @@ class PretrainedWeights:
       `classifier.N.weight`).
     auxiliary: key prefixes of auxiliary heads, dropped when our model has none.
     packages: {model: pip package that ships its weights file}.
+    model_kwargs: fields of the model that the weights were trained with
+      (torchvision's GoogLeNet re-normalizes its input: transform_input=True).
   """
 
   models: tuple[str, ...]
@@ -57,6 +59,7 @@ class PretrainedWeights:
   output_weight: str = ""
   auxiliary: tuple[str, ...] = ()
   packages: dict[str, str] = dataclasses.field(default_factory=dict)
+  model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

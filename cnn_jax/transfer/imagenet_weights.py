@@ -51,7 +51,7 @@ def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[s
       installed, or the file's tensors do not fit the model.
     StateDictError: the file is not a readable state dict.
   """
-  check_supported(model_name)  # before seconds go into reading the file
+  layout = check_supported(model_name)  # before seconds go into reading the file
   path = weights or installed_weights(model_name)
   state_dict = load_state_dict(path)
   classes = output_classes(model_name, state_dict)
@@ -62,4 +62,5 @@ def pretrained(model_name: str, weights: str | None = None) -> tuple[Any, dict[s
         "ImageNet weights, or show a run of your own with visualize --workdir"
     )
   variables = from_torchvision(model_name, state_dict)
-  return models.create(model_name, num_classes=imagenet.NUM_CLASSES), variables
+  model = models.create(model_name, num_classes=imagenet.NUM_CLASSES, **layout.model_kwargs)
+  return model, variables
