@@ -17,7 +17,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnn_jax.errors import ArgumentError, UserError
+from cnn_jax.errors import ArgumentError, UnknownModelError
 
 # The per-channel statistics, in [0, 1] units, of the ImageNet training images
 # that torchvision's weights (and every ImageNet recipe here) normalize with.
@@ -93,10 +93,6 @@ class ModelSpec:
   channels: int
   num_classes: int
   paper: str
-
-
-class UnknownModelError(UserError, KeyError):
-  """A model name that is not in the zoo."""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

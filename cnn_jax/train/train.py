@@ -172,7 +172,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   total_steps, eval_every = run_length(config, steps_per_epoch)
   model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
-  fine_tuning = finetune.setup(
+  fine_tuning = finetune.from_config(
       config,
       model,
       tx,

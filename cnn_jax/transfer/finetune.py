@@ -200,7 +200,7 @@ class FineTuning:
     return running_statistics_for(set(self.frozen_batch_norm))
 
 
-def setup(
+def from_config(
     config: Any,
     model: nn.Module,
     tx: optax.GradientTransformation,
