@@ -84,7 +84,27 @@ def test_installing_cnn_jax_installs_no_top_level_launch_package():
   assert "cnn_jax.sweep" in installed
   assert all(name == "cnn_jax" or name.startswith("cnn_jax.") for name in installed), installed
   # The launcher stays a thin entry point over cnn_jax.sweep.
-  assert len((REPO / "launch" / "sweep.py").read_text().splitlines()) < 15
+  assert _launcher_statements(REPO / "launch" / "sweep.py") == [
+      "from cnn_jax.sweep import cli",
+      "if __name__ == '__main__':\n    cli.run()",
+  ]
+
+
+def _launcher_statements(path: pathlib.Path) -> list[str]:
+  """A script's top-level statements as source, its docstring left out."""
+  body = ast.parse(path.read_text(), str(path)).body
+  if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+    body = body[1:]
+  return [ast.unparse(node) for node in body]
+
+
+def test_the_launcher_check_sees_code_added_to_the_launcher(tmp_path):
+  script = tmp_path / "sweep.py"
+  script.write_text('"""Doc."""\nfrom cnn_jax.sweep import cli\n\ndef run_twice():\n  cli.run()\n')
+  assert _launcher_statements(script) == [
+      "from cnn_jax.sweep import cli",
+      "def run_twice():\n    cli.run()",
+  ]
 
 
 MAX_FUNCTION_LINES = 80  # the project's rule: a longer function is split into named helpers

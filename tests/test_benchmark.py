@@ -6,25 +6,45 @@ import sys
 import pytest
 
 from cnn_jax import models, summary
-from cnn_jax.train.throughput import train_step_benchmark
+from cnn_jax.train import throughput
 
 
-def test_train_step_benchmark_reports_consistent_numbers():
-  result = train_step_benchmark(
+class _Clock:
+  """A perf_counter that advances by given seconds per reading."""
+
+  def __init__(self, *advances):
+    self.now, self.advances = 100.0, list(advances)
+
+  def perf_counter(self):
+    self.now += self.advances.pop(0)
+    return self.now
+
+
+def test_train_step_benchmark_turns_its_timings_into_the_reported_numbers(monkeypatch):
+  # The real steps run; the clock reports compilation as 3 s and the 2 timed
+  # steps as 0.5 s, so every derived number is known exactly.
+  clock = _Clock(0.0, 3.0, 10.0, 0.5)
+  monkeypatch.setattr(throughput, "time", clock)
+  result = throughput.train_step_benchmark(
       "lenet5_modern",
       batch_size=8,
       image_size=32,
       dtype="float32",
       num_steps=2,
       warmup_steps=1,
-      peak_tflops=1.0,
+      peak_tflops=1e-3,
   )
+  assert not clock.advances  # compile start and end, timed steps' start and end
+  # lenet5_modern's multiply-accumulates per 32x32 image (the model zoo table's).
   macs = summary.summarize(models.create("lenet5_modern"), (32, 32, 1)).total_macs
-  assert result["model_tflops_per_step"] == pytest.approx(6 * macs * 8 / 1e12, rel=1e-3)
-  seconds = result["ms_per_step"] / 1000
-  assert result["images_per_s"] == pytest.approx(8 / seconds, rel=1e-2)
-  assert result["mfu"] == pytest.approx(6 * macs * 8 / seconds / 1e12, rel=2e-2)
-  assert result["compile_seconds"] > 0 and result["devices"].startswith("1 x ")
+  assert macs == 416_520
+  flops = 6 * macs * 8
+  assert result["model_tflops_per_step"] == pytest.approx(flops / 1e12, rel=1e-3)
+  assert result["compile_seconds"] == 3.0
+  assert result["ms_per_step"] == 250.0
+  assert result["images_per_s"] == 32.0  # 8 images in 0.25 s
+  assert result["mfu"] == pytest.approx(flops / 0.25 / 1e9, rel=1e-3)
+  assert result["devices"].startswith("1 x ")
 
 
 def test_benchmark_cli_errors_are_one_line():

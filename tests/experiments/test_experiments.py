@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -151,10 +152,17 @@ def test_counts_scripts_print_the_lectures_numbers(tmp_path):
 
 def test_zoo_table_lists_counts_and_speed(tmp_path):
   command = documented_commands(EXPERIMENTS / "model_zoo" / "zoo_table.py")[0]
+  start = time.monotonic()
   _run(command, tmp_path, ["--models=lenet5_modern,resnet1202", "--steps=1", f"--out={tmp_path}"])
+  seconds = time.monotonic() - start
   rows = list(csv.DictReader(open(tmp_path / "zoo.csv")))
   assert [r["model"] for r in rows] == ["lenet5_modern", "resnet1202"]
-  assert int(rows[0]["params"]) == 61_706 and float(rows[0]["images_per_s"]) > 0
+  assert int(rows[0]["params"]) == 61_706 and int(rows[0]["batch"]) == 32
+  # The untimed and the timed step of batch 32 ran within the command's time
+  # (a rate off by a unit, e.g. steps/s or ms for s, would not fit in it).
+  images_per_s = float(rows[0]["images_per_s"])
+  assert 2 * 32 / images_per_s < seconds, (images_per_s, seconds)
+  assert f"| 32 | {images_per_s:,.1f} |" in (tmp_path / "zoo.md").read_text()
   assert rows[1]["images_per_s"] == ""  # not timed
   assert (tmp_path / "zoo.png").exists()
   assert set(models.names()) >= {r["model"] for r in rows}

@@ -225,14 +225,6 @@ def test_sweep_runs_records_failures_and_skips_finished_runs(tmp_path):
   assert "the run had finished at step 6" in log
 
 
-def test_launch_scripts_parse():
-  for script in ("local_multiprocess.sh", "tpu_pod.sh", "slurm.sbatch"):
-    run = subprocess.run(
-        ["bash", "-n", str(ROOT / "launch" / script)], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stderr
-
-
 def _launch_local(tmp_path, processes, *args):
   env = dict(os.environ, LOG_DIR=str(tmp_path / "logs"), GRACE_SECONDS="20")
   return subprocess.run(

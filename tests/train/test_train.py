@@ -395,24 +395,63 @@ LONG_RUN = [
 ]
 
 
-def _start(workdir):
+# The training CLI, held before its step HOLD_AT_STEP (the file MARKERS/held
+# says so) until a SIGTERM has reached the run's handler (MARKERS/sigterm):
+# a signal sent while it is held lands in a run that is still going, at a
+# known step.
+HELD_RUN = r"""
+import os, pathlib, runpy, sys, time
+from cnn_jax.train import steps, train
+
+markers, hold_at = pathlib.Path(os.environ["MARKERS"]), int(os.environ["HOLD_AT_STEP"])
+make_train_step, handle = steps.make_train_step, train._TerminationSignal._handle
+calls = 0
+
+def marked_handle(self, signum, frame):
+  handle(self, signum, frame)
+  (markers / "sigterm").touch()
+
+def held_make_train_step(*args, **kwargs):
+  step = make_train_step(*args, **kwargs)
+
+  def held_step(*step_args):
+    global calls
+    calls += 1
+    if calls == hold_at:
+      (markers / "held").touch()
+      while not (markers / "sigterm").exists():
+        time.sleep(0.01)
+    return step(*step_args)
+
+  return held_step
+
+steps.make_train_step = held_make_train_step
+train._TerminationSignal._handle = marked_handle
+sys.argv[0] = "cnn_jax.main"
+runpy.run_module("cnn_jax.main", run_name="__main__", alter_sys=True)
+"""
+HOLD_AT_STEP = 300  # after the checkpoint of step 200, before the next one
+
+
+def _start_held(workdir, markers):
+  markers.mkdir()
   return subprocess.Popen(
-      [sys.executable, "-m", "cnn_jax.main", f"--config={TINY}", f"--workdir={workdir}", *LONG_RUN],
+      [sys.executable, "-c", HELD_RUN, f"--config={TINY}", f"--workdir={workdir}", *LONG_RUN],
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
       text=True,
+      cwd=ROOT,
+      env={**os.environ, "MARKERS": str(markers), "HOLD_AT_STEP": str(HOLD_AT_STEP)},
   )
 
 
-def _wait_for_checkpoint(workdir, process):
-  directory = pathlib.Path(workdir) / "checkpoints"
-  deadline = time.time() + 120
-  while time.time() < deadline:
-    if directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir()):
-      return
+def _wait_for(path: pathlib.Path, process: subprocess.Popen, limit_s: float = 240) -> None:
+  """Waits until `path` exists; fails at once if the run ended first."""
+  deadline = time.monotonic() + limit_s
+  while not path.exists():
     assert process.poll() is None, process.communicate()
+    assert time.monotonic() < deadline, f"no {path} within {limit_s} s"
     time.sleep(0.02)
-  raise AssertionError("no checkpoint appeared")
 
 
 @pytest.fixture(scope="module")
@@ -426,18 +465,20 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_killed_run_resumes_bit_exactly(tmp_path, uninterrupted, how):
-  process = _start(tmp_path)
-  _wait_for_checkpoint(tmp_path, process)
+  workdir, markers = tmp_path / "w", tmp_path / "markers"
+  process = _start_held(workdir, markers)
+  _wait_for(markers / "held", process)
+  _wait_for(workdir / "checkpoints" / "200", process)  # orbax renames it when complete
   process.send_signal(getattr(signal, how))
   out, err = process.communicate(timeout=120)
   if how == "SIGKILL":
     assert process.returncode == -signal.SIGKILL
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["200"]
   else:  # saved where it stood, said so, and exited with 128 + SIGTERM
     assert process.returncode == 143, err[-2000:]
-    saved_at = int(out.split("SIGTERM: saved a checkpoint at step ")[1].split()[0])
-    assert (tmp_path / "checkpoints" / str(saved_at)).is_dir()
-    assert 200 <= saved_at < 800
-  assert not (tmp_path / "results.json").exists()
+    assert f"SIGTERM: saved a checkpoint at step {HOLD_AT_STEP} in" in out, out[-2000:]
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["200", str(HOLD_AT_STEP)]
+  assert not (workdir / "results.json").exists()
 
   rerun = subprocess.run(
       [
@@ -445,19 +486,21 @@ def test_killed_run_resumes_bit_exactly(tmp_path, uninterrupted, how):
           "-m",
           "cnn_jax.main",
           f"--config={TINY}",
-          f"--workdir={tmp_path}",
+          f"--workdir={workdir}",
           *LONG_RUN,
       ],
       capture_output=True,
       text=True,
       timeout=300,
+      cwd=ROOT,
   )
   assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert "resumed from" in rerun.stdout
+  resumed_at = 200 if how == "SIGKILL" else HOLD_AT_STEP
+  assert "resumed from" in rerun.stdout and f"at step {resumed_at}" in rerun.stdout, rerun.stdout
   result, state = uninterrupted
-  saved = json.loads((tmp_path / "results.json").read_text())
+  saved = json.loads((workdir / "results.json").read_text())
   assert {k: saved[k] for k in result} == result
-  assert_trees_equal(final_state(tmp_path), state)
+  assert_trees_equal(final_state(workdir), state)
 
 
 def test_sigterm_in_process_raises_preempted(tmp_path):
