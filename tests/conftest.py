@@ -12,8 +12,15 @@ import os
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Datasets the tests prepare (digits) go to a fresh folder, never to ~.
-os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_tfds_")
+# Datasets the tests prepare (digits, MNIST) go to a fresh folder, never to
+# ~; one folder for both pytest-xdist workers of a run, so that MNIST is
+# prepared once (preparation takes a file lock: cnn_jax.data.sources).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+  os.environ["TFDS_DATA_DIR"] = os.path.join(tempfile.gettempdir(), f"cnn_jax_tfds_{_RUN}")
+  os.makedirs(os.environ["TFDS_DATA_DIR"], exist_ok=True)
+else:
+  os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_tfds_")
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
 ).strip()
@@ -30,6 +37,15 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     os.path.join(tempfile.gettempdir(), f"cnn_jax_tests_xla_cache_{os.getuid()}"),
 )
+# JAX caches only programs that took a second or more to compile; at LLVM's
+# level 0 the tiny config's steps take less, and each of the suite's many
+# subprocess runs compiled them again.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Subprocesses import this checkout's cnn_jax: `python experiments/x/y.py`
+# puts only the script's folder on sys.path, and would otherwise import
+# whichever cnn_jax is installed.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -75,3 +91,4 @@ def random_variables(abstract, seed: int = 0):
     return (rng.standard_normal(leaf.shape) / math.sqrt(fan_in)).astype(leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(draw, abstract)
+

@@ -43,8 +43,10 @@ FASHION_NAMES = [
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  folder = str(tmp_path_factory.mktemp("tfds"))
+def data_dir():
+  # The suite's TFDS folder (tests/conftest.py): the experiments' smoke runs
+  # find them prepared there.
+  folder = os.environ["TFDS_DATA_DIR"]
   for name in ("mnist", "fashion_mnist"):  # about 18 s each
     preparation.prepare_offline(name, folder)
   return folder
