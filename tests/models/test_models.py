@@ -255,7 +255,7 @@ def test_forward_and_gradient(name):
   assert all(np.all(np.isfinite(g)) for g in leaves)
   # The loss reaches every layer: a gradient that is zero everywhere would mean
   # a disconnected parameter.
-  assert sum(float(jnp.abs(g).sum()) > 0 for g in leaves) == len(leaves)
+  assert sum(float(np.abs(g).sum()) > 0 for g in leaves) == len(leaves)
 
 
 @pytest.mark.parametrize("name", sorted(ABSTRACT))
@@ -285,7 +285,7 @@ def test_bfloat16_compute_keeps_float32_params_and_stats(name):
   # The convolutions themselves run in bfloat16.
   jaxpr = str(
       jax.make_jaxpr(lambda v: model.apply(v, x))(
-          jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
+          jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), variables)
       )
   )
   assert "conv_general_dilated" in jaxpr and "bf16[2," in jaxpr
@@ -403,7 +403,7 @@ def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, to
           name, num_classes=4, conv_impl=conv_impl, dtype=jnp.dtype(dtype), **options
       )
       variables = jax.tree.map(
-          lambda v: jnp.asarray(v, dtype),
+          lambda v: np.asarray(v, dtype),
           random_variables(abstract_variables(name, size, num_classes=4, **options)),
       )
       labels = jnp.array([0, 3])
@@ -414,8 +414,9 @@ def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, to
       np.testing.assert_allclose(logits_a, logits_b, rtol=tolerance / 10, atol=tolerance / 10)
       for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
         assert a.dtype == jnp.dtype(dtype)
-        scale = float(jnp.abs(a).max()) or 1.0
-        assert float(jnp.abs(a - b).max()) / scale < tolerance, name
+        a, b = np.asarray(a), np.asarray(b)  # host math: no compile per leaf shape
+        scale = float(np.abs(a).max()) or 1.0
+        assert float(np.abs(a - b).max()) / scale < tolerance, name
 
 
 # The MLP has no convolution to replace.
@@ -431,7 +432,7 @@ def test_every_model_accepts_the_lecture_conv(name):
   )
   assert jax.tree.structure(grads) == jax.tree.structure(variables["params"])
   # The convolutions really go through the lecture's custom VJP.
-  concrete = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
+  concrete = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), variables)
   assert "custom_vjp_call" in str(jax.make_jaxpr(lambda v: model.apply(v, x))(concrete))
 
 

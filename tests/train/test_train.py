@@ -225,9 +225,14 @@ def test_training_steps_of_every_family(name):
 
   assert int(current.step) == 5
   assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
-  assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(current.params))
+  # On the host: an eager jnp op per leaf would compile a program per shape.
+  assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(current.params))
   if state.batch_stats:  # running statistics moved towards the batch's
-    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.batch_stats, current.batch_stats)
+    moved = jax.tree.map(
+        lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+        state.batch_stats,
+        current.batch_stats,
+    )
     assert all(jax.tree.leaves(moved))
 
 
