@@ -14,7 +14,7 @@ import tempfile
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Datasets the tests prepare (digits, MNIST) go to a fresh folder, never to
 # ~; one folder for both pytest-xdist workers of a run, so that MNIST is
-# prepared once (preparation takes a file lock: cnn_jax.data.sources).
+# prepared once (preparation takes a file lock: cnn_jax.data.preparation).
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 if _RUN:
   os.environ["TFDS_DATA_DIR"] = os.path.join(tempfile.gettempdir(), f"cnn_jax_tfds_{_RUN}")

@@ -85,8 +85,9 @@ def test_installing_cnn_jax_installs_no_top_level_launch_package():
   assert all(name == "cnn_jax" or name.startswith("cnn_jax.") for name in installed), installed
   # The launcher stays a thin entry point over cnn_jax.sweep.
   assert _launcher_statements(REPO / "launch" / "sweep.py") == [
-      "from cnn_jax.sweep import cli",
-      "if __name__ == '__main__':\n    cli.run()",
+      "import runpy",
+      "if __name__ == '__main__':\n"
+      "    runpy.run_module('cnn_jax.sweep', run_name='__main__', alter_sys=True)",
   ]
 
 
