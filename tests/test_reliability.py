@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from cnn_jax import errors
+from cnn_jax import cli as cnn_jax_cli
 from cnn_jax.train import NonFiniteLossError, train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.saved_runs import read_state
@@ -268,7 +268,7 @@ def test_writes_finishing_after_a_failed_save_print_nothing(monkeypatch, capsys)
   # that finish after orbax closed its event loop call loop.call_soon_threadsafe
   # from C, and the RuntimeError is reported as unraisable. A weakref callback
   # is called from C the same way.
-  monkeypatch.setattr(sys, "unraisablehook", errors._drop_orbax_leftovers)
+  monkeypatch.setattr(sys, "unraisablehook", cnn_jax_cli._drop_orbax_leftovers)
   closed_loop = asyncio.new_event_loop()
   closed_loop.close()
 
