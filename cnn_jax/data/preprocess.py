@@ -8,8 +8,9 @@ offered: as the lecture notes, they are not used with CNNs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -145,43 +146,75 @@ def standardize_uint8(images, mean: Sequence[float] = (0.0,), std: Sequence[floa
   return standardize(to_unit(images), mean, std)
 
 
-def input_mean_std(config: Any) -> tuple[list[float], list[float]]:
-  """Per-channel (mean, std) that a run's steps standardize its input with, per `config.normalize`.
+@dataclasses.dataclass(frozen=True)
+class ImageSplit:
+  """The images a run's statistics come from: a dataset's split as the run sees it.
 
-  "standardize" uses the config's mean and std, or the training split's
-  (cached); "center" keeps that mean but divides by 1; "none" feeds the raw
-  [0, 1] pixels (mean 0, std 1).
+  Attributes:
+    dataset: a dataset name of `cnn_jax.data.sources`.
+    split: the split, e.g. "train".
+    data_dir: the data dir, or None for the default.
+    image_size: the size the images are resized to, or None to keep theirs.
+    resize: the resize method of `resize_uint8`.
+  """
+
+  dataset: str
+  split: str
+  data_dir: str | None
+  image_size: int | None
+  resize: str = "bilinear"
+
+
+def input_mean_std(
+    normalize: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    split: ImageSplit,
+) -> tuple[list[float], list[float]]:
+  """Per-channel (mean, std) that a run's steps standardize its input with.
+
+  "standardize" uses the given mean and std, or the split's own (cached);
+  "center" keeps that mean but divides by 1; "none" feeds the raw [0, 1]
+  pixels (mean 0, std 1).
 
   Args:
-    config: the training config.
+    normalize: "standardize", "center" or "none".
+    mean: per-channel mean in [0, 1] units, or empty for the split's.
+    std: per-channel standard deviation, given with `mean`.
+    split: the training images, for statistics not given.
 
   Returns:
     (mean, std) in [0, 1] units.
   """
-  mean, std = _mean_std(config)  # cached; "none" needs only its number of channels
-  if config.normalize == "none":
+  # Cached; "none" needs only the number of channels.
+  mean, std = (list(mean), list(std)) if mean else split_mean_std(split)
+  if normalize == "none":
     return [0.0] * len(mean), [1.0] * len(std)
-  if config.normalize == "center":
+  if normalize == "center":
     std = [1.0] * len(mean)
   return mean, std
 
 
-def _mean_std(config: Any) -> tuple[list[float], list[float]]:
-  if config.mean:
-    return list(config.mean), list(config.std)
-  data_dir = config.data_dir or sources.default_data_dir()
-  name = config.dataset.replace("/", "_").replace(":", "_")
-  split = config.train_split.replace("/", "_").replace(":", "_")
+def split_mean_std(split: ImageSplit) -> tuple[list[float], list[float]]:
+  """Per-channel mean and std of a split's images, computed once and cached in its data dir.
+
+  Args:
+    split: the images.
+
+  Returns:
+    (mean, std) in [0, 1] units.
+  """
+  data_dir = split.data_dir or sources.default_data_dir()
+  name = split.dataset.replace("/", "_").replace(":", "_")
+  split_name = split.split.replace("/", "_").replace(":", "_")
   # Keyed by the data's files too (names, sizes, mtimes): statistics of
   # images since replaced must not be used.
-  fingerprint = sources.fingerprint(config.dataset, config.train_split, config.data_dir or None)
-  resize = "" if config.resize == "bilinear" else f"-{config.resize}"  # old keys stay valid
-  key = f"{name}-{split}-{config.image_size}{resize}-{fingerprint}"
+  fingerprint = sources.fingerprint(split.dataset, split.split, split.data_dir)
+  resize = "" if split.resize == "bilinear" else f"-{split.resize}"  # old keys stay valid
+  key = f"{name}-{split_name}-{split.image_size}{resize}-{fingerprint}"
 
   def compute():
-    source = sources.load(
-        config.dataset, config.train_split, config.data_dir or None, image_size=config.image_size
-    )
+    source = sources.load(split.dataset, split.split, split.data_dir, image_size=split.image_size)
     # An evenly spaced subset is enough for six numbers and bounded in time.
     step = max(1, len(source) // _STATS_EXAMPLES)
     subset = [source[i] for i in range(0, len(source), step)]
@@ -189,8 +222,8 @@ def _mean_std(config: Any) -> tuple[list[float], list[float]]:
         [
             resize_uint8(
                 sources.with_channel_axis(np.asarray(e["image"], np.uint8)),
-                config.image_size,
-                config.resize,
+                split.image_size,
+                split.resize,
             )
             for e in subset
         ]

@@ -53,6 +53,7 @@ from typing import Any, Callable, Mapping
 
 import ml_collections
 
+from cnn_jax.data import preprocess
 from cnn_jax.data.preprocess import RESIZES
 from cnn_jax.errors import ConfigError
 
@@ -263,6 +264,21 @@ def in_steps(
       return [int(rounding(e * steps_per_epoch)) for e in epochs]
     return int(rounding(epochs * steps_per_epoch))
   return default
+
+
+def input_mean_std(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
+  """Per-channel (mean, std) that a run standardizes its input with, per `config.normalize`.
+
+  Args:
+    config: the training config.
+
+  Returns:
+    (mean, std) in [0, 1] units (`cnn_jax.data.preprocess.input_mean_std`).
+  """
+  training_images = preprocess.ImageSplit(
+      config.dataset, config.train_split, config.data_dir or None, config.image_size, config.resize
+  )
+  return preprocess.input_mean_std(config.normalize, config.mean, config.std, training_images)
 
 
 def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int]:

@@ -23,13 +23,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from cnn_jax import interrupts, models, summary
-from cnn_jax.data import augment, preprocess, sources
+from cnn_jax.data import augment, sources
 from cnn_jax.errors import NonFiniteLossError
 from cnn_jax.train import inputs, metrics, parallel, run_record, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints
-from cnn_jax.train.config import in_steps, run_length, validate
+from cnn_jax.train.config import in_steps, input_mean_std, run_length, validate
 from cnn_jax.train.optimizers import make_optimizer
 from cnn_jax.train.reporting import Reporter
 from cnn_jax.transfer import finetune, pretrained
@@ -182,7 +182,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   create_state, abstract_state = _state_factory(
       config, model, fine_tuning.tx, train_input.image_shape, mesh
   )
-  mean, std = preprocess.input_mean_std(config)
+  mean, std = input_mean_std(config)
   return _Setup(
       config=config,
       workdir=workdir,

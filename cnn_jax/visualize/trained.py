@@ -112,7 +112,11 @@ def load(workdir: str) -> TrainedModel:
   except saved_runs.CheckpointError as e:
     raise WorkdirError(str(e)) from None
   model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
-  mean, std = preprocess.input_mean_std(config)
+  # As the run standardized its input (cnn_jax.train.config.input_mean_std).
+  training_images = preprocess.ImageSplit(
+      config.dataset, config.train_split, config.data_dir or None, config.image_size, config.resize
+  )
+  mean, std = preprocess.input_mean_std(config.normalize, config.mean, config.std, training_images)
   return TrainedModel(model, variables, config, step, mean, std)
 
 

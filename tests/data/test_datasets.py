@@ -330,32 +330,28 @@ def _write_uniform_folder(root, value, mtime=None):
 def test_cached_statistics_follow_replaced_images(tmp_path, monkeypatch):
   # The stale cache this guards against: statistics keyed by the folder's
   # name only kept a mean of 0.02 after the images became bright (0.98).
-  from cnn_jax.train.config import base_config
-
   root = tmp_path / "images"
   _write_uniform_folder(root, 5, mtime=1_000_000_000)
-  config = base_config()
-  config.dataset, config.image_size = f"folder:{root}", 6
-  config.data_dir = str(tmp_path / "tfds")
+  split = preprocess.ImageSplit(f"folder:{root}", "train", str(tmp_path / "tfds"), image_size=6)
   computed = []
   channel_stats = preprocess.channel_stats
   monkeypatch.setattr(
       preprocess, "channel_stats", lambda images: computed.append(1) or channel_stats(images)
   )
-  mean, _ = preprocess.input_mean_std(config)
+  mean, _ = preprocess.split_mean_std(split)
   np.testing.assert_allclose(mean, [5 / 255] * 3)
-  assert preprocess.input_mean_std(config)[0] == mean and len(computed) == 1  # cached
+  assert preprocess.split_mean_std(split)[0] == mean and len(computed) == 1  # cached
   # The same file names with other content; the mtime surely differs.
-  before = fingerprints.fingerprint(config.dataset, "train")
+  before = fingerprints.fingerprint(split.dataset, "train")
   _write_uniform_folder(root, 250, mtime=1_000_000_100)
-  assert fingerprints.fingerprint(config.dataset, "train") != before
-  mean, _ = preprocess.input_mean_std(config)
+  assert fingerprints.fingerprint(split.dataset, "train") != before
+  mean, _ = preprocess.split_mean_std(split)
   np.testing.assert_allclose(mean, [250 / 255] * 3)
   assert len(computed) == 2
   # A file added or removed changes the key as well.
-  after = fingerprints.fingerprint(config.dataset, "train")
+  after = fingerprints.fingerprint(split.dataset, "train")
   (root / "train" / "a" / "1.png").unlink()
-  assert fingerprints.fingerprint(config.dataset, "train") != after
+  assert fingerprints.fingerprint(split.dataset, "train") != after
 
 
 def test_tfds_fingerprint_changes_when_the_prepared_files_do(digits_dir):

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cnn_jax import records
-from cnn_jax.data import preprocess, sources
+from cnn_jax.data import sources
 from cnn_jax.errors import ConfigError
 from cnn_jax.sweep import config_files, curves, runner, tables
 from cnn_jax.train import base_config, config as config_lib, optimizers, run_record
@@ -455,10 +455,10 @@ def test_damaged_normalization_statistics_are_computed_again(tmp_path):
       str(tmp_path),
       8,
   )
-  stats = preprocess.input_mean_std(config)
+  stats = config_lib.input_mean_std(config)
   (cache,) = (tmp_path / "cnn_jax_stats").iterdir()
   cache.write_text('{"mean": [0.4')
-  assert preprocess.input_mean_std(config) == stats
+  assert config_lib.input_mean_std(config) == stats
   assert read(cache)["mean"] == stats[0]
 
 

@@ -16,7 +16,6 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from cnn_jax import models
-from cnn_jax.data import preprocess
 from cnn_jax.saved_runs import CheckpointError, read_state
 from cnn_jax.train import (
     ConfigError,
@@ -88,17 +87,17 @@ def test_bad_config_values_are_named(field, value, message):
 def test_normalize_standardizes_centers_or_keeps_raw_pixels(tmp_path):
   config = tiny_config()
   config.data_dir = str(tmp_path)
-  standardized = preprocess.input_mean_std(config)
+  standardized = config_lib.input_mean_std(config)
   config.normalize = "center"
-  centered = preprocess.input_mean_std(config)
+  centered = config_lib.input_mean_std(config)
   config.normalize = "none"
-  assert preprocess.input_mean_std(config) == ([0.0], [1.0])  # digits: one channel
+  assert config_lib.input_mean_std(config) == ([0.0], [1.0])  # digits: one channel
   assert centered == (standardized[0], [1.0])
   # The digits' ink covers a minority of the 8x8 pixels: a mean well inside (0, 0.5).
   assert 0.1 < standardized[0][0] < 0.5 and 0.1 < standardized[1][0] < 0.5
   config.normalize = "center"
   config.mean, config.std = (0.25,), (0.5,)
-  assert preprocess.input_mean_std(config) == ([0.25], [1.0])
+  assert config_lib.input_mean_std(config) == ([0.25], [1.0])
 
 
 def test_batch_must_divide_over_devices():
