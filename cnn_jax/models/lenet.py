@@ -1,9 +1,11 @@
-"""LeNet-5 (LeCun, Bottou, Bengio & Haffner 1998), faithful and modern.
+"""LeCun et al.'s LeNets (LeCun, Bottou, Bengio & Haffner 1998): one family class.
 
-The faithful variant keeps everything that makes the paper's 60,000
+The faithful LeNet-5 keeps everything that makes the paper's 60,000
 parameters and 340,908 connections: trainable subsampling (a coefficient and
 a bias per map), the partial C3 connection table (Table I), the scaled tanh
 squashing function and Euclidean RBF output units with fixed centres.
+`lenet5_modern` is the same network with ReLU, max pooling, a full C3 and a
+dense output.
 """
 
 from __future__ import annotations
@@ -165,70 +167,127 @@ def paper_uniform(fan_in_axes: tuple[int, ...] = (0, 1, 2)):
   return init
 
 
-class LeNet5(nn.Module):
-  """LeNet-5 on 32x32x1 input.
+class LeNet(nn.Module):
+  """LeCun's convolutional networks: C1, S2, C3, S4 [, C5] [, F6] and an output layer.
+
+  Every convolution is 5x5 and valid, every subsampling 2x2 with stride 2, as
+  in LeNet-5. The variants are partials of this class (see the registrations
+  below).
 
   Attributes:
-    num_classes: output classes (the faithful RBF output supports up to 10).
-    faithful: the paper's network (subsampling, C3 table, scaled tanh, RBF
-      output) if True; otherwise the modern one (ReLU, max-pool, full C3,
-      dense output).
+    num_classes: output classes (the RBF output supports up to 10).
+    maps: the feature maps of C1 and of C3.
+    c3_table: the S2 maps that each C3 map reads (LeNet-5: Table I); None:
+      every S2 map.
+    c5: units of C5, a 5x5 convolution (a full connection on the 5x5 maps of
+      a 32x32 input); 0: no C5.
+    f6: units of the fully connected F6; 0: no F6.
+    subsampling: "trainable" (the paper's: a 2x2 sum times a trainable
+      coefficient plus a bias per map, then the squashing function) or
+      "max" (2x2 max pooling, nothing after it).
+    activation: the units' nonlinearity, a name of `cnn_jax.layers.ACTIVATIONS`.
+    output: "rbf" (Euclidean RBF units on F6's 84 outputs, fixed centres)
+      or "dense" (a linear layer: the logits).
+    weight_init: "paper" (uniform in +-2.4 / F_i, see `paper_uniform`) or
+      "lecun_normal".
     dtype: compute dtype; parameters stay float32.
     conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 10
-  faithful: bool = True
+  maps: tuple[int, int] = (6, 16)
+  c3_table: tuple[tuple[int, ...], ...] | None = C3_CONNECTIONS
+  c5: int = 120
+  f6: int = 84
+  subsampling: str = "trainable"
+  activation: str = "scaled_tanh"
+  output: str = "rbf"
+  weight_init: str = "paper"
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    del train  # LeNet-5 has neither dropout nor batch norm.
-    layers.check_nhwc(x, "LeNet5")
-    act = "scaled_tanh" if self.faithful else "relu"
-    conv_init = paper_uniform((0, 1, 2)) if self.faithful else nn.initializers.lecun_normal()
-    dense_init = paper_uniform((0,)) if self.faithful else nn.initializers.lecun_normal()
-    conv = functools.partial(
-        layers.conv_class(self.conv_impl),
-        kernel_size=(5, 5),
-        padding="VALID",
-        dtype=self.dtype,
-        kernel_init=conv_init,
-    )
-    dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=dense_init)
-    if self.faithful:
-      pool = functools.partial(Subsampling, dtype=self.dtype)
-      c3 = PartialConv(dtype=self.dtype, conv_impl=self.conv_impl, name="C3")
-    else:
-      pool = layers.MaxPool
-      c3 = conv(16, name="C3")
-
-    layers.check_conv_geometry(x, 5, 0, 1, "C1")
-    x = layers.Activation(act, name="C1_act")(conv(6, name="C1")(x))
-    layers.check_pool_geometry(x, 2, 2, "S2")
-    x = pool(name="S2")(x)
-    if self.faithful:
-      x = layers.Activation(act, name="S2_act")(x)
-    layers.check_conv_geometry(x, 5, 0, 1, "C3")
-    x = layers.Activation(act, name="C3_act")(c3(x))
-    layers.check_pool_geometry(x, 2, 2, "S4")
-    x = pool(name="S4")(x)
-    if self.faithful:
-      x = layers.Activation(act, name="S4_act")(x)
-    layers.check_conv_geometry(x, 5, 0, 1, "C5")
-    x = layers.Activation(act, name="C5_act")(conv(120, name="C5")(x))
+    del train  # LeNets have neither dropout nor batch norm.
+    layers.check_nhwc(x, type(self).__name__)
+    _check_options(self)
+    act = functools.partial(layers.Activation, self.activation)
+    x = act(name="C1_act")(_convolution(self, self.maps[0], None, "C1", x))
+    x = _subsampling(self, "S2", x)
+    x = act(name="C3_act")(_convolution(self, self.maps[1], self.c3_table, "C3", x))
+    x = _subsampling(self, "S4", x)
+    if self.c5:
+      x = act(name="C5_act")(_convolution(self, self.c5, None, "C5", x))
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Activation(act, name="F6_act")(dense(84, name="F6")(x))
-    if self.faithful:
+    if self.f6:
+      x = act(name="F6_act")(_dense(self, self.f6, "F6")(x))
+    if self.output == "rbf":
       logits = EuclideanRBF(self.num_classes, name="output")(x)
     else:
-      logits = dense(self.num_classes, name="output")(x)
+      logits = _dense(self, self.num_classes, "output")(x)
     return logits.astype(jnp.float32)
 
 
-lenet5 = functools.partial(LeNet5, faithful=True)
-lenet5_modern = functools.partial(LeNet5, faithful=False)
+def _check_options(net: LeNet) -> None:
+  """Raises ArgumentError for field values that name no LeNet."""
+  for field, allowed in [
+      ("subsampling", ("trainable", "max")),
+      ("output", ("rbf", "dense")),
+      ("weight_init", ("paper", "lecun_normal")),
+  ]:
+    if getattr(net, field) not in allowed:
+      raise ArgumentError(f"LeNet {field}={getattr(net, field)!r}; use one of {allowed}")
+  if net.output == "rbf" and net.f6 != 84:
+    raise ArgumentError(
+        f"the RBF output compares F6's outputs with 84-pixel (7x12) codes; f6={net.f6} "
+        "needs output='dense'"
+    )
+
+
+def _kernel_init(net: LeNet, fan_in_axes: tuple[int, ...]):
+  if net.weight_init == "paper":
+    return paper_uniform(fan_in_axes)
+  return nn.initializers.lecun_normal()
+
+
+def _convolution(net: LeNet, features: int, table, name: str, x: jax.Array) -> jax.Array:
+  """A 5x5 valid convolution named `name`, full or reading the input maps of `table`."""
+  layers.check_conv_geometry(x, 5, 0, 1, name)
+  if table is not None:
+    return PartialConv(table, dtype=net.dtype, conv_impl=net.conv_impl, name=name)(x)
+  conv = layers.conv_class(net.conv_impl)(
+      features,
+      kernel_size=(5, 5),
+      padding="VALID",
+      dtype=net.dtype,
+      kernel_init=_kernel_init(net, (0, 1, 2)),
+      name=name,
+  )
+  return conv(x)
+
+
+def _subsampling(net: LeNet, name: str, x: jax.Array) -> jax.Array:
+  """S2 or S4: the paper's trainable subsampling and its squashing, or a max pool."""
+  layers.check_pool_geometry(x, 2, 2, name)
+  if net.subsampling == "max":
+    return layers.MaxPool(name=name)(x)
+  x = Subsampling(dtype=net.dtype, name=name)(x)
+  return layers.Activation(net.activation, name=f"{name}_act")(x)
+
+
+def _dense(net: LeNet, features: int, name: str) -> nn.Dense:
+  return nn.Dense(features, dtype=net.dtype, kernel_init=_kernel_init(net, (0,)), name=name)
+
+
+lenet5 = functools.partial(LeNet)
+lenet5_modern = functools.partial(
+    LeNet,
+    c3_table=None,
+    subsampling="max",
+    activation="relu",
+    output="dense",
+    weight_init="lecun_normal",
+)
 
 PAPER = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
 # YNNPACK off: measured fastest on the CPU for this small net.

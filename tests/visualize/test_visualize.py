@@ -76,7 +76,7 @@ def test_unknown_rules_and_models_without_relu_are_refused():
       pass
   model = models.create("lenet5")  # scaled tanh: no ReLU for guided backprop to change
   x = jnp.zeros((1, 32, 32, 1))
-  with pytest.raises(ValueError, match="LeNet5 has no ReLU layer"):
+  with pytest.raises(ValueError, match="LeNet has no ReLU layer"):
     attribution.guided_backprop(model, model.init(jax.random.key(0), x), x, jnp.array([0]))
 
 
