@@ -78,7 +78,12 @@ class Subsampling(nn.Module):
   @nn.compact
   def __call__(self, x):
     channels = x.shape[-1]
-    coefficient = self.param("coefficient", nn.initializers.constant(0.25), (channels,))
+    # The paper's initialization, uniform in +-2.4 / F_i (see `paper_uniform`).
+    # A subsampling unit has window**2 = 4 inputs, all weighted by its map's
+    # one coefficient: we read its fan-in F_i as those 4 connections (the bias,
+    # as for every unit here, not counted), so coefficients start in +-0.6.
+    limit = 2.4 / self.window**2
+    coefficient = self.param("coefficient", _uniform(limit), (channels,))
     bias = self.param("bias", nn.initializers.zeros, (channels,))
     x, coefficient, bias = nn.dtypes.promote_dtype(x, coefficient, bias, dtype=self.dtype)
     summed = nn.avg_pool(x, (self.window,) * 2, (self.window,) * 2) * self.window**2
@@ -162,7 +167,16 @@ def paper_uniform(fan_in_axes: tuple[int, ...] = (0, 1, 2)):
 
   def init(key, shape, dtype=jnp.float32):
     fan_in = int(np.prod([shape[a] for a in fan_in_axes]))
-    return jax.random.uniform(key, shape, dtype, -1.0, 1.0) * (2.4 / fan_in)
+    return _uniform(2.4 / fan_in)(key, shape, dtype)
+
+  return init
+
+
+def _uniform(limit):
+  """A flax initializer: uniform in +-limit."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -1.0, 1.0) * limit
 
   return init
 

@@ -447,6 +447,13 @@ def test_lenet5_uses_the_papers_initialization():
     assert kernel.max() <= 2.4 / fan_in and kernel.max() > 0.9 * 2.4 / fan_in, layer
   c3 = np.abs(np.asarray(params["C3"]["kernel"]))
   assert c3.max() <= 2.4 / 75 and c3[..., :18].max() > 0.9 * 2.4 / 75
+  # Subsampling units: 4 inputs (the 2x2 window) share their map's coefficient,
+  # F_i = 4: coefficients uniform in +-0.6, one per map, biases 0.
+  coefficients = np.concatenate([params[s]["coefficient"] for s in ("S2", "S4")])
+  assert coefficients.shape == (22,) and len(set(coefficients.tolist())) == 22
+  assert np.abs(coefficients).max() <= 0.6 and np.abs(coefficients).max() > 0.8 * 0.6
+  assert (coefficients < 0).any() and (coefficients > 0).any()
+  assert not np.any(params["S2"]["bias"]) and not np.any(params["S4"]["bias"])
 
 
 def test_unshared_convs_have_a_filter_per_position_and_equal_a_conv_when_tied():
