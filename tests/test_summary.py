@@ -29,6 +29,23 @@ def test_lenet5_matches_the_paper():
   assert by_name["output"].connections == 840
 
 
+def test_lenet1_and_lenet4_match_their_published_totals():
+  # LeNet-1: LeCun et al. 1990's 2,578 parameters and 98,442 connections exactly.
+  lenet1 = _summarize("lenet1")
+  assert (lenet1.total_params, lenet1.total_connections) == (2_578, 98_442)
+  assert [r.output_shape for r in lenet1.rows if r.name in ("C1", "S2", "C3", "S4")] == [
+      (24, 24, 4),
+      (12, 12, 4),
+      (8, 8, 12),
+      (4, 4, 12),
+  ]
+  # LeNet-4: the paper's "about 17,000" parameters and "about 260,000" connections.
+  lenet4 = _summarize("lenet4")
+  assert (lenet4.total_params, lenet4.total_connections) == (18_098, 269_306)
+  by_name = {r.name: r for r in lenet4.rows}
+  assert by_name["S2"].output_shape == (14, 14, 8) and by_name["C5"].output_shape == (1, 1, 120)
+
+
 def test_rows_add_up_to_the_totals():
   for name in ("googlenet", "resnet20", "alexnet"):
     s = _summarize(name)

@@ -42,6 +42,57 @@ C3_CONNECTIONS: tuple[tuple[int, ...], ...] = (
     (0, 1, 2, 3, 4, 5),
 )
 
+# LeNet-1 (Section III-C; the network of LeCun et al. 1990, "Handwritten digit
+# recognition with a back-propagation network"): each C3 map reads one or two
+# of the 4 S2 maps, by a scheme that paper does not describe. Its published
+# totals, 2,578 parameters and 98,442 connections, both fix the number of 5x5
+# kernels at 20: 4 maps read one S2 map, 8 read two. Our choice: each S2 map
+# alone, the 4 neighbouring pairs, and the 2 opposite pairs twice, so that
+# every S2 map feeds 5 of the 12 C3 maps.
+LENET1_C3_CONNECTIONS: tuple[tuple[int, ...], ...] = (
+    (0,),
+    (1,),
+    (2,),
+    (3,),
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (0, 3),
+    (0, 2),
+    (1, 3),
+    (0, 2),
+    (1, 3),
+)
+
+
+def cyclic_table(inputs: int, outputs: int, width: int) -> tuple[tuple[int, ...], ...]:
+  """A connection table where output map j reads the `width` input maps from j on, cyclically.
+
+  Args:
+    inputs: input maps.
+    outputs: output maps.
+    width: input maps per output map.
+
+  Returns:
+    For each output map, its input maps (j, j + 1, ..., j + width - 1 mod inputs), sorted.
+  """
+  return tuple(tuple(sorted({(j + i) % inputs for i in range(width)})) for j in range(outputs))
+
+
+# LeNet-4 (Section III-C): 4 C1 maps, 8 S2 maps "connected in pairs" to them,
+# 16 C3 maps, 16 S4 maps, "a fully connected layer with 120 units" and 10
+# outputs; "about 17,000 free parameters" and "about 260,000 connections". The
+# totals and "fully connected" cannot both hold: 120 units fully connected to
+# S4's 16 maps of 5x5 alone have 48,120 parameters. We keep the totals, with
+# LeNet-5's own device: C3 and the 120 units (C5, a 5x5 convolution) read only
+# some of their input maps. Solving the two totals for the number of 5x5
+# kernels gives about 61 in C3 and 560 in C5; the paper gives no tables. Ours:
+# C3 map j reads the 4 S2 maps j, ..., j + 3 (mod 8), C5 unit u the 5 S4 maps
+# u, ..., u + 4 (mod 16): 64 and 600 kernels, 18,098 parameters and 269,306
+# connections.
+LENET4_C3_CONNECTIONS = cyclic_table(8, 16, 4)
+LENET4_C5_CONNECTIONS = cyclic_table(16, 120, 5)
+
 # The RBF centres: stylized 7x12 bitmaps of the digits in the spirit of the
 # paper's Fig. 3 ('#' = +1, '.' = -1). They are constants, not parameters.
 _DIGIT_BITMAPS = """
@@ -70,13 +121,23 @@ def digit_rbf_centres() -> np.ndarray:
 
 class Subsampling(nn.Module):
   """The paper's S2/S4: sum a 2x2 window, times a trainable coefficient, plus a
-  trainable bias, per feature map (2 parameters per map)."""
+  trainable bias, per feature map (2 parameters per map).
+
+  Attributes:
+    window: the window's side (and stride).
+    maps_per_input: subsampling maps per input map, each with its own
+      coefficient and bias (LeNet-4's S2: 2).
+    dtype: compute dtype.
+  """
 
   window: int = 2
+  maps_per_input: int = 1
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
+    if self.maps_per_input > 1:  # output map m reads input map m // maps_per_input
+      x = jnp.repeat(x, self.maps_per_input, axis=-1)
     channels = x.shape[-1]
     # The paper's initialization, uniform in +-2.4 / F_i (see `paper_uniform`).
     # A subsampling unit has window**2 = 4 inputs, all weighted by its map's
@@ -191,10 +252,13 @@ class LeNet(nn.Module):
   Attributes:
     num_classes: output classes (the RBF output supports up to 10).
     maps: the feature maps of C1 and of C3.
+    s2_maps_per_c1: S2 maps per C1 map, each with its own coefficient
+      (LeNet-4: 2); "trainable" subsampling only.
     c3_table: the S2 maps that each C3 map reads (LeNet-5: Table I); None:
       every S2 map.
     c5: units of C5, a 5x5 convolution (a full connection on the 5x5 maps of
       a 32x32 input); 0: no C5.
+    c5_table: the S4 maps that each C5 unit reads; None: every S4 map.
     f6: units of the fully connected F6; 0: no F6.
     subsampling: "trainable" (the paper's: a 2x2 sum times a trainable
       coefficient plus a bias per map, then the squashing function) or
@@ -210,8 +274,10 @@ class LeNet(nn.Module):
 
   num_classes: int = 10
   maps: tuple[int, int] = (6, 16)
+  s2_maps_per_c1: int = 1
   c3_table: tuple[tuple[int, ...], ...] | None = C3_CONNECTIONS
   c5: int = 120
+  c5_table: tuple[tuple[int, ...], ...] | None = None
   f6: int = 84
   subsampling: str = "trainable"
   activation: str = "scaled_tanh"
@@ -227,11 +293,11 @@ class LeNet(nn.Module):
     _check_options(self)
     act = functools.partial(layers.Activation, self.activation)
     x = act(name="C1_act")(_convolution(self, self.maps[0], None, "C1", x))
-    x = _subsampling(self, "S2", x)
+    x = _subsampling(self, "S2", x, self.s2_maps_per_c1)
     x = act(name="C3_act")(_convolution(self, self.maps[1], self.c3_table, "C3", x))
     x = _subsampling(self, "S4", x)
     if self.c5:
-      x = act(name="C5_act")(_convolution(self, self.c5, None, "C5", x))
+      x = act(name="C5_act")(_convolution(self, self.c5, self.c5_table, "C5", x))
     x = layers.Flatten(name="flatten")(x)
     if self.f6:
       x = act(name="F6_act")(_dense(self, self.f6, "F6")(x))
@@ -251,6 +317,16 @@ def _check_options(net: LeNet) -> None:
   ]:
     if getattr(net, field) not in allowed:
       raise ArgumentError(f"LeNet {field}={getattr(net, field)!r}; use one of {allowed}")
+  if net.s2_maps_per_c1 > 1 and net.subsampling != "trainable":
+    raise ArgumentError(
+        "s2_maps_per_c1 > 1 needs subsampling='trainable' (a max pool has no coefficients)"
+    )
+  for name, table, outputs in [
+      ("c3_table", net.c3_table, net.maps[1]),
+      ("c5_table", net.c5_table, net.c5),
+  ]:
+    if table is not None and len(table) != outputs:
+      raise ArgumentError(f"LeNet {name} lists {len(table)} output maps, the layer has {outputs}")
   if net.output == "rbf" and net.f6 != 84:
     raise ArgumentError(
         f"the RBF output compares F6's outputs with 84-pixel (7x12) codes; f6={net.f6} "
@@ -280,12 +356,12 @@ def _convolution(net: LeNet, features: int, table, name: str, x: jax.Array) -> j
   return conv(x)
 
 
-def _subsampling(net: LeNet, name: str, x: jax.Array) -> jax.Array:
+def _subsampling(net: LeNet, name: str, x: jax.Array, maps_per_input: int = 1) -> jax.Array:
   """S2 or S4: the paper's trainable subsampling and its squashing, or a max pool."""
   layers.check_pool_geometry(x, 2, 2, name)
   if net.subsampling == "max":
     return layers.MaxPool(name=name)(x)
-  x = Subsampling(dtype=net.dtype, name=name)(x)
+  x = Subsampling(maps_per_input=maps_per_input, dtype=net.dtype, name=name)(x)
   return layers.Activation(net.activation, name=f"{name}_act")(x)
 
 
@@ -303,6 +379,28 @@ lenet5_modern = functools.partial(
     weight_init="lecun_normal",
 )
 
+# Section III-C's smaller nets. Their units are the paper's sigmoid units (the
+# scaled tanh) and their subsampling LeNet-5's; their outputs, sigmoid units
+# in the paper, are a linear layer here whose outputs are the logits, as for
+# lenet5_modern (trained with cross-entropy; see cnn_jax.train.steps.Loss).
+# LeNet-1 on 28x28 input: C1 4@24x24, S2 4@12x12, C3 12@8x8, S4 12@4x4,
+# output 10 from 192: 104 + 8 + (20 * 25 + 12) + 24 + 1,930 = 2,578 parameters.
+lenet1 = functools.partial(
+    LeNet, maps=(4, 12), c3_table=LENET1_C3_CONNECTIONS, c5=0, f6=0, output="dense"
+)
+# LeNet-4 on 32x32 input: C1 4@28x28, S2 8@14x14, C3 16@10x10, S4 16@5x5,
+# C5 120, output 10: 104 + 16 + (64 * 25 + 16) + 32 + (600 * 25 + 120) + 1,210
+# = 18,098 parameters.
+lenet4 = functools.partial(
+    LeNet,
+    maps=(4, 16),
+    s2_maps_per_c1=2,
+    c3_table=LENET4_C3_CONNECTIONS,
+    c5_table=LENET4_C5_CONNECTIONS,
+    f6=0,
+    output="dense",
+)
+
 PAPER = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
 # YNNPACK off: measured fastest on the CPU for this small net.
 FAMILY = registry.Family("lenet", head_layers=("output",), xla_cpu_ynn_fusion="")
@@ -317,4 +415,22 @@ registry.register(
     channels=1,
     num_classes=10,
     paper=PAPER + " (ReLU, max-pool, full C3)",
+)
+registry.register(
+    "lenet1",
+    lenet1,
+    family=FAMILY,
+    image_size=28,
+    channels=1,
+    num_classes=10,
+    paper=PAPER + ", Section III-C: LeNet-1 (LeCun et al. 1990's layout)",
+)
+registry.register(
+    "lenet4",
+    lenet4,
+    family=FAMILY,
+    image_size=32,
+    channels=1,
+    num_classes=10,
+    paper=PAPER + ", Section III-C: LeNet-4 (partial C3 and C5 tables ours)",
 )

@@ -15,6 +15,12 @@ from conftest import abstract_init, abstract_variables, random_variables
 
 # Parameters with the paper's classes and input size (see the issue and README).
 EXPECTED_PARAMS = {
+    # LeNet-1: C1 4 * (25 + 1), S2 4 * 2, C3 20 kernels * 25 + 12, S4 12 * 2,
+    # output 192 * 10 + 10: LeCun et al. 1990's "2,578 independent parameters".
+    "lenet1": 2_578,
+    # LeNet-4: C1 4 * 26, S2 8 * 2, C3 64 * 25 + 16, S4 16 * 2, C5 600 * 25 + 120,
+    # output 120 * 10 + 10 (the paper: "about 17,000"; see lenet.py).
+    "lenet4": 18_098,
     "lenet5": 60_000,
     "lenet5_modern": 61_706,
     # 32*32*300 + 300 + 300*100 + 100 + 100*10 + 10
@@ -50,6 +56,8 @@ EXPECTED_PARAMS = {
 }
 
 DESIGN_NAMES = [
+    "lenet1",
+    "lenet4",
     "lenet5",
     "lenet5_modern",
     "mlp",
@@ -173,6 +181,8 @@ def test_googlenet_aux_classifiers():
 
 # Real forward and backward passes at reduced sizes, one or more per family.
 SMALL = {
+    "lenet1": 28,
+    "lenet4": 32,
     "lenet5": 32,
     "lenet5_modern": 32,
     "mlp": 32,
@@ -361,6 +371,24 @@ def test_lenet5_c3_follows_the_connection_table():
     grad = jax.grad(lambda x: conv.apply(params, x)[..., j].sum())(x)
     reads = [i for i in range(6) if float(jnp.abs(grad[..., i]).sum()) > 0]
     assert tuple(reads) == tuple(sorted(inputs)), j
+
+
+def test_lenet1_and_lenet4_read_the_maps_of_their_tables():
+  # Kernels per table: LeNet-1's C3 20 (4 maps read one S2 map, 8 read two),
+  # LeNet-4's C3 64 (4 of 8 S2 maps each) and C5 600 (5 of 16 S4 maps each).
+  assert [len(t) for t in lenet.LENET1_C3_CONNECTIONS] == [1] * 4 + [2] * 8
+  assert all(len(t) == 4 for t in lenet.LENET4_C3_CONNECTIONS)
+  assert len(lenet.LENET4_C3_CONNECTIONS) == 16 and len(lenet.LENET4_C5_CONNECTIONS) == 120
+  assert lenet.LENET4_C5_CONNECTIONS[14] == (0, 1, 2, 14, 15)  # 14, ..., 18 mod 16
+  # LeNet-4's S2 has two maps per C1 map, each with its own coefficient and bias:
+  # S2 map m reads C1 map m // 2 only.
+  s2 = lenet.Subsampling(maps_per_input=2)
+  x = jax.random.normal(jax.random.key(0), (1, 28, 28, 4))
+  variables = s2.init(jax.random.key(1), x)
+  assert variables["params"]["coefficient"].shape == (8,)
+  for m in range(8):
+    grad = jax.grad(lambda x: s2.apply(variables, x)[..., m].sum())(x)
+    assert [i for i in range(4) if float(jnp.abs(grad[..., i]).sum()) > 0] == [m // 2]
 
 
 @pytest.mark.parametrize(
