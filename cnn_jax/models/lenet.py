@@ -403,7 +403,12 @@ lenet4 = functools.partial(
 
 PAPER = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
 # YNNPACK off: measured fastest on the CPU for this small net.
-FAMILY = registry.Family("lenet", head_layers=("output",), xla_cpu_ynn_fusion="")
+FAMILY = registry.Family(
+    "lenet",
+    head_layers=("output",),
+    xla_cpu_ynn_fusion="",
+    rbf_output=lambda model: model.output == "rbf",
+)
 registry.register(
     "lenet5", lenet5, family=FAMILY, image_size=32, channels=1, num_classes=10, paper=PAPER
 )

@@ -75,12 +75,17 @@ class Family:
       that trains it fastest on the CPU (applied by cnn_jax.cpu_flags; the
       measurements are in experiments/benchmarks/README.md); None: XLA's
       default (not measured).
+    rbf_output: whether a built model of the family has Euclidean RBF output
+      units, its logits -y with y_i = sum_j (x_j - w_ij)^2 (LeCun et al.
+      1998), which the paper's losses need (see `has_rbf_output`); None: no
+      model of the family has.
   """
 
   name: str
   head_layers: tuple[str, ...]
   pretrained: PretrainedWeights | None = None
   xla_cpu_ynn_fusion: str | None = None
+  rbf_output: Callable[[nn.Module], bool] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +163,20 @@ def names() -> list[str]:
 def family(name: str) -> Family:
   """The family record of a model name or alias (see `spec`)."""
   return spec(name).family
+
+
+def has_rbf_output(name: str, model: nn.Module) -> bool:
+  """Whether a model's logits are -y of Euclidean RBF units (see `Family.rbf_output`).
+
+  Args:
+    name: the model's name or alias.
+    model: the module built for it (its fields may change its output layer).
+
+  Returns:
+    True for e.g. lenet5, False for lenet5_modern and every other family.
+  """
+  test = family(name).rbf_output
+  return test is not None and bool(test(model))
 
 
 def families() -> list[Family]:

@@ -33,7 +33,11 @@ recipe needs, so a field has one default and one meaning:
     keep_best            also keep the checkpoint with the best eval accuracy
     async_checkpoints    write checkpoints in the background
     optimizer, schedule  see cnn_jax.train.optimizers
-    label_smoothing      Szegedy et al. 2016 (0 disables)
+    loss                 "cross_entropy" (every model), or for Euclidean RBF output units
+                         (lenet5) LeCun et al. 1998's "rbf_mse" (Eq. 8: the correct
+                         class's penalty) or "rbf_map" (Eq. 9, the MAP criterion)
+    map_j                the positive constant j of "rbf_map" (see train.metrics)
+    label_smoothing      Szegedy et al. 2016 (0 disables; cross-entropy only)
     aux_loss_weight      weight of auxiliary classifiers' losses (GoogLeNet: 0.3)
     ema_decay            evaluate an exponential moving average of the params (0: off)
     init_from            start from these weights: our workdir or checkpoint, or a
@@ -56,6 +60,8 @@ import ml_collections
 from cnn_jax.data import preprocess
 from cnn_jax.data.preprocess import RESIZES
 from cnn_jax.errors import ConfigError
+from cnn_jax.models import registry
+from cnn_jax.train import metrics
 
 # torchvision's ImageNet statistics, used by every ImageNet recipe here.
 from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
@@ -110,6 +116,8 @@ def base_config() -> ml_collections.ConfigDict:
       )
   )
   config.schedule = ml_collections.ConfigDict(dict(name="constant"))
+  config.loss = "cross_entropy"
+  config.map_j = metrics.DEFAULT_MAP_J
   config.label_smoothing = 0.0
   config.aux_loss_weight = 0.0
   config.ema_decay = 0.0
@@ -210,6 +218,34 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
   if not 0.0 <= config.ema_decay < 1.0:
     raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
+  _check_loss(config)
+
+
+def _check_loss(config: ml_collections.ConfigDict) -> None:
+  """The loss exists, j is usable, and an RBF loss has a model with RBF output units."""
+  if config.loss not in metrics.LOSSES:
+    raise ConfigError(f"config.loss={config.loss!r}; use one of {metrics.LOSSES}")
+  if not _is_number(config.map_j) or not 0 < config.map_j < math.inf:
+    raise ConfigError(f"config.map_j={config.map_j} must be a positive finite number")
+  if config.loss == "cross_entropy":
+    return
+  if config.label_smoothing:
+    raise ConfigError(
+        f"config.label_smoothing={config.label_smoothing} smooths cross-entropy's targets; "
+        f"config.loss={config.loss!r} has none: set it to 0"
+    )
+  model = registry.from_config(config, registry.spec(config.model).num_classes)
+  if not registry.has_rbf_output(config.model, model):
+    with_rbf = [
+        name
+        for name in registry.names()
+        if registry.family(name).rbf_output and registry.has_rbf_output(name, registry.create(name))
+    ]
+    raise ConfigError(
+        f"config.loss={config.loss!r} needs Euclidean RBF output units, which model "
+        f"{config.model!r} does not have; use config.loss='cross_entropy' or a model "
+        f"with them: {', '.join(with_rbf)}"
+    )
 
 
 def check_batch_divides(batch_size: int, devices: int, field: str = "batch_size") -> None:

@@ -71,6 +71,8 @@ IDENTITY = (
     "batch_size",
     "optimizer",
     "schedule",
+    "loss",
+    "map_j",
     "label_smoothing",
     "aux_loss_weight",
     "ema_decay",

@@ -139,18 +139,31 @@ class InputTransform:
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
-  """The training loss: cross-entropy of the logits and of any auxiliary classifier.
+  """The training loss: the batch mean of the logits' loss, plus any auxiliary
+  classifier's cross-entropy.
 
   Attributes:
     label_smoothing: cross-entropy label smoothing.
     aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet).
+    kind: the logits' loss, one of `metrics.LOSSES`: "cross_entropy", or for
+      logits that are -y of Euclidean RBF units (lenet5) LeCun et al. 1998's
+      "rbf_mse" (Eq. 8) or "rbf_map" (Eq. 9).
+    map_j: the constant j of "rbf_map" (see `metrics.DEFAULT_MAP_J`).
   """
 
   label_smoothing: float = 0.0
   aux_loss_weight: float = 0.0
+  kind: str = "cross_entropy"
+  map_j: float = metrics.DEFAULT_MAP_J
+
+  def per_example(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The logits' loss of each example, float32 (B,): a function of outputs and labels."""
+    return metrics.per_example_loss(
+        self.kind, logits, labels, label_smoothing=self.label_smoothing, map_j=self.map_j
+    )
 
   def __call__(self, logits: jax.Array, aux_logits: Any, labels: jax.Array) -> jax.Array:
-    loss = metrics.cross_entropy(logits, labels, self.label_smoothing)
+    loss = metrics.masked_mean(self.per_example(logits, labels))
     for aux in jax.tree.leaves(aux_logits):
       loss += self.aux_loss_weight * metrics.cross_entropy(aux, labels, self.label_smoothing)
     return loss

@@ -305,7 +305,7 @@ def _compile_steps(setup: _Setup):
       setup.fine_tuning.tx,
       setup.mesh,
       input_transform=input_transform,
-      loss=steps.Loss(config.label_smoothing, config.aux_loss_weight),
+      loss=steps.Loss(config.label_smoothing, config.aux_loss_weight, config.loss, config.map_j),
       ema_decay=config.ema_decay,
   )
   # While layers are frozen their batch norms use running statistics; a

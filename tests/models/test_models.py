@@ -361,6 +361,12 @@ def test_lenet5_rbf_output_is_negative_squared_distance():
   np.testing.assert_allclose(logits, expected, rtol=1e-5)
 
 
+def test_the_family_says_which_models_have_rbf_outputs():
+  # What the paper's losses (config.loss "rbf_mse", "rbf_map") need.
+  assert [n for n in models.names() if models.has_rbf_output(n, models.create(n))] == ["lenet5"]
+  assert not models.has_rbf_output("lenet5", models.create("lenet5", output="dense", f6=84))
+
+
 def test_lenet5_c3_follows_the_connection_table():
   assert sum(len(c) for c in lenet.C3_CONNECTIONS) == 60
   conv = lenet.PartialConv()

@@ -75,6 +75,9 @@ def read_events(workdir) -> dict[str, list[tuple[int, float]]]:
         ("mean", (0.5,), "config.mean has 1 values but config.std has 0"),
         ("ema_decay", 1.0, "config.ema_decay=1.0"),
         ("normalize", "whiten", "config.normalize='whiten'; use one of"),
+        ("loss", "hinge", "config.loss='hinge'; use one of"),
+        ("map_j", 0.0, "config.map_j=0.0 must be a positive finite number"),
+        ("map_j", float("inf"), "config.map_j=inf must be a positive finite number"),
     ],
 )
 def test_bad_config_values_are_named(field, value, message):
@@ -98,6 +101,26 @@ def test_normalize_standardizes_centers_or_keeps_raw_pixels(tmp_path):
   config.normalize = "center"
   config.mean, config.std = (0.25,), (0.5,)
   assert config_lib.input_mean_std(config) == ([0.25], [1.0])
+
+
+def test_rbf_losses_need_a_model_with_rbf_outputs():
+  config = tiny_config(loss="rbf_map")  # the tiny config's model has a dense output
+  with pytest.raises(ConfigError) as error:
+    config_lib.validate(config)
+  message = str(error.value)
+  assert "\n" not in message
+  assert message == (
+      "config.loss='rbf_map' needs Euclidean RBF output units, which model 'standard' "
+      "does not have; use config.loss='cross_entropy' or a model with them: lenet5"
+  )
+  config.model, config.model_kwargs = "lenet5", {}
+  config_lib.validate(config)  # lenet5's output units are Euclidean RBFs
+  config.model_kwargs = dict(output="dense")  # its fields decide, not its name
+  with pytest.raises(ConfigError, match="which model 'lenet5' does not have"):
+    config_lib.validate(config)
+  config.model_kwargs, config.label_smoothing = {}, 0.1
+  with pytest.raises(ConfigError, match="config.label_smoothing=0.1 smooths cross-entropy"):
+    config_lib.validate(config)
 
 
 def test_batch_must_divide_over_devices():
@@ -235,6 +258,35 @@ def test_training_steps_of_every_family(name):
     assert all(jax.tree.leaves(moved))
 
 
+@pytest.mark.parametrize("kind", ["rbf_mse", "rbf_map"])
+def test_train_step_minimizes_the_papers_rbf_loss(kind):
+  model = models.create("lenet5")
+  tx = optax.sgd(0.003)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = host_state("lenet5", 32, tx)
+  rng = np.random.default_rng(0)
+  batch = {
+      "image": rng.integers(0, 256, (4, 32, 32, 1), dtype=np.uint8),
+      "label": np.arange(4, dtype=np.int32),
+  }
+  transform = steps.InputTransform(mean=(0.5,), std=(0.25,))
+  loss = steps.Loss(kind=kind, map_j=10.0)
+  # What the first step reports: the batch mean of the per-example loss of
+  # the initial parameters' outputs, e.g. rbf_mse: the correct codes' distances.
+  logits = model.apply(state.variables(), transform.model_input(batch["image"]))
+  expected = float(np.mean(loss.per_example(logits, batch["label"])))
+  if kind == "rbf_mse":
+    np.testing.assert_allclose(expected, -np.mean(np.asarray(logits)[np.arange(4), np.arange(4)]))
+  step = steps.make_train_step(model, tx, mesh, input_transform=transform, loss=loss, donate=False)
+  state = parallel.put_replicated(state, mesh)
+  losses = []
+  for _ in range(5):
+    state, totals = step(state, parallel.put_replicated(steps.empty_totals(), mesh), batch)
+    losses.append(float(totals["loss"]))
+  np.testing.assert_allclose(losses[0], expected, rtol=1e-5)
+  assert losses[-1] < losses[0], losses
+
+
 def test_bfloat16_computes_in_bf16_and_keeps_float32_state():
   model32 = models.create("standard", num_classes=10, widths=(4, 8), batch_norm=True)
   model16 = models.create(
@@ -319,6 +371,29 @@ def test_run_learns_digits_and_writes_its_records(tmp_path):
   # The loss logged at step 200 is the mean over steps 176..200: it fell.
   assert events["train/loss"][-1][1] < 0.5 * events["train/loss"][0][1]
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [100, 200]
+
+
+def test_run_trains_lenet5_with_the_papers_loss(tmp_path):
+  config = tiny_config(
+      model="lenet5",
+      image_size=32,
+      augment="",
+      loss="rbf_map",
+      num_train_steps=4,
+      eval_every_steps=4,
+      log_every_steps=2,
+      checkpoint_every_steps=0,
+  )
+  config.model_kwargs = {}
+  config.optimizer.learning_rate = 0.01
+  result = train_and_evaluate(config, str(tmp_path))
+  assert result["step"] == 4 and np.isfinite(result["loss"])
+  # The logged training loss is the MAP criterion, about the correct code's
+  # squared distance (tens: 84 pixels off by about 1 at the start) less j;
+  # cross-entropy over 10 classes would start near ln 10 = 2.3.
+  first = read_events(tmp_path)["train/loss"][0][1]
+  assert first > 10.0, first
+  assert json.loads((tmp_path / "config.json").read_text())["loss"] == "rbf_map"
 
 
 def test_grain_run_resumes_exactly_where_it_stopped(tmp_path):
