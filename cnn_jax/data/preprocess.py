@@ -24,6 +24,13 @@ from cnn_jax.data import sources
 # Examples read to estimate the per-channel mean and std of a large training split.
 _STATS_EXAMPLES = 10_000
 RESIZES = ("bilinear", "pad")
+NORMALIZATIONS = ("standardize", "center", "none", "lecun1998")
+# LeCun et al. 1998, Section II-A: "the values of the input pixels are
+# normalized so that the background level (white) corresponds to a value of
+# -0.1 and the foreground (black) corresponds to 1.175. This makes the mean
+# input roughly 0, and the variance roughly 1". In [0, 1] units the
+# background is 0 and the ink 1 (MNIST's and the digits' ink is bright).
+LECUN1998_BACKGROUND, LECUN1998_INK = -0.1, 1.175
 
 
 def resize_uint8(images: np.ndarray, size: int | None, method: str = "bilinear") -> np.ndarray:
@@ -175,10 +182,11 @@ def input_mean_std(
 
   "standardize" uses the given mean and std, or the split's own (cached);
   "center" keeps that mean but divides by 1; "none" feeds the raw [0, 1]
-  pixels (mean 0, std 1).
+  pixels (mean 0, std 1); "lecun1998" maps them linearly onto LeCun et al.
+  1998's input, background 0 to -0.1 and ink 1 to 1.175 (x -> 1.275 x - 0.1).
 
   Args:
-    normalize: "standardize", "center" or "none".
+    normalize: one of NORMALIZATIONS.
     mean: per-channel mean in [0, 1] units, or empty for the split's.
     std: per-channel standard deviation, given with `mean`.
     split: the training images, for statistics not given.
@@ -186,10 +194,15 @@ def input_mean_std(
   Returns:
     (mean, std) in [0, 1] units.
   """
-  # Cached; "none" needs only the number of channels.
+  # Cached; "none" and "lecun1998" need only the number of channels.
   mean, std = (list(mean), list(std)) if mean else split_mean_std(split)
   if normalize == "none":
     return [0.0] * len(mean), [1.0] * len(std)
+  if normalize == "lecun1998":
+    # (x - m) / s = background + x * (ink - background): s = 1 / (ink - background)
+    # and m = -background * s, i.e. 1 / 1.275 and 0.1 / 1.275.
+    scale = 1.0 / (LECUN1998_INK - LECUN1998_BACKGROUND)
+    return [-LECUN1998_BACKGROUND * scale] * len(mean), [scale] * len(std)
   if normalize == "center":
     std = [1.0] * len(mean)
   return mean, std

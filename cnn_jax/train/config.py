@@ -18,8 +18,9 @@ recipe needs, so a field has one default and one meaning:
     augment              on-device augmentation spec, see cnn_jax.data.augment
     mean, std            per-channel normalization in [0, 1] units; empty: from the
                          training split (cached in the data dir)
-    normalize            "standardize" ((x - mean) / std), "center" (x - mean) or
-                         "none" (raw pixels in [0, 1])
+    normalize            "standardize" ((x - mean) / std), "center" (x - mean),
+                         "none" (raw pixels in [0, 1]) or "lecun1998" (background 0 ->
+                         -0.1, ink 1 -> 1.175, as LeCun et al. 1998; mean and std unused)
     batch_size           global batch, over all devices and processes
     eval_batch_size      global eval batch (0: batch_size)
     num_epochs           run length in epochs ...
@@ -58,7 +59,7 @@ from typing import Any, Callable, Mapping
 import ml_collections
 
 from cnn_jax.data import preprocess
-from cnn_jax.data.preprocess import RESIZES
+from cnn_jax.data.preprocess import NORMALIZATIONS, RESIZES
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import registry
 from cnn_jax.train import metrics
@@ -67,7 +68,6 @@ from cnn_jax.train import metrics
 from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 DTYPES = ("float32", "bfloat16")
-NORMALIZATIONS = ("standardize", "center", "none")
 INPUT_PIPELINES = ("device", "grain")
 
 

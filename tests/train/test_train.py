@@ -103,6 +103,16 @@ def test_normalize_standardizes_centers_or_keeps_raw_pixels(tmp_path):
   assert config_lib.input_mean_std(config) == ([0.25], [1.0])
 
 
+def test_normalize_lecun1998_puts_background_at_minus_0_1_and_ink_at_1_175(tmp_path):
+  config = tiny_config(normalize="lecun1998", data_dir=str(tmp_path))
+  mean, std = config_lib.input_mean_std(config)
+  # 1.275 x - 0.1 = (x - 0.1 / 1.275) / (1 / 1.275).
+  np.testing.assert_allclose([mean, std], [[0.1 / 1.275], [1 / 1.275]])
+  pixels = np.array([0, 255], np.uint8).reshape(1, 1, 2, 1)  # background, ink
+  x = steps.InputTransform(mean=mean, std=std).model_input(pixels)
+  np.testing.assert_allclose(np.asarray(x).ravel(), [-0.1, 1.175], rtol=1e-6)
+
+
 def test_rbf_losses_need_a_model_with_rbf_outputs():
   config = tiny_config(loss="rbf_map")  # the tiny config's model has a dense output
   with pytest.raises(ConfigError) as error:
@@ -373,12 +383,13 @@ def test_run_learns_digits_and_writes_its_records(tmp_path):
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [100, 200]
 
 
-def test_run_trains_lenet5_with_the_papers_loss(tmp_path):
+def test_run_trains_lenet5_with_the_papers_loss_and_input(tmp_path):
   config = tiny_config(
       model="lenet5",
       image_size=32,
       augment="",
       loss="rbf_map",
+      normalize="lecun1998",
       num_train_steps=4,
       eval_every_steps=4,
       log_every_steps=2,
