@@ -95,6 +95,11 @@ LENET4_C5_CONNECTIONS = cyclic_table(16, 120, 5)
 
 # The RBF centres: stylized 7x12 bitmaps of the digits in the spirit of the
 # paper's Fig. 3 ('#' = +1, '.' = -1). They are constants, not parameters.
+# Not Fig. 3's own: the one public transcription of it (mattwang44/
+# LeNet-from-Scratch, utils/RBF_initial_weight.py, copied by later
+# reimplementations) could not be checked against the figure here, and its
+# 0, 2, 4 and 5 carry a bar above the digit and its 4 sits two rows lower
+# than the other digits, which look like slips of transcription.
 _DIGIT_BITMAPS = """
 ....... ....... ....... ....... ....... ....... ....... ....... ....... .......
 ..###.. ...#... ..###.. .####.. .....#. ####### ...###. ####### ..###.. ..###..

@@ -361,6 +361,26 @@ def test_lenet5_rbf_output_is_negative_squared_distance():
   np.testing.assert_allclose(logits, expected, rtol=1e-5)
 
 
+def test_lenet5_rbf_codes_are_distinct_7x12_digit_bitmaps():
+  centres = lenet.digit_rbf_centres()
+  assert centres.shape == (10, 84) and set(np.unique(centres)) == {-1.0, 1.0}
+  bitmaps = centres.reshape(10, 12, 7)  # 12 rows of 7 pixels
+  picture = "\n".join(
+      " ".join("".join("#" if v > 0 else "." for v in bitmaps[d, row]) for d in range(10))
+      for row in range(12)
+  )
+  print(picture)  # pytest -s: the digits 0 to 9, side by side
+  # The codes are exactly the bitmaps drawn in lenet.py, read row by row.
+  assert picture == lenet._DIGIT_BITMAPS.strip()
+  # Pairwise distinct; the closest pair, 3 and 8, differs in 9 of 84 pixels.
+  hamming = (bitmaps.reshape(10, 1, 84) != bitmaps.reshape(1, 10, 84)).sum(-1)
+  off_diagonal = hamming[~np.eye(10, dtype=bool)]
+  assert off_diagonal.min() == 9 and hamming[3, 8] == 9
+  # Every digit has ink and background, and no code is another's negative.
+  assert all(0 < (bitmaps[d] > 0).sum() < 84 for d in range(10))
+  assert off_diagonal.max() < 84
+
+
 def test_the_family_says_which_models_have_rbf_outputs():
   # What the paper's losses (config.loss "rbf_mse", "rbf_map") need.
   assert [n for n in models.names() if models.has_rbf_output(n, models.create(n))] == ["lenet5"]
