@@ -35,14 +35,20 @@ NONFINITE_NAMES = {
     NONFINITE_GRADIENT: "the gradient norm",
     NONFINITE_STATE: "the parameters or optimizer state",
 }
-# Independent streams of the run key: the data order (per epoch) and the
-# per-step keys (augmentation, dropout) must never coincide.
-_STEP_STREAM, _DATA_STREAM = 0, 1
+# Independent streams of the run key: the data order (per epoch), the
+# per-step keys (augmentation, dropout) and the examples SDLM estimates its
+# curvature on (per epoch) must never coincide.
+_STEP_STREAM, _DATA_STREAM, _CURVATURE_STREAM = 0, 1, 2
 
 
 def data_key(rng: jax.Array) -> jax.Array:
   """The key a run's data order is drawn from, given `TrainState.rng`."""
   return jax.random.fold_in(jax.random.wrap_key_data(rng), _DATA_STREAM)
+
+
+def curvature_key(rng: jax.Array) -> jax.Array:
+  """The key SDLM's curvature examples are drawn from, given `TrainState.rng`."""
+  return jax.random.fold_in(jax.random.wrap_key_data(rng), _CURVATURE_STREAM)
 
 
 def given_batch(inputs: dict[str, jax.Array], step, key) -> tuple[jax.Array, jax.Array]:

@@ -1,0 +1,190 @@
+"""SDLM (LeCun et al. 1998, Appendix C): the curvature estimate against the full
+Gauss-Newton matrix, the step on a quadratic, config checks."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from cnn_jax import models
+from cnn_jax.errors import ConfigError
+from cnn_jax.models.lenet import EuclideanRBF, digit_rbf_centres
+from cnn_jax.train import metrics, optimizers, sdlm
+
+
+class _Body(nn.Module):
+  """A small conv net up to an 84-unit layer, as LeNet-5 up to F6."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = jnp.tanh(nn.Conv(2, (3, 3), padding="VALID", name="conv")(x))
+    return jnp.tanh(nn.Dense(84, name="F6")(x.reshape(x.shape[0], -1)))
+
+
+class _RBFNet(nn.Module):
+  """_Body, then LeNet-5's fixed RBF output layer (no parameters)."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    return EuclideanRBF(10, name="output")(_Body(name="body")(x))
+
+
+class _MLP(nn.Module):
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    x = jnp.tanh(nn.Dense(5, name="hidden")(x.reshape(x.shape[0], -1)))
+    return nn.Dense(3, name="output")(x)
+
+
+def _reference_diagonal(outputs_fn, loss_fn, params, inputs, labels):
+  """Mean over examples of diag(J^T H+ J), J the full Jacobian (jacrev) of the outputs
+  with respect to the flattened params, H+ the loss Hessian's positive part."""
+  flat, unravel = ravel_pytree(params)
+  total = 0.0
+  for x, y in zip(inputs, labels):
+    jacobian = jax.jacrev(lambda f: outputs_fn(unravel(f), x))(flat)
+    outputs = outputs_fn(params, x)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.asarray(jax.hessian(loss_fn)(outputs, y)))
+    positive = (eigenvectors * np.maximum(eigenvalues, 0.0)) @ eigenvectors.T
+    total = total + jnp.diag(jacobian.T @ positive @ jacobian)
+  return np.asarray(total) / len(labels)
+
+
+def _assert_close(estimate, reference):
+  flat = np.asarray(ravel_pytree(estimate)[0])
+  assert np.abs(reference).max() > 0
+  np.testing.assert_allclose(flat, reference, rtol=2e-4, atol=2e-6 * np.abs(reference).max())
+
+
+def _data(shape, classes, count=5):
+  inputs = jax.random.normal(jax.random.key(0), (count, *shape))
+  return inputs, jax.random.randint(jax.random.key(1), (count,), 0, classes)
+
+
+def test_estimate_is_the_gauss_newton_diagonal_at_the_logits():
+  model = _MLP()
+  inputs, labels = _data((3, 2, 1), 3)
+  params = model.init(jax.random.key(2), inputs[:1])["params"]
+  split = sdlm.split_model(model, {"params": params}, (1, 3, 2, 1), ("output",))
+  assert split.head_name is None  # the output layer has parameters
+
+  def outputs_fn(p, x):
+    return split.outputs({"params": p}, x[None])[0]
+
+  def cross_entropy(z, y):
+    return metrics.cross_entropy(z[None], y[None])
+
+  # Padding 5 examples to chunks of 2, and 3 columns in chunks of 2, changes nothing.
+  estimate = jax.jit(
+      lambda p: sdlm.gauss_newton_diagonal(
+          outputs_fn, cross_entropy, p, inputs, labels, examples_per_chunk=2, columns_per_chunk=2
+      )
+  )(params)
+  _assert_close(estimate, _reference_diagonal(outputs_fn, cross_entropy, params, inputs, labels))
+
+  def indefinite(z, y):  # cos: a Hessian with negative eigenvalues, which Gauss-Newton drops
+    return cross_entropy(z, y) + jnp.sum(jnp.cos(3.0 * z))
+
+  estimate = sdlm.gauss_newton_diagonal(outputs_fn, indefinite, params, inputs, labels)
+  _assert_close(estimate, _reference_diagonal(outputs_fn, indefinite, params, inputs, labels))
+
+
+def test_estimate_splits_at_the_input_of_a_parameter_free_rbf_layer():
+  model = _RBFNet()
+  inputs, labels = _data((5, 5, 1), 10, count=3)
+  params = model.init(jax.random.key(2), inputs[:1])["params"]
+  split = sdlm.split_model(model, {"params": params}, (1, 5, 5, 1), ("output",))
+  assert split.head_name == "output"
+
+  def outputs_fn(p, x):
+    return split.outputs({"params": p}, x[None])[0]
+
+  def rbf_output_of_the_label(z, y):  # the paper's Eq. 8 loss: E = y_D
+    return -split.logits(z[None])[0, y]
+
+  estimate = sdlm.gauss_newton_diagonal(outputs_fn, rbf_output_of_the_label, params, inputs, labels)
+  # The reference knows nothing of the split: F6's output and the squared
+  # distance to the label's code, written out.
+  codes = jnp.asarray(digit_rbf_centres())
+
+  def f6(p, x):
+    return _Body().apply({"params": p["body"]}, x[None])[0]
+
+  def squared_distance(z, y):
+    return jnp.sum(jnp.square(z - codes[y]))
+
+  _assert_close(estimate, _reference_diagonal(f6, squared_distance, params, inputs, labels))
+  # The same loss is linear in the logits: there, Gauss-Newton sees no curvature.
+  at_logits = sdlm.gauss_newton_diagonal(
+      lambda p, x: model.apply({"params": p}, x[None])[0],
+      lambda logits, y: -logits[y],
+      params,
+      inputs,
+      labels,
+  )
+  assert all(np.all(np.asarray(h) == 0) for h in jax.tree.leaves(at_logits))
+
+
+def test_lenet5_splits_at_f6_and_lenet5_modern_at_the_logits():
+  for name, head in (("lenet5", "output"), ("lenet5_modern", None)):
+    model = models.create(name)
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+    split = sdlm.split_model(model, variables, (1, 32, 32, 1), ("output",))
+    assert split.head_name == head
+    outputs = jax.eval_shape(split.outputs, variables, jnp.zeros((2, 32, 32, 1)))
+    assert outputs.shape == ((2, 84) if head else (2, 10))
+
+
+def test_exact_curvature_reaches_a_quadratic_minimum_in_one_step():
+  a = jnp.array([0.5, 2.0, 8.0, 100.0])
+  c = jnp.array([1.0, -2.0, 3.0, 0.25])
+  params = {"x": jnp.zeros(4)}
+
+  def quadratic(z, y):
+    del y
+    return 0.5 * jnp.sum(a * jnp.square(z - c))
+
+  def identity(p, x):
+    del x
+    return p["x"]
+
+  curvature = sdlm.gauss_newton_diagonal(
+      identity, quadratic, params, jnp.zeros((1, 1)), jnp.zeros(1)
+  )
+  np.testing.assert_allclose(curvature["x"], a, rtol=1e-6)
+  tx, _ = optimizers.make_optimizer({"name": "sdlm", "learning_rate": 1.0, "mu": 0.0}, {}, 10)
+  state = sdlm.with_curvature(tx.init(params), curvature)
+  grads = jax.grad(lambda p: quadratic(p["x"], None))(params)
+  updates, _ = tx.update(grads, state, params)
+  np.testing.assert_allclose(params["x"] + updates["x"], c, rtol=1e-6)
+
+
+def test_curvature_is_set_inside_masked_fine_tuning_states():
+  params = {"body": jnp.ones(3), "head": jnp.ones(2)}
+  tx = optax.masked(sdlm.sdlm(1.0), {"body": False, "head": True})
+  state = sdlm.with_curvature(tx.init(params), jax.tree.map(lambda p: 2.0 * p, params))
+  updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+  np.testing.assert_allclose(updates["head"], -1.0 / (sdlm.DEFAULT_MU + 2.0), rtol=1e-6)
+  np.testing.assert_allclose(updates["body"], 1.0)  # masked out: the gradient passes
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("mu", -0.1, "config.optimizer.mu must be >= 0 and finite, got -0.1"),
+        ("mu", float("nan"), "config.optimizer.mu must be >= 0 and finite, got nan"),
+        ("hessian_samples", 0, "config.optimizer.hessian_samples must be a positive integer"),
+        ("hessian_samples", 2.5, "config.optimizer.hessian_samples must be a positive integer"),
+        ("hessian_samples", True, "config.optimizer.hessian_samples must be a positive integer"),
+    ],
+)
+def test_bad_sdlm_numbers_are_one_line_config_errors(field, value, message):
+  with pytest.raises(ConfigError, match=message) as error:
+    optimizers.make_optimizer({"name": "sdlm", field: value}, {}, 10)
+  assert "\n" not in str(error.value)
