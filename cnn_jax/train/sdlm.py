@@ -263,6 +263,7 @@ def gauss_newton_diagonal(
   """
   count = labels.shape[0]
   devices = 1 if mesh is None else mesh.shape[parallel.DATA_AXIS]
+  examples_per_chunk = min(examples_per_chunk, -(-count // devices))  # no chunk of padding
   total = count + (-count % (examples_per_chunk * devices))
   # Padding repeats the last example with weight 0: finite values, no effect.
   index = jnp.minimum(jnp.arange(total), count - 1)
