@@ -52,6 +52,9 @@ class TrainingInput(Protocol):
   def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]:
     ...
 
+  def examples(self, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+    ...
+
   def state(self) -> bytes | None:
     ...
 
@@ -80,12 +83,20 @@ class DeviceInput:
         out_shardings=parallel.replicated(mesh),
     )
     self._epoch, self._order = None, None
+    self._gather = jax.jit(
+        lambda arrays, indices: (arrays["image"][indices], arrays["label"][indices]),
+        out_shardings=parallel.replicated(mesh),
+    )
 
   def next(self, step: int, data_key: jax.Array) -> dict[str, jax.Array]:
     epoch = step // self.steps_per_epoch
     if epoch != self._epoch:  # drawn once per epoch: the step only slices it
       self._epoch, self._order = epoch, self._epoch_order(data_key, epoch)
     return {**self._arrays, "order": self._order}
+
+  def examples(self, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(uint8 images, int32 labels) of the training examples at `indices`, replicated."""
+    return self._gather(self._arrays, indices)
 
   def state(self) -> bytes | None:
     return None  # the step number says everything
@@ -122,6 +133,8 @@ class GrainInput:
         worker_count=config.grain_workers,
     )
     self._sharding = parallel.batch_sharding(mesh)
+    self._mesh = mesh
+    self._read = pipeline.ReadBatch(source, config.image_size, config.resize)
     self._iterator = iter(self._loader)
     self._pending_states: collections.deque = collections.deque()
     self._consumed_state = self._iterator.get_state()
@@ -147,6 +160,15 @@ class GrainInput:
     batch = next(self._device_batches)
     self._consumed_state = self._pending_states.popleft()
     return batch
+
+  def examples(self, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(uint8 images, int32 labels) of the training examples at `indices`, replicated.
+
+    Read on the host apart from the stream (whose position stays), every
+    process reading all of them, so that each holds the same copy.
+    """
+    batch = self._read.map(np.asarray(jax.device_get(indices)))
+    return tuple(parallel.put_replicated((batch["image"], batch["label"]), self._mesh))
 
   def state(self) -> bytes:
     return json.dumps(self._consumed_state).encode()

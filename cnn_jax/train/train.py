@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 from cnn_jax import interrupts, models, summary
 from cnn_jax.data import augment, sources
 from cnn_jax.errors import NonFiniteLossError
-from cnn_jax.train import inputs, metrics, parallel, run_record, steps
+from cnn_jax.train import inputs, metrics, parallel, run_record, sdlm, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints
@@ -290,7 +290,10 @@ def _restore_or_initialize(
 
 
 def _compile_steps(setup: _Setup):
-  """({batch norm frozen: train step}, eval step), each compiled at its first call."""
+  """({batch norm frozen: train step}, eval step, hook before each step or None).
+
+  Each is compiled at its first call.
+  """
   config = setup.config
   input_transform = steps.InputTransform(
       batch_fn=setup.train_input.batch_fn,
@@ -299,13 +302,14 @@ def _compile_steps(setup: _Setup):
       std=setup.std,
       dtype=jnp.dtype(config.dtype),
   )
+  loss = steps.Loss(config.label_smoothing, config.aux_loss_weight, config.loss, config.map_j)
   make_step = functools.partial(
       steps.make_train_step,
       setup.model,
       setup.fine_tuning.tx,
       setup.mesh,
       input_transform=input_transform,
-      loss=steps.Loss(config.label_smoothing, config.aux_loss_weight, config.loss, config.map_j),
+      loss=loss,
       ema_decay=config.ema_decay,
   )
   # While layers are frozen their batch norms use running statistics; a
@@ -314,10 +318,33 @@ def _compile_steps(setup: _Setup):
       frozen: make_step(interceptor=setup.fine_tuning.interceptor(frozen))
       for frozen in (False, True)
   }
-  eval_step = steps.make_eval_step(
-      setup.model, setup.mesh, input_transform=dataclasses.replace(input_transform, augment_fn=None)
+  unaugmented = dataclasses.replace(input_transform, augment_fn=None)
+  eval_step = steps.make_eval_step(setup.model, setup.mesh, input_transform=unaugmented)
+  return train_steps, eval_step, _before_step(setup, unaugmented, loss)
+
+
+def _before_step(setup: _Setup, unaugmented: steps.InputTransform, loss: steps.Loss):
+  """What changes the state before a step, (state, step) -> state: SDLM's curvature
+  estimate at each epoch's start; None for the other optimizers."""
+  config = setup.config
+  if config.optimizer.get("name") != "sdlm":
+    return None
+  split = sdlm.split_model(
+      setup.model,
+      setup.abstract_state.variables(),
+      (1, *setup.train_input.image_shape),
+      models.family(config.model).head_layers,
   )
-  return train_steps, eval_step
+  return sdlm.EpochCurvature(
+      split,
+      lambda logits, labels: loss(logits, {}, labels),  # auxiliary heads left out
+      unaugmented.model_input,
+      setup.train_input.examples,
+      setup.mesh,
+      num_examples=setup.train_input.num_examples,
+      hessian_samples=config.optimizer.get("hessian_samples") or sdlm.DEFAULT_HESSIAN_SAMPLES,
+      steps_per_epoch=setup.train_input.steps_per_epoch,
+  )
 
 
 def _announce(
@@ -354,7 +381,7 @@ def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, A
       async_save=config.async_checkpoints,
   )
   state, restored = _restore_or_initialize(setup, checkpoints, comparison)
-  train_steps, eval_step = _compile_steps(setup)
+  train_steps, eval_step, before_step = _compile_steps(setup)
 
   def evaluate(state):
     return _evaluate(
@@ -366,7 +393,7 @@ def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, A
       reporter, config, comparison, int(state.step), finished=int(state.step) >= setup.total_steps
   )
   param_count = _announce(setup, reporter, state, restored, checkpoints)
-  loop = _Loop(setup, train_steps, evaluate, checkpoints, reporter)
+  loop = _Loop(setup, train_steps, evaluate, checkpoints, reporter, before_step)
   try:
     state, result = loop.run(state)
   except Exception:
@@ -411,10 +438,17 @@ class _Loop:
   """
 
   def __init__(
-      self, setup: _Setup, train_steps, evaluate, checkpoints: Checkpoints, reporter: Reporter
+      self,
+      setup: _Setup,
+      train_steps,
+      evaluate,
+      checkpoints: Checkpoints,
+      reporter: Reporter,
+      before_step=None,
   ):
     self.setup, self.config = setup, setup.config
     self.train_steps, self.evaluate = train_steps, evaluate
+    self.before_step = before_step
     self.checkpoints, self.reporter = checkpoints, reporter
     self.checkpoint_every = in_steps(
         self.config,
@@ -435,6 +469,8 @@ class _Loop:
     result = None
     with _TerminationSignal() as termination:
       while step < setup.total_steps:
+        if self.before_step is not None:
+          state = self.before_step(state, step)
         train_step = self.train_steps[setup.fine_tuning.batch_norm_frozen(step)]
         state, self.totals = train_step(state, self.totals, setup.train_input.next(step, data_key))
         step += 1

@@ -1,5 +1,10 @@
 """SDLM (LeCun et al. 1998, Appendix C): the curvature estimate against the full
-Gauss-Newton matrix, the step on a quadratic, config checks."""
+Gauss-Newton matrix, the step on a quadratic, exact resume, config checks."""
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import flax.linen as nn
 import jax
@@ -12,7 +17,10 @@ from jax.flatten_util import ravel_pytree
 from cnn_jax import models
 from cnn_jax.errors import ConfigError
 from cnn_jax.models.lenet import EuclideanRBF, digit_rbf_centres
-from cnn_jax.train import metrics, optimizers, sdlm
+from cnn_jax.train import inputs, metrics, optimizers, parallel, sdlm, train_and_evaluate
+
+from helpers import ROOT, tiny_config
+from test_train import assert_trees_equal, final_state
 
 
 class _Body(nn.Module):
@@ -188,3 +196,94 @@ def test_bad_sdlm_numbers_are_one_line_config_errors(field, value, message):
   with pytest.raises(ConfigError, match=message) as error:
     optimizers.make_optimizer({"name": "sdlm", field: value}, {}, 10)
   assert "\n" not in str(error.value)
+
+
+def _lenet5_sdlm_config(**overrides):
+  settings = dict(
+      model="lenet5",
+      model_kwargs={},
+      image_size=32,
+      augment="",
+      batch_size=64,  # 22 steps per epoch of the 1,438 training digits
+      num_train_steps=30,
+      eval_every_steps=30,
+  )
+  config = tiny_config(**{**settings, **overrides})
+  config.optimizer = dict(
+      name="sdlm", learning_rate=0.0005, mu=0.02, hessian_samples=16, weight_decay=0.0
+  )
+  return config
+
+
+def test_stopped_sdlm_run_resumes_bit_exactly(tmp_path):
+  reference = train_and_evaluate(_lenet5_sdlm_config(), str(tmp_path / "reference"))
+  # Stopped within the first epoch (the curvature comes from the checkpoint),
+  # then at the second epoch's start (the resumed run estimates it first).
+  for stop_at in (10, 22):
+    train_and_evaluate(_lenet5_sdlm_config(num_train_steps=stop_at), str(tmp_path / "split"))
+  resumed = train_and_evaluate(_lenet5_sdlm_config(), str(tmp_path / "split"))
+  assert resumed == reference
+  state = final_state(tmp_path / "split")
+  assert_trees_equal(state, final_state(tmp_path / "reference"))
+  curvature = [np.asarray(h) for h in jax.tree.leaves(state["opt_state"])]
+  assert any(np.any(h > 0) for h in curvature)  # estimated, not the initial zeros
+
+
+def test_both_pipelines_give_the_curvature_the_same_examples():
+  mesh = parallel.make_mesh()
+  indices = jnp.array([5, 0, 1400, 77])
+  device, grain = (
+      inputs.training_input(tiny_config(pipeline, image_size=32), mesh).examples(indices)
+      for pipeline in ("device", "grain")
+  )
+  for a, b in zip(device, grain):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert device[0].shape == (4, 32, 32, 1) and device[0].dtype == jnp.uint8
+
+
+_EIGHT_DEVICES = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from cnn_jax import models
+    from cnn_jax.train import metrics, parallel, sdlm, steps
+    from cnn_jax.train.state import TrainState
+    assert jax.device_count() == 8
+    model, mesh = models.create("lenet5"), parallel.make_mesh()
+    images = jax.random.randint(jax.random.key(0), (20, 32, 32, 1), 0, 256).astype(jnp.uint8)
+    labels = jax.random.randint(jax.random.key(1), (20,), 0, 10)
+    params = parallel.put_replicated(
+        jax.device_get(model.init(jax.random.key(2), jnp.zeros((1, 32, 32, 1)))["params"]), mesh)
+    tx = sdlm.sdlm(1.0)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
+                       opt_state=tx.init(params), ema_params={},
+                       rng=jax.random.key_data(jax.random.key(3)))
+    split = sdlm.split_model(model, {"params": params}, (1, 32, 32, 1), ("output",))
+    to_input = lambda u: u.astype(jnp.float32) / 255.0
+    hook = sdlm.EpochCurvature(
+        split, metrics.cross_entropy, to_input, lambda i: (images[i], labels[i]), mesh,
+        num_examples=20, hessian_samples=12, steps_per_epoch=5)
+    assert hook(state, 3) is state  # within an epoch: nothing to do
+    sharded = hook(state, 5).opt_state[0].curvature
+    indices = sdlm.sample_indices(steps.curvature_key(state.rng), 1, 20, 12)
+    one_device = sdlm.gauss_newton_diagonal(
+        lambda p, x: split.outputs({"params": p}, x[None])[0],
+        lambda z, y: metrics.cross_entropy(split.logits(z[None]), y[None]),
+        jax.device_get(params), to_input(images[indices]), labels[indices], examples_per_chunk=4)
+    for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(one_device)):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+    print("ok")
+    """)
+
+
+def test_eight_devices_estimate_what_one_device_does():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  run = subprocess.run(
+      [sys.executable, "-c", _EIGHT_DEVICES],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=ROOT,
+  )
+  assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
