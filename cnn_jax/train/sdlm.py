@@ -22,10 +22,8 @@ the parameters and H_n the Hessian of the loss with respect to those outputs.
 The paper's own estimate backpropagates second derivatives layer by layer and
 drops the off-diagonal terms on the way; the exact diagonal is what that
 recursion approximates, and what a test can hold against jax.hessian.
-It costs one backward pass per example and output at the split: LeNet-5
-split at F6 (84 outputs) on 500 examples took 28 s on 2 CPU cores with XLA's
-convolutions (conv_impl "auto") and 7.5 s with conv_impl="gemm", whose
-batched kernel gradients XLA:CPU runs much faster here.
+It costs one backward pass per example and output at the split (84 for
+LeNet-5 split at F6); its measured time is in experiments/lecun1998/README.md.
 
 The model runs in eval mode (batch norm's running statistics, no dropout):
 in training mode each example, alone in its batch, would be normalized by
