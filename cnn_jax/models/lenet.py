@@ -414,33 +414,14 @@ FAMILY = registry.Family(
     xla_cpu_ynn_fusion="",
     rbf_output=lambda model: model.output == "rbf",
 )
-registry.register(
-    "lenet5", lenet5, family=FAMILY, image_size=32, channels=1, num_classes=10, paper=PAPER
+# (name, partial, input size, what of the paper it is), in the zoo's order.
+_VARIANTS = (
+    ("lenet5", lenet5, 32, PAPER),
+    ("lenet5_modern", lenet5_modern, 32, PAPER + " (ReLU, max-pool, full C3)"),
+    ("lenet1", lenet1, 28, PAPER + ", Section III-C: LeNet-1 (LeCun et al. 1990's layout)"),
+    ("lenet4", lenet4, 32, PAPER + ", Section III-C: LeNet-4 (partial C3 and C5 tables ours)"),
 )
-registry.register(
-    "lenet5_modern",
-    lenet5_modern,
-    family=FAMILY,
-    image_size=32,
-    channels=1,
-    num_classes=10,
-    paper=PAPER + " (ReLU, max-pool, full C3)",
-)
-registry.register(
-    "lenet1",
-    lenet1,
-    family=FAMILY,
-    image_size=28,
-    channels=1,
-    num_classes=10,
-    paper=PAPER + ", Section III-C: LeNet-1 (LeCun et al. 1990's layout)",
-)
-registry.register(
-    "lenet4",
-    lenet4,
-    family=FAMILY,
-    image_size=32,
-    channels=1,
-    num_classes=10,
-    paper=PAPER + ", Section III-C: LeNet-4 (partial C3 and C5 tables ours)",
-)
+for _name, _partial, _size, _paper in _VARIANTS:
+  registry.register(
+      _name, _partial, family=FAMILY, image_size=_size, channels=1, num_classes=10, paper=_paper
+  )
