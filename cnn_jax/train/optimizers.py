@@ -52,6 +52,10 @@ _FRACTION = (lambda v: 0 <= v < 1, "must be in [0, 1)")
 _OPEN_FRACTION = (lambda v: 0 < v < 1, "must be in (0, 1)")
 _NON_NEGATIVE_DAMPING = (lambda v: 0 <= v < math.inf, "must be >= 0 and finite")
 _POSITIVE_INT = (lambda v: isinstance(v, int) and v > 0, "must be a positive integer")
+_NON_NEGATIVE_INT = (
+    lambda v: isinstance(v, int) and v >= 0,
+    "must be an integer >= 0 (0: once per epoch)",
+)
 
 
 def _number(
@@ -88,6 +92,7 @@ def check_numbers(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any]) -> No
   _number(cfg, "optimizer", "eps", 1e-8, _POSITIVE)
   _number(cfg, "optimizer", "mu", sdlm.DEFAULT_MU, _NON_NEGATIVE_DAMPING)
   _number(cfg, "optimizer", "hessian_samples", sdlm.DEFAULT_HESSIAN_SAMPLES, _POSITIVE_INT)
+  _number(cfg, "optimizer", "curvature_every_steps", 0, _NON_NEGATIVE_INT)
   for key in ("factor", "end_value", "warmup_steps", "warmup_epochs"):
     _number(schedule_cfg, "schedule", key, 0.0, _NON_NEGATIVE)
   for key, default in (("div_factor", 25.0), ("final_div_factor", 1e4)):
@@ -184,7 +189,9 @@ def make_optimizer(
       `momentum` (sgd, default 0.9; 0 disables), `nesterov` (sgd), `b1`, `b2`,
       `eps` (adam/adamw), `mu` (sdlm's damping, default 0.02),
       `hessian_samples` (sdlm: training examples per curvature estimate, default
-      500; the loop estimates before each epoch), `weight_decay` (default 0),
+      500; the loop estimates before each epoch), `curvature_every_steps`
+      (sdlm: steps between estimates instead; default 0, once per epoch),
+      `weight_decay` (default 0),
       `grad_clip_norm` (clip the global gradient norm; 0 disables).
     schedule_cfg: the schedule config (see `make_schedule`).
     total_steps: the run's length in steps.

@@ -364,29 +364,32 @@ def split_model(
   return Split(model, name, called[0]) if len(called) == 1 else Split(model)
 
 
-def sample_indices(key: jax.Array, epoch, num_examples: int, count: int) -> jax.Array:
-  """The training examples epoch `epoch` estimates the curvature on (jit-able).
+def sample_indices(key: jax.Array, estimate, num_examples: int, count: int) -> jax.Array:
+  """The training examples the run's estimate number `estimate` uses (jit-able).
 
   Args:
     key: the curvature PRNG key (`steps.curvature_key`).
-    epoch: the epoch number.
+    estimate: the estimate's number (the epoch's, when estimates are once per epoch).
     num_examples: size of the training split.
     count: how many (at most num_examples).
 
   Returns:
-    int32 (count,): the first `count` of a permutation drawn from fold_in(key, epoch).
+    int32 (count,): the first `count` of a permutation drawn from fold_in(key, estimate).
   """
-  order = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+  order = jax.random.permutation(jax.random.fold_in(key, estimate), num_examples)
   return order[:count]
 
 
 class EpochCurvature:
-  """The loop's SDLM hook: a new curvature estimate before each epoch's first step.
+  """The loop's SDLM hook: a new curvature estimate before each epoch's first
+  step (the paper), or every `every_steps` steps.
 
-  Called before every step; acts at steps that start an epoch. A run resumed
-  within an epoch keeps the curvature its checkpoint holds; one resumed at an
-  epoch's start estimates it as the uninterrupted run did, from the same
-  params and examples, so resumed runs stay bit-exact.
+  Called before every step; acts at the steps that start an interval. A run
+  resumed within an interval keeps the curvature its checkpoint holds; one
+  resumed at an interval's start estimates it as the uninterrupted run did,
+  from the same params and examples, so resumed runs stay bit-exact.
+  (Early in training, when activations grow fast, an estimate can go stale
+  within an epoch: experiments/lecun1998/README.md.)
   """
 
   def __init__(
@@ -400,6 +403,7 @@ class EpochCurvature:
       num_examples: int,
       hessian_samples: int,
       steps_per_epoch: int,
+      every_steps: int = 0,
   ):
     """Builds the jitted estimate.
 
@@ -412,8 +416,9 @@ class EpochCurvature:
       num_examples: size of the training split.
       hessian_samples: examples per estimate (all of the split if it has fewer).
       steps_per_epoch: training steps in one epoch.
+      every_steps: steps between estimates; 0: once per epoch.
     """
-    self.examples, self.steps_per_epoch = examples, steps_per_epoch
+    self.examples, self.every_steps = examples, every_steps or steps_per_epoch
     replicated = parallel.replicated(mesh)
     self._indices = jax.jit(
         functools.partial(
@@ -442,11 +447,11 @@ class EpochCurvature:
     self._estimate = jax.jit(estimate, out_shardings=replicated)
 
   def __call__(self, state: Any, step: int) -> Any:
-    """The TrainState to take step `step` from: a new curvature if the step starts an epoch."""
-    if step % self.steps_per_epoch:
+    """The TrainState to take step `step` from: a new curvature if the step starts an interval."""
+    if step % self.every_steps:
       return state
-    epoch = step // self.steps_per_epoch
-    images, labels = self.examples(self._indices(steps.curvature_key(state.rng), epoch))
+    estimate = step // self.every_steps
+    images, labels = self.examples(self._indices(steps.curvature_key(state.rng), estimate))
     return state.replace(
         opt_state=self._estimate(state.variables(), state.opt_state, images, labels)
     )

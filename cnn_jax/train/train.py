@@ -344,6 +344,7 @@ def _before_step(setup: _Setup, unaugmented: steps.InputTransform, loss: steps.L
       num_examples=setup.train_input.num_examples,
       hessian_samples=config.optimizer.get("hessian_samples") or sdlm.DEFAULT_HESSIAN_SAMPLES,
       steps_per_epoch=setup.train_input.steps_per_epoch,
+      every_steps=config.optimizer.get("curvature_every_steps") or 0,
   )
 
 

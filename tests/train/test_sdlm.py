@@ -17,7 +17,8 @@ from jax.flatten_util import ravel_pytree
 from cnn_jax import models
 from cnn_jax.errors import ConfigError
 from cnn_jax.models.lenet import EuclideanRBF, digit_rbf_centres
-from cnn_jax.train import inputs, metrics, optimizers, parallel, sdlm, train_and_evaluate
+from cnn_jax.train import inputs, metrics, optimizers, parallel, sdlm, steps, train_and_evaluate
+from cnn_jax.train.state import TrainState
 
 from helpers import ROOT, tiny_config
 from test_train import assert_trees_equal, final_state
@@ -190,6 +191,8 @@ def test_curvature_is_set_inside_masked_fine_tuning_states():
         ("hessian_samples", 0, "config.optimizer.hessian_samples must be a positive integer"),
         ("hessian_samples", 2.5, "config.optimizer.hessian_samples must be a positive integer"),
         ("hessian_samples", True, "config.optimizer.hessian_samples must be a positive integer"),
+        ("curvature_every_steps", -1, "config.optimizer.curvature_every_steps must be an integer"),
+        ("curvature_every_steps", 2.5, "config.optimizer.curvature_every_steps must be an integer"),
     ],
 )
 def test_bad_sdlm_numbers_are_one_line_config_errors(field, value, message):
@@ -239,6 +242,53 @@ def test_both_pipelines_give_the_curvature_the_same_examples():
   for a, b in zip(device, grain):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert device[0].shape == (4, 32, 32, 1) and device[0].dtype == jnp.uint8
+
+
+def test_curvature_every_so_many_steps_is_estimated_at_those_steps_on_fresh_examples():
+  model, mesh = models.create("lenet5"), parallel.make_mesh(jax.devices()[:1])
+  images = jax.random.randint(jax.random.key(0), (20, 32, 32, 1), 0, 256).astype(jnp.uint8)
+  labels = jax.random.randint(jax.random.key(1), (20,), 0, 10)
+  params = parallel.put_replicated(
+      jax.device_get(model.init(jax.random.key(2), jnp.zeros((1, 32, 32, 1)))["params"]), mesh
+  )
+  tx = sdlm.sdlm(1.0)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats={},
+      opt_state=tx.init(params),
+      ema_params={},
+      rng=jax.random.key_data(jax.random.key(3)),
+  )
+  split = sdlm.split_model(model, {"params": params}, (1, 32, 32, 1), ("output",))
+  to_input = lambda u: u.astype(jnp.float32) / 255.0
+  hook = sdlm.EpochCurvature(
+      split,
+      metrics.cross_entropy,
+      to_input,
+      lambda i: (images[i], labels[i]),
+      mesh,
+      num_examples=20,
+      hessian_samples=6,
+      steps_per_epoch=10,
+      every_steps=3,
+  )
+  assert hook(state, 4) is state and hook(state, 5) is state  # between estimates
+  # Step 6 is the third estimate (0, 3, 6), on its own examples, within an epoch.
+  estimated = jax.tree.leaves(hook(state, 6).opt_state[0].curvature)
+  indices = sdlm.sample_indices(steps.curvature_key(state.rng), 2, 20, 6)
+  expected = sdlm.gauss_newton_diagonal(
+      lambda p, x: split.outputs({"params": p}, x[None])[0],
+      lambda z, y: metrics.cross_entropy(split.logits(z[None]), y[None]),
+      jax.device_get(params),
+      to_input(images[indices]),
+      labels[indices],
+  )
+  for a, b in zip(estimated, jax.tree.leaves(expected)):
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+  other = sdlm.sample_indices(steps.curvature_key(state.rng), 1, 20, 6)
+  assert not np.array_equal(np.asarray(indices), np.asarray(other))
 
 
 _EIGHT_DEVICES = textwrap.dedent("""
