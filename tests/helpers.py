@@ -5,7 +5,8 @@ import hashlib
 import importlib.util
 import pathlib
 import subprocess
-import sys
+
+from fork_server import python
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.py"
@@ -44,9 +45,10 @@ def snapshot(folder: pathlib.Path) -> dict[str, str]:
 
 
 def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
-  """`python -m *args` from the repository's root, its output captured."""
+  """`python -m *args` from the repository's root, its output captured (through the
+  tests' fork server: tests/fork_server.py)."""
   return subprocess.run(
-      [sys.executable, "-m", *args],
+      [python(), "-m", *args],
       capture_output=True,
       text=True,
       timeout=timeout,

@@ -1,12 +1,12 @@
 """The training-step benchmark: its numbers are consistent, its errors one line."""
 
 import subprocess
-import sys
 
 import pytest
 
 from cnn_jax import models, summary
 from cnn_jax.train import throughput
+from helpers import python
 
 
 class _Clock:
@@ -49,7 +49,7 @@ def test_train_step_benchmark_turns_its_timings_into_the_reported_numbers(monkey
 
 def test_benchmark_cli_errors_are_one_line():
   run = subprocess.run(
-      [sys.executable, "-m", "cnn_jax.benchmark", "--model=resnet9"],
+      [python(), "-m", "cnn_jax.benchmark", "--model=resnet9"],
       capture_output=True,
       text=True,
       timeout=120,

@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from cnn_jax import models, summary
+from helpers import python
 
 
 def _summarize(name):
@@ -77,7 +77,7 @@ def test_alexnet_first_layer_row():
 )
 def test_cli_errors_are_one_line(args, message):
   out = subprocess.run(
-      [sys.executable, "-m", "cnn_jax.summary", *args],
+      [python(), "-m", "cnn_jax.summary", *args],
       capture_output=True,
       text=True,
       env={**os.environ, "JAX_PLATFORMS": "cpu"},
@@ -88,7 +88,7 @@ def test_cli_errors_are_one_line(args, message):
 
 def test_cli_prints_the_vgg16_table():
   out = subprocess.run(
-      [sys.executable, "-m", "cnn_jax.summary", "--model", "vgg_d", "--image_size", "224"],
+      [python(), "-m", "cnn_jax.summary", "--model", "vgg_d", "--image_size", "224"],
       capture_output=True,
       text=True,
       check=True,

@@ -15,6 +15,7 @@ from PIL import Image
 
 from cnn_jax import data
 from cnn_jax.data import fingerprints, on_device, pipeline, preparation, preprocess, sources
+from helpers import python
 
 
 @pytest.fixture(scope="module")
@@ -467,7 +468,7 @@ def test_preparing_the_digits_prints_one_line_of_our_own(tmp_path):
 
 
 def test_prepare_cli_prepares_the_digits_quietly_and_reports_user_errors(tmp_path):
-  command = [sys.executable, "-m", "cnn_jax.data.prepare", f"--data_dir={tmp_path}"]
+  command = [python(), "-m", "cnn_jax.data.prepare", f"--data_dir={tmp_path}"]
   out = subprocess.run(command + ["--dataset=digits"], capture_output=True, text=True, check=True)
   version_dir = tmp_path / "digits" / "1.0.0"
   assert out.stdout.splitlines() == [

@@ -11,7 +11,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from cnn_jax.data.preprocess import resize_uint8
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.errors import DataError
 
-from helpers import ROOT, tiny_config
+from helpers import ROOT, python, tiny_config
 
 # The official per-class counts (the datasets' own documentation).
 MNIST_TRAIN_PER_CLASS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -150,7 +149,7 @@ def test_prepare_cli_names_missing_files_and_leaves_nothing(tmp_path):
   data_dir = tmp_path / "tfds"
   run = subprocess.run(
       [
-          sys.executable,
+          python(),
           "-m",
           "cnn_jax.data.prepare",
           "--dataset=mnist",

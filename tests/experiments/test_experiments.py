@@ -10,7 +10,6 @@ import pathlib
 import re
 import shlex
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from cnn_jax import models
 from cnn_jax.sweep import config_files, hyper
 
-from helpers import ROOT
+from helpers import ROOT, python
 
 EXPERIMENTS = ROOT / "experiments"
 SWEPT = sorted(p.parent.name for p in EXPERIMENTS.glob("*/config.py"))
@@ -44,7 +43,7 @@ def _run(command: str, tmp_path: pathlib.Path, extra=()) -> subprocess.Completed
       for a in args
   ]
   result = subprocess.run(
-      [sys.executable, *args[1:], *extra], cwd=ROOT, capture_output=True, text=True, timeout=300
+      [python(), *args[1:], *extra], cwd=ROOT, capture_output=True, text=True, timeout=300
   )
   assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
   return result

@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from cnn_jax.models import names
 from cnn_jax.sweep import config_files, curves, hyper, runner, tables
 from cnn_jax.sweep.hyper import SweepError
 
-from helpers import ROOT, sweep_config
+from helpers import ROOT, python, sweep_config
 
 LR = "optimizer.learning_rate"
 
@@ -170,7 +169,7 @@ def test_differences_from_a_baseline_have_their_standard_errors(tmp_path):
 def _run_sweep_cli(config, root, *extra):
   return subprocess.run(
       [
-          sys.executable,
+          python(),
           "-m",
           "launch.sweep",
           f"--config={config}",
@@ -399,7 +398,7 @@ def test_sweep_cli_names_bad_curve_flags_in_one_line(tmp_path):
   ]:
     result = subprocess.run(
         [
-            sys.executable,
+            python(),
             "-m",
             "launch.sweep",
             f"--config={config}",

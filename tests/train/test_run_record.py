@@ -11,7 +11,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ from cnn_jax.train import base_config, config as config_lib, optimizers, run_rec
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train import workdir as workdir_lib
 
-from helpers import ROOT, TINY, assert_one_line_error, cli, snapshot, tiny_config
+from helpers import ROOT, TINY, assert_one_line_error, cli, python, snapshot, tiny_config
 
 STEPS = ["--config.num_train_steps=20", "--config.eval_every_steps=20"]
 
@@ -467,7 +466,7 @@ def test_an_experiment_s_damaged_results_are_one_line_and_kept(tmp_path):
   (tmp_path / "results.json").write_text('{"model": "efficientnet_lite0", "accu')
   run = subprocess.run(
       [
-          sys.executable,
+          python(),
           "experiments/transfer/imagenet_to_fashion_mnist.py",
           "--report_only",
           f"--out={tmp_path}",

@@ -29,7 +29,7 @@ from cnn_jax.train import (
 from cnn_jax.train import state as state_lib
 
 from conftest import abstract_variables, random_variables
-from helpers import ROOT, TINY, tiny_config
+from helpers import ROOT, TINY, python, tiny_config
 
 
 def final_state(workdir) -> dict:
@@ -183,7 +183,7 @@ def test_cli_reports_config_mistakes_in_one_line(tmp_path):
   ]:
     run = subprocess.run(
         [
-            sys.executable,
+            python(),
             "-m",
             "cnn_jax.main",
             f"--config={TINY}",
@@ -572,7 +572,7 @@ def test_killed_run_resumes_bit_exactly(tmp_path, uninterrupted, how):
 
   rerun = subprocess.run(
       [
-          sys.executable,
+          python(),
           "-m",
           "cnn_jax.main",
           f"--config={TINY}",
@@ -630,7 +630,7 @@ def _python(code_or_args, devices: int, **kwargs):
   env = dict(os.environ)
   env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
   return subprocess.run(
-      [sys.executable, *code_or_args],
+      [python(), *code_or_args],
       env=env,
       capture_output=True,
       text=True,

@@ -7,7 +7,6 @@ defines their keys is efficientnet-lite-pytorch. Both are dev extras.
 
 import re
 import subprocess
-import sys
 
 import efficientnet_lite_pytorch
 import jax.numpy as jnp
@@ -24,6 +23,7 @@ from cnn_jax.transfer import imagenet_weights
 from cnn_jax.transfer import pretrained as pretrained_weights
 from cnn_jax.transfer.state_dict import load_state_dict
 from cnn_jax.transfer.torchvision_weights import WeightMismatchError, installed_weights
+from helpers import python
 
 
 def reference(model_name: str) -> torch.nn.Module:
@@ -107,7 +107,7 @@ def test_init_from_accepts_the_legacy_file():
 def test_predict_cli_prints_top5_and_one_line_errors(photos, tmp_path):
   def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "cnn_jax.predict", *args],
+        [python(), "-m", "cnn_jax.predict", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -144,7 +144,7 @@ def test_missing_weights_package_names_the_install_command(monkeypatch):
 def test_visualize_cli_explains_the_imagenet_network_on_photos(photos, tmp_path):
   def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "cnn_jax.visualize", *args],
+        [python(), "-m", "cnn_jax.visualize", *args],
         capture_output=True,
         text=True,
         timeout=300,

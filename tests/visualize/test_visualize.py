@@ -3,7 +3,6 @@ checks of Adebayo et al. on a trained digits model, and the CLI."""
 
 import functools
 import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -16,6 +15,7 @@ from cnn_jax.train import train_and_evaluate
 from cnn_jax.train.config import base_config
 from cnn_jax.visualize import (attribution, features, probe, sanity, trained)
 from cnn_jax.visualize.occlusion import occlusion
+from helpers import python
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +393,7 @@ def test_cli_writes_pngs_and_an_index(digits_run, tmp_path):
   workdir = digits_run[0]
   run = subprocess.run(
       [
-          sys.executable,
+          python(),
           "-m",
           "cnn_jax.visualize",
           f"--workdir={workdir}",
@@ -417,7 +417,7 @@ def test_cli_writes_pngs_and_an_index(digits_run, tmp_path):
   ]:
     bad = subprocess.run(
         [
-            sys.executable,
+            python(),
             "-m",
             "cnn_jax.visualize",
             f"--workdir={workdir}",
@@ -434,7 +434,7 @@ def test_cli_writes_pngs_and_an_index(digits_run, tmp_path):
 
 def test_cli_says_when_a_workdir_has_no_run(tmp_path):
   bad = subprocess.run(
-      [sys.executable, "-m", "cnn_jax.visualize", f"--workdir={tmp_path}", "--method=filters"],
+      [python(), "-m", "cnn_jax.visualize", f"--workdir={tmp_path}", "--method=filters"],
       capture_output=True,
       text=True,
       timeout=300,
