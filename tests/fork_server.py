@@ -23,6 +23,7 @@ sys.executable: there the process itself, not a client, must be signalled.
 """
 
 import atexit
+import dataclasses
 import importlib
 import json
 import os
@@ -69,12 +70,41 @@ _IMPORT_TIME_PREFIXES = (
     "TMP",
     "TEMP",
 )
+# Forwarded by the client; their dispositions are the client's (inherited), as
+# in a fresh interpreter.
+_SIGNALS = tuple(
+    int(s)
+    for s in (
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGALRM,
+    )
+)
 _PARENT_PID = "CNN_JAX_PARENT_PID"  # cnn_jax.interrupts: the run watches that pid
 _STATUS_BYTES = 8
 
 
-def _import_time_environment(environment: dict[str, str]) -> dict[str, str]:
-  return {k: v for k, v in environment.items() if k.startswith(_IMPORT_TIME_PREFIXES)}
+@dataclasses.dataclass
+class _Preloaded:
+  """What importing PRELOAD did that a fresh interpreter's imports would do again."""
+
+  stdout: bytes
+  stderr: bytes
+  environment_before: dict[str, str]  # the server's environment before the imports
+  environment_changes: dict[str, str]  # the variables the imports set
+
+
+def _import_time_environment(environment: dict[str, str], preloaded: _Preloaded) -> dict:
+  """The variables of `environment` that importing PRELOAD reads or sets."""
+  return {
+      k: v
+      for k, v in environment.items()
+      if k.startswith(_IMPORT_TIME_PREFIXES) or k in preloaded.environment_changes
+  }
 
 
 # ----------------------------------------------------------------------------- the client
@@ -83,9 +113,10 @@ _CLIENT = r"""#!{python} -S
 import json, os, signal, socket, sys
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 connection.connect({socket_path!r})
-request = json.dumps(
-    dict(argv=sys.argv[1:], cwd=os.getcwd(), env=dict(os.environ), ppid=os.getppid())
-).encode()
+# A fresh interpreter keeps the signals its parent ignores ignored.
+ignored = [n for n in {signals} if signal.getsignal(n) == signal.SIG_IGN]
+request = dict(argv=sys.argv[1:], cwd=os.getcwd(), env=dict(os.environ), ppid=os.getppid())
+request = json.dumps(dict(request, ignored=ignored)).encode()
 socket.send_fds(connection, [len(request).to_bytes(8, "big")], [0, 1, 2])
 connection.sendall(request)
 
@@ -99,7 +130,7 @@ def receive(size):
   return int.from_bytes(data, "big")
 
 pid = receive(8)
-for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+for number in {signals}:
   signal.signal(number, lambda number, frame: os.kill(pid, number))
 status = receive(8)
 if os.WIFSIGNALED(status):
@@ -121,13 +152,19 @@ def _receive_request(connection: socket.socket) -> tuple[dict, list[int]]:
   return json.loads(payload), fds
 
 
-def _forkable(argv: list[str], environment: dict[str, str]) -> bool:
+def _forkable(argv: list[str], environment: dict[str, str], preloaded: _Preloaded) -> bool:
   """Whether a fork of this server runs `python *argv` as a fresh interpreter would."""
   if not argv or (argv[0].startswith("-") and argv[0] not in ("-m", "-c")):
     return False
   if argv[0] in ("-m", "-c") and len(argv) < 2:
     return False
-  return _import_time_environment(environment) == _import_time_environment(os.environ)
+  # Either as the server started, or as its imports left it (a run started by
+  # a forked program): importing again would set the same values.
+  after = {**preloaded.environment_before, **preloaded.environment_changes}
+  return _import_time_environment(environment, preloaded) in (
+      _import_time_environment(preloaded.environment_before, preloaded),
+      _import_time_environment(after, preloaded),
+  )
 
 
 def _run_program(argv: list[str]) -> None:
@@ -149,7 +186,7 @@ def _run_program(argv: list[str]) -> None:
 
 
 def _become_program(
-    request: dict, fds: list[int], client_path: str, server_files, import_output
+    request: dict, fds: list[int], client_path: str, server_files, preloaded: _Preloaded
 ) -> None:
   """In the forked child: takes over the client's files and environment, then runs.
 
@@ -158,8 +195,9 @@ def _become_program(
     fds: the client's stdin, stdout and stderr.
     client_path: the client program (the child's sys.executable).
     server_files: the server's sockets, selector and pipes, closed here.
-    import_output: what PRELOAD's imports wrote to stdout and stderr; the
-      child writes it first, as a fresh interpreter's imports would have.
+    preloaded: what importing PRELOAD did: the child writes the imports'
+      output first and sets the variables they set, as a fresh interpreter's
+      imports would have.
   """
   for file in server_files:
     file.close() if hasattr(file, "close") else os.close(file)
@@ -172,23 +210,26 @@ def _become_program(
     # The client's parent started this run; the child's own parent is the
     # server, which kills it when the client dies.
     environment[_PARENT_PID] = str(os.getppid())
-  if not _forkable(request["argv"], environment):
+  if not _forkable(request["argv"], environment, preloaded):
     os.execve(sys.executable, [sys.executable, *request["argv"]], environment)
-  for fd, output in zip((1, 2), import_output):
+  for fd, output in zip((1, 2), (preloaded.stdout, preloaded.stderr)):
     os.write(fd, output)
   os.environ.clear()
-  os.environ.update(environment)
+  os.environ.update({**environment, **preloaded.environment_changes})
   random.seed()  # a fresh interpreter seeds from the system
   sys.executable = client_path  # runs this program starts come back here
-  signal.signal(signal.SIGINT, signal.default_int_handler)
+  for number in _SIGNALS:
+    default = signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL
+    signal.signal(number, signal.SIG_IGN if number in request["ignored"] else default)
   _run_program(request["argv"])
   # A normal end of the program: the interpreter exits as it would have
   # (non-daemon threads joined, atexit handlers run, buffers flushed).
   sys.exit(0)
 
 
-def _preload() -> tuple[bytes, bytes]:
-  """Imports PRELOAD; returns what the imports wrote to stdout and stderr."""
+def _preload() -> _Preloaded:
+  """Imports PRELOAD; returns what the imports wrote and which variables they set."""
+  environment_before = dict(os.environ)
   saved = [os.dup(1), os.dup(2)]
   captured = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
   for fd, file in zip((1, 2), captured):
@@ -205,12 +246,13 @@ def _preload() -> tuple[bytes, bytes]:
     file.seek(0)
     output.append(file.read())
     file.close()
-  return output[0], output[1]
+  changes = {k: v for k, v in os.environ.items() if environment_before.get(k) != v}
+  return _Preloaded(output[0], output[1], environment_before, changes)
 
 
 def serve(socket_path: str, client_path: str) -> None:
   """Imports PRELOAD, then serves requests until stdin closes (its parent ended)."""
-  import_output = _preload()
+  preloaded = _preload()
   listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
   listener.bind(socket_path)
   listener.listen(64)
@@ -233,7 +275,7 @@ def serve(socket_path: str, client_path: str) -> None:
         if pid == 0:
           server_files = [k.fileobj for k in selector.get_map().values()]
           files = [*server_files, connection, selector]
-          _become_program(request, fds, client_path, files, import_output)
+          _become_program(request, fds, client_path, files, preloaded)
         for fd in fds:
           os.close(fd)
         connection.sendall(pid.to_bytes(_STATUS_BYTES, "big"))
@@ -281,7 +323,7 @@ def python() -> str:
     socket_path = os.path.join(folder, "socket")
     client_path = os.path.join(folder, "python")
     with open(client_path, "w") as f:
-      f.write(_CLIENT.format(python=sys.executable, socket_path=socket_path))
+      f.write(_CLIENT.format(python=sys.executable, socket_path=socket_path, signals=_SIGNALS))
     os.chmod(client_path, 0o755)
     server = subprocess.Popen(
         [sys.executable, __file__, socket_path, client_path],

@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from cnn_jax import cpu_flags
+from helpers import python
 
 FLAG = cpu_flags.YNN_FUSION_FLAG
 
@@ -78,7 +78,7 @@ def test_a_fresh_process_runs_with_the_setting():
   )
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "CNN_JAX_CPU_FLAGS")}
   run = subprocess.run(
-      [sys.executable, "-c", code],
+      [python(), "-c", code],
       env={**env, "JAX_PLATFORMS": "cpu"},
       capture_output=True,
       text=True,
@@ -95,7 +95,7 @@ def test_the_training_cli_applies_it(tmp_path):
   tiny = os.path.join(os.path.dirname(__file__), "configs", "tiny.py")
   run = subprocess.run(
       [
-          sys.executable,
+          python(),
           "-m",
           "cnn_jax.main",
           f"--config={tiny}",

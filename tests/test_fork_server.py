@@ -10,8 +10,9 @@ import pytest
 from helpers import ROOT, python
 
 _SHOW = (
-    "import json, os, sys; print(json.dumps([sys.argv, os.getcwd(), sys.path[0], "
-    "os.environ.get('FORK_TEST'), sys.stdin.read(), __name__, 'cnn_jax.main' in sys.modules]));"
+    "import json, os, signal, sys; print(json.dumps([sys.argv, os.getcwd(), sys.path[0], "
+    "os.environ.get('FORK_TEST'), sys.stdin.read(), __name__, 'cnn_jax.main' in sys.modules, "
+    "[str(signal.getsignal(n)) for n in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE)]]));"
     "print('to stderr', file=sys.stderr); sys.exit(3)"
 )
 
@@ -41,11 +42,17 @@ def test_a_program_sees_what_it_would_see_in_a_fresh_interpreter(args, tmp_path)
   assert (forked.returncode, forked.stdout, forked.stderr) == (3, fresh.stdout, fresh.stderr)
 
 
-def test_an_environment_read_at_import_runs_a_fresh_interpreter():
-  code = "import jax; print(jax.config.jax_enable_x64)"
-  env = {**os.environ, "JAX_ENABLE_X64": "1"}
-  fresh, forked = _both(["-c", code], env=env)
+def test_programs_start_with_the_libraries_imported_unless_that_would_show():
+  unimported = "import sys; print('jax' in sys.modules)"
+  assert [run.stdout for run in _both(["-c", unimported])] == ["False\n", "True\n"]
+  # A program's own runs (a sweep's training runs) come back to the server,
+  # in the environment that the server's imports left.
+  nested = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {unimported!r}])"
+  assert [run.stdout for run in _both(["-c", nested])] == ["False\n", "True\n"]
+  code = "import jax, sys; print(jax.config.jax_enable_x64)"
+  fresh, forked = _both(["-c", code], env={**os.environ, "JAX_ENABLE_X64": "1"})
   assert fresh.stdout == forked.stdout == "True\n", (fresh.stderr, forked.stderr)
+  assert _both(["-X", "utf8", "-c", unimported])[1].stdout == "False\n"  # a fresh interpreter
 
 
 def test_exceptions_and_signals_end_the_client_as_they_end_the_program():
@@ -58,7 +65,11 @@ def test_exceptions_and_signals_end_the_client_as_they_end_the_program():
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_client_reaches_the_program(number):
-  waiting = "import time; print('ready', flush=True); time.sleep(600)"
+  # Its own handler: a pytest-xdist worker's children inherit SIGINT ignored.
+  waiting = (
+      "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+      "print('ready', flush=True); time.sleep(600)"
+  )
   codes = []
   for interpreter in (sys.executable, python()):
     process = subprocess.Popen(

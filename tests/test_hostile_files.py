@@ -36,6 +36,7 @@ from cnn_jax.transfer.torchvision_weights import (
     installed_weights,
 )
 from cnn_jax.visualize import trained
+from helpers import python
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -53,7 +54,7 @@ print(json.dumps({"returncode": run.returncode, "stderr": run.stderr,
 
 def _cli(*args, timeout=300):
   return subprocess.run(
-      [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+      [python(), *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
   )
 
 

@@ -302,7 +302,7 @@ def test_processes_preparing_the_digits_at_once_all_get_them(tmp_path):
   )
   processes = [
       subprocess.Popen(
-          [sys.executable, "-c", code, str(tmp_path)],
+          [python(), "-c", code, str(tmp_path)],
           stdout=subprocess.PIPE,
           stderr=subprocess.PIPE,
           text=True,
@@ -449,7 +449,7 @@ def test_preparing_the_digits_prints_one_line_of_our_own(tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   outputs = [
       subprocess.run(
-          [sys.executable, "-c", code, str(tmp_path)],
+          [python(), "-c", code, str(tmp_path)],
           capture_output=True,
           text=True,
           check=True,

@@ -3,7 +3,6 @@ Gauss-Newton matrix, the step on a quadratic, exact resume, config checks."""
 
 import os
 import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -20,7 +19,7 @@ from cnn_jax.models.lenet import EuclideanRBF, digit_rbf_centres
 from cnn_jax.train import inputs, metrics, optimizers, parallel, sdlm, steps, train_and_evaluate
 from cnn_jax.train.state import TrainState
 
-from helpers import ROOT, tiny_config
+from helpers import ROOT, python, tiny_config
 from test_train import assert_trees_equal, final_state
 
 
@@ -329,7 +328,7 @@ def test_eight_devices_estimate_what_one_device_does():
   env = dict(os.environ)
   env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   run = subprocess.run(
-      [sys.executable, "-c", _EIGHT_DEVICES],
+      [python(), "-c", _EIGHT_DEVICES],
       env=env,
       capture_output=True,
       text=True,
