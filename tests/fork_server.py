@@ -320,6 +320,8 @@ def python() -> str:
   global _client_path
   if _client_path is None:
     folder = tempfile.mkdtemp(prefix="cnn_jax_fork_server_")
+    if len(folder) > 90:  # a socket's path has at most 107 bytes; mkdtemp's folder is 0700
+      folder = tempfile.mkdtemp(prefix="cnn_jax_fork_server_", dir="/tmp")
     socket_path = os.path.join(folder, "socket")
     client_path = os.path.join(folder, "python")
     with open(client_path, "w") as f:
