@@ -58,13 +58,17 @@ import numpy as np  # noqa: E402
 from cnn_jax import models  # noqa: E402
 
 
-@functools.cache
 def abstract_init(name: str, image_size: int | None = None, batch: int = 1, **overrides):
   """(variables, logits) of a model as ShapeDtypeStructs (nothing computed)."""
+  # One cache entry per model and size, however the call spells the defaults.
+  return _abstract_init(name, image_size or models.spec(name).image_size, batch, **overrides)
+
+
+@functools.cache
+def _abstract_init(name: str, image_size: int, batch: int, **overrides):
   spec = models.spec(name)
-  size = image_size or spec.image_size
   model = models.create(name, **overrides)
-  x = jnp.zeros((batch, size, size, spec.channels))
+  x = jnp.zeros((batch, image_size, image_size, spec.channels))
   return jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x))[::-1]
 
 
