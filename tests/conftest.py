@@ -1,9 +1,9 @@
 """Shared test setup: JAX on the CPU, quick compiles, cached abstract models.
 
 The suite is dominated by XLA compile time, not by arithmetic, so the tests
-compile with LLVM's optimizations off and XLA:CPU's older fusion emitters
-(the machine code is slower, the programs compile in less than half the
-time) and build parameters on the host instead of compiling initializers.
+compile with LLVM's optimizations off (results are the same, the machine
+code is slower) and build parameters on the host instead of compiling
+initializers.
 """
 
 import functools
@@ -109,23 +109,27 @@ def random_variables(abstract, seed: int = 0):
 LONGEST_FILES = (
     "tests/models/test_models.py",
     "tests/experiments/test_experiments.py",
-    "tests/experiments/test_experiments_mnist.py",
     "tests/train/test_train.py",
-    "tests/visualize/test_visualize.py",
+    "tests/experiments/test_experiments_mnist.py",
     "tests/test_interrupts.py",
+    "tests/visualize/test_visualize.py",
+    "tests/train/test_sdlm.py",
     "tests/transfer/test_imagenet_weights.py",
     "tests/experiments/test_experiments_imagenet.py",
-    "tests/test_reliability.py",
+    "tests/transfer/test_torchvision_weights.py",
     "tests/data/test_mnist.py",
-    "tests/train/test_run_record.py",
     "tests/test_readme.py",
     "tests/sweep/test_sweep.py",
-    "tests/transfer/test_torchvision_weights.py",
-    "tests/transfer/test_finetune.py",
-    "tests/test_hostile_files.py",
-    "tests/ops/test_tiled_max_pool.py",
     "tests/ops/test_depthwise_conv.py",
+    "tests/transfer/test_finetune.py",
+    "tests/test_reliability.py",
+    "tests/data/test_augment.py",
+    "tests/ops/test_tiled_max_pool.py",
+    "tests/train/test_run_record.py",
     "tests/data/test_datasets.py",
+    "tests/ops/test_col2im_conv.py",
+    "tests/test_hostile_files.py",
+    "tests/ops/test_lecture_conv.py",
 )
 
 
