@@ -1,4 +1,4 @@
-"""The paper's SDLM as the paper runs it, one update per pattern, for its first passes.
+"""The paper's SDLM as the paper runs it: one update per pattern, a curvature before each pass.
 
     python experiments/lecun1998/first_passes.py --out=experiments/lecun1998/first_passes
     python experiments/lecun1998/first_passes.py --out=experiments/lecun1998/paper_schedule \
