@@ -143,6 +143,16 @@ def test_warp_shear_moves_each_row_by_its_distance_from_the_centre():
     np.testing.assert_allclose(out[row], shifted(x, 0, row - 4)[row], atol=1e-5)
 
 
+def test_warp_squeeze_narrows_and_elongates_about_the_centre():
+  # Squeeze 2 maps output pixel (r, c) to input centre + (2 (r - 4), (c - 4) / 2).
+  x = images((1, 9, 9, 1))[0]
+  out = augment.warp(x, squeeze=2.0)
+  np.testing.assert_allclose(out[5, 4], x[6, 4], atol=1e-6)
+  np.testing.assert_allclose(out[4, 6], x[4, 5], atol=1e-6)
+  np.testing.assert_allclose(out[4, 5], (x[4, 4] + x[4, 5]) / 2, atol=1e-6)
+  np.testing.assert_allclose(augment.warp(x, squeeze=1.0), x, atol=1e-6)
+
+
 def test_affine_stays_within_its_ranges():
   # A bright centre pixel lands within `pixels` of the centre whatever the
   # rotation, zoom and shear (they all keep the centre in place).
@@ -150,12 +160,16 @@ def test_affine_stays_within_its_ranges():
   x[7, 7] = 1.0
   for seed in range(20):
     out = np.asarray(
-        augment.affine(jax.random.key(seed), x, degrees=15, scale=0.15, shear=15, pixels=2)
+        augment.affine(
+            jax.random.key(seed), x, degrees=15, scale=0.15, shear=15, pixels=2, squeeze=0.15
+        )
     )
     row, col = np.unravel_index(np.argmax(out[..., 0]), out.shape[:2])
     assert abs(row - 7) <= 2 and abs(col - 7) <= 2
   with pytest.raises(ValueError, match="scale must be in"):
     augment.affine(KEY, x, scale=1.0)
+  with pytest.raises(ValueError, match="squeeze must be in"):
+    augment.affine(KEY, x, squeeze=1.0)
 
 
 def test_translate_and_crop_draw_whole_pixel_shifts():

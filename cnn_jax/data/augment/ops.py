@@ -81,8 +81,9 @@ def warp(
     zoom: float | Array = 1.0,
     shift: Sequence[float] | Array = (0.0, 0.0),
     shear: float | Array = 0.0,
+    squeeze: float | Array = 1.0,
 ) -> Array:
-  """Shears, rotates and zooms about the image centre, then shifts; deterministic.
+  """Shears, squeezes, rotates and zooms about the image centre, then shifts; deterministic.
 
   The random ops `rotate`, `scale`, `translate` and `affine` draw their
   parameters and call this: one resampling, however many are combined.
@@ -96,6 +97,8 @@ def warp(
     shift: (down, right) displacement in pixels.
     shear: horizontal shear in degrees: a row d pixels below the centre
       moves tan(shear) * d pixels to the right.
+    squeeze: the content's width is multiplied by it and its height divided
+      by it (LeCun et al. 1998's squeezing: below 1 narrower and taller).
 
   Returns:
     The warped (H, W, C) image, same dtype.
@@ -112,7 +115,10 @@ def warp(
   # rotate by -angle and divide by the zoom about the centre. With rows
   # pointing down, a counter-clockwise turn by -angle is this matrix.
   inverse = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]) / zoom
-  # The shear acts first, so its inverse comes last: col -= tan * row.
+  # The shear acts first, then the squeeze, so their inverses come last:
+  # row *= squeeze, col /= squeeze, then col -= tan * row.
+  squeeze = jnp.asarray(squeeze, jnp.float32)
+  inverse = jnp.diag(jnp.stack([squeeze, 1.0 / squeeze])) @ inverse
   tan = jnp.tan(jnp.deg2rad(jnp.asarray(shear, jnp.float32)))
   inverse = jnp.stack([jnp.array([1.0, 0.0]), jnp.stack([-tan, 1.0])]) @ inverse
   offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
@@ -239,12 +245,14 @@ def affine(
     scale: float = 0.0,
     shear: float = 0.0,
     pixels: float = 0.0,
+    squeeze: float = 0.0,
 ) -> Array:
   """A random affine distortion in one resampling, as LeCun et al. (1998) used.
 
   Each parameter is drawn uniformly: rotation in [-degrees, degrees], zoom
   in [1 - scale, 1 + scale], horizontal shear in [-shear, shear] degrees,
-  and a fractional shift in [-pixels, pixels] along each axis. Composing
+  a fractional shift in [-pixels, pixels] along each axis, and a squeeze
+  factor in [1 - squeeze, 1 + squeeze] (see `warp`). Composing
   `rotate|scale|translate` instead would interpolate (and blur) three times.
 
   Args:
@@ -254,6 +262,7 @@ def affine(
     scale: largest relative zoom, in [0, 1).
     shear: largest shear angle in degrees, in [0, 90).
     pixels: largest shift, >= 0.
+    squeeze: largest relative squeeze, in [0, 1).
 
   Returns:
     The distorted image; what comes from outside the input is zero.
@@ -268,13 +277,17 @@ def affine(
   )
   _require(0 <= scale < 1, "affine", f"scale must be in [0, 1), got {scale}")
   _require(0 <= shear < 90, "affine", f"shear must be in [0, 90), got {shear}")
+  _require(0 <= squeeze < 1, "affine", f"squeeze must be in [0, 1), got {squeeze}")
   angle_key, zoom_key, shear_key, shift_key = jax.random.split(key, 4)
+  # Its own key, so that the other draws are those of a run without squeeze.
+  squeeze_key = jax.random.fold_in(key, 4)
   return warp(
       image,
       angle=jax.random.uniform(angle_key, (), minval=-degrees, maxval=degrees),
       zoom=jax.random.uniform(zoom_key, (), minval=1 - scale, maxval=1 + scale),
       shear=jax.random.uniform(shear_key, (), minval=-shear, maxval=shear),
       shift=jax.random.uniform(shift_key, (2,), minval=-pixels, maxval=pixels),
+      squeeze=jax.random.uniform(squeeze_key, (), minval=1 - squeeze, maxval=1 + squeeze),
   )
 
 
