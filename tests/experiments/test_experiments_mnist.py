@@ -5,6 +5,8 @@ that the two pytest workers (one file each) share the smoke runs.
 """
 
 import json
+import re
+import shlex
 
 import pytest
 
@@ -18,7 +20,7 @@ def test_mnist_sweep_commands_run_in_smoke_mode(name, tmp_path):
   experiments.run_smoke(name, tmp_path, mnist_like=True)
 
 
-PER_PATTERN_SCRIPT = experiments.EXPERIMENTS / "lecun1998" / "first_passes.py"
+PER_PATTERN_SCRIPT = experiments.EXPERIMENTS / "lecun1998" / "paper_recipe.py"
 SMALL = ["--patterns=300", "--test_images=200", "--hessian_samples=20"]
 
 
@@ -47,9 +49,37 @@ def test_per_pattern_sdlm_with_the_papers_schedule_runs_in_smoke_mode(tmp_path):
   # Flags given again: the last value counts.
   extra = [f"--out={tmp_path}", "--seeds=1", "--passes=2", *SMALL]
   output = experiments._run(command, tmp_path, extra).stdout
-  assert "2 pass(es) over 300 MNIST patterns, paper eta" in output
+  assert "2 pass(es) over 300 MNIST patterns, 1 per update" in output
   (run,) = json.loads((tmp_path / "results.json").read_text())["1e-5"]
   first_pass, second_pass = run["loss_per_chunk"]  # one chunk per pass
   # At 1e-5 the MAP loss falls from its 74 at init (full run: 29 to 30 over
   # the first 2,000 patterns, seeds 0-2); the second pass sees lower losses.
   assert second_pass < first_pass < 74, run["loss_per_chunk"]
+
+
+def test_papers_recipe_rows_run_in_smoke_mode(tmp_path):
+  lenet5, distortions = experiments.documented_commands(PER_PATTERN_SCRIPT)[2:4]
+  # The LeNet-5 row's command is the distortion row's without --distort.
+  lenet5_args, distortion_args = (
+      {a for a in shlex.split(c) if not a.startswith("--out=")} for c in (lenet5, distortions)
+  )
+  assert distortion_args - lenet5_args == {"--distort"} and lenet5_args <= distortion_args
+  documented = re.search(r"--etas=(\S+)", distortions).group(1)
+  assert sum(int(part.split("x")[1]) for part in documented.split("+")) == 20
+  extra = [f"--out={tmp_path}", "--etas=1e-5x1+2e-5x1", "--passes=2", "--seeds=1", *SMALL]
+  output = experiments._run(distortions, tmp_path, extra).stdout
+  assert "lenet5, sdlm, loss rbf_map, input lecun1998, distorted, 2 pass(es)" in output
+  (run,) = json.loads((tmp_path / "results.json").read_text())["1e-5x1+2e-5x1"]
+  assert run["pass_etas"] == [1e-5, 2e-5] and run["parameters"] == 60_000
+
+
+@pytest.mark.parametrize("model, parameters", [("lenet1", 2_578), ("lenet4", 18_098)])
+def test_papers_recipe_smaller_lenets_run_in_smoke_mode(model, parameters, tmp_path):
+  (command,) = [
+      c for c in experiments.documented_commands(PER_PATTERN_SCRIPT) if f"--model={model}" in c
+  ]
+  extra = [f"--out={tmp_path}", "--etas=1e-4x1", "--passes=1", "--seeds=1", *SMALL]
+  output = experiments._run(command, tmp_path, extra).stdout
+  assert f"{model}, sdlm, loss cross_entropy, input lecun1998, undistorted" in output
+  (run,) = json.loads((tmp_path / "results.json").read_text())["1e-4x1"]
+  assert run["parameters"] == parameters and run["test_error"] < 90, run["test_error"]
