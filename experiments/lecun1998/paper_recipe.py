@@ -22,12 +22,13 @@ with the curvature re-estimated on 500 training patterns before each pass,
 as in Appendix C. Each update reads `--batch` patterns (the paper: one); the
 patterns of a pass are one permutation of MNIST's 60,000 per seed and pass.
 `--model`, `--loss`, `--optimizer`, `--normalize` and `--distort` change one
-piece at a time (the ablation in the README); the seeds run in parallel
-processes.
+piece at a time (the ablation in the README). The seeds run one after the
+other, or `--processes` at a time.
 
 Each entry of `--etas` is one run of all seeds: a constant step size, the
 paper's schedule (PAPER_SCHEDULE) scaled to start at it, or an explicit
-per-pass schedule "eta x passes + eta x passes ...". Writes results.json,
+per-pass schedule such as "1e-5x2+2e-5x18" (eta 1e-5 for 2 passes, then
+2e-5 for 18). The rows' commands above are the README's. Writes results.json,
 table.md (test and training error after the passes, mean ± std over the
 seeds, each entry against the first as a difference ± its standard error;
 the activations at init and after the first 10 updates) and loss.png (the
@@ -122,20 +123,26 @@ class Spec:
 
 def pass_etas(entry: str, passes: int, schedule: str) -> tuple[float, ...]:
   """The eta of each pass, from one entry of --etas."""
-  if "x" in entry:
+  try:
+    if "x" not in entry:
+      eta = float(entry)
+      if schedule == "constant":
+        return (eta,) * passes
+      return tuple(
+          eta * next(r for first, r in reversed(PAPER_SCHEDULE) if first <= p)
+          for p in range(passes)
+      )
     etas = []
     for part in entry.split("+"):
       eta, count = part.split("x")
       etas += [float(eta)] * int(count)
-    if len(etas) != passes:
-      raise app.UsageError(f"--etas {entry!r} covers {len(etas)} passes, not --passes={passes}")
-    return tuple(etas)
-  if schedule == "constant":
-    return (float(entry),) * passes
-  return tuple(
-      float(entry) * next(r for first, r in reversed(PAPER_SCHEDULE) if first <= p)
-      for p in range(passes)
-  )
+  except ValueError:
+    raise app.UsageError(
+        f"--etas entry {entry!r} is neither a number nor a schedule like 1e-5x2+2e-5x18"
+    ) from None
+  if len(etas) != passes:
+    raise app.UsageError(f"--etas {entry!r} covers {len(etas)} passes, not --passes={passes}")
+  return tuple(etas)
 
 
 def load(split: str, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -393,8 +400,8 @@ def finished_runs(specs: dict[str, Spec]):
 
 def main(argv):
   del argv
-  os.makedirs(_OUT.value, exist_ok=True)
   specs = {entry: spec_for(entry) for entry in _ETAS.value}
+  os.makedirs(_OUT.value, exist_ok=True)
   results = {entry: [] for entry in specs}
   for entry, seed, run in finished_runs(specs):
     print(

@@ -7,6 +7,7 @@ that the two pytest workers (one file each) share the smoke runs.
 import json
 import re
 import shlex
+import subprocess
 
 import pytest
 
@@ -83,3 +84,11 @@ def test_papers_recipe_smaller_lenets_run_in_smoke_mode(model, parameters, tmp_p
   assert f"{model}, sdlm, loss cross_entropy, input lecun1998, undistorted" in output
   (run,) = json.loads((tmp_path / "results.json").read_text())["1e-4x1"]
   assert run["parameters"] == parameters and run["test_error"] < 90, run["test_error"]
+
+
+def test_papers_recipe_rejects_a_bad_schedule_in_one_line(tmp_path):
+  command = [experiments.python(), str(PER_PATTERN_SCRIPT), f"--out={tmp_path / 'out'}"]
+  result = subprocess.run([*command, "--etas=1e-5x"], capture_output=True, text=True, timeout=120)
+  message = "--etas entry '1e-5x' is neither a number nor a schedule like 1e-5x2+2e-5x18"
+  assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+  assert not (tmp_path / "out").exists()
