@@ -118,7 +118,7 @@ def warp(
   # The shear acts first, then the squeeze, so their inverses come last:
   # row *= squeeze, col /= squeeze, then col -= tan * row.
   squeeze = jnp.asarray(squeeze, jnp.float32)
-  inverse = jnp.diag(jnp.stack([squeeze, 1.0 / squeeze])) @ inverse
+  inverse = inverse * jnp.stack([squeeze, 1.0 / squeeze])[:, None]
   tan = jnp.tan(jnp.deg2rad(jnp.asarray(shear, jnp.float32)))
   inverse = jnp.stack([jnp.array([1.0, 0.0]), jnp.stack([-tan, 1.0])]) @ inverse
   offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
