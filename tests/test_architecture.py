@@ -21,6 +21,7 @@ FORBIDDEN = [
     ("ops", {"data", "models", "train", "visualize", "transfer", "sweep"}),
     ("introspection", {"data", "train", "visualize", "transfer", "sweep"}),
     ("saved_runs", {"data", "models", "train", "visualize", "transfer", "sweep"}),
+    ("tasks", {"train", "visualize", "transfer", "sweep", "summary", "saved_runs"}),
     ("transfer", {"train", "visualize", "sweep"}),
     ("train", {"visualize", "sweep"}),
     ("visualize", {"train", "sweep"}),

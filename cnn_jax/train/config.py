@@ -37,7 +37,7 @@ recipe needs, so a field has one default and one meaning:
     loss                 "cross_entropy" (every model), or for Euclidean RBF output units
                          (lenet5) LeCun et al. 1998's "rbf_mse" (Eq. 8: the correct
                          class's penalty) or "rbf_map" (Eq. 9, the MAP criterion)
-    map_j                the positive constant j of "rbf_map" (see train.metrics)
+    map_j                the positive constant j of "rbf_map" (see tasks.metrics)
     label_smoothing      Szegedy et al. 2016 (0 disables; cross-entropy only)
     aux_loss_weight      weight of auxiliary classifiers' losses (GoogLeNet: 0.3)
     ema_decay            evaluate an exponential moving average of the params (0: off)
@@ -62,7 +62,7 @@ from cnn_jax.data import preprocess
 from cnn_jax.data.preprocess import NORMALIZATIONS, RESIZES
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import registry
-from cnn_jax.train import metrics
+from cnn_jax.tasks import metrics
 
 # torchvision's ImageNet statistics, used by every ImageNet recipe here.
 from cnn_jax.models.registry import IMAGENET_MEAN, IMAGENET_STD

@@ -20,7 +20,8 @@ import optax
 from jax.sharding import Mesh
 
 from cnn_jax.data.preprocess import standardize, to_unit
-from cnn_jax.train import metrics, parallel
+from cnn_jax.tasks import metrics
+from cnn_jax.train import parallel
 from cnn_jax.train.state import TrainState
 
 # (inputs, step, data key) -> (uint8 images NHWC, int labels)

@@ -25,7 +25,8 @@ from jax.experimental import multihost_utils
 from cnn_jax import interrupts, models, summary
 from cnn_jax.data import augment, sources
 from cnn_jax.errors import NonFiniteLossError
-from cnn_jax.train import inputs, metrics, parallel, run_record, sdlm, steps
+from cnn_jax.tasks import metrics
+from cnn_jax.train import inputs, parallel, run_record, sdlm, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.checkpoints import Checkpoints

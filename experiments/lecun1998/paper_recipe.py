@@ -58,7 +58,8 @@ from absl import app, flags  # noqa: E402
 from cnn_jax import models  # noqa: E402
 from cnn_jax.data import augment, preprocess, sources  # noqa: E402
 from cnn_jax.sweep.tables import difference, mean_std  # noqa: E402
-from cnn_jax.train import metrics, sdlm  # noqa: E402
+from cnn_jax.tasks import metrics  # noqa: E402
+from cnn_jax.train import sdlm  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "folder for results.json, table.md and loss.png")
 _ETAS = flags.DEFINE_list(

@@ -13,7 +13,8 @@ import optax
 
 from cnn_jax import models
 from cnn_jax.data.preprocess import to_unit
-from cnn_jax.train import metrics, parallel, steps
+from cnn_jax.tasks import metrics
+from cnn_jax.train import parallel, steps
 from cnn_jax.train import state as state_lib
 
 

@@ -16,7 +16,8 @@ from jax.flatten_util import ravel_pytree
 from cnn_jax import models
 from cnn_jax.errors import ConfigError
 from cnn_jax.models.lenet import EuclideanRBF, digit_rbf_centres
-from cnn_jax.train import inputs, metrics, optimizers, parallel, sdlm, steps, train_and_evaluate
+from cnn_jax.tasks import metrics
+from cnn_jax.train import inputs, optimizers, parallel, sdlm, steps, train_and_evaluate
 from cnn_jax.train.state import TrainState
 
 from helpers import ROOT, python, tiny_config
@@ -293,7 +294,8 @@ def test_curvature_every_so_many_steps_is_estimated_at_those_steps_on_fresh_exam
 _EIGHT_DEVICES = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from cnn_jax import models
-    from cnn_jax.train import metrics, parallel, sdlm, steps
+    from cnn_jax.tasks import metrics
+    from cnn_jax.train import parallel, sdlm, steps
     from cnn_jax.train.state import TrainState
     assert jax.device_count() == 8
     model, mesh = models.create("lenet5"), parallel.make_mesh()

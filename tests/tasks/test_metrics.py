@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax.train import metrics
+from cnn_jax.tasks import metrics
 
 
 def _numpy_cross_entropy(logits, labels, eps):
