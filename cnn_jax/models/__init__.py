@@ -7,6 +7,7 @@ the order below is the order of `names()`.
 # Imported to register them, in this order.
 from cnn_jax.models import lenet, standard, alexnet, vgg, googlenet, resnet  # noqa: F401
 from cnn_jax.models import efficientnet, allcnn  # noqa: F401
+from cnn_jax.models import fcn, unet  # noqa: F401  (segmentation: per-pixel logits)
 from cnn_jax.models.registry import (
     Family,
     ModelSpec,

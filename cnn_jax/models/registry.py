@@ -212,14 +212,17 @@ def _alternatives(paths: tuple[str, ...]) -> str:
   return "|".join(re.escape(path) for path in paths)
 
 
-def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
+def create(name: str, /, num_classes: int | None = None, **overrides) -> nn.Module:
   """Builds a zoo model.
 
   Args:
     name: a model name or alias (see `names()`).
     num_classes: output classes; defaults to the paper's.
     **overrides: any field of the family class, e.g. dtype=jnp.bfloat16,
-      conv_impl="lecture", shortcut="B".
+      conv_impl="lecture", shortcut="B"; and the flax module `name`, which
+      a module that builds a zoo model in its own `__call__` gives that
+      submodule (cnn_jax.models.fcn's "backbone"; hence `name` above is
+      positional-only).
 
   Returns:
     An unbound `flax.linen.Module`; call `init`/`apply` on NHWC float input.
@@ -233,7 +236,7 @@ def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
       else []
   )
   # (a builder function, e.g. a CIFAR ResNet of some depth, checks its own arguments)
-  unknown = [key for key in overrides if fields and key not in fields]
+  unknown = [key for key in overrides if fields and key not in fields and key != "name"]
   if unknown:
     close = difflib.get_close_matches(unknown[0], fields, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
