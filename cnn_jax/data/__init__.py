@@ -1,4 +1,5 @@
 """Datasets: TFDS sources read by Grain (no TensorFlow), the embedded digits,
+scenes of MNIST digits for segmentation and detection (`scenes`),
 preprocessing and on-device augmentation."""
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The datasets in `OFFLINE` need neither network nor TensorFlow and are
 prepared on first use: the embedded `digits`, and `mnist` and
-`fashion_mnist` when their idx files are installed (see `idx`). Others are
+`fashion_mnist` and their scenes (`mnist_scenes`, `fashion_mnist_scenes`:
+see `scenes`) when their idx files are installed (see `idx`). Others are
 prepared once with `python -m cnn_jax.data.prepare`.
 """
 
@@ -15,12 +16,14 @@ import os
 import tensorflow_datasets as tfds
 
 from cnn_jax.data import digits as _digits  # registers the builder
-from cnn_jax.data import idx, mnist
+from cnn_jax.data import idx, mnist, scenes  # scenes registers its builders
 from cnn_jax.data.quiet_tfds import quiet_tfds
 from cnn_jax.errors import DataError
 
 # Datasets we can prepare ourselves, without network.
-OFFLINE = ("digits", *mnist.BUILDERS)
+OFFLINE = ("digits", *mnist.BUILDERS, *scenes.BUILDERS)
+# Datasets made from idx files, which --from can point to.
+FROM_IDX_FILES = (*idx.DATASETS, *scenes.BUILDERS)
 
 
 def default_data_dir() -> str:
@@ -76,8 +79,8 @@ def offline_builder(
   Args:
     name: a name in `OFFLINE`.
     data_dir: TFDS data dir.
-    from_dir: for idx datasets, the folder of the four files (default: the
-      offline installs', see `idx.find`).
+    from_dir: for `FROM_IDX_FILES`, the folder of the four files (default:
+      the offline installs', see `idx.find`).
 
   Returns:
     (builder, a few words on its source for the line printed when preparing).
@@ -87,7 +90,12 @@ def offline_builder(
   """
   if name == "digits":
     return _digits.Digits(data_dir=data_dir), _digits.SOURCE
-  folder = idx.find(name, from_dir)
+  folder = idx_folder(name, from_dir)
+  if name in scenes.BUILDERS:
+    return (
+        scenes.BUILDERS[name](source_dir=folder, data_dir=data_dir),
+        f"scenes drawn from the official idx files in {folder}, checksums verified",
+    )
   return (
       mnist.BUILDERS[name](source_dir=folder, data_dir=data_dir),
       f"the official idx files in {folder}, checksums verified, no download",
@@ -116,8 +124,8 @@ def prepare_offline(
   Raises:
     DataError: see `offline_builder`; or a file is not the official one.
   """
-  if name in idx.DATASETS:
-    idx.find(name, from_dir)  # missing files: say so before writing anything
+  if name in FROM_IDX_FILES:
+    idx_folder(name, from_dir)  # missing files: say so before writing anything
   os.makedirs(data_dir, exist_ok=True)
   with open(os.path.join(data_dir, f".{name}.prepare.lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
@@ -174,10 +182,13 @@ def prepare(name: str, data_dir: str | None = None, from_dir: str | None = None)
       or not the official ones.
   """
   data_dir = data_dir or default_data_dir()
-  if from_dir and name not in idx.DATASETS:
-    raise DataError(f"--from is for {' and '.join(idx.DATASETS)} only, not {name!r}")
+  if from_dir and name not in FROM_IDX_FILES:
+    raise DataError(f"--from is for {', '.join(FROM_IDX_FILES)} only, not {name!r}")
   if from_dir:  # checked even when the dataset is prepared already: the user asked
-    idx.verified_paths(name, idx.find(name, from_dir))
+    idx.verified_paths(
+        scenes.SOURCES[name].idx_name if name in scenes.SOURCES else name,
+        idx_folder(name, from_dir),
+    )
   if name in OFFLINE and (
       from_dir or not _tensorflow_installed() or name not in idx.DATASETS or _installed(name)
   ):
@@ -186,6 +197,24 @@ def prepare(name: str, data_dir: str | None = None, from_dir: str | None = None)
   ds_builder = builder(name, data_dir)
   ds_builder.download_and_prepare(file_format="array_record")
   return str(ds_builder.data_path)
+
+
+def idx_folder(name: str, from_dir: str | None = None) -> str:
+  """The folder of the idx files a dataset of `FROM_IDX_FILES` is made from.
+
+  Args:
+    name: a name in `FROM_IDX_FILES`.
+    from_dir: a folder given by the user; otherwise the offline installs'.
+
+  Returns:
+    The folder (its files are verified when the dataset is prepared).
+
+  Raises:
+    DataError: when the files are not there, with the command that installs them.
+  """
+  return (
+      scenes.source_folder(name, from_dir) if name in scenes.BUILDERS else idx.find(name, from_dir)
+  )
 
 
 def _tensorflow_installed() -> bool:
