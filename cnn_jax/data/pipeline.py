@@ -29,17 +29,18 @@ from cnn_jax.data.preprocess import resize_uint8
 
 @dataclasses.dataclass(frozen=True)
 class ToArrays(grain.transforms.Map):
-  """TFDS example -> {"image": uint8 HWC at image_size, "label": int32}."""
+  """TFDS example -> {"image": uint8 HWC at image_size, "label": int32} (or other targets)."""
 
   image_size: int | None = None
   resize: str = "bilinear"  # see `resize_uint8`
+  targets: tuple[str, ...] = ("label",)  # see `sources.target_array`
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
     image = sources.with_channel_axis(np.asarray(element["image"], np.uint8))
-    return {
-        "image": resize_uint8(image, self.image_size, self.resize),
-        "label": np.int32(element["label"]),
-    }
+    arrays = {"image": resize_uint8(image, self.image_size, self.resize)}
+    for key in self.targets:
+      arrays[key] = sources.target_array(element, key, self.image_size)
+    return arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ReadBatch(grain.transforms.Map):
   source: Any
   image_size: int | None = None
   resize: str = "bilinear"
+  targets: tuple[str, ...] = ("label",)  # see `sources.target_array`
 
   def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     indices = [int(i) for i in indices]
@@ -63,7 +65,10 @@ class ReadBatch(grain.transforms.Map):
       batch = resize_uint8(np.stack(images), self.image_size, self.resize)
     else:  # an image folder's files: each its own size
       batch = np.stack([resize_uint8(image, self.image_size, self.resize) for image in images])
-    return {"image": batch, "label": np.array([e["label"] for e in examples], np.int32)}
+    arrays = {"image": batch}
+    for key in self.targets:
+      arrays[key] = np.stack([sources.target_array(e, key, self.image_size) for e in examples])
+    return arrays
 
 
 class ShardView:
@@ -120,6 +125,7 @@ def train_loader(
     resize: str = "bilinear",
     worker_count: int = 0,
     num_epochs: int | None = None,
+    targets: tuple[str, ...] = ("label",),
 ) -> grain.IterDataset:
   """A shuffled, sharded, repeating loader of this process's training batches.
 
@@ -140,9 +146,11 @@ def train_loader(
     worker_count: Grain worker processes (0: threads of this process read
       and decode, which is enough for MNIST-sized images).
     num_epochs: stop after this many epochs (None: repeat forever).
+    targets: the features read besides the image (see `sources.target_array`).
 
   Returns:
-    A `grain.IterDataset`; iterate it for {"image", "label"} NumPy batches.
+    A `grain.IterDataset`; iterate it for {"image", "label"} (or the
+    targets') NumPy batches.
   """
   shard = ShardView(source, shard_index, shard_count)
   # Shuffle, then repeat: Grain reshuffles every epoch (seed + epoch), and a
@@ -152,7 +160,7 @@ def train_loader(
       .shuffle(seed=seed)
       .repeat(num_epochs)
       .batch(batch_size, drop_remainder=True)
-      .map(ReadBatch(shard, image_size, resize))
+      .map(ReadBatch(shard, image_size, resize, targets))
   )
   stream = batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
   if worker_count:
@@ -171,6 +179,7 @@ def eval_batches(
     shard_count: int = 1,
     image_size: int | None = None,
     resize: str = "bilinear",
+    targets: tuple[str, ...] = ("label",),
 ) -> Iterator[dict[str, np.ndarray]]:
   """Every example exactly once, in fixed-size batches with a validity mask.
 
@@ -185,16 +194,18 @@ def eval_batches(
     shard_count: number of processes.
     image_size: resize images to this size (None: keep).
     resize: how (see `resize_uint8`).
+    targets: the features read besides the image (see `sources.target_array`).
 
   Yields:
-    {"image": uint8 (B, H, W, C), "label": int32 (B,), "mask": bool (B,)}.
+    {"image": uint8 (B, H, W, C), "label": int32 (B,), "mask": bool (B,)}
+    (or the targets' arrays instead of "label"); "mask" marks the real examples.
   """
   n = len(source)
   num_batches = math.ceil(n / (batch_size * shard_count))
   dataset = (
       grain.MapDataset.source(source)
       .slice(slice(shard_index, None, shard_count))
-      .map(ToArrays(image_size, resize))
+      .map(ToArrays(image_size, resize, targets))
       .batch(batch_size, drop_remainder=False)
   )
   yielded = 0
@@ -203,7 +214,7 @@ def eval_batches(
     yielded += 1
   # This process ran out before the others (or had no example at all): send
   # fully masked batches shaped like a real one.
-  template = {k: v[None] for k, v in ToArrays(image_size, resize).map(source[0]).items()}
+  template = {k: v[None] for k, v in ToArrays(image_size, resize, targets).map(source[0]).items()}
   for _ in range(num_batches - yielded):
     yield _pad({k: v[:0] for k, v in template.items()}, batch_size, like=template)
 
@@ -212,7 +223,7 @@ def _pad(
     batch: dict[str, np.ndarray], size: int, like: dict[str, np.ndarray] | None = None
 ) -> dict[str, np.ndarray]:
   like = like or batch
-  valid = len(batch["label"])
+  valid = len(batch["image"])
   out = {}
   for key, value in batch.items():
     padding = np.zeros((size - valid, *like[key].shape[1:]), like[key].dtype)

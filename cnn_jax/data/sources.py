@@ -21,7 +21,7 @@ from cnn_jax.data.fingerprints import fingerprint  # noqa: F401
 from cnn_jax.data.folder_splits import check_split_classes, folder_root, split_folder
 from cnn_jax.data.image_folder import ImageFolderSource
 from cnn_jax.data.preparation import default_data_dir, prepare_command, prepared_builder
-from cnn_jax.errors import DataError
+from cnn_jax.errors import ArgumentError, DataError
 
 
 class RandomAccessSource(Protocol):
@@ -115,11 +115,18 @@ class DecodedImages:
 
 
 def num_classes(name: str, data_dir: str | None = None) -> int:
-  """Number of classes of a dataset (from its TFDS label feature or folders)."""
+  """Number of classes of a dataset (from its TFDS label feature or folders).
+
+  A dense dataset's classes are its objects' labels (TFDS's `objects/label`),
+  background not counted.
+  """
   root = folder_root(name)
   if root is not None:
     return len(ImageFolderSource.class_names(os.path.join(root, "train")))
-  return preparation.builder(name, data_dir).info.features["label"].num_classes
+  features = preparation.builder(name, data_dir).info.features
+  if "label" not in features and "objects" in features:
+    return features["objects"]["label"].num_classes
+  return features["label"].num_classes
 
 
 def with_channel_axis(images: np.ndarray, batched: bool = False) -> np.ndarray:
@@ -136,20 +143,60 @@ def with_channel_axis(images: np.ndarray, batched: bool = False) -> np.ndarray:
 
 
 def read_all(
-    source: RandomAccessSource, indices: Sequence[int] | None = None
+    source: RandomAccessSource,
+    indices: Sequence[int] | None = None,
+    targets: Sequence[str] = ("label",),
 ) -> dict[str, np.ndarray]:
   """Every example of a source (or those at `indices`) stacked into arrays.
 
   Args:
     source: a random-access source with equal image shapes.
     indices: which examples, in this order (default: all).
+    targets: the features to read besides the image (see `target_array`).
 
   Returns:
-    {"image": uint8 (N, H, W, C), "label": int64 (N,)}.
+    {"image": uint8 (N, H, W, C), "label": int64 (N,)}, or with other
+    targets, each stacked as `target_array` reads it.
   """
   indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
   getitems = getattr(source, "__getitems__", None)
   examples = getitems(indices) if getitems else [source[i] for i in indices]
   images = with_channel_axis(np.stack([np.asarray(e["image"]) for e in examples]), batched=True)
-  labels = np.array([e["label"] for e in examples], np.int64)
-  return {"image": images.astype(np.uint8), "label": labels}
+  arrays = {"image": images.astype(np.uint8)}
+  for key in targets:
+    stacked = np.stack([target_array(e, key) for e in examples])
+    arrays[key] = stacked.astype(np.int64) if key == "label" else stacked
+  return arrays
+
+
+def target_array(example: dict[str, Any], key: str, image_size: int | None = None) -> np.ndarray:
+  """One target of a TFDS example, as the steps take it.
+
+  Args:
+    example: a decoded example.
+    key: "label" (int32 scalar) or "segmentation_mask" (TFDS's per-pixel
+      class, uint8 (H, W), 0 = background).
+    image_size: the size the images are brought to (None: kept).
+
+  Returns:
+    The array.
+
+  Raises:
+    DataError: for a feature the example lacks, or a mask whose image would be resized.
+  """
+  if key not in example:
+    raise DataError(
+        f"the dataset's examples have no {key!r} feature (they have {', '.join(sorted(example))}); "
+        "choose a config.task that reads what the dataset holds"
+    )
+  if key == "label":
+    return np.int32(example["label"])
+  if key != "segmentation_mask":
+    raise ArgumentError(f"unknown target {key!r}; use 'label' or 'segmentation_mask'")
+  mask = with_channel_axis(np.asarray(example[key], np.uint8))[..., 0]
+  if image_size is not None and mask.shape != (image_size, image_size):
+    raise DataError(
+        f"{key} is {mask.shape[0]}x{mask.shape[1]} and config.image_size={image_size}: masks "
+        "are not resized; set config.image_size=None to train at the dataset's own size"
+    )
+  return mask

@@ -15,7 +15,7 @@ from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
-from cnn_jax.data import idx, preparation, preview, scenes, sources
+from cnn_jax.data import idx, pipeline, preparation, preview, scenes, sources
 from cnn_jax.errors import DataError
 
 # Small splits for the prepared dataset: scene i does not depend on the
@@ -127,6 +127,27 @@ def test_prepared_records_are_the_generators_scenes(mnist, prepared):
       # Test scenes hold test digits: their indices and classes are the test split's.
       assert np.array_equal(objects["source_index"], scene.sources)
       assert np.array_equal(mnist[split][1][objects["source_index"]], objects["label"])
+
+
+def test_the_pipelines_read_masks_as_targets(mnist, prepared):
+  source = sources.load("mnist_scenes", "test", prepared)
+  scene = next(scenes.draw_scenes(*mnist["test"], scenes.SEEDS["test"], 1))
+  whole = sources.read_all(source, range(5), targets=("segmentation_mask",))
+  assert set(whole) == {"image", "segmentation_mask"}
+  assert whole["segmentation_mask"].shape == (5, 64, 64)
+  assert np.array_equal(whole["segmentation_mask"][0], scene.mask)
+  # Eval batches: every scene once, padded to whole batches with a mask.
+  batches = list(
+      pipeline.eval_batches(source, batch_size=5, targets=("segmentation_mask",), image_size=64)
+  )
+  assert [b["mask"].sum() for b in batches] == [5, 5, 2]
+  assert np.array_equal(batches[0]["segmentation_mask"][0], scene.mask)
+  assert sources.num_classes("mnist_scenes", prepared) == 10  # background not counted
+  with pytest.raises(DataError, match="no 'label' feature.*config.task") as raised:
+    sources.read_all(source, range(2))
+  assert "\n" not in str(raised.value)
+  with pytest.raises(DataError, match="masks are not resized.*image_size=None"):
+    sources.target_array(source[0], "segmentation_mask", image_size=32)
 
 
 def test_preparing_again_writes_the_same_bytes(prepared, tmp_path):
