@@ -31,23 +31,23 @@ def epoch_order(key: jax.Array, epoch, num_examples: int) -> jax.Array:
 
 
 def take_batch(
-    images: jax.Array, labels: jax.Array, order: jax.Array, step: jax.Array, batch_size: int
-) -> tuple[jax.Array, jax.Array]:
-  """The (uint8 images, labels) of step `step`, gathered on the device.
+    arrays: dict[str, jax.Array], order: jax.Array, step: jax.Array, batch_size: int
+) -> dict[str, jax.Array]:
+  """The batch of step `step`, gathered on the device.
 
   Args:
-    images: uint8 (N, H, W, C), the whole split on the device.
-    labels: int (N,).
+    arrays: the whole split on the device, each (N, ...): "image" uint8
+      (N, H, W, C) and the targets ("label" int (N,), ...).
     order: `epoch_order` of the epoch that `step` is in.
     step: the global step number.
     batch_size: the global batch size.
 
   Returns:
-    (images[idx], labels[idx]), idx the step's slice of `order`; the last
-    partial batch of an epoch is dropped, as in the streamed pipeline.
+    {key: array[idx]}, idx the step's slice of `order`; the last partial
+    batch of an epoch is dropped, as in the streamed pipeline.
   """
   idx = _slice(order, step, batch_size)
-  return images[idx], labels[idx]
+  return {key: array[idx] for key, array in arrays.items()}
 
 
 def _steps_per_epoch(batch_size: int, num_examples: int) -> int:

@@ -387,7 +387,7 @@ lenet5_modern = functools.partial(
 # Section III-C's smaller nets. Their units are the paper's sigmoid units (the
 # scaled tanh) and their subsampling LeNet-5's; their outputs, sigmoid units
 # in the paper, are a linear layer here whose outputs are the logits, as for
-# lenet5_modern (trained with cross-entropy; see cnn_jax.train.steps.Loss).
+# lenet5_modern (trained with cross-entropy; see cnn_jax.tasks.Classification).
 # LeNet-1 on 28x28 input: C1 4@24x24, S2 4@12x12, C3 12@8x8, S4 12@4x4,
 # output 10 from 192: 104 + 8 + (20 * 25 + 12) + 24 + 1,930 = 2,578 parameters.
 lenet1 = functools.partial(

@@ -1,1 +1,44 @@
-"""What a run learns to predict: each task owns its targets, loss and metrics."""
+"""What a run learns to predict: each task owns its targets, loss, sums and metrics.
+
+`config.task` names one of `TASKS`; the training loop asks only the `Task`
+interface (see `base`), so classification and segmentation share the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnn_jax.errors import ConfigError
+from cnn_jax.tasks.base import Task
+from cnn_jax.tasks.classification import Classification
+from cnn_jax.tasks.segmentation import Segmentation
+
+TASKS = ("classification", "segmentation")
+
+
+def from_config(config: Any, dataset_classes: int) -> Task:
+  """The task of a training config.
+
+  Args:
+    config: the training config (`task`, and classification's loss fields).
+    dataset_classes: the dataset's classes (for segmentation, background not counted).
+
+  Returns:
+    A Classification or Segmentation.
+
+  Raises:
+    ConfigError: for an unknown config.task.
+  """
+  if config.task == "classification":
+    return Classification(config.label_smoothing, config.aux_loss_weight, config.loss, config.map_j)
+  if config.task == "segmentation":
+    return Segmentation(dataset_classes + 1)  # background is class 0
+  raise ConfigError(f"config.task={config.task!r}; use one of {TASKS}")
+
+
+def num_outputs(task: Task, dataset_classes: int) -> int:
+  """The model's output classes for `task` on a dataset of `dataset_classes` classes."""
+  return task.num_classes if isinstance(task, Segmentation) else dataset_classes
+
+
+__all__ = ["TASKS", "Classification", "Segmentation", "Task", "from_config", "num_outputs"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -167,38 +166,3 @@ def topk_correct(
   if mask is not None:
     correct = correct & mask
   return jnp.sum(correct.astype(jnp.int32))
-
-
-def from_eval_totals(totals: dict[str, Any]) -> dict[str, float]:
-  """The eval metrics of the eval step's sums (see `steps.empty_eval_totals`).
-
-  Args:
-    totals: host values of "loss" (summed), "top1", "top5" and "count".
-
-  Returns:
-    {"accuracy", "top5_accuracy", "loss"}, each a mean over the examples.
-  """
-  count = max(int(totals["count"]), 1)
-  return {
-      "accuracy": float(totals["top1"]) / count,
-      "top5_accuracy": float(totals["top5"]) / count,
-      "loss": float(totals["loss"]) / count,
-  }
-
-
-def from_train_totals(totals: dict[str, Any]) -> dict[str, float]:
-  """The training metrics of the training step's sums (see `steps.empty_totals`).
-
-  Args:
-    totals: host values of "loss" and "grad_norm" (summed over steps),
-      "steps", "correct" and "count" (examples).
-
-  Returns:
-    {"loss", "accuracy", "grad_norm"}: means over the logging interval.
-  """
-  steps = max(int(totals["steps"]), 1)
-  return {
-      "loss": float(totals["loss"]) / steps,
-      "accuracy": float(totals["correct"]) / max(int(totals["count"]), 1),
-      "grad_norm": float(totals["grad_norm"]) / steps,
-  }

@@ -6,7 +6,6 @@ inputs.py       training data on the device or streamed by Grain; eval batches
 steps.py        the jitted training and evaluation steps
 state.py        TrainState: everything a run needs to continue exactly
 optimizers.py   optax optimizers and learning-rate schedules from a config
-metrics.py      the losses (cross-entropy, LeCun et al.'s RBF losses) and top-k accuracy
 checkpoints.py  orbax checkpoints: last K, best, unreadable ones moved aside
 reporting.py    progress bar, TensorBoard, config/results JSON
 run_record.py   which config fields a resume may change; refusing the others

@@ -34,6 +34,9 @@ recipe needs, so a field has one default and one meaning:
     keep_best            also keep the checkpoint with the best eval accuracy
     async_checkpoints    write checkpoints in the background
     optimizer, schedule  see cnn_jax.train.optimizers
+    task                 what is learned (cnn_jax.tasks): "classification" (a label per
+                         image) or "segmentation" (a class per pixel, the dataset's
+                         segmentation_mask; the model outputs per-pixel logits)
     loss                 "cross_entropy" (every model), or for Euclidean RBF output units
                          (lenet5) LeCun et al. 1998's "rbf_mse" (Eq. 8: the correct
                          class's penalty) or "rbf_map" (Eq. 9, the MAP criterion)
@@ -60,6 +63,7 @@ import ml_collections
 
 from cnn_jax.data import preprocess
 from cnn_jax.data.preprocess import NORMALIZATIONS, RESIZES
+from cnn_jax import tasks
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import registry
 from cnn_jax.tasks import metrics
@@ -116,6 +120,7 @@ def base_config() -> ml_collections.ConfigDict:
       )
   )
   config.schedule = ml_collections.ConfigDict(dict(name="constant"))
+  config.task = "classification"
   config.loss = "cross_entropy"
   config.map_j = metrics.DEFAULT_MAP_J
   config.label_smoothing = 0.0
@@ -219,6 +224,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.ema_decay < 1.0:
     raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
   _check_loss(config)
+  _check_task(config)
+
+
+def _check_task(config: ml_collections.ConfigDict) -> None:
+  """The task exists; segmentation uses only what moves with its masks."""
+  if config.task not in tasks.TASKS:
+    raise ConfigError(f"config.task={config.task!r}; use one of {tasks.TASKS}")
+  if config.task == "classification":
+    return
+  # What classification alone has: each names the field to reset.
+  unsupported = [
+      ("loss", config.loss != "cross_entropy", "'cross_entropy'"),
+      ("label_smoothing", config.label_smoothing != 0, "0"),
+      ("aux_loss_weight", config.aux_loss_weight != 0, "0"),
+      ("optimizer.name", config.optimizer.get("name") == "sdlm", "another optimizer"),
+      # The augmentations move the image only; the mask would no longer match.
+      ("augment", bool(config.augment), "''"),
+  ]
+  for field, used, fix in unsupported:
+    if used:
+      raise ConfigError(
+          f"config.{field} is not supported with config.task={config.task!r}; set it to {fix}"
+      )
 
 
 def _check_loss(config: ml_collections.ConfigDict) -> None:

@@ -63,10 +63,10 @@ class TrainingInput(Protocol):
 
 
 class DeviceInput:
-  """The training split held whole on the devices."""
+  """The training split held whole on the devices: the image and the task's targets."""
 
   def __init__(self, split: dict[str, np.ndarray], batch_size: int, mesh: Mesh):
-    self.num_examples = len(split["label"])
+    self.num_examples = len(split["image"])
     if batch_size > self.num_examples:
       raise ConfigError(
           f"config.batch_size={batch_size} exceeds the {self.num_examples} "
@@ -74,8 +74,9 @@ class DeviceInput:
       )
     self.steps_per_epoch = self.num_examples // batch_size
     self.image_shape = split["image"].shape[1:]
+    # Labels as int32, masks as they are (uint8).
     self._arrays = parallel.put_replicated(
-        {"image": split["image"], "label": split["label"].astype(np.int32)}, mesh
+        {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in split.items()}, mesh
     )
     self.batch_fn = functools.partial(_take, batch_size=batch_size)
     self._epoch_order = jax.jit(
@@ -107,13 +108,16 @@ class DeviceInput:
 
 def _take(inputs, step, key, *, batch_size):
   del key  # the order was drawn from it (DeviceInput.next)
-  return on_device.take_batch(inputs["image"], inputs["label"], inputs["order"], step, batch_size)
+  arrays = {k: v for k, v in inputs.items() if k != "order"}
+  return on_device.take_batch(arrays, inputs["order"], step, batch_size)
 
 
 class GrainInput:
   """This process's shard of the training split, streamed by Grain."""
 
-  def __init__(self, source, config: ml_collections.ConfigDict, mesh: Mesh):
+  def __init__(
+      self, source, config: ml_collections.ConfigDict, mesh: Mesh, targets: tuple[str, ...]
+  ):
     local_batch = config.batch_size // jax.process_count()
     self.num_examples = len(source)
     self.steps_per_epoch = self.num_examples // config.batch_size
@@ -131,6 +135,7 @@ class GrainInput:
         image_size=config.image_size,
         resize=config.resize,
         worker_count=config.grain_workers,
+        targets=targets,
     )
     self._sharding = parallel.batch_sharding(mesh)
     self._mesh = mesh
@@ -140,7 +145,7 @@ class GrainInput:
     self._consumed_state = self._iterator.get_state()
     self._device_batches: Iterator | None = None
     self.image_shape = (
-        pipeline.ToArrays(config.image_size, config.resize).map(source[0])["image"].shape
+        pipeline.ToArrays(config.image_size, config.resize, ()).map(source[0])["image"].shape
     )
     self.batch_fn = given_batch
 
@@ -188,12 +193,15 @@ class GrainInput:
     self._consumed_state = saved
 
 
-def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInput:
+def training_input(
+    config: ml_collections.ConfigDict, mesh: Mesh, targets: tuple[str, ...] = ("label",)
+) -> TrainingInput:
   """The training data of a config (see the module docstring).
 
   Args:
     config: the training config.
     mesh: the data-parallel mesh.
+    targets: what the task reads besides the image (`cnn_jax.tasks.Task.targets`).
 
   Returns:
     A DeviceInput or GrainInput with `next()`, `batch_fn`, `steps_per_epoch`,
@@ -208,10 +216,12 @@ def training_input(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainingInp
       config.dataset, config.train_split, config.data_dir or None, image_size=config.image_size
   )
   if config.input_pipeline == "device":
-    split = sources.read_all(source)
+    split = sources.read_all(source, targets=targets)
+    for key in targets:  # a mask at another size than the images is an error
+      sources.target_array(source[0], key, config.image_size)
     split["image"] = preprocess.resize_uint8(split["image"], config.image_size, config.resize)
     return DeviceInput(split, config.batch_size, mesh)
-  return GrainInput(source, config, mesh)
+  return GrainInput(source, config, mesh, targets)
 
 
 class EvalInput:
@@ -222,12 +232,15 @@ class EvalInput:
   others.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
+  def __init__(
+      self, config: ml_collections.ConfigDict, mesh: Mesh, targets: tuple[str, ...] = ("label",)
+  ):
     """Checks the eval batch and opens the split.
 
     Args:
       config: the training config.
       mesh: the data-parallel mesh.
+      targets: what the task reads besides the image.
 
     Raises:
       ConfigError: if the eval batch does not divide over the devices.
@@ -239,12 +252,13 @@ class EvalInput:
         config.dataset, config.eval_split, config.data_dir or None, image_size=config.image_size
     )
     self._image_size, self._resize = config.image_size, config.resize
+    self._targets = targets
     self._mesh = mesh
     self._keep = config.input_pipeline == "device"
     self._kept: list[dict[str, Any]] | None = None
 
   def batches(self) -> Iterable[dict[str, Any]]:
-    """{"image", "label", "mask"} global arrays split over the data axis."""
+    """{"image", the targets, "mask"} global arrays split over the data axis."""
     if self._kept is not None:
       return self._kept
     host = pipeline.eval_batches(
@@ -254,6 +268,7 @@ class EvalInput:
         shard_count=jax.process_count(),
         image_size=self._image_size,
         resize=self._resize,
+        targets=self._targets,
     )
     device = pipeline.prefetch_to_device(host, _PREFETCH, parallel.batch_sharding(self._mesh))
     if not self._keep:

@@ -2,9 +2,11 @@
 
 The training step does everything on the device: it takes (or receives) its
 batch, augments and normalizes it, runs forward and backward, applies the
-optimizer, updates the EMA and adds the step's loss and accuracy to running
-totals. The host reads the totals only at logging intervals, so nothing in
-the step waits for the host.
+optimizer, updates the EMA and adds the step's loss and the task's sums
+(e.g. top-1 hits) to running totals. The host reads the totals only at
+logging intervals, so nothing in the step waits for the host. What is
+learned (the targets, the loss, the sums) is the task's
+(`cnn_jax.tasks`); nothing here depends on it.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import optax
 from jax.sharding import Mesh
 
 from cnn_jax.data.preprocess import standardize, to_unit
-from cnn_jax.tasks import metrics
+from cnn_jax.tasks.base import Task
+from cnn_jax.tasks.classification import Classification
 from cnn_jax.train import parallel
 from cnn_jax.train.state import TrainState
 
-# (inputs, step, data key) -> (uint8 images NHWC, int labels)
-BatchFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+# (inputs, step, data key) -> the batch: {"image": uint8 NHWC, and the task's targets}
+BatchFn = Callable[[Any, jax.Array, jax.Array], dict[str, jax.Array]]
 NO_NONFINITE_STEP = jnp.iinfo(jnp.int32).max
 # Bits of totals["nonfinite"]: what became NaN or Inf first. A diverging run
 # can keep a finite loss (about 1e35) while its gradients and Adam's moments
@@ -52,18 +55,24 @@ def curvature_key(rng: jax.Array) -> jax.Array:
   return jax.random.fold_in(jax.random.wrap_key_data(rng), _CURVATURE_STREAM)
 
 
-def given_batch(inputs: dict[str, jax.Array], step, key) -> tuple[jax.Array, jax.Array]:
+def given_batch(inputs: dict[str, jax.Array], step, key) -> dict[str, jax.Array]:
   """The batch a host pipeline delivered (`inputs` is that batch)."""
   del step, key
-  return inputs["image"], inputs["label"]
+  return inputs
 
 
-def empty_totals() -> dict[str, jax.Array]:
-  """Running sums the training step adds to; the host resets them after reading."""
+def empty_totals(task: Task = Classification()) -> dict[str, jax.Array]:
+  """Running sums the training step adds to; the host resets them after reading.
+
+  Args:
+    task: the run's task, whose sums are added under "task".
+
+  Returns:
+    The loss, gradient norm, step count and non-finite record at zero, and the task's sums.
+  """
   return {
       "loss": jnp.zeros((), jnp.float32),
-      "correct": jnp.zeros((), jnp.int32),
-      "count": jnp.zeros((), jnp.int32),
+      "task": task.empty_train_sums(),
       "grad_norm": jnp.zeros((), jnp.float32),
       "steps": jnp.zeros((), jnp.int32),
       "first_nonfinite_step": jnp.full((), NO_NONFINITE_STEP, jnp.int32),
@@ -93,16 +102,14 @@ def _added_totals(
     totals: dict[str, jax.Array],
     step: jax.Array,
     loss: jax.Array,
-    logits: jax.Array,
-    labels: jax.Array,
+    task_sums: dict[str, jax.Array],
     grad_norm: jax.Array,
     kinds: jax.Array,
 ) -> dict[str, jax.Array]:
   """The running sums of the training step with one step's values added."""
   return {
       "loss": totals["loss"] + loss,
-      "correct": totals["correct"] + metrics.topk_correct(logits, labels, 1),
-      "count": totals["count"] + labels.shape[0],
+      "task": jax.tree.map(jnp.add, totals["task"], task_sums),
       "grad_norm": totals["grad_norm"] + grad_norm,
       "steps": totals["steps"] + 1,
       "first_nonfinite_step": jnp.where(
@@ -120,9 +127,10 @@ class InputTransform:
   """How a step turns the uint8 batch it is given into the model's input.
 
   Attributes:
-    batch_fn: picks the uint8 batch from the step's `inputs` (see
-      `given_batch`, or `cnn_jax.data.on_device.take_batch` for a split held
-      on the device); the eval step reads `batch["image"]` itself.
+    batch_fn: picks the batch (uint8 "image" and the task's targets) from
+      the step's `inputs` (see `given_batch`, or
+      `cnn_jax.data.on_device.take_batch` for a split held on the device);
+      the eval step reads `batch["image"]` itself.
     augment_fn: on-device augmentation of (key, float NHWC in [0, 1]), or
       None; training only.
     mean: per-channel mean for normalization, [0, 1] units.
@@ -144,45 +152,13 @@ class InputTransform:
     return standardize(x, self.mean, self.std).astype(self.dtype)
 
 
-@dataclasses.dataclass(frozen=True)
-class Loss:
-  """The training loss: the batch mean of the logits' loss, plus any auxiliary
-  classifier's cross-entropy.
-
-  Attributes:
-    label_smoothing: cross-entropy label smoothing.
-    aux_loss_weight: weight of each auxiliary classifier's loss (GoogLeNet).
-    kind: the logits' loss, one of `metrics.LOSSES`: "cross_entropy", or for
-      logits that are -y of Euclidean RBF units (lenet5) LeCun et al. 1998's
-      "rbf_mse" (Eq. 8) or "rbf_map" (Eq. 9).
-    map_j: the constant j of "rbf_map" (see `metrics.DEFAULT_MAP_J`).
-  """
-
-  label_smoothing: float = 0.0
-  aux_loss_weight: float = 0.0
-  kind: str = "cross_entropy"
-  map_j: float = metrics.DEFAULT_MAP_J
-
-  def per_example(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """The logits' loss of each example, float32 (B,): a function of outputs and labels."""
-    return metrics.per_example_loss(
-        self.kind, logits, labels, label_smoothing=self.label_smoothing, map_j=self.map_j
-    )
-
-  def __call__(self, logits: jax.Array, aux_logits: Any, labels: jax.Array) -> jax.Array:
-    loss = metrics.masked_mean(self.per_example(logits, labels))
-    for aux in jax.tree.leaves(aux_logits):
-      loss += self.aux_loss_weight * metrics.cross_entropy(aux, labels, self.label_smoothing)
-    return loss
-
-
 def make_train_step(
     model: nn.Module,
     tx: optax.GradientTransformation,
     mesh: Mesh,
     *,
     input_transform: InputTransform = InputTransform(),
-    loss: Loss = Loss(),
+    task: Task = Classification(),
     ema_decay: float = 0.0,
     interceptor: Callable | None = None,
     donate: bool = True,
@@ -194,7 +170,7 @@ def make_train_step(
     tx: the optimizer.
     mesh: the data-parallel mesh; the batch is split over its data axis.
     input_transform: how the step's inputs become the model's input.
-    loss: the training loss.
+    task: what is learned: the batch's targets, the loss, the sums.
     ema_decay: decay of the params' moving average (0: no EMA).
     interceptor: a flax method interceptor around the training forward pass
       (frozen fine-tuning's batch norms, see `transfer.finetune.FineTuning`), or None.
@@ -210,10 +186,9 @@ def make_train_step(
     run_key = jax.random.wrap_key_data(state.rng)
     step_key = jax.random.fold_in(jax.random.fold_in(run_key, _STEP_STREAM), state.step)
     augment_key, dropout_key = jax.random.split(step_key)
-    images, labels = input_transform.batch_fn(inputs, state.step, data_key(state.rng))
-    images = jax.lax.with_sharding_constraint(images, data_sharding)
-    labels = jax.lax.with_sharding_constraint(labels, data_sharding)
-    x = input_transform.model_input(images, augment_key)
+    batch = input_transform.batch_fn(inputs, state.step, data_key(state.rng))
+    batch = jax.lax.with_sharding_constraint(batch, data_sharding)
+    x = input_transform.model_input(batch["image"], augment_key)
 
     def loss_fn(params):
       variables = {**state.variables(), "params": params}
@@ -225,7 +200,7 @@ def make_train_step(
             rngs={"dropout": dropout_key},
             mutable=["batch_stats", "aux_logits"],
         )
-      value = loss(logits, updates.get("aux_logits", {}), labels)
+      value = task.loss(logits, updates.get("aux_logits", {}), batch)
       return value, (logits, updates.get("batch_stats", {}))
 
     (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -245,25 +220,20 @@ def make_train_step(
     )
     grad_norm = optax.tree.norm(grads)
     kinds = _nonfinite_kinds(value, grad_norm, (params, opt_state, batch_stats, ema_params))
-    return new_state, _added_totals(totals, state.step, value, logits, labels, grad_norm, kinds)
+    task_sums = task.train_sums(logits, batch)
+    return new_state, _added_totals(totals, state.step, value, task_sums, grad_norm, kinds)
 
   return jax.jit(
       step, donate_argnums=(0, 1) if donate else (), out_shardings=(replicated, replicated)
   )
 
 
-def empty_eval_totals() -> dict[str, jax.Array]:
-  """Running sums the eval step adds each batch to."""
-  return {
-      "loss": jnp.zeros((), jnp.float32),
-      "top1": jnp.zeros((), jnp.int32),
-      "top5": jnp.zeros((), jnp.int32),
-      "count": jnp.zeros((), jnp.int32),
-  }
-
-
 def make_eval_step(
-    model: nn.Module, mesh: Mesh, *, input_transform: InputTransform = InputTransform()
+    model: nn.Module,
+    mesh: Mesh,
+    *,
+    input_transform: InputTransform = InputTransform(),
+    task: Task = Classification(),
 ) -> Callable:
   """The jitted `eval_step(variables, batch, totals) -> totals` for masked eval batches.
 
@@ -277,25 +247,17 @@ def make_eval_step(
     model: the flax model (called with train=False).
     mesh: the data-parallel mesh.
     input_transform: how a batch's images become the model's input (no augmentation).
+    task: whose sums the step adds (`task.eval_sums`).
 
   Returns:
-    The jitted step (totals donated); the totals are sums over the valid
-    examples: "loss" (summed cross-entropy), "top1", "top5" (counts) and
-    "count", starting from `empty_eval_totals()`.
+    The jitted step (totals donated); the totals are the task's sums over
+    the valid examples, starting from `task.empty_eval_sums()`.
   """
   replicated = parallel.replicated(mesh)
 
   def eval_step(variables, batch, totals):
     x = input_transform.model_input(batch["image"])
     logits = model.apply(variables, x, train=False)
-    mask = batch["mask"]
-    count = jnp.sum(mask.astype(jnp.int32))
-    sums = {
-        "loss": metrics.cross_entropy(logits, batch["label"], mask=mask) * count,
-        "top1": metrics.topk_correct(logits, batch["label"], 1, mask),
-        "top5": metrics.topk_correct(logits, batch["label"], 5, mask),
-        "count": count,
-    }
-    return jax.tree.map(jnp.add, totals, sums)
+    return jax.tree.map(jnp.add, totals, task.eval_sums(logits, batch))
 
   return jax.jit(eval_step, out_shardings=replicated, donate_argnums=2)

@@ -122,7 +122,8 @@ def on_device_input(images, labels, batch_size: int, spec: str, mean, std):
 
   @jax.jit
   def next_batch(step):
-    x, y = on_device.take_batch(images, labels, order, step, batch_size)
+    batch = on_device.take_batch({"image": images, "label": labels}, order, step, batch_size)
+    x, y = batch["image"], batch["label"]
     x = aug(jax.random.fold_in(key, step), preprocess.to_unit(x))
     return preprocess.standardize(x, mean, std), y
 

@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 from cnn_jax import interrupts, models, summary
 from cnn_jax.data import augment, sources
 from cnn_jax.errors import NonFiniteLossError
-from cnn_jax.tasks import metrics
+from cnn_jax import tasks
 from cnn_jax.train import inputs, parallel, run_record, sdlm, steps
 from cnn_jax.train import workdir as workdir_lib
 from cnn_jax.train import state as state_lib
@@ -93,12 +93,12 @@ def _model_table(model, image_shape) -> str:
     return f"(no model summary: {e})"
 
 
-def _evaluate(eval_step, variables, batches, mesh) -> dict[str, float]:
-  totals = parallel.put_replicated(steps.empty_eval_totals(), mesh)
+def _evaluate(eval_step, variables, batches, mesh, task) -> dict[str, float]:
+  totals = parallel.put_replicated(task.empty_eval_sums(), mesh)
   for batch in batches:
     totals = eval_step(variables, batch, totals)
     interrupts.raise_if_requested()
-  return metrics.from_eval_totals(jax.device_get(totals))
+  return task.eval_metrics(jax.device_get(totals))
 
 
 @dataclasses.dataclass
@@ -108,6 +108,7 @@ class _Setup:
   config: ml_collections.ConfigDict
   workdir: str
   mesh: Any
+  task: tasks.Task
   train_input: Any
   eval_input: inputs.EvalInput
   model: Any
@@ -140,7 +141,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir: folder for checkpoints, TensorBoard events and results.json.
 
   Returns:
-    The final evaluation: {"accuracy", "top5_accuracy", "loss", "step"}.
+    The final evaluation: the task's eval metrics and "step" (classification:
+    {"accuracy", "top5_accuracy", "loss", "step"}).
 
   Raises:
     ConfigError: for a config no run can use (named field and fix), or one
@@ -167,11 +169,13 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   validate(config)
   workdir = workdir_lib.check_path(workdir)
   mesh = parallel.make_mesh()
-  train_input = inputs.training_input(config, mesh)
-  eval_input = inputs.EvalInput(config, mesh)
+  dataset_classes = sources.num_classes(config.dataset, config.data_dir or None)
+  task = tasks.from_config(config, dataset_classes)
+  train_input = inputs.training_input(config, mesh, task.targets)
+  eval_input = inputs.EvalInput(config, mesh, task.targets)
   steps_per_epoch = train_input.steps_per_epoch
   total_steps, eval_every = run_length(config, steps_per_epoch)
-  model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
+  model = models.from_config(config, tasks.num_outputs(task, dataset_classes))
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
   fine_tuning = finetune.from_config(
       config,
@@ -188,6 +192,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
       config=config,
       workdir=workdir,
       mesh=mesh,
+      task=task,
       train_input=train_input,
       eval_input=eval_input,
       model=model,
@@ -303,14 +308,13 @@ def _compile_steps(setup: _Setup):
       std=setup.std,
       dtype=jnp.dtype(config.dtype),
   )
-  loss = steps.Loss(config.label_smoothing, config.aux_loss_weight, config.loss, config.map_j)
   make_step = functools.partial(
       steps.make_train_step,
       setup.model,
       setup.fine_tuning.tx,
       setup.mesh,
       input_transform=input_transform,
-      loss=loss,
+      task=setup.task,
       ema_decay=config.ema_decay,
   )
   # While layers are frozen their batch norms use running statistics; a
@@ -320,11 +324,13 @@ def _compile_steps(setup: _Setup):
       for frozen in (False, True)
   }
   unaugmented = dataclasses.replace(input_transform, augment_fn=None)
-  eval_step = steps.make_eval_step(setup.model, setup.mesh, input_transform=unaugmented)
-  return train_steps, eval_step, _before_step(setup, unaugmented, loss)
+  eval_step = steps.make_eval_step(
+      setup.model, setup.mesh, input_transform=unaugmented, task=setup.task
+  )
+  return train_steps, eval_step, _before_step(setup, unaugmented)
 
 
-def _before_step(setup: _Setup, unaugmented: steps.InputTransform, loss: steps.Loss):
+def _before_step(setup: _Setup, unaugmented: steps.InputTransform):
   """What changes the state before a step, (state, step) -> state: SDLM's curvature
   estimate at each epoch's start; None for the other optimizers."""
   config = setup.config
@@ -338,7 +344,8 @@ def _before_step(setup: _Setup, unaugmented: steps.InputTransform, loss: steps.L
   )
   return sdlm.EpochCurvature(
       split,
-      lambda logits, labels: loss(logits, {}, labels),  # auxiliary heads left out
+      # auxiliary heads left out
+      lambda logits, labels: setup.task.loss(logits, {}, {"label": labels}),
       unaugmented.model_input,
       setup.train_input.examples,
       setup.mesh,
@@ -387,7 +394,11 @@ def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, A
 
   def evaluate(state):
     return _evaluate(
-        eval_step, state.variables(setup.use_ema), setup.eval_input.batches(), setup.mesh
+        eval_step,
+        state.variables(setup.use_ema),
+        setup.eval_input.batches(),
+        setup.mesh,
+        setup.task,
     )
 
   reporter = Reporter(setup.workdir, setup.total_steps, enabled=jax.process_index() == 0)
@@ -412,17 +423,14 @@ def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, A
   if result is not None:
     reporter.results({**result, "num_params": param_count}, re_evaluated=False)
     return result
-  return _re_evaluate(state, evaluate, reporter, comparison, param_count)
+  return _re_evaluate(state, evaluate, reporter, comparison, param_count, setup.task)
 
 
-def _re_evaluate(state, evaluate, reporter: Reporter, comparison, param_count: int):
+def _re_evaluate(state, evaluate, reporter: Reporter, comparison, param_count: int, task):
   """A resumed finished run: evaluates what it left; rewrites a missing or damaged results.json."""
   step = int(state.step)
   result = {**evaluate(state), "step": step}
-  reporter.message(
-      f"the run had finished at step {step}; eval: accuracy "
-      f"{result['accuracy']:.4f}  loss {result['loss']:.4f}"
-  )
+  reporter.message(f"the run had finished at step {step}; eval: {task.eval_line(result)}")
   if reporter.has_results():
     return result  # keep the finished run's results.json and its wall time
   reporter.message("its results.json was missing or damaged: wrote it again from this eval")
@@ -466,7 +474,7 @@ class _Loop:
     setup, config = self.setup, self.config
     step = int(state.step)
     data_key = steps.data_key(state.rng)  # a new array: the step donates the state's
-    self.totals = parallel.put_replicated(steps.empty_totals(), setup.mesh)
+    self.totals = parallel.put_replicated(steps.empty_totals(setup.task), setup.mesh)
     self.interval_start, self.interval_step = time.time(), step
     result = None
     with _TerminationSignal() as termination:
@@ -522,14 +530,17 @@ class _Loop:
     """Reports the interval's training metrics and starts a new interval."""
     elapsed = max(time.time() - self.interval_start, 1e-9)
     done = step - self.interval_step
+    steps_done = max(int(fetched["steps"]), 1)
     values = {
-        **metrics.from_train_totals(fetched),
+        "loss": float(fetched["loss"]) / steps_done,
+        **self.setup.task.train_metrics(fetched["task"]),
+        "grad_norm": float(fetched["grad_norm"]) / steps_done,
         "learning_rate": float(self.setup.schedule(step - 1)),
         "images_per_s": done * self.config.batch_size / elapsed,
     }
     self.reporter.scalars(step, "train", values)
     self.reporter.progress(step, values, done / elapsed, values["images_per_s"])
-    self.totals = parallel.put_replicated(steps.empty_totals(), self.setup.mesh)
+    self.totals = parallel.put_replicated(steps.empty_totals(self.setup.task), self.setup.mesh)
     self.interval_start, self.interval_step = time.time(), step
 
   def _evaluate(self, state, step: int) -> dict[str, Any]:
@@ -541,11 +552,9 @@ class _Loop:
     if not np.isfinite(result["loss"]):  # finite weights, overflowing logits
       raise self._diverged("the eval loss", step)
     self.reporter.scalars(step, "eval", {k: v for k, v in result.items() if k != "step"})
-    self.reporter.message(
-        f"eval at step {step}: accuracy {result['accuracy']:.4f}  "
-        f"top-5 {result['top5_accuracy']:.4f}  loss {result['loss']:.4f}"
-    )
-    self.checkpoints.save_best(state, result["accuracy"])
+    task = self.setup.task
+    self.reporter.message(f"eval at step {step}: {task.eval_line(result)}")
+    self.checkpoints.save_best(state, result[task.headline])
     return result
 
   def _stop_if_terminated(self, termination: _TerminationSignal, state, step: int) -> None:

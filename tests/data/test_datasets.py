@@ -244,14 +244,13 @@ def test_missing_datasets_are_clear_errors(tmp_path):
 
 def test_on_device_batches_are_epoch_permutations():
   key = jax.random.key(0)
-  # Each example's image and label are its index, so a batch shows which it took.
+  # Each example's label is its index, so a batch shows which it took.
   examples = jnp.arange(10, dtype=jnp.int32)
 
   @functools.partial(jax.jit, static_argnums=(1,))
   def indices(step, batch_size):
     order = on_device.epoch_order(key, step // (10 // batch_size), 10)
-    _, labels = on_device.take_batch(examples, examples, order, step, batch_size)
-    return labels
+    return on_device.take_batch({"label": examples}, order, step, batch_size)["label"]
 
   epoch0 = np.concatenate([indices(s, 4) for s in range(2)])
   assert len(set(epoch0.tolist())) == 8  # no repeats within an epoch
@@ -259,7 +258,7 @@ def test_on_device_batches_are_epoch_permutations():
   assert not np.array_equal(epoch0, epoch1)
   np.testing.assert_array_equal(indices(3, 4), indices(3, 4))
   with pytest.raises(ValueError, match="exceeds the 10 training examples"):
-    on_device.take_batch(examples, examples, examples, 0, 11)
+    on_device.take_batch({"label": examples}, examples, 0, 11)
 
 
 def test_preview_cli_writes_a_grid(digits_dir, tmp_path):

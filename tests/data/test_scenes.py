@@ -142,6 +142,9 @@ def test_the_pipelines_read_masks_as_targets(mnist, prepared):
   )
   assert [b["mask"].sum() for b in batches] == [5, 5, 2]
   assert np.array_equal(batches[0]["segmentation_mask"][0], scene.mask)
+  loader = pipeline.train_loader(source, batch_size=4, seed=0, targets=("segmentation_mask",))
+  first = next(iter(loader))
+  assert first["image"].shape == (4, 64, 64, 1) and first["segmentation_mask"].shape == (4, 64, 64)
   assert sources.num_classes("mnist_scenes", prepared) == 10  # background not counted
   with pytest.raises(DataError, match="no 'label' feature.*config.task") as raised:
     sources.read_all(source, range(2))

@@ -17,6 +17,7 @@ from tensorboardX.proto import event_pb2
 
 from cnn_jax import models
 from cnn_jax.saved_runs import CheckpointError, read_state
+from cnn_jax.tasks import Classification
 from cnn_jax.train import (
     ConfigError,
     NonFiniteLossError,
@@ -247,7 +248,7 @@ def test_training_steps_of_every_family(name):
       tx,
       mesh,
       input_transform=steps.InputTransform(mean=(0.5,), std=(0.25,)),
-      loss=steps.Loss(aux_loss_weight=0.3),
+      task=Classification(aux_loss_weight=0.3),
       donate=False,
   )
   losses, current = [], state
@@ -280,14 +281,14 @@ def test_train_step_minimizes_the_papers_rbf_loss(kind):
       "label": np.arange(4, dtype=np.int32),
   }
   transform = steps.InputTransform(mean=(0.5,), std=(0.25,))
-  loss = steps.Loss(kind=kind, map_j=10.0)
+  task = Classification(kind=kind, map_j=10.0)
   # What the first step reports: the batch mean of the per-example loss of
   # the initial parameters' outputs, e.g. rbf_mse: the correct codes' distances.
   logits = model.apply(state.variables(), transform.model_input(batch["image"]))
-  expected = float(np.mean(loss.per_example(logits, batch["label"])))
+  expected = float(np.mean(task.per_example(logits, batch["label"])))
   if kind == "rbf_mse":
     np.testing.assert_allclose(expected, -np.mean(np.asarray(logits)[np.arange(4), np.arange(4)]))
-  step = steps.make_train_step(model, tx, mesh, input_transform=transform, loss=loss, donate=False)
+  step = steps.make_train_step(model, tx, mesh, input_transform=transform, task=task, donate=False)
   state = parallel.put_replicated(state, mesh)
   losses = []
   for _ in range(5):

@@ -1,0 +1,93 @@
+"""Segmentation through the training loop: config.task="segmentation" on digit scenes."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from cnn_jax.data import scenes, sources
+from cnn_jax.errors import ConfigError
+from cnn_jax.saved_runs import read_state
+from cnn_jax.train import train_and_evaluate
+
+from helpers import tiny_config
+
+# The first scenes of mnist_scenes' splits (scene i does not depend on the count).
+COUNTS = {"train": 32, "test": 12}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  folder = str(tmp_path_factory.mktemp("tfds"))
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(scenes, "SCENES_PER_SPLIT", COUNTS)
+    sources.load("mnist_scenes", "train", folder)  # prepares it, as a first use does
+  return folder
+
+
+def segmentation_config(data_dir, pipeline="device", **overrides):
+  """A 4-filter, 2-pool U-Net on 64x64 scenes, 8 scenes per step."""
+  fields = dict(
+      task="segmentation",
+      dataset="mnist_scenes",
+      data_dir=data_dir,
+      image_size=64,
+      augment="",
+      model="unet_small",
+      model_kwargs={"width": 4, "depth": 2},
+      batch_size=8,
+      eval_batch_size=8,
+      num_train_steps=8,
+      eval_every_steps=8,
+      checkpoint_every_steps=4,
+      log_every_steps=4,
+  )
+  return tiny_config(pipeline, **{**fields, **overrides})
+
+
+def _final_state(workdir):
+  checkpoints = workdir / "checkpoints"
+  step = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  return read_state(str(checkpoints / str(step) / "state"))
+
+
+def test_segmentation_trains_and_resumes_bit_exactly(data_dir, tmp_path, pipeline="device"):
+  # (The Grain pipeline's masks: tests/data/test_scenes.py; resuming Grain: test_train.py.)
+  # A constant learning rate makes a 4-step run the first half of an 8-step one.
+  reference = train_and_evaluate(segmentation_config(data_dir, pipeline), str(tmp_path / "ref"))
+  split = tmp_path / "split"
+  train_and_evaluate(segmentation_config(data_dir, pipeline, num_train_steps=4), str(split))
+  resumed = train_and_evaluate(segmentation_config(data_dir, pipeline), str(split))
+  assert resumed == reference
+  leaves, tree = jax.tree.flatten(_final_state(split))
+  expected, expected_tree = jax.tree.flatten(_final_state(tmp_path / "ref"))
+  assert tree == expected_tree
+  for a, b in zip(leaves, expected, strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # Background and the digits of the 12 test scenes (classes 1-10), no other.
+  test = sources.load("mnist_scenes", "test", data_dir)
+  present = {0} | {
+      1 + int(label) for i in range(len(test)) for label in test[i]["objects"]["label"]
+  }
+  assert {k for k in reference if k.startswith("iou_")} == {f"iou_{c}" for c in present}
+  assert 0.0 <= reference["mean_iou"] <= 1.0 and np.isfinite(reference["loss"])
+  saved = json.loads((tmp_path / "ref" / "results.json").read_text())
+  assert saved["mean_iou"] == reference["mean_iou"] and saved["step"] == 8
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"task": "detection"}, "config.task='detection'; use one of"),
+        ({"augment": "flip_lr"}, "config.augment is not supported with config.task='segmentation'"),
+        ({"loss": "rbf_map"}, "config.loss"),
+    ],
+)
+def test_segmentation_config_mistakes_are_one_line_errors(data_dir, tmp_path, overrides, message):
+  config = segmentation_config(data_dir)
+  config.update(overrides)
+  with pytest.raises(ConfigError, match=message) as raised:
+    train_and_evaluate(config, str(tmp_path / "w"))
+  assert "\n" not in str(raised.value)
+  assert not (tmp_path / "w").exists()
