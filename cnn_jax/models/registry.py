@@ -160,6 +160,19 @@ def names() -> list[str]:
   return list(_REGISTRY)
 
 
+def backbone(name: str) -> str | None:
+  """The zoo model that a model is built on (FCN's `backbone` field), or None.
+
+  Args:
+    name: a model name or alias.
+
+  Returns:
+    The backbone's name, whose parameters sit under the model's "backbone";
+    None for a model built on none.
+  """
+  return getattr(spec(name).constructor, "keywords", {}).get("backbone")
+
+
 def family(name: str) -> Family:
   """The family record of a model name or alias (see `spec`)."""
   return spec(name).family

@@ -26,7 +26,8 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
   Args:
     init_from: a training workdir of ours (its newest readable checkpoint), one
       checkpoint folder (".../checkpoints/<step>"), or a torchvision state
-      dict file (.pth/.pt, converted for `model_name`).
+      dict file (.pth/.pt, converted for `model_name`, or for its backbone:
+      an FCN's ImageNet weights are its backbone's).
     model_name: the model being trained (for torchvision's names).
 
   Returns:
@@ -44,8 +45,13 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
         "training workdir, a checkpoint folder or a .pth file"
     )
   if os.path.isfile(init_from):
-    check_supported(model_name)  # before seconds go into reading the file
-    return from_torchvision(model_name, load_state_dict(init_from))
+    backbone = models.backbone(model_name)
+    check_supported(backbone or model_name)  # before seconds go into reading the file
+    variables = from_torchvision(backbone or model_name, load_state_dict(init_from))
+    if backbone is None:
+      return variables
+    # The backbone's own tree sits under "backbone" (cnn_jax.models.fcn).
+    return {collection: {"backbone": tree} for collection, tree in variables.items()}
   if not (
       os.path.isdir(os.path.join(init_from, "state"))
       or os.path.isdir(os.path.join(init_from, "checkpoints"))

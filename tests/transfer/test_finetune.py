@@ -124,6 +124,23 @@ def test_torchvision_file_initializes_everything_but_a_new_head(tmp_path):
   assert not merged["params"]["fc"]["kernel"].any()  # the fresh head, untouched
 
 
+def test_imagenet_file_initializes_an_fcns_backbone_and_not_its_new_layers(tmp_path):
+  path = tmp_path / "resnet18.pth"
+  reference = torchvision.models.resnet18()
+  torch.save(reference.state_dict(), path)
+  model = models.create("fcn8s_resnet18", num_classes=11)
+  fresh = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+  fresh = jax.tree.map(lambda s: np.full(s.shape, 7, s.dtype), fresh)
+  merged = pretrained.merge(
+      fresh, pretrained.load(str(path), "fcn8s_resnet18"), models.head_pattern("fcn8s_resnet18")
+  )
+  converted = from_torchvision("resnet18", reference.state_dict())
+  assert_equal_trees(merged["params"]["backbone"], converted["params"])
+  assert_equal_trees(merged["batch_stats"]["backbone"], converted["batch_stats"])
+  for layer in ("score_8", "up_16to8", "up_8to1"):  # the FCN's own layers stay fresh
+    assert all(np.all(leaf == 7) for leaf in jax.tree.leaves(merged["params"][layer]))
+
+
 def test_frozen_parameters_get_no_update_and_multipliers_scale_the_rest():
   params = {
       "body": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
