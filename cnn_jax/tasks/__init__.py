@@ -29,11 +29,18 @@ def from_config(config: Any, dataset_classes: int) -> Task:
   Raises:
     ConfigError: for an unknown config.task.
   """
-  if config.task == "classification":
-    return Classification(config.label_smoothing, config.aux_loss_weight, config.loss, config.map_j)
-  if config.task == "segmentation":
+  name = config.get("task", "classification")  # runs saved before config.task: classification
+  if name == "classification":
+    defaults = Classification()  # for fields that older runs' configs lack
+    return Classification(
+        config.get("label_smoothing", defaults.label_smoothing),
+        config.get("aux_loss_weight", defaults.aux_loss_weight),
+        config.get("loss", defaults.kind),
+        config.get("map_j", defaults.map_j),
+    )
+  if name == "segmentation":
     return Segmentation(dataset_classes + 1)  # background is class 0
-  raise ConfigError(f"config.task={config.task!r}; use one of {TASKS}")
+  raise ConfigError(f"config.task={name!r}; use one of {TASKS}")
 
 
 def num_outputs(task: Task, dataset_classes: int) -> int:

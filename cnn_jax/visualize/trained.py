@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cnn_jax import data, models, records, saved_runs
+from cnn_jax import data, models, records, saved_runs, tasks
 from cnn_jax.data import imagenet, preprocess, sources
 from cnn_jax.errors import WorkdirError
 from cnn_jax.transfer import imagenet_weights
@@ -111,7 +111,9 @@ def load(workdir: str) -> TrainedModel:
     step, variables = saved_runs.load_variables(workdir)
   except saved_runs.CheckpointError as e:
     raise WorkdirError(str(e)) from None
-  model = models.from_config(config, sources.num_classes(config.dataset, config.data_dir or None))
+  dataset_classes = sources.num_classes(config.dataset, config.data_dir or None)
+  task = tasks.from_config(config, dataset_classes)
+  model = models.from_config(config, tasks.num_outputs(task, dataset_classes))
   # As the run standardized its input (cnn_jax.train.config.input_mean_std).
   training_images = preprocess.ImageSplit(
       config.dataset, config.train_split, config.data_dir or None, config.image_size, config.resize

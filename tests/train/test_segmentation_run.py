@@ -5,11 +5,14 @@ import json
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
+from cnn_jax import predict
 from cnn_jax.data import scenes, sources
 from cnn_jax.errors import ConfigError
 from cnn_jax.saved_runs import read_state
 from cnn_jax.train import train_and_evaluate
+from cnn_jax.visualize import trained as visualize_trained
 
 from helpers import tiny_config
 
@@ -52,16 +55,23 @@ def _final_state(workdir):
   return read_state(str(checkpoints / str(step) / "state"))
 
 
-def test_segmentation_trains_and_resumes_bit_exactly(data_dir, tmp_path, pipeline="device"):
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+  """(the eval of an 8-step run, its workdir)."""
+  workdir = tmp_path_factory.mktemp("ref")
+  return train_and_evaluate(segmentation_config(data_dir), str(workdir)), workdir
+
+
+def test_segmentation_trains_and_resumes_bit_exactly(data_dir, trained, tmp_path):
   # (The Grain pipeline's masks: tests/data/test_scenes.py; resuming Grain: test_train.py.)
   # A constant learning rate makes a 4-step run the first half of an 8-step one.
-  reference = train_and_evaluate(segmentation_config(data_dir, pipeline), str(tmp_path / "ref"))
+  reference, reference_dir = trained
   split = tmp_path / "split"
-  train_and_evaluate(segmentation_config(data_dir, pipeline, num_train_steps=4), str(split))
-  resumed = train_and_evaluate(segmentation_config(data_dir, pipeline), str(split))
+  train_and_evaluate(segmentation_config(data_dir, num_train_steps=4), str(split))
+  resumed = train_and_evaluate(segmentation_config(data_dir), str(split))
   assert resumed == reference
   leaves, tree = jax.tree.flatten(_final_state(split))
-  expected, expected_tree = jax.tree.flatten(_final_state(tmp_path / "ref"))
+  expected, expected_tree = jax.tree.flatten(_final_state(reference_dir))
   assert tree == expected_tree
   for a, b in zip(leaves, expected, strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -72,7 +82,7 @@ def test_segmentation_trains_and_resumes_bit_exactly(data_dir, tmp_path, pipelin
   }
   assert {k for k in reference if k.startswith("iou_")} == {f"iou_{c}" for c in present}
   assert 0.0 <= reference["mean_iou"] <= 1.0 and np.isfinite(reference["loss"])
-  saved = json.loads((tmp_path / "ref" / "results.json").read_text())
+  saved = json.loads((reference_dir / "results.json").read_text())
   assert saved["mean_iou"] == reference["mean_iou"] and saved["step"] == 8
 
 
@@ -91,3 +101,17 @@ def test_segmentation_config_mistakes_are_one_line_errors(data_dir, tmp_path, ov
     train_and_evaluate(config, str(tmp_path / "w"))
   assert "\n" not in str(raised.value)
   assert not (tmp_path / "w").exists()
+
+
+def test_predict_writes_a_runs_masks_as_indexed_pngs(data_dir, trained, tmp_path, capsys):
+  _, workdir = trained
+  scene = sources.load("mnist_scenes", "test", data_dir)[0]["image"]
+  path = tmp_path / "scene.png"
+  Image.fromarray(np.asarray(scene)[..., 0]).save(path)
+  run = visualize_trained.load(str(workdir))
+  logits = run.model.apply(run.variables, run.network_input(np.asarray(scene)[None]))
+  predict._print_or_write(str(workdir), [str(path)], str(tmp_path / "out"))  # the CLI's body
+  assert f"scene.png -> {tmp_path / 'out' / 'scene_mask.png'}" in capsys.readouterr().out
+  with Image.open(tmp_path / "out" / "scene_mask.png") as written:
+    assert written.mode == "P" and written.size == (64, 64)
+    np.testing.assert_array_equal(np.asarray(written), np.argmax(logits[0], -1))

@@ -2,18 +2,25 @@
 
 Each is registered by name in `OPS`, which `spec.parse` and `spec.from_spec`
 read; see the package docstring for the list and the conventions.
+
+A geometric op is split in two: a draw, registered in `TRANSFORMS`, turns the
+key into one `Transform` (the flip decision, crop corner or affine map), and
+the op applies that transform to its image. `spec.from_spec_with_targets`
+applies the same transform to the mask and boxes too, so they move with the
+image. Photometric ops (`PHOTOMETRIC`) change the image only.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.ndimage import map_coordinates
 
+from cnn_jax.data.augment.transform import Transform
 from cnn_jax.errors import ArgumentError
 
 Array = jax.Array
@@ -35,44 +42,44 @@ def _require(condition: bool, op: str, message: str) -> None:
     raise ArgumentError(f"augment op {op!r}: {message}")
 
 
-def _check_image(image: Array, op: str) -> None:
+def _check_shape(shape: Sequence[int], op: str) -> None:
   _require(
-      image.ndim == 3,
+      len(shape) == 3,
       op,
-      f"expects one (H, W, C) image, got shape {tuple(image.shape)}; "
+      f"expects one (H, W, C) image, got shape {tuple(shape)}; "
       "use from_spec() for NHWC batches",
   )
 
 
 # ----------------------------------------------------------------------------
-# Resampling: the one place where images are read at non-integer positions.
+# The affine warp behind rotate, scale, translate and affine.
 
 
-def _resample(image: Array, matrix: Array, offset: Array, mode: str) -> Array:
-  """Bilinear sample of `image` at matrix @ (row, col) + offset per pixel.
-
-  Args:
-    image: (H, W, C).
-    matrix: (2, 2) map from output pixel (row, col) to input position.
-    offset: (2,) added to the mapped position.
-    mode: "constant" (zero outside the image) or "nearest" (edge pixels).
-
-  Returns:
-    (H, W, C) image of the same dtype.
-  """
-  height, width = image.shape[:2]
-  rows, cols = jnp.meshgrid(
-      jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
-  )
-  src_rows = matrix[0, 0] * rows + matrix[0, 1] * cols + offset[0]
-  src_cols = matrix[1, 0] * rows + matrix[1, 1] * cols + offset[1]
-
-  def sample(channel):
-    return map_coordinates(channel, [src_rows, src_cols], order=1, mode=mode)
-
-  # One 2-D interpolation per channel: interpolating along the channel axis
-  # too would double the gathers for weights that are always zero.
-  return jax.vmap(sample, in_axes=2, out_axes=2)(image)
+def _warp_map(
+    height: int,
+    width: int,
+    angle: float | Array = 0.0,
+    zoom: float | Array = 1.0,
+    shift: Sequence[float] | Array = (0.0, 0.0),
+    shear: float | Array = 0.0,
+    squeeze: float | Array = 1.0,
+) -> tuple[Array, Array]:
+  """(matrix, offset) of `warp`: output pixel (row, col) -> input position."""
+  centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
+  theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
+  cos, sin = jnp.cos(theta), jnp.sin(theta)
+  # Sampling needs the inverse map, output -> input: undo the shift, then
+  # rotate by -angle and divide by the zoom about the centre. With rows
+  # pointing down, a counter-clockwise turn by -angle is this matrix.
+  inverse = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]) / zoom
+  # The shear acts first, then the squeeze, so their inverses come last:
+  # row *= squeeze, col /= squeeze, then col -= tan * row.
+  squeeze = jnp.asarray(squeeze, jnp.float32)
+  inverse = inverse * jnp.stack([squeeze, 1.0 / squeeze])[:, None]
+  tan = jnp.tan(jnp.deg2rad(jnp.asarray(shear, jnp.float32)))
+  inverse = jnp.stack([jnp.array([1.0, 0.0]), jnp.stack([-tan, 1.0])]) @ inverse
+  offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
+  return inverse, offset
 
 
 def warp(
@@ -106,27 +113,18 @@ def warp(
   Raises:
     ValueError: if the image is not (H, W, C).
   """
-  _check_image(image, "warp")
-  height, width = image.shape[:2]
-  centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
-  theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
-  cos, sin = jnp.cos(theta), jnp.sin(theta)
-  # Sampling needs the inverse map, output -> input: undo the shift, then
-  # rotate by -angle and divide by the zoom about the centre. With rows
-  # pointing down, a counter-clockwise turn by -angle is this matrix.
-  inverse = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]) / zoom
-  # The shear acts first, then the squeeze, so their inverses come last:
-  # row *= squeeze, col /= squeeze, then col -= tan * row.
-  squeeze = jnp.asarray(squeeze, jnp.float32)
-  inverse = inverse * jnp.stack([squeeze, 1.0 / squeeze])[:, None]
-  tan = jnp.tan(jnp.deg2rad(jnp.asarray(shear, jnp.float32)))
-  inverse = jnp.stack([jnp.array([1.0, 0.0]), jnp.stack([-tan, 1.0])]) @ inverse
-  offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
-  return _resample(image, inverse, offset, mode="constant")
+  return _draw_warp(image.shape, "warp", angle, zoom, shift, shear, squeeze).image(image)
+
+
+def _draw_warp(shape: Sequence[int], op: str, *args: Any, **kwargs: Any) -> Transform:
+  """The `warp` of an image of this shape: arguments as `_warp_map` takes them."""
+  _check_shape(shape, op)
+  return Transform(*_warp_map(*shape[:2], *args, **kwargs), size=tuple(shape[:2]))
 
 
 # ----------------------------------------------------------------------------
-# The ops: op(key, image, **params) -> image, one (H, W, C) image at a time.
+# The geometric ops: op(key, image, **params) -> image, one (H, W, C) image at
+# a time, each the image applier of its draw _draw_op(key, shape, *params).
 
 
 def flip_lr(key: Array, image: Array, p: float = 0.5) -> Array:
@@ -143,7 +141,7 @@ def flip_lr(key: Array, image: Array, p: float = 0.5) -> Array:
   Raises:
     ValueError: if p is outside [0, 1] or the image is not (H, W, C).
   """
-  return _random_flip(key, image, p, axis=1, op="flip_lr")
+  return _draw_flip(key, image.shape, p, axis=1, op="flip_lr").image(image)
 
 
 def flip_ud(key: Array, image: Array, p: float = 0.5) -> Array:
@@ -160,13 +158,22 @@ def flip_ud(key: Array, image: Array, p: float = 0.5) -> Array:
   Raises:
     ValueError: if p is outside [0, 1] or the image is not (H, W, C).
   """
-  return _random_flip(key, image, p, axis=0, op="flip_ud")
+  return _draw_flip(key, image.shape, p, axis=0, op="flip_ud").image(image)
 
 
-def _random_flip(key: Array, image: Array, p: float, axis: int, op: str) -> Array:
-  _check_image(image, op)
+def _draw_flip(key: Array, shape: Sequence[int], p: float, axis: int, op: str) -> Transform:
+  _check_shape(shape, op)
   _require(0 <= p <= 1, op, f"p must lie in [0, 1], got {p}")
-  return jnp.where(jax.random.bernoulli(key, p), jnp.flip(image, axis), image)
+  flip = jax.random.bernoulli(key, p)
+  # Mirrored, pixel i along the axis shows pixel size - 1 - i.
+  matrix = jnp.eye(2, dtype=jnp.float32).at[axis, axis].set(jnp.where(flip, -1.0, 1.0))
+  offset = jnp.zeros(2, jnp.float32).at[axis].set(jnp.where(flip, shape[axis] - 1.0, 0.0))
+  return Transform(
+      matrix,
+      offset,
+      size=tuple(shape[:2]),
+      move_image=lambda image: jnp.where(flip, jnp.flip(image, axis), image),
+  )
 
 
 def rotate(key: Array, image: Array, degrees: float = 15.0) -> Array:
@@ -183,9 +190,13 @@ def rotate(key: Array, image: Array, degrees: float = 15.0) -> Array:
   Raises:
     ValueError: if degrees < 0 or the image is not (H, W, C).
   """
+  return _draw_rotate(key, image.shape, degrees).image(image)
+
+
+def _draw_rotate(key: Array, shape: Sequence[int], degrees: float) -> Transform:
   _require(degrees >= 0, "rotate", f"degrees must be >= 0, got {degrees}")
   angle = jax.random.uniform(key, (), minval=-degrees, maxval=degrees)
-  return warp(image, angle=angle)
+  return _draw_warp(shape, "rotate", angle=angle)
 
 
 def scale(key: Array, image: Array, low: float = 0.9, high: float = 1.1) -> Array:
@@ -203,9 +214,13 @@ def scale(key: Array, image: Array, low: float = 0.9, high: float = 1.1) -> Arra
   Raises:
     ValueError: unless 0 < low <= high, or if the image is not (H, W, C).
   """
+  return _draw_scale(key, image.shape, low, high).image(image)
+
+
+def _draw_scale(key: Array, shape: Sequence[int], low: float, high: float) -> Transform:
   _require(0 < low <= high, "scale", f"need 0 < low <= high, got low={low}, high={high}")
   zoom = jax.random.uniform(key, (), minval=low, maxval=high)
-  return warp(image, zoom=zoom)
+  return _draw_warp(shape, "scale", zoom=zoom)
 
 
 def translate(key: Array, image: Array, pixels: float = 4, integer: bool = True) -> Array:
@@ -225,6 +240,10 @@ def translate(key: Array, image: Array, pixels: float = 4, integer: bool = True)
     ValueError: if pixels is negative (or fractional with `integer`), or if
       the image is not (H, W, C).
   """
+  return _draw_translate(key, image.shape, pixels, integer).image(image)
+
+
+def _draw_translate(key: Array, shape: Sequence[int], pixels: float, integer: bool) -> Transform:
   _require(pixels >= 0, "translate", f"pixels must be >= 0, got {pixels}")
   if integer:
     _require(
@@ -235,7 +254,7 @@ def translate(key: Array, image: Array, pixels: float = 4, integer: bool = True)
     shift = jax.random.randint(key, (2,), -int(pixels), int(pixels) + 1)
   else:
     shift = jax.random.uniform(key, (2,), minval=-pixels, maxval=pixels)
-  return warp(image, shift=shift)
+  return _draw_warp(shape, "translate", shift=shift)
 
 
 def affine(
@@ -270,6 +289,18 @@ def affine(
   Raises:
     ValueError: for a parameter out of its range, or if the image is not (H, W, C).
   """
+  return _draw_affine(key, image.shape, degrees, scale, shear, pixels, squeeze).image(image)
+
+
+def _draw_affine(
+    key: Array,
+    shape: Sequence[int],
+    degrees: float,
+    scale: float,
+    shear: float,
+    pixels: float,
+    squeeze: float,
+) -> Transform:
   _require(
       degrees >= 0 and pixels >= 0,
       "affine",
@@ -281,8 +312,9 @@ def affine(
   angle_key, zoom_key, shear_key, shift_key = jax.random.split(key, 4)
   # Its own key, so that the other draws are those of a run without squeeze.
   squeeze_key = jax.random.fold_in(key, 4)
-  return warp(
-      image,
+  return _draw_warp(
+      shape,
+      "affine",
       angle=jax.random.uniform(angle_key, (), minval=-degrees, maxval=degrees),
       zoom=jax.random.uniform(zoom_key, (), minval=1 - scale, maxval=1 + scale),
       shear=jax.random.uniform(shear_key, (), minval=-shear, maxval=shear),
@@ -308,14 +340,27 @@ def crop(key: Array, image: Array, pad: int = 4) -> Array:
   Raises:
     ValueError: if pad is not a whole number >= 0 or the image is not (H, W, C).
   """
-  _check_image(image, "crop")
+  return _draw_crop(key, image.shape, pad).image(image)
+
+
+def _draw_crop(key: Array, shape: Sequence[int], pad: int) -> Transform:
+  _check_shape(shape, "crop")
   _require(
       pad >= 0 and float(pad).is_integer(), "crop", f"pad must be a whole number >= 0, got {pad}"
   )
   pad = int(pad)
-  padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
   top, left = jax.random.randint(key, (2,), 0, 2 * pad + 1)
-  return jax.lax.dynamic_slice(padded, (top, left, 0), image.shape)
+
+  def move_image(image: Array) -> Array:
+    padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    return jax.lax.dynamic_slice(padded, (top, left, 0), image.shape)
+
+  # Output pixel (r, c) is padded pixel (top + r, left + c): input pixel
+  # (top - pad + r, left - pad + c).
+  offset = jnp.stack([top, left]).astype(jnp.float32) - pad
+  return Transform(
+      jnp.eye(2, dtype=jnp.float32), offset, size=tuple(shape[:2]), move_image=move_image
+  )
 
 
 def random_resized_crop(
@@ -345,7 +390,13 @@ def random_resized_crop(
   Raises:
     ValueError: if scale or ratio is out of range or the image is not (H, W, C).
   """
-  _check_image(image, "random_resized_crop")
+  return _draw_random_resized_crop(key, image.shape, scale, ratio).image(image)
+
+
+def _draw_random_resized_crop(
+    key: Array, shape: Sequence[int], scale: tuple[float, float], ratio: tuple[float, float]
+) -> Transform:
+  _check_shape(shape, "random_resized_crop")
   _require(
       0 < scale[0] <= scale[1] <= 1,
       "random_resized_crop",
@@ -356,7 +407,7 @@ def random_resized_crop(
       "random_resized_crop",
       f"need 0 < ratio[0] <= ratio[1], got ratio={ratio}",
   )
-  height, width = image.shape[:2]
+  height, width = shape[:2]
   box_key, top_key, left_key = jax.random.split(key, 3)
   box_h, box_w = _sample_box(box_key, height, width, scale, ratio)
   top = jax.random.uniform(top_key) * (height - box_h)
@@ -367,7 +418,7 @@ def random_resized_crop(
   offset = jnp.stack([top, left]) + 0.5 * step - 0.5
   # Half a pixel beyond the box edge may fall outside the image; repeating the
   # edge avoids the dark rim that zero fill would paint there.
-  return _resample(image, jnp.diag(step), offset, mode="nearest")
+  return Transform(jnp.diag(step), offset, size=(height, width), edge="nearest")
 
 
 def _sample_box(
@@ -438,7 +489,7 @@ def color_jitter(
     ValueError: if a strength is out of range, if saturation is asked of an
       image with other than 1 or 3 channels, or if the image is not (H, W, C).
   """
-  _check_image(image, "color_jitter")
+  _check_shape(image.shape, "color_jitter")
   _require(brightness >= 0, "color_jitter", f"brightness must be >= 0, got {brightness}")
   # Factors stay >= 0: a negative one would invert the image, not jitter it.
   _require(0 <= contrast <= 1, "color_jitter", f"contrast must lie in [0, 1], got {contrast}")
@@ -480,7 +531,7 @@ def noise(key: Array, image: Array, std: float = 0.05) -> Array:
   Raises:
     ValueError: if std < 0 or the image is not (H, W, C).
   """
-  _check_image(image, "noise")
+  _check_shape(image.shape, "noise")
   _require(std >= 0, "noise", f"std must be >= 0, got {std}")
   return image + std * jax.random.normal(key, image.shape, image.dtype)
 
@@ -497,3 +548,24 @@ OPS: dict[str, Callable[..., Array]] = {
     "color_jitter": color_jitter,
     "noise": noise,
 }
+
+
+TRANSFORMS: dict[str, Callable[..., Transform]] = {
+    "flip_lr": functools.partial(_draw_flip, axis=1, op="flip_lr"),
+    "flip_ud": functools.partial(_draw_flip, axis=0, op="flip_ud"),
+    "rotate": _draw_rotate,
+    "scale": _draw_scale,
+    "translate": _draw_translate,
+    "affine": _draw_affine,
+    "crop": _draw_crop,
+    "random_resized_crop": _draw_random_resized_crop,
+}
+"""The geometric ops' draws: TRANSFORMS[name](key, (H, W, C), **params) -> Transform.
+
+Every parameter of OPS[name] must be given (the draws hold no defaults; the
+op's signature is their one home). OPS[name](key, image, **params) is
+TRANSFORMS[name](key, image.shape, **params).image(image), the same numbers.
+"""
+
+PHOTOMETRIC = frozenset({"color_jitter", "noise"})
+"""The ops that change pixel values only: masks and boxes stay as they are."""
