@@ -44,7 +44,19 @@ _CHUNK = 64
 
 
 def _label_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return jnp.take_along_axis(logits.astype(jnp.float32), labels[:, None], axis=1)[:, 0]
+  """Each image's logit of its label, (N,).
+
+  For per-pixel logits (N, H, W, C) of a segmentation model: the label's
+  logit summed over the pixels predicted as that label (its pixel mass, the
+  target pytorch-grad-cam's SemanticSegmentationTarget takes); over every
+  pixel where none is.
+  """
+  logits = logits.astype(jnp.float32)
+  if logits.ndim == 4:
+    chosen = jnp.argmax(logits, axis=-1) == labels[:, None, None]
+    weights = jnp.where(jnp.any(chosen, axis=(1, 2), keepdims=True), chosen, True)
+    logits = jnp.sum(logits * jax.lax.stop_gradient(weights)[..., None], axis=(1, 2))
+  return jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
 
 
 @functools.partial(jax.jit, static_argnames=("model", "rule"))

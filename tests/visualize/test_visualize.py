@@ -179,6 +179,20 @@ def test_gradcam_on_a_global_pooling_net_is_the_class_activation_map():
   assert upsampled.shape == (2, 16, 16)
 
 
+def test_gradcam_of_a_segmentation_model_explains_a_class_pixel_mass():
+  # The target: the class's logits summed over the pixels predicted as it.
+  logits = jnp.zeros((1, 2, 2, 3)).at[0, 0, 0].set(jnp.array([0.0, 5.0, 1.0]))
+  logits = logits.at[0, 1, 1].set(jnp.array([0.0, 3.0, 2.0]))
+  assert float(attribution._label_logits(logits, jnp.array([1]))[0]) == 8.0
+  # No pixel predicted as class 2: its logit over every pixel.
+  assert float(attribution._label_logits(logits, jnp.array([2]))[0]) == 3.0
+  model = models.create("unet_small", num_classes=3, width=4, depth=2)
+  x = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
+  variables = model.init(jax.random.key(0), x)
+  maps = attribution.gradcam(model, variables, x, jnp.array([1, 2]), layer="bottom")
+  assert maps.shape == (2, 16, 16) and bool(jnp.all(maps >= 0)) and bool(jnp.any(maps > 0))
+
+
 def test_upsampling_puts_each_cell_at_its_receptive_field_centre():
   model = models.create("lenet5_modern")
   variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))

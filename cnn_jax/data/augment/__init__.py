@@ -20,6 +20,15 @@ gives every example its own key, and so its own random transform.
 Spec strings join ops with "|", e.g.
 "flip_lr|crop(pad=4)|color_jitter(0.4,0.4)|rotate(15)|noise(std=0.05)".
 
+Targets. `from_spec_with_targets` returns augment(key, batch dict) instead:
+each geometric op draws its transform once and moves "image",
+"segmentation_mask" (nearest neighbour, 0 = background outside the image) and
+"boxes" (normalized ymin, xmin, ymax, xmax, with "box_valid") alike, so they
+stay aligned; color_jitter and noise change the image only. The images are
+from_spec's for the same key, bit for bit. A box is dropped (box_valid
+False) when it leaves the image or keeps less than `min_visibility` of its
+area; see from_spec_with_targets for the rule.
+
 Conventions. Rotation, zoom and translation are one affine warp (`warp`) with
 bilinear sampling and zero fill; a positive angle turns the picture
 counter-clockwise as displayed (row 0 at the top), a positive shift moves it
@@ -27,13 +36,17 @@ down and right. Nothing is clipped to [0, 1]: clipping after brightness or
 noise would bias the image mean (so the jitter would no longer be a pure
 shift) and the network does not need values inside [0, 1].
 
-ops.py           the ops, registered by name in OPS
-spec.py          parse (spec string -> checked ops) and from_spec (ops -> one function)
+ops.py           the ops, registered by name in OPS; the geometric ops' draws in TRANSFORMS
+transform.py     Transform: one drawn geometric transform, applied to image, mask and boxes
+spec.py          parse (spec string -> checked ops), from_spec and from_spec_with_targets
+                 (ops -> one function)
 preview_grid.py  original and augmented samples side by side (python -m cnn_jax.data.preview)
 """
 
 from cnn_jax.data.augment.ops import (
     OPS,
+    PHOTOMETRIC,
+    TRANSFORMS,
     affine,
     color_jitter,
     crop,
@@ -45,14 +58,20 @@ from cnn_jax.data.augment.ops import (
     scale,
     translate,
     warp,
+    warp_transform,
 )
-from cnn_jax.data.augment.spec import OpSpec, from_spec, parse
+from cnn_jax.data.augment.spec import OpSpec, from_spec, from_spec_with_targets, parse
+from cnn_jax.data.augment.transform import Transform
 
 __all__ = [
     "OPS",
     "OpSpec",
+    "PHOTOMETRIC",
+    "TRANSFORMS",
+    "Transform",
     "affine",
     "from_spec",
+    "from_spec_with_targets",
     "color_jitter",
     "crop",
     "flip_lr",
@@ -64,4 +83,5 @@ __all__ = [
     "scale",
     "translate",
     "warp",
+    "warp_transform",
 ]

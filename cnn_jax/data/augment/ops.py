@@ -46,40 +46,12 @@ def _check_shape(shape: Sequence[int], op: str) -> None:
   _require(
       len(shape) == 3,
       op,
-      f"expects one (H, W, C) image, got shape {tuple(shape)}; "
-      "use from_spec() for NHWC batches",
+      f"expects one (H, W, C) image, got shape {tuple(shape)}; use from_spec() for NHWC batches",
   )
 
 
 # ----------------------------------------------------------------------------
 # The affine warp behind rotate, scale, translate and affine.
-
-
-def _warp_map(
-    height: int,
-    width: int,
-    angle: float | Array = 0.0,
-    zoom: float | Array = 1.0,
-    shift: Sequence[float] | Array = (0.0, 0.0),
-    shear: float | Array = 0.0,
-    squeeze: float | Array = 1.0,
-) -> tuple[Array, Array]:
-  """(matrix, offset) of `warp`: output pixel (row, col) -> input position."""
-  centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
-  theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
-  cos, sin = jnp.cos(theta), jnp.sin(theta)
-  # Sampling needs the inverse map, output -> input: undo the shift, then
-  # rotate by -angle and divide by the zoom about the centre. With rows
-  # pointing down, a counter-clockwise turn by -angle is this matrix.
-  inverse = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]) / zoom
-  # The shear acts first, then the squeeze, so their inverses come last:
-  # row *= squeeze, col /= squeeze, then col -= tan * row.
-  squeeze = jnp.asarray(squeeze, jnp.float32)
-  inverse = inverse * jnp.stack([squeeze, 1.0 / squeeze])[:, None]
-  tan = jnp.tan(jnp.deg2rad(jnp.asarray(shear, jnp.float32)))
-  inverse = jnp.stack([jnp.array([1.0, 0.0]), jnp.stack([-tan, 1.0])]) @ inverse
-  offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
-  return inverse, offset
 
 
 def warp(
@@ -113,13 +85,50 @@ def warp(
   Raises:
     ValueError: if the image is not (H, W, C).
   """
-  return _draw_warp(image.shape, "warp", angle, zoom, shift, shear, squeeze).image(image)
+  return warp_transform(image.shape, angle, zoom, shift, shear, squeeze).image(image)
 
 
-def _draw_warp(shape: Sequence[int], op: str, *args: Any, **kwargs: Any) -> Transform:
-  """The `warp` of an image of this shape: arguments as `_warp_map` takes them."""
-  _check_shape(shape, op)
-  return Transform(*_warp_map(*shape[:2], *args, **kwargs), size=tuple(shape[:2]))
+def warp_transform(
+    shape: Sequence[int],
+    angle: float | Array = 0.0,
+    zoom: float | Array = 1.0,
+    shift: Sequence[float] | Array = (0.0, 0.0),
+    shear: float | Array = 0.0,
+    squeeze: float | Array = 1.0,
+) -> Transform:
+  """`warp` as a Transform, to move an image's mask and boxes with it.
+
+  Args:
+    shape: the image's (H, W, C).
+    angle: rotation in degrees, counter-clockwise as displayed.
+    zoom: magnification.
+    shift: (down, right) displacement in pixels.
+    shear: horizontal shear in degrees.
+    squeeze: width factor (the height is divided by it); see `warp`.
+
+  Returns:
+    The transform; its `image(x)` is `warp(x, ...)`.
+
+  Raises:
+    ValueError: if the shape is not (H, W, C).
+  """
+  _check_shape(shape, "warp")
+  height, width = shape[:2]
+  centre = jnp.array([(height - 1) / 2, (width - 1) / 2], jnp.float32)
+  theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
+  cos, sin = jnp.cos(theta), jnp.sin(theta)
+  # Sampling needs the inverse map, output -> input: undo the shift, then
+  # rotate by -angle and divide by the zoom about the centre. With rows
+  # pointing down, a counter-clockwise turn by -angle is this matrix.
+  inverse = jnp.stack([jnp.stack([cos, sin]), jnp.stack([-sin, cos])]) / zoom
+  # The shear acts first, then the squeeze, so their inverses come last:
+  # row *= squeeze, col /= squeeze, then col -= tan * row.
+  squeeze = jnp.asarray(squeeze, jnp.float32)
+  inverse = inverse * jnp.stack([squeeze, 1.0 / squeeze])[:, None]
+  tan = jnp.tan(jnp.deg2rad(jnp.asarray(shear, jnp.float32)))
+  inverse = jnp.stack([jnp.array([1.0, 0.0]), jnp.stack([-tan, 1.0])]) @ inverse
+  offset = centre - inverse @ (centre + jnp.asarray(shift, jnp.float32))
+  return Transform(inverse, offset, size=(height, width))
 
 
 # ----------------------------------------------------------------------------
@@ -196,7 +205,7 @@ def rotate(key: Array, image: Array, degrees: float = 15.0) -> Array:
 def _draw_rotate(key: Array, shape: Sequence[int], degrees: float) -> Transform:
   _require(degrees >= 0, "rotate", f"degrees must be >= 0, got {degrees}")
   angle = jax.random.uniform(key, (), minval=-degrees, maxval=degrees)
-  return _draw_warp(shape, "rotate", angle=angle)
+  return warp_transform(shape, angle=angle)
 
 
 def scale(key: Array, image: Array, low: float = 0.9, high: float = 1.1) -> Array:
@@ -220,7 +229,7 @@ def scale(key: Array, image: Array, low: float = 0.9, high: float = 1.1) -> Arra
 def _draw_scale(key: Array, shape: Sequence[int], low: float, high: float) -> Transform:
   _require(0 < low <= high, "scale", f"need 0 < low <= high, got low={low}, high={high}")
   zoom = jax.random.uniform(key, (), minval=low, maxval=high)
-  return _draw_warp(shape, "scale", zoom=zoom)
+  return warp_transform(shape, zoom=zoom)
 
 
 def translate(key: Array, image: Array, pixels: float = 4, integer: bool = True) -> Array:
@@ -254,7 +263,7 @@ def _draw_translate(key: Array, shape: Sequence[int], pixels: float, integer: bo
     shift = jax.random.randint(key, (2,), -int(pixels), int(pixels) + 1)
   else:
     shift = jax.random.uniform(key, (2,), minval=-pixels, maxval=pixels)
-  return _draw_warp(shape, "translate", shift=shift)
+  return warp_transform(shape, shift=shift)
 
 
 def affine(
@@ -312,9 +321,8 @@ def _draw_affine(
   angle_key, zoom_key, shear_key, shift_key = jax.random.split(key, 4)
   # Its own key, so that the other draws are those of a run without squeeze.
   squeeze_key = jax.random.fold_in(key, 4)
-  return _draw_warp(
+  return warp_transform(
       shape,
-      "affine",
       angle=jax.random.uniform(angle_key, (), minval=-degrees, maxval=degrees),
       zoom=jax.random.uniform(zoom_key, (), minval=1 - scale, maxval=1 + scale),
       shear=jax.random.uniform(shear_key, (), minval=-shear, maxval=shear),

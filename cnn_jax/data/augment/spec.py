@@ -2,13 +2,14 @@
 
 `parse` reads a config string into (op name, keyword arguments) pairs, each
 checked against the op's signature and ranges; `from_spec` composes the ops of
-`cnn_jax.data.augment.ops.OPS` into one function of (key, NHWC batch).
+`cnn_jax.data.augment.ops.OPS` into one function of (key, NHWC batch), and
+`from_spec_with_targets` into one of (key, batch dict) that moves the
+segmentation mask and the boxes with the image.
 """
 
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import re
 from collections.abc import Callable, Sequence
@@ -17,10 +18,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.data.augment.ops import OPS, Array
+from cnn_jax.data.augment.ops import OPS, PHOTOMETRIC, TRANSFORMS, Array
 from cnn_jax.errors import ArgumentError
 
 OpSpec = tuple[str, dict[str, Any]]
+
+# The batch entries that from_spec_with_targets moves; TFDS's names where TFDS has one.
+IMAGE = "image"
+MASK = "segmentation_mask"
+BOXES = "boxes"
+BOX_VALID = "box_valid"
 
 _OP_PATTERN = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 
@@ -155,6 +162,72 @@ def from_spec(spec: str | Sequence[OpSpec]) -> Callable[[Array, Array], Array]:
   Raises:
     ValueError: on an unknown op or bad arguments.
   """
+  ops = _checked_ops(spec)
+  augment_batch = _batch_augmenter(ops, min_visibility=0.0)
+
+  def augment(key: Array, images: Array) -> Array:
+    _check_images(images)
+    if not ops:
+      return images
+    return augment_batch(key, {IMAGE: images})[IMAGE]
+
+  return augment
+
+
+def from_spec_with_targets(
+    spec: str | Sequence[OpSpec], min_visibility: float = 0.25
+) -> Callable[[Array, dict[str, Array]], dict[str, Array]]:
+  """Like `from_spec`, for a batch dict whose mask and boxes move with the image.
+
+  Every geometric op draws its transform once per example (with the key
+  `from_spec` would give it, so the images are `from_spec`'s, bit for bit)
+  and applies it to the image, the mask (nearest neighbour; 0, background,
+  where it comes from outside the image) and the boxes; photometric ops
+  change the image only. A moved box is the axis-aligned box around its
+  moved corners, clipped to [0, 1].
+
+  Box rule: each geometric op keeps a fraction of a box's moved area inside
+  the image; a box stays valid while the product of these fractions over the
+  ops is at least `min_visibility` and above 0 (as albumentations'
+  `min_visibility`, but compounded over the ops: two crops that each keep
+  half of a box keep a quarter). A box that left the image, or fell below
+  the fraction, gets box_valid False and coordinates 0, as TFDS pads.
+
+  Args:
+    spec: a spec string for `parse`, or a sequence of (op name, kwargs).
+    min_visibility: in [0, 1]; 0 drops only the boxes that left the image.
+
+  Returns:
+    augment(key, batch) -> batch, where batch holds "image" (float
+    (N, H, W, C)) and optionally "segmentation_mask" (integer (N, H, W)) and
+    "boxes" (float (N, K, 4), normalized (ymin, xmin, ymax, xmax)) with
+    "box_valid" (bool (N, K)). Those come back moved (same shapes and
+    dtypes); other entries come back unchanged. Works under `jax.jit`.
+
+  Raises:
+    ValueError: on an unknown op, bad arguments or min_visibility outside
+      [0, 1]; augment raises it for a batch of other keys or shapes.
+  """
+  if not 0 <= min_visibility <= 1:
+    raise ArgumentError(f"augment: min_visibility must lie in [0, 1], got {min_visibility}")
+  ops = _checked_ops(spec)
+  augment_batch = _batch_augmenter(ops, min_visibility)
+  # With no geometric op, the targets need not travel (nor their boxes be sanitized).
+  moves_targets = any(name in TRANSFORMS for name, _ in ops)
+
+  def augment(key: Array, batch: dict[str, Array]) -> dict[str, Array]:
+    _check_batch(batch)
+    if not ops:
+      return batch
+    names = (IMAGE, MASK, BOXES, BOX_VALID) if moves_targets else (IMAGE,)
+    moved = augment_batch(key, {name: batch[name] for name in names if name in batch})
+    return {**batch, **moved}
+
+  return augment
+
+
+def _checked_ops(spec: str | Sequence[OpSpec]) -> list[OpSpec]:
+  """The spec's ops, checked, each with every parameter (defaults filled in)."""
   if isinstance(spec, str):
     ops = parse(spec)
   else:
@@ -162,22 +235,85 @@ def from_spec(spec: str | Sequence[OpSpec]) -> Callable[[Array, Array], Array]:
     for name, kwargs in spec:
       _known_op(name)
       ops.append((name, _check_args(name, (), dict(kwargs))))
-  steps = [functools.partial(OPS[name], **kwargs) for name, kwargs in ops]
+  for name, _ in ops:
+    # A new op must say whether it moves pixels; guessing could misalign targets.
+    if name not in TRANSFORMS and name not in PHOTOMETRIC:
+      raise ArgumentError(f"augment op {name!r} is neither in TRANSFORMS nor in PHOTOMETRIC")
+  return [(name, _with_defaults(name, kwargs)) for name, kwargs in ops]
 
-  def augment_one(key: Array, image: Array) -> Array:
-    for index, step in enumerate(steps):
-      image = step(jax.random.fold_in(key, index), image)
-    return image
 
-  def augment(key: Array, images: Array) -> Array:
-    if images.ndim != 4:
-      raise ArgumentError(
-          f"augment: expects an (N, H, W, C) batch, got shape {tuple(images.shape)}; "
-          "pass a batch (one image x as x[None]), or call an op of OPS on one image"
-      )
-    if not steps:
-      return images
-    keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(augment_one)(keys, images)
+def _with_defaults(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+  bound = inspect.signature(OPS[name]).bind(None, None, **kwargs)
+  bound.apply_defaults()
+  return {param: value for param, value in bound.arguments.items() if param not in ("key", "image")}
+
+
+def _batch_augmenter(
+    ops: Sequence[OpSpec], min_visibility: float
+) -> Callable[[Array, dict[str, Array]], dict[str, Array]]:
+  """(key, batch of image and targets) -> the batch augmented, one key per example."""
+
+  def augment_one(key: Array, example: dict[str, Array]) -> dict[str, Array]:
+    example = dict(example)
+    visible = jnp.ones(example[BOX_VALID].shape, jnp.float32) if BOXES in example else None
+    for index, (name, kwargs) in enumerate(ops):
+      op_key = jax.random.fold_in(key, index)
+      if name in PHOTOMETRIC:
+        example[IMAGE] = OPS[name](op_key, example[IMAGE], **kwargs)
+        continue
+      transform = TRANSFORMS[name](op_key, example[IMAGE].shape, **kwargs)
+      example[IMAGE] = transform.image(example[IMAGE])
+      if MASK in example:
+        example[MASK] = transform.mask(example[MASK])
+      if BOXES in example:
+        example[BOXES], kept = transform.boxes(example[BOXES])
+        visible = visible * kept
+    if BOXES in example:
+      valid = example[BOX_VALID] & (visible > 0) & (visible >= min_visibility)
+      example[BOX_VALID] = valid
+      example[BOXES] = jnp.where(valid[:, None], example[BOXES], 0).astype(example[BOXES].dtype)
+    return example
+
+  def augment(key: Array, batch: dict[str, Array]) -> dict[str, Array]:
+    keys = jax.random.split(key, batch[IMAGE].shape[0])
+    return jax.vmap(augment_one)(keys, batch)
 
   return augment
+
+
+def _check_images(images: Array) -> None:
+  if images.ndim != 4:
+    raise ArgumentError(
+        f"augment: expects an (N, H, W, C) batch, got shape {tuple(images.shape)}; "
+        "pass a batch (one image x as x[None]), or call an op of OPS on one image"
+    )
+
+
+def _check_batch(batch: dict[str, Array]) -> None:
+  """Raises ArgumentError unless the batch's image and targets fit together."""
+  if IMAGE not in batch:
+    raise ArgumentError(f"augment: the batch has no {IMAGE!r}; it has {sorted(batch)}")
+  images = batch[IMAGE]
+  _check_images(images)
+  count, height, width = images.shape[:3]
+  if MASK in batch:
+    mask = batch[MASK]
+    if mask.shape != (count, height, width) or not jnp.issubdtype(mask.dtype, jnp.integer):
+      raise ArgumentError(
+          f"augment: {MASK!r} must be integer classes of shape {(count, height, width)} "
+          f"to match the images, got {mask.dtype} {tuple(mask.shape)}"
+      )
+  if (BOXES in batch) != (BOX_VALID in batch):
+    raise ArgumentError(f"augment: {BOXES!r} and {BOX_VALID!r} come together; got one of them")
+  if BOXES in batch:
+    boxes, valid = batch[BOXES], batch[BOX_VALID]
+    if boxes.ndim != 3 or boxes.shape[::2] != (count, 4) or valid.shape != boxes.shape[:2]:
+      raise ArgumentError(
+          f"augment: {BOXES!r} must be (N, K, 4) and {BOX_VALID!r} (N, K) with N = {count}, "
+          f"got {tuple(boxes.shape)} and {tuple(valid.shape)}"
+      )
+    if valid.dtype != jnp.bool_ or not jnp.issubdtype(boxes.dtype, jnp.floating):
+      raise ArgumentError(
+          f"augment: {BOXES!r} must be float and {BOX_VALID!r} bool, "
+          f"got {boxes.dtype} and {valid.dtype}"
+      )

@@ -30,9 +30,7 @@ from jax.scipy.ndimage import map_coordinates
 Array = jax.Array
 
 
-def source_positions(
-    height: int, width: int, matrix: Array, offset: Array
-) -> tuple[Array, Array]:
+def source_positions(height: int, width: int, matrix: Array, offset: Array) -> tuple[Array, Array]:
   """(rows, cols), each (height, width): where each output pixel reads the input."""
   rows, cols = jnp.meshgrid(
       jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
@@ -130,9 +128,8 @@ class Transform:
     size = jnp.asarray(self.size, jnp.float32)
     ys, xs = boxes[:, 0::2].astype(jnp.float32), boxes[:, 1::2].astype(jnp.float32)
     # (K, 4, 2): every (y, x) pair of a box's (ymin, ymax) and (xmin, xmax).
-    corners = jnp.stack(
-        jnp.broadcast_arrays(ys[:, :, None], xs[:, None, :]), axis=-1
-    ).reshape(-1, 4, 2)
+    pairs = jnp.broadcast_arrays(ys[:, :, None], xs[:, None, :])
+    corners = jnp.stack(pairs, axis=-1).reshape(-1, 4, 2)
     # The transform maps output pixels to input positions; a corner of the
     # input goes the other way. Pixel centres sit half a pixel into the frame.
     centred = corners * size - 0.5 - self.offset
