@@ -21,13 +21,14 @@ Spec strings join ops with "|", e.g.
 "flip_lr|crop(pad=4)|color_jitter(0.4,0.4)|rotate(15)|noise(std=0.05)".
 
 Targets. `from_spec_with_targets` returns augment(key, batch dict) instead:
-each geometric op draws its transform once and moves "image",
-"segmentation_mask" (nearest neighbour, 0 = background outside the image) and
-"boxes" (normalized ymin, xmin, ymax, xmax, with "box_valid") alike, so they
-stay aligned; color_jitter and noise change the image only. The images are
-from_spec's for the same key, bit for bit. A box is dropped (box_valid
-False) when it leaves the image or keeps less than `min_visibility` of its
-area; see from_spec_with_targets for the rule.
+each geometric op's random transform (a `Transform`, drawn by the op's entry
+in TRANSFORMS) moves "image", "segmentation_mask" (nearest neighbour, 0 =
+background outside the image) and "boxes" (normalized ymin, xmin, ymax,
+xmax, with "box_valid") alike, so they stay aligned; color_jitter and noise
+change the image only. The images are from_spec's for the same key (the same
+function computes them). A box is dropped (box_valid False, coordinates 0)
+when it leaves the image or keeps less than `min_visibility` of its area;
+see from_spec_with_targets for the rule.
 
 Conventions. Rotation, zoom and translation are one affine warp (`warp`) with
 bilinear sampling and zero fill; a positive angle turns the picture

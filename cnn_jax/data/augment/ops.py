@@ -173,7 +173,8 @@ def flip_ud(key: Array, image: Array, p: float = 0.5) -> Array:
 def _draw_flip(key: Array, shape: Sequence[int], p: float, axis: int, op: str) -> Transform:
   _check_shape(shape, op)
   _require(0 <= p <= 1, op, f"p must lie in [0, 1], got {p}")
-  flip = jax.random.bernoulli(key, p)
+  # float(): a spec's p=1 parses as an int, which bernoulli refuses.
+  flip = jax.random.bernoulli(key, float(p))
   # Mirrored, pixel i along the axis shows pixel size - 1 - i.
   matrix = jnp.eye(2, dtype=jnp.float32).at[axis, axis].set(jnp.where(flip, -1.0, 1.0))
   offset = jnp.zeros(2, jnp.float32).at[axis].set(jnp.where(flip, shape[axis] - 1.0, 0.0))
@@ -463,6 +464,10 @@ def _fallback_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[
   if aspect > ratio[1]:
     return float(height), height * ratio[1]
   return float(height), float(width)
+
+
+# ----------------------------------------------------------------------------
+# The photometric ops: they change pixel values, never positions.
 
 
 def color_jitter(

@@ -10,6 +10,7 @@ segmentation mask and the boxes with the image.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 from collections.abc import Callable, Sequence
@@ -163,13 +164,13 @@ def from_spec(spec: str | Sequence[OpSpec]) -> Callable[[Array, Array], Array]:
     ValueError: on an unknown op or bad arguments.
   """
   ops = _checked_ops(spec)
-  augment_batch = _batch_augmenter(ops, min_visibility=0.0)
+  augment_images = _image_augmenter(ops)
 
   def augment(key: Array, images: Array) -> Array:
     _check_images(images)
     if not ops:
       return images
-    return augment_batch(key, {IMAGE: images})[IMAGE]
+    return augment_images(key, images)
 
   return augment
 
@@ -179,12 +180,13 @@ def from_spec_with_targets(
 ) -> Callable[[Array, dict[str, Array]], dict[str, Array]]:
   """Like `from_spec`, for a batch dict whose mask and boxes move with the image.
 
-  Every geometric op draws its transform once per example (with the key
-  `from_spec` would give it, so the images are `from_spec`'s, bit for bit)
-  and applies it to the image, the mask (nearest neighbour; 0, background,
-  where it comes from outside the image) and the boxes; photometric ops
-  change the image only. A moved box is the axis-aligned box around its
-  moved corners, clipped to [0, 1].
+  The images are `from_spec`'s for the same key: the same function computes
+  them (bit for bit eagerly, and under jit with XLA's default flags). Every
+  geometric op's transform, drawn from the key `from_spec` gives that op,
+  also moves the mask (nearest neighbour; 0, background, where it comes
+  from outside the image, the edge where the op repeats the image's edge)
+  and the boxes; photometric ops change the image only. A moved box is the
+  axis-aligned box around its moved corners, clipped to [0, 1].
 
   Box rule: each geometric op keeps a fraction of a box's moved area inside
   the image; a box stays valid while the product of these fractions over the
@@ -211,17 +213,21 @@ def from_spec_with_targets(
   if not 0 <= min_visibility <= 1:
     raise ArgumentError(f"augment: min_visibility must lie in [0, 1], got {min_visibility}")
   ops = _checked_ops(spec)
-  augment_batch = _batch_augmenter(ops, min_visibility)
-  # With no geometric op, the targets need not travel (nor their boxes be sanitized).
+  augment_images = _image_augmenter(ops)
+  move_targets = _target_mover(ops, min_visibility)
+  # With no geometric op the targets stay as they are (nor are boxes sanitized).
   moves_targets = any(name in TRANSFORMS for name, _ in ops)
 
   def augment(key: Array, batch: dict[str, Array]) -> dict[str, Array]:
     _check_batch(batch)
     if not ops:
       return batch
-    names = (IMAGE, MASK, BOXES, BOX_VALID) if moves_targets else (IMAGE,)
-    moved = augment_batch(key, {name: batch[name] for name in names if name in batch})
-    return {**batch, **moved}
+    images = batch[IMAGE]
+    out = {**batch, IMAGE: augment_images(key, images)}
+    targets = {name: batch[name] for name in (MASK, BOXES, BOX_VALID) if name in batch}
+    if targets and moves_targets:
+      out.update(move_targets(key, images.shape, targets))
+    return out
 
   return augment
 
@@ -248,37 +254,52 @@ def _with_defaults(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
   return {param: value for param, value in bound.arguments.items() if param not in ("key", "image")}
 
 
-def _batch_augmenter(
-    ops: Sequence[OpSpec], min_visibility: float
-) -> Callable[[Array, dict[str, Array]], dict[str, Array]]:
-  """(key, batch of image and targets) -> the batch augmented, one key per example."""
+def _image_augmenter(ops: Sequence[OpSpec]) -> Callable[[Array, Array], Array]:
+  """(key, NHWC images) -> the images augmented, one key per example."""
 
-  def augment_one(key: Array, example: dict[str, Array]) -> dict[str, Array]:
-    example = dict(example)
-    visible = jnp.ones(example[BOX_VALID].shape, jnp.float32) if BOXES in example else None
+  def augment_one(key: Array, image: Array) -> Array:
     for index, (name, kwargs) in enumerate(ops):
-      op_key = jax.random.fold_in(key, index)
-      if name in PHOTOMETRIC:
-        example[IMAGE] = OPS[name](op_key, example[IMAGE], **kwargs)
-        continue
-      transform = TRANSFORMS[name](op_key, example[IMAGE].shape, **kwargs)
-      example[IMAGE] = transform.image(example[IMAGE])
-      if MASK in example:
-        example[MASK] = transform.mask(example[MASK])
-      if BOXES in example:
-        example[BOXES], kept = transform.boxes(example[BOXES])
-        visible = visible * kept
-    if BOXES in example:
-      valid = example[BOX_VALID] & (visible > 0) & (visible >= min_visibility)
-      example[BOX_VALID] = valid
-      example[BOXES] = jnp.where(valid[:, None], example[BOXES], 0).astype(example[BOXES].dtype)
-    return example
+      image = OPS[name](jax.random.fold_in(key, index), image, **kwargs)
+    return image
 
-  def augment(key: Array, batch: dict[str, Array]) -> dict[str, Array]:
-    keys = jax.random.split(key, batch[IMAGE].shape[0])
-    return jax.vmap(augment_one)(keys, batch)
+  def augment(key: Array, images: Array) -> Array:
+    return jax.vmap(augment_one)(jax.random.split(key, images.shape[0]), images)
 
   return augment
+
+
+def _target_mover(ops: Sequence[OpSpec], min_visibility: float) -> Callable[..., dict[str, Array]]:
+  """(key, NHWC shape, targets) -> the targets moved as `_image_augmenter` moves the images.
+
+  The targets get a pass of their own that draws each transform again from
+  the same keys (draws are cheap next to resampling), so that no step of the
+  image pass has another user: XLA then compiles the images as it compiles
+  from_spec, where shared steps could fuse differently and change last bits.
+  """
+  geometric = [(index, op) for index, op in enumerate(ops) if op[0] in TRANSFORMS]
+
+  def move_one(key: Array, targets: dict[str, Array], shape: tuple[int, ...]) -> dict[str, Array]:
+    targets = dict(targets)
+    visible = jnp.ones(targets[BOX_VALID].shape, jnp.float32) if BOXES in targets else None
+    for index, (name, kwargs) in geometric:
+      transform = TRANSFORMS[name](jax.random.fold_in(key, index), shape, **kwargs)
+      if MASK in targets:
+        targets[MASK] = transform.mask(targets[MASK])
+      if BOXES in targets:
+        targets[BOXES], kept = transform.boxes(targets[BOXES])
+        visible = visible * kept
+    if BOXES in targets:
+      valid = targets[BOX_VALID] & (visible > 0) & (visible >= min_visibility)
+      targets[BOX_VALID] = valid
+      targets[BOXES] = jnp.where(valid[:, None], targets[BOXES], 0).astype(targets[BOXES].dtype)
+    return targets
+
+  def move(key: Array, shape: tuple[int, ...], targets: dict[str, Array]) -> dict[str, Array]:
+    # Opaque to XLA, so that it cannot merge these draws with the image pass's.
+    keys = jax.lax.optimization_barrier(jax.random.split(key, shape[0]))
+    return jax.vmap(functools.partial(move_one, shape=tuple(shape[1:])))(keys, targets)
+
+  return move
 
 
 def _check_images(images: Array) -> None:
