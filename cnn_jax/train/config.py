@@ -239,8 +239,6 @@ def _check_task(config: ml_collections.ConfigDict) -> None:
       ("label_smoothing", config.label_smoothing != 0, "0"),
       ("aux_loss_weight", config.aux_loss_weight != 0, "0"),
       ("optimizer.name", config.optimizer.get("name") == "sdlm", "another optimizer"),
-      # The augmentations move the image only; the mask would no longer match.
-      ("augment", bool(config.augment), "''"),
   ]
   for field, used, fix in unsupported:
     if used:

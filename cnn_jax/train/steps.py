@@ -132,24 +132,38 @@ class InputTransform:
       `cnn_jax.data.on_device.take_batch` for a split held on the device);
       the eval step reads `batch["image"]` itself.
     augment_fn: on-device augmentation of (key, float NHWC in [0, 1]), or
-      None; training only.
+      None; training only. With `moves_targets`, a function of (key, batch
+      dict) that moves the task's targets with the image
+      (`augment.from_spec_with_targets`).
+    moves_targets: whether augment_fn takes and returns the whole batch.
     mean: per-channel mean for normalization, [0, 1] units.
     std: per-channel standard deviation.
     dtype: compute dtype of the model's input.
   """
 
   batch_fn: BatchFn = given_batch
-  augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+  augment_fn: Callable[[jax.Array, Any], Any] | None = None
   mean: Sequence[float] = (0.0,)
   std: Sequence[float] = (1.0,)
   dtype: Any = jnp.float32
+  moves_targets: bool = False
 
   def model_input(self, images: jax.Array, augment_key: jax.Array | None = None) -> jax.Array:
     """uint8 NHWC -> the model's normalized input (augmented when a key is given)."""
-    x = to_unit(images)
+    return self.model_batch({"image": images}, augment_key)[0]
+
+  def model_batch(
+      self, batch: dict[str, jax.Array], augment_key: jax.Array | None = None
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(the model's normalized input, the batch with its targets moved as the image was)."""
+    x = to_unit(batch["image"])
     if augment_key is not None and self.augment_fn is not None:
-      x = self.augment_fn(augment_key, x)
-    return standardize(x, self.mean, self.std).astype(self.dtype)
+      if self.moves_targets:
+        moved = self.augment_fn(augment_key, {**batch, "image": x})
+        x, batch = moved["image"], {**batch, **moved}
+      else:
+        x = self.augment_fn(augment_key, x)
+    return standardize(x, self.mean, self.std).astype(self.dtype), batch
 
 
 def make_train_step(
@@ -188,7 +202,7 @@ def make_train_step(
     augment_key, dropout_key = jax.random.split(step_key)
     batch = input_transform.batch_fn(inputs, state.step, data_key(state.rng))
     batch = jax.lax.with_sharding_constraint(batch, data_sharding)
-    x = input_transform.model_input(batch["image"], augment_key)
+    x, batch = input_transform.model_batch(batch, augment_key)
 
     def loss_fn(params):
       variables = {**state.variables(), "params": params}

@@ -202,13 +202,22 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
       schedule=schedule,
       create_state=create_state,
       abstract_state=abstract_state,
-      augment_fn=augment.from_spec(config.augment) if config.augment else None,
+      augment_fn=_augment_fn(config),
       pretrained_weights=(
           pretrained.load(config.init_from, config.model) if config.init_from else None
       ),
       total_steps=total_steps,
       eval_every=eval_every,
   )
+
+
+def _augment_fn(config: ml_collections.ConfigDict):
+  """The run's augmentation: of the images, or of the batch when the task has dense targets."""
+  if not config.augment:
+    return None
+  if config.task == "classification":
+    return augment.from_spec(config.augment)
+  return augment.from_spec_with_targets(config.augment)
 
 
 def _state_factory(config, model, tx, image_shape, mesh):
@@ -304,6 +313,7 @@ def _compile_steps(setup: _Setup):
   input_transform = steps.InputTransform(
       batch_fn=setup.train_input.batch_fn,
       augment_fn=setup.augment_fn,
+      moves_targets=config.task != "classification",
       mean=setup.mean,
       std=setup.std,
       dtype=jnp.dtype(config.dtype),

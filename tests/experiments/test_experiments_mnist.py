@@ -22,7 +22,7 @@ def test_mnist_sweep_commands_run_in_smoke_mode(name, tmp_path):
 
 
 PER_PATTERN_SCRIPT = experiments.EXPERIMENTS / "lecun1998" / "paper_recipe.py"
-SMALL = ["--patterns=300", "--test_images=200", "--hessian_samples=20"]
+SMALL = ["--patterns=320", "--test_images=200", "--hessian_samples=20"]  # 320: whole batches of 16
 
 
 def test_per_pattern_sdlm_runs_in_smoke_mode(tmp_path):
@@ -72,6 +72,21 @@ def test_papers_recipe_rows_run_in_smoke_mode(tmp_path):
   assert "lenet5, sdlm, loss rbf_map, input lecun1998, distorted, 2 pass(es)" in output
   (run,) = json.loads((tmp_path / "results.json").read_text())["1e-5x1+2e-5x1"]
   assert run["pass_etas"] == [1e-5, 2e-5] and run["parameters"] == 60_000
+
+
+@pytest.mark.parametrize("step", ["ablation_updates", "ablation_input", "ablation_loss"])
+def test_papers_recipe_ablation_runs_in_smoke_mode(step, tmp_path):
+  (command,) = [c for c in experiments.documented_commands(PER_PATTERN_SCRIPT) if f"/{step} " in c]
+  extra = [f"--out={tmp_path}", "--etas=3e-4", "--passes=1", "--seeds=1", *SMALL]
+  output = experiments._run(command, tmp_path, extra).stdout
+  described = {
+      "ablation_updates": "lenet5, adam, loss cross_entropy, input standardize",
+      "ablation_input": "lenet5, adam, loss cross_entropy, input lecun1998",
+      "ablation_loss": "lenet5, adam, loss rbf_map, input lecun1998",
+  }[step]
+  assert f"{described}, undistorted, 1 pass(es) over 320 MNIST patterns, 16 per update" in output
+  (run,) = json.loads((tmp_path / "results.json").read_text())["3e-4"]
+  assert run["parameters"] == 60_000 and run["test_error"] < 90, run["test_error"]
 
 
 @pytest.mark.parametrize("model, parameters", [("lenet1", 2_578), ("lenet4", 18_098)])

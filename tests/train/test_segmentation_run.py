@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from cnn_jax import predict
-from cnn_jax.data import scenes, sources
+from cnn_jax.data import augment, scenes, sources
 from cnn_jax.errors import ConfigError
 from cnn_jax.saved_runs import read_state
-from cnn_jax.train import train_and_evaluate
+from cnn_jax.train import steps, train_and_evaluate
 from cnn_jax.visualize import trained as visualize_trained
 
 from helpers import tiny_config
@@ -36,7 +36,7 @@ def segmentation_config(data_dir, pipeline="device", **overrides):
       dataset="mnist_scenes",
       data_dir=data_dir,
       image_size=64,
-      augment="",
+      augment="",  # the step's moving of masks: test_the_step_moves_masks_with_the_images
       model="unet_small",
       model_kwargs={"width": 4, "depth": 2},
       batch_size=8,
@@ -90,7 +90,6 @@ def test_segmentation_trains_and_resumes_bit_exactly(data_dir, trained, tmp_path
     "overrides, message",
     [
         ({"task": "detection"}, "config.task='detection'; use one of"),
-        ({"augment": "flip_lr"}, "config.augment is not supported with config.task='segmentation'"),
         ({"loss": "rbf_map"}, "config.loss"),
     ],
 )
@@ -115,3 +114,15 @@ def test_predict_writes_a_runs_masks_as_indexed_pngs(data_dir, trained, tmp_path
   with Image.open(tmp_path / "out" / "scene_mask.png") as written:
     assert written.mode == "P" and written.size == (64, 64)
     np.testing.assert_array_equal(np.asarray(written), np.argmax(logits[0], -1))
+
+
+def test_the_step_moves_masks_with_the_images():
+  transform = steps.InputTransform(
+      augment_fn=augment.from_spec_with_targets("flip_lr(p=1.0)"), moves_targets=True
+  )
+  image = np.zeros((1, 4, 4, 1), np.uint8)
+  image[0, 1, 0] = 255  # ink at the left edge, its class in the mask
+  mask = (image[..., 0] > 0).astype(np.uint8) * 3
+  x, batch = transform.model_batch({"image": image, "segmentation_mask": mask}, jax.random.key(0))
+  assert float(x[0, 1, 3, 0]) == 1.0 and int(batch["segmentation_mask"][0, 1, 3]) == 3
+  assert int(np.asarray(batch["segmentation_mask"]).sum()) == 3  # moved, not copied
