@@ -1,28 +1,47 @@
-"""LeCun et al. 1998's own training, as the paper runs it: one update per pattern, SDLM.
+"""LeCun et al. 1998's own training, as the paper runs it: SDLM, a few patterns per update.
 
     python experiments/lecun1998/paper_recipe.py --out=experiments/lecun1998/first_passes
     python experiments/lecun1998/paper_recipe.py --out=experiments/lecun1998/paper_schedule \
         --etas=1e-5 --passes=20 --schedule=paper --conv_impl=gemm
-    python experiments/lecun1998/paper_recipe.py --out=experiments/lecun1998/paper_recipe/lenet5 \
-        --etas=1e-5x2+2e-5x3+1e-5x3+5e-6x4+1e-6x8 --passes=20 --conv_impl=gemm
     python experiments/lecun1998/paper_recipe.py \
-        --out=experiments/lecun1998/paper_recipe/distortions --distort \
-        --etas=1e-5x2+2e-5x3+1e-5x3+5e-6x4+1e-6x8 --passes=20 --conv_impl=gemm
+        --out=experiments/lecun1998/paper_recipe_batch16/lenet5 --batch=16 \
+        --etas=1.6e-4x2+3.2e-4x3+1.6e-4x3+8e-5x4+1.6e-5x8 --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py \
+        --out=experiments/lecun1998/paper_recipe_batch16/distortions --batch=16 --distort \
+        --etas=1.6e-4x2+3.2e-4x3+1.6e-4x3+8e-5x4+1.6e-5x8 --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py \
+        --out=experiments/lecun1998/paper_recipe_batch16/ablation_updates --batch=16 \
+        --optimizer=adam --loss=cross_entropy --normalize=standardize \
+        --etas=3e-4 --schedule=paper --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py \
+        --out=experiments/lecun1998/paper_recipe_batch16/ablation_input --batch=16 \
+        --optimizer=adam --loss=cross_entropy \
+        --etas=3e-4 --schedule=paper --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py \
+        --out=experiments/lecun1998/paper_recipe_batch16/ablation_loss --batch=16 \
+        --optimizer=adam --etas=3e-4 --schedule=paper --passes=20 --conv_impl=gemm
     python experiments/lecun1998/paper_recipe.py --out=experiments/lecun1998/paper_recipe/lenet1 \
         --model=lenet1 --loss=cross_entropy \
         --etas=1e-4x2+2e-4x3+1e-4x3+5e-5x4+1e-5x8 --passes=20 --conv_impl=gemm
     python experiments/lecun1998/paper_recipe.py --out=experiments/lecun1998/paper_recipe/lenet4 \
         --model=lenet4 --loss=cross_entropy \
         --etas=1e-4x2+2e-4x3+1e-4x3+5e-5x4+1e-5x8 --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py --out=experiments/lecun1998/paper_recipe/lenet5 \
+        --etas=1e-5x2+2e-5x3+1e-5x3+5e-6x4+1e-6x8 --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py \
+        --out=experiments/lecun1998/paper_recipe/distortions --distort \
+        --etas=1e-5x2+2e-5x3+1e-5x3+5e-6x4+1e-6x8 --passes=20 --conv_impl=gemm
 
 The faithful `lenet5` (the paper's ±2.4/F_i initialization), the paper's
 input scale (`normalize="lecun1998"`) and MAP loss (Eq. 9, j = 10), and
 stochastic diagonal Levenberg-Marquardt (`cnn_jax.train.sdlm`, mu = 0.02)
 with the curvature re-estimated on 500 training patterns before each pass,
-as in Appendix C. Each update reads `--batch` patterns (the paper: one); the
-patterns of a pass are one permutation of MNIST's 60,000 per seed and pass.
+as in Appendix C. Each update reads `--batch` patterns (the paper: one; its
+Appendix B allows a few), the mean of their gradients, so eta is the
+per-pattern eta times the batch; the patterns of a pass are one permutation
+of MNIST's 60,000 per seed and pass.
 `--model`, `--loss`, `--optimizer`, `--normalize` and `--distort` change one
-piece at a time (the ablation in the README). The seeds run one after the
+piece at a time (the ablation: the three ablation_* commands). The seeds run one after the
 other, or `--processes` at a time.
 
 Each entry of `--etas` is one run of all seeds: a constant step size, the
