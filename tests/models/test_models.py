@@ -486,11 +486,16 @@ def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, to
         assert float(np.abs(a - b).max()) / scale < tolerance, name
 
 
-# The MLP has no convolution to replace.
-@pytest.mark.parametrize("name", [n for n in DESIGN_NAMES if n not in [*FORWARD_ONLY, "mlp"]])
+# The MLP has no convolution to replace. Of the segmentation nets, one FCN
+# (its convolutions are its backbone's, each checked here) and one U-Net.
+@pytest.mark.parametrize(
+    "name",
+    [n for n in DESIGN_NAMES if n not in [*FORWARD_ONLY, *SEGMENTATION, "mlp"]]
+    + ["fcn8s_resnet18", "unet_small"],
+)
 def test_every_model_accepts_the_lecture_conv(name):
   spec = models.spec(name)
-  size = ABSTRACT.get(name) or SMALL.get(name)
+  size = ABSTRACT.get(name) or SMALL.get(name) or 64
   model = models.create(name, conv_impl="lecture", num_classes=5)
   x = jnp.zeros((1, size, size, spec.channels))
   # The default convolution's variables (traced once for this file's tests):
