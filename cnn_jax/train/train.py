@@ -14,7 +14,7 @@ import functools
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +114,7 @@ class _Setup:
   model: Any
   mean: Any
   std: Any
+  input_shape: tuple[int, ...]  # (H, W, C) of the model's input: see model_input_shape
   fine_tuning: Any
   schedule: Any
   create_state: Any
@@ -177,17 +178,16 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   total_steps, eval_every = run_length(config, steps_per_epoch)
   model = models.from_config(config, tasks.num_outputs(task, dataset_classes))
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps, steps_per_epoch)
+  mean, std = input_mean_std(config)
+  input_shape = model_input_shape(train_input.image_shape, mean, std)
   fine_tuning = finetune.from_config(
       config,
       model,
       tx,
-      jnp.zeros((1, *train_input.image_shape), jnp.float32),
+      jnp.zeros((1, *input_shape), jnp.float32),
       in_steps(config, "unfreeze_after_steps", "unfreeze_after_epochs", steps_per_epoch),
   )
-  create_state, abstract_state = _state_factory(
-      config, model, fine_tuning.tx, train_input.image_shape, mesh
-  )
-  mean, std = input_mean_std(config)
+  create_state, abstract_state = _state_factory(config, model, fine_tuning.tx, input_shape, mesh)
   return _Setup(
       config=config,
       workdir=workdir,
@@ -198,6 +198,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
       model=model,
       mean=mean,
       std=std,
+      input_shape=input_shape,
       fine_tuning=fine_tuning,
       schedule=schedule,
       create_state=create_state,
@@ -218,6 +219,24 @@ def _augment_fn(config: ml_collections.ConfigDict):
   if config.task == "classification":
     return augment.from_spec(config.augment)
   return augment.from_spec_with_targets(config.augment)
+
+
+def model_input_shape(
+    image_shape: tuple[int, ...], mean: Sequence[float], std: Sequence[float]
+) -> tuple[int, ...]:
+  """(H, W, C) of what the model sees: grey images normalized per RGB channel become RGB.
+
+  Args:
+    image_shape: (H, W, C) of the dataset's images.
+    mean, std: the per-channel normalization (one value, or one per channel).
+
+  Returns:
+    The shape after normalization broadcasts the channels: grey images
+    with ImageNet's per-channel statistics feed an ImageNet network's
+    3-channel stem.
+  """
+  channels = max(image_shape[-1], len(mean), len(std))
+  return (*image_shape[:-1], channels)
 
 
 def _state_factory(config, model, tx, image_shape, mesh):
@@ -349,7 +368,7 @@ def _before_step(setup: _Setup, unaugmented: steps.InputTransform):
   split = sdlm.split_model(
       setup.model,
       setup.abstract_state.variables(),
-      (1, *setup.train_input.image_shape),
+      (1, *setup.input_shape),
       models.family(config.model).head_layers,
   )
   return sdlm.EpochCurvature(
@@ -379,7 +398,7 @@ def _announce(
   elif restored:
     reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
   if reporter.enabled:
-    reporter.message(_model_table(setup.model, setup.train_input.image_shape))
+    reporter.message(_model_table(setup.model, setup.input_shape))
   param_count = sum(p.size for p in jax.tree.leaves(state.params))
   reporter.message(
       f"{config.model}: {param_count:,} parameters; {config.dataset} "
