@@ -353,8 +353,13 @@ HEAD_LAYERS = (
     "up_16to1",
     "up_8to1",
 )
-# Not measured on the CPU: XLA's default.
-FAMILY = registry.Family("fcn", head_layers=HEAD_LAYERS)
+# Convolutions to Eigen trained FCN-8s on Lite0 fastest (experiments/benchmarks/README.md).
+FAMILY = registry.Family(
+    "fcn",
+    head_layers=HEAD_LAYERS,
+    xla_cpu_ynn_fusion="-individual_convolution",
+    task="segmentation",
+)
 PAPER = "Long, Shelhamer & Darrell 2015, Fully convolutional networks for semantic segmentation"
 
 

