@@ -15,9 +15,15 @@ import optax
 from cnn_jax import introspection, models, saved_runs
 from cnn_jax.errors import WeightMismatchError
 from cnn_jax.transfer.state_dict import load_state_dict
-from cnn_jax.transfer.torchvision_weights import check_supported, from_torchvision
+from cnn_jax.transfer.torchvision_weights import (
+    check_supported,
+    from_torchvision,
+    installed_weights,
+)
 
 _COLLECTIONS = ("params", "batch_stats")
+# config.init_from's name for the ImageNet weights a pip package installs (installed_weights).
+IMAGENET = "imagenet"
 
 
 def load(init_from: str, model_name: str) -> dict[str, Any]:
@@ -25,9 +31,10 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
 
   Args:
     init_from: a training workdir of ours (its newest readable checkpoint), one
-      checkpoint folder (".../checkpoints/<step>"), or a torchvision state
+      checkpoint folder (".../checkpoints/<step>"), a torchvision state
       dict file (.pth/.pt, converted for `model_name`, or for its backbone:
-      an FCN's ImageNet weights are its backbone's).
+      an FCN's ImageNet weights are its backbone's), or "imagenet": the
+      file an installed weights package ships for the model or its backbone.
     model_name: the model being trained (for torchvision's names).
 
   Returns:
@@ -39,6 +46,8 @@ def load(init_from: str, model_name: str) -> dict[str, Any]:
     WeightMismatchError: a .pth file for a model it cannot fit.
     StateDictError: a file that is not a readable state dict.
   """
+  if init_from == IMAGENET:
+    init_from = installed_weights(models.backbone(model_name) or model_name)
   if not os.path.exists(init_from):
     raise WeightMismatchError(
         f"config.init_from={init_from!r} does not exist; give a "

@@ -117,7 +117,7 @@ def installed_weights(model_name: str) -> str:
   if package is None:
     raise WeightMismatchError(
         f"no installable ImageNet weights for {model_name!r} (there are "
-        f"for {', '.join(packages)}); give --weights=FILE.pth"
+        f"for {', '.join(packages)}); give the path of a .pth file instead"
     )
   spec = importlib.util.find_spec(package)
   files = (

@@ -16,7 +16,9 @@ import torchvision
 from cnn_jax import models
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.saved_runs import read_state
+from cnn_jax.errors import WeightMismatchError
 from cnn_jax.transfer import finetune, from_torchvision, pretrained
+from cnn_jax.transfer.torchvision_weights import installed_weights
 
 from helpers import TINY
 
@@ -139,6 +141,15 @@ def test_imagenet_file_initializes_an_fcns_backbone_and_not_its_new_layers(tmp_p
   assert_equal_trees(merged["batch_stats"]["backbone"], converted["batch_stats"])
   for layer in ("score_8", "up_16to8", "up_8to1"):  # the FCN's own layers stay fresh
     assert all(np.all(leaf == 7) for leaf in jax.tree.leaves(merged["params"][layer]))
+
+
+def test_imagenet_names_the_installed_weights_of_the_model_or_its_backbone():
+  fcn = pretrained.load("imagenet", "fcn8s_efficientnet_lite0")
+  lite0 = pretrained.load(installed_weights("efficientnet_lite0"), "efficientnet_lite0")
+  assert_equal_trees(fcn["params"]["backbone"], lite0["params"])
+  # torchvision's ResNets ship in no package here: the file's path is the way.
+  with pytest.raises(WeightMismatchError, match="no installable ImageNet weights for 'resnet18'"):
+    pretrained.load("imagenet", "fcn8s_resnet18")
 
 
 def test_frozen_parameters_get_no_update_and_multipliers_scale_the_rest():
