@@ -30,6 +30,7 @@ Learning curves (each run's metrics.jsonl, see cnn_jax/sweep/curves.py):
                                       both curves, one panel per train_split
     --reach="eval.accuracy>=0.95"     a column: the first logged step that met it
     --last=train.accuracy             a column: the curve's last value
+    --last=eval.iou_1,eval.iou_2      a column each
     --baseline=augment=               a table in sweep.md: each setting minus the one
                                       without augmentation, all else equal, ± its
                                       standard error over seeds
@@ -71,7 +72,10 @@ _REACH = flags.DEFINE_multi_string(
     "tabulate the first step at which a curve meets a target, e.g. " "eval.accuracy>=0.95",
 )
 _LAST = flags.DEFINE_multi_string(
-    "last", [], "tabulate the last logged value of a curve, e.g. train.accuracy"
+    "last",
+    [],
+    "tabulate the last logged value of a curve, e.g. train.accuracy (several: "
+    "comma-separated, e.g. eval.iou_1,eval.iou_2: a column each)",
 )
 _BASELINE = flags.DEFINE_multi_string(
     "baseline",

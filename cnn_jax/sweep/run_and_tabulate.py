@@ -87,7 +87,8 @@ def run_and_tabulate(
     panels: draw the curves in one panel per value of this swept key.
     reach: columns: the first step at which a curve meets a target,
       e.g. "eval.accuracy>=0.95".
-    last: columns: the last logged value of a curve.
+    last: columns: the last logged value of a curve (an entry may name
+      several, comma-separated: a column each).
     baselines: KEY=VALUE: a table of each other value of KEY minus this one.
     smoke: one seed of the first two settings, SMOKE_STEPS steps each at a
       constant rate; tables in workdir_root only.
@@ -102,7 +103,9 @@ def run_and_tabulate(
   spec, swept = load_sweep(config)
   _check_overrides(overrides)
   figures = _curve_figures(curve_figures)
-  columns = [reach_column(t) for t in reach] + [last_column(n) for n in last]
+  columns = [reach_column(t) for t in reach] + [
+      last_column(n) for entry in last for n in entry.split(",")
+  ]
   _check_panels(panels, swept)
   differences = [parse_baseline(spec, swept) for spec in baselines]
   common = list(overrides)

@@ -104,7 +104,7 @@ def test_a_sweep_re_evaluates_a_run_with_damaged_results_and_reads_torn_curves(f
       "--override=num_train_steps=20",
       "--override=eval_every_steps=20",
       "--curves=eval.accuracy",
-      "--last=train.accuracy",
+      "--last=train.accuracy,eval.loss",  # a column each
   )
   assert sweep.returncode == 0, sweep.stderr[-3000:]
   (row,) = csv.DictReader(open(root / "sweep.csv"))
@@ -112,6 +112,8 @@ def test_a_sweep_re_evaluates_a_run_with_damaged_results_and_reads_torn_curves(f
   assert float(row["accuracy"]) == read(run / "results.json")["accuracy"]
   last = curves.read_curve(str(run), "train.accuracy")[1][-1]
   assert float(row["last train.accuracy"]) == pytest.approx(last, abs=1e-4)
+  loss = curves.read_curve(str(run), "eval.loss")[1][-1]
+  assert float(row["last eval.loss"]) == pytest.approx(loss, abs=1e-4)
   assert sweep.stderr.count("skipped 1 unreadable line(s)") == 1
   assert (root / "curves_eval_accuracy.png").exists()
 
