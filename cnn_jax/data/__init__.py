@@ -4,6 +4,8 @@ preprocessing and on-device augmentation."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from cnn_jax.data import sources
@@ -19,6 +21,7 @@ def as_numpy(
     resize: str = "bilinear",
     start: int = 0,
     count: int | None = None,
+    targets: Sequence[str] = ("label",),
 ) -> dict[str, np.ndarray]:
   """A whole (small) split, or `count` of its examples from `start`, as NumPy arrays.
 
@@ -30,16 +33,18 @@ def as_numpy(
     resize: how, "bilinear" or "pad" (see `preprocess.resize_uint8`).
     start: the first example to read.
     count: how many (default: all from `start`; fewer where the split ends).
+    targets: the features read besides the image (`sources.target_array`'s keys).
 
   Returns:
-    {"image": uint8 (N, H, W, C), "label": int64 (N,)}.
+    {"image": uint8 (N, H, W, C), "label": int64 (N,)}, or with other
+    targets (e.g. "segmentation_mask": uint8 (N, H, W)) each stacked.
 
   Raises:
     DataError: if the dataset is unknown or not prepared.
   """
   source = sources.load(name, split, data_dir, image_size=image_size)
   stop = len(source) if count is None else min(start + count, len(source))
-  arrays = sources.read_all(source, range(start, stop))
+  arrays = sources.read_all(source, range(start, stop), targets)
   arrays["image"] = resize_uint8(arrays["image"], image_size, resize)
   return arrays
 

@@ -18,6 +18,7 @@ from absl import flags
 
 from cnn_jax import cli
 from cnn_jax.data import folder_splits, preparation, sources
+from cnn_jax.data.mask_colours import label_colour, mask_overlay
 from cnn_jax.data.augment import preview_grid  # before pyplot: it selects matplotlib's Agg
 from cnn_jax.errors import DataError
 
@@ -90,7 +91,7 @@ def write_dense_preview(
       ax.set_yticks([])
     if "segmentation_mask" in example:
       mask = np.asarray(example["segmentation_mask"])[..., 0]
-      axes[1, column].imshow(_overlay(mask), interpolation="nearest")
+      axes[1, column].imshow(mask_overlay(mask), interpolation="nearest")
     if "objects" in example:
       _draw_boxes(axes[1, column], example["objects"], image.shape[:2], names)
   fig.suptitle(f"{dataset} ({split}): images; masks and boxes", fontsize=9)
@@ -103,26 +104,12 @@ def _displayed(image: np.ndarray) -> np.ndarray:
   return image[..., 0] if image.shape[-1] == 1 else image
 
 
-def _colour(label: int) -> tuple[float, float, float, float]:
-  """Label `label`'s colour (tab20's, repeated for more than 20 classes)."""
-  palette = plt.get_cmap("tab20")
-  return palette((2 * label) % 20 + (label // 10) % 2)  # tab10's colours first, then their pales
-
-
-def _overlay(mask: np.ndarray) -> np.ndarray:
-  """An RGBA image of a mask: class c in label c - 1's colour, half opaque; 0 clear."""
-  rgba = np.zeros((*mask.shape, 4))
-  for value in np.unique(mask[mask > 0]):
-    rgba[mask == value] = (*_colour(int(value) - 1)[:3], 0.55)
-  return rgba
-
-
 def _draw_boxes(ax, objects, size: tuple[int, int], names: Sequence[str] | None) -> None:
   """Draws normalized (ymin, xmin, ymax, xmax) boxes with their labels onto `ax`."""
   height, width = size
   for bbox, label in zip(objects["bbox"], objects["label"]):
     ymin, xmin, ymax, xmax = (float(v) for v in bbox)
-    colour = _colour(int(label))
+    colour = label_colour(int(label))
     # Pixel i covers [i - 0.5, i + 0.5] in imshow's coordinates.
     ax.add_patch(
         Rectangle(

@@ -120,13 +120,26 @@ def num_classes(name: str, data_dir: str | None = None) -> int:
   A dense dataset's classes are its objects' labels (TFDS's `objects/label`),
   background not counted.
   """
+  return len(class_names(name, data_dir))
+
+
+def class_names(name: str, data_dir: str | None = None) -> list[str]:
+  """The names of a dataset's classes, in label order (as `num_classes` counts them).
+
+  Args:
+    name: dataset name.
+    data_dir: TFDS data dir.
+
+  Returns:
+    One name per class (a dense dataset's object labels, background not among them).
+  """
   root = folder_root(name)
   if root is not None:
-    return len(ImageFolderSource.class_names(os.path.join(root, "train")))
+    return list(ImageFolderSource.class_names(os.path.join(root, "train")))
   features = preparation.builder(name, data_dir).info.features
   if "label" not in features and "objects" in features:
-    return features["objects"]["label"].num_classes
-  return features["label"].num_classes
+    return list(features["objects"]["label"].names)
+  return list(features["label"].names)
 
 
 def with_channel_axis(images: np.ndarray, batched: bool = False) -> np.ndarray:

@@ -12,7 +12,8 @@ package's) explains its own top-1 class on the image files given.
 
 Methods: filters, feature_maps, occlusion, saliency (vanilla gradient),
 smoothgrad, integrated_gradients, guided_backprop, deconvnet, gradcam,
-activation_max, top_patches, or all. Images come from the run's eval split;
+activation_max, top_patches, masks (segmentation runs: true and predicted
+masks), or all (those the run's task can show). Images come from the run's eval split;
 each caption gives the true label and the predicted label with its
 probability (with --model: the top-1 ImageNet class and its probability).
 Every run of the command adds its pictures to OUT/index.html.

@@ -31,7 +31,7 @@ def make_gallery(
   Each PNG's path is printed as it is written.
 
   Args:
-    method: a name of `methods.METHODS`, or "all".
+    method: a name of `methods.METHODS`, or "all" (those the run's task can show).
     workdir: a training workdir (or give `model`).
     model: instead of `workdir`, a zoo model with ImageNet weights, shown on
       `image_files`.
@@ -45,15 +45,22 @@ def make_gallery(
     The path of the gallery's index.html.
 
   Raises:
-    cnn_jax.errors.UserError: for an unknown method, a request that names
-      both or neither of `workdir` and `model`, or an unusable folder.
+    cnn_jax.errors.UserError: for an unknown method or one the run's task
+      cannot show, a request that names both or neither of `workdir` and
+      `model`, or an unusable folder.
   """
-  chosen = methods.METHODS if method == "all" else (method,)
-  unknown = [m for m in chosen if m not in methods.RUNNERS]
-  if unknown:
+  if method != "all" and method not in methods.RUNNERS:
     raise errors.UserError(
-        f"unknown --method={unknown[0]}; use one of {', '.join(methods.METHODS)}, or all"
+        f"unknown --method={method}; use one of {', '.join(methods.METHODS)}, or all"
     )
+  dense = workdir and not model  # (both given: _load_run says what to give)
+  task = trained.run_config(workdir).get("task", "classification") if dense else "classification"
+  shown = methods.applicable(task)
+  if method != "all" and method not in shown:
+    raise errors.UserError(
+        f"--method={method} cannot show a {task} run; use one of {', '.join(shown)}, or all"
+    )
+  chosen = shown if method == "all" else (method,)
   run, folder, entries = _load_run(workdir, model, weights, image_files, out)
   ctx = methods.Context(run, images, folder, options, every_method=method == "all")
   os.makedirs(folder, exist_ok=True)

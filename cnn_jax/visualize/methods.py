@@ -31,7 +31,14 @@ METHODS = (
     "gradcam",
     "activation_max",
     "top_patches",
+    "masks",
 )
+# What each task's runs can show: occlusion and activation maximization
+# explain one label per image, the masks need a class per pixel.
+_NOT_FOR = {
+    "classification": ("masks",),
+    "segmentation": ("occlusion", "activation_max"),
+}
 
 # (png path, caption) pairs that a method produced.
 Pictures = list[tuple[str, str]]
@@ -57,6 +64,22 @@ class Options:
   window: int = 0
 
 
+def applicable(task: str) -> tuple[str, ...]:
+  """The methods a run of `task` (config.task) can show, in the gallery's order."""
+  return tuple(m for m in METHODS if m not in _NOT_FOR.get(task, ()))
+
+
+def largest_class(mask: np.ndarray) -> int:
+  """The class covering most of a mask's pixels, background (0) aside; 0 for an empty mask."""
+  counts = np.bincount(np.asarray(mask).ravel())
+  return int(np.argmax(counts[1:]) + 1) if counts[1:].any() else 0
+
+
+def _iou(truth: np.ndarray, predicted: np.ndarray) -> float:
+  union = np.logical_or(truth, predicted).sum()
+  return float(np.logical_and(truth, predicted).sum() / union) if union else 1.0
+
+
 class Context:
   """The run, the chosen images and their predictions, shared by all methods."""
 
@@ -72,12 +95,16 @@ class Context:
     self.layer = options.layer
     # With --method=all one --layer serves methods that name layers differently.
     self.every_method = every_method
-    images, self.labels = run.examples(count)
+    images, targets = run.examples(count)
     self.x = run.network_input(images)
     self.display = run.to_display(self.x)
     probs = jax.nn.softmax(run.model.apply(run.variables, self.x, train=False))
     self.predicted = np.asarray(jnp.argmax(probs, axis=-1))
     self.confidence = np.asarray(jnp.max(probs, axis=-1))
+    if self.predicted.ndim == 3:  # a class per pixel
+      self._caption_masks(targets)
+      return
+    self.labels = targets
     # Photos have no labels: their "label" is the network's top-1 class.
     self.target = "top-1 class" if isinstance(run, trained.PretrainedModel) else "true class"
     if self.target == "top-1 class":
@@ -92,6 +119,19 @@ class Context:
           f"{self.name(t)} / {self.name(p)} ({c:.2f})"
           for t, p, c in zip(self.labels, self.predicted, self.confidence)
       )
+
+  def _caption_masks(self, masks: np.ndarray) -> None:
+    """A segmentation run's images: each explained for its largest true class."""
+    self.masks = masks
+    # The attribution methods explain one class per image: the largest object's.
+    self.labels = np.array([largest_class(m) for m in masks], np.int32)
+    self.target = "largest true class (its logits over the pixels predicted as it)"
+    ious = [
+        _iou(mask == label, predicted == label)
+        for mask, predicted, label in zip(masks, self.predicted, self.labels)
+    ]
+    self.titles = [f"{self.name(c)}: IoU {iou:.2f}" for c, iou in zip(self.labels, ious)]
+    self.images_caption = "images (largest true class: its IoU): " + ", ".join(self.titles)
 
   def name(self, label: int) -> str:
     """A label as the captions show it: its class name if known, else its number."""
@@ -325,6 +365,26 @@ def _top_patches(ctx: Context) -> Pictures:
   ]
 
 
+def _masks(ctx: Context) -> Pictures:
+  path = plots.save_masks(
+      ctx.display,
+      ctx.masks,
+      ctx.predicted,
+      ctx.path("masks.png"),
+      ctx.run.class_names
+      or [str(c) for c in range(int(max(ctx.predicted.max(), ctx.masks.max())) + 1)],
+      titles=ctx.titles,
+      title=f"true (top) and predicted (bottom) masks at step {ctx.run.step}",
+  )
+  return [
+      (
+          path,
+          "the true mask (top) and the predicted one (bottom) over each eval image, a colour "
+          f"per class (legend); {ctx.images_caption}",
+      )
+  ]
+
+
 RUNNERS: dict[str, Callable[[Context], Pictures]] = {
     "filters": _filters,
     "feature_maps": _feature_maps,
@@ -343,4 +403,5 @@ RUNNERS: dict[str, Callable[[Context], Pictures]] = {
     "gradcam": _gradcam,
     "activation_max": _activation_max,
     "top_patches": _top_patches,
+    "masks": _masks,
 }

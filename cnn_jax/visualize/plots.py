@@ -10,8 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: works on machines without a display
 
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from cnn_jax.data import mask_colours  # noqa: E402
 
 
 def unit_range(x: np.ndarray) -> np.ndarray:
@@ -137,6 +140,55 @@ def save_overlays(
   if title:
     figure.suptitle(title, fontsize=9)
   return _save(figure, path)
+
+
+def save_masks(
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    predictions: Sequence[np.ndarray],
+    path: str,
+    class_names: Sequence[str],
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+) -> str:
+  """Saves each image with its true mask over it (top row) and the predicted one (below).
+
+  Args:
+    images: (H, W[, C]) images in [0, 1].
+    truths: int (H, W) true masks, 0 for background.
+    predictions: int (H, W) predicted masks.
+    path: the PNG file to write.
+    class_names: the name of each mask value (class 0: the background).
+    titles: one caption per image.
+    title: a caption over the figure.
+
+  Returns:
+    The path written.
+  """
+  count = len(images)
+  figure, axes = plt.subplots(2, count, figsize=(count * 1.4 + 0.4, 3.6), squeeze=False)
+  for index in range(count):
+    for row, mask in enumerate((truths[index], predictions[index])):
+      _show(axes[row, index], images[index], "gray")
+      axes[row, index].imshow(mask_colours.mask_overlay(np.asarray(mask)), interpolation="nearest")
+    if titles:
+      axes[0, index].set_title(titles[index], fontsize=7)
+  axes[0, 0].set_ylabel("truth", fontsize=8)
+  axes[1, 0].set_ylabel("predicted", fontsize=8)
+  shown = sorted({int(v) for m in (*truths, *predictions) for v in np.unique(m)} - {0})
+  legend = [
+      matplotlib.patches.Patch(color=mask_colours.label_colour(c - 1), label=class_names[c])
+      for c in shown
+  ]
+  if legend:
+    figure.legend(handles=legend, loc="lower center", ncol=min(len(legend), 11), fontsize=7)
+  if title:
+    figure.suptitle(title, fontsize=9)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  figure.tight_layout(rect=(0, 0.08 if legend else 0, 1, 1))
+  figure.savefig(path, dpi=80)
+  plt.close(figure)
+  return path
 
 
 def _save(figure, path: str) -> str:

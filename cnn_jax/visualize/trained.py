@@ -29,7 +29,9 @@ class TrainedModel:
     step: the checkpoint's step.
     mean: per-channel normalization mean of the run.
     std: per-channel normalization standard deviation.
-    class_names: names of the labels, when known (captions use them).
+    class_names: names of the labels, when known (captions use them); of a
+      segmentation run, of each mask value (0: background).
+    task: what the run predicts (a segmentation run's examples are masks).
   """
 
   model: nn.Module
@@ -39,6 +41,7 @@ class TrainedModel:
   mean: list[float]
   std: list[float]
   class_names: list[str] | None = None
+  task: tasks.Task = dataclasses.field(default_factory=tasks.Classification)
 
   def network_input(self, images: np.ndarray) -> jax.Array:
     """uint8 images -> the float input the network was trained on."""
@@ -54,7 +57,8 @@ class TrainedModel:
     """The first `count` examples (from `start`) of a split (default: the eval split).
 
     Returns:
-      (uint8 images (N, H, W, C) at the run's image size, int32 labels (N,)).
+      (uint8 images (N, H, W, C) at the run's image size, int32 labels (N,));
+      of a segmentation run, int32 masks (N, H, W) instead of labels.
     """
     config = self.config
     # Runs saved before config.resize existed were resized bilinearly.
@@ -66,8 +70,9 @@ class TrainedModel:
         config.get("resize", "bilinear"),
         start=start,
         count=count,
+        targets=self.task.targets,
     )
-    return arrays["image"], arrays["label"].astype(np.int32)
+    return arrays["image"], arrays[self.task.targets[0]].astype(np.int32)
 
 
 def run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -119,7 +124,10 @@ def load(workdir: str) -> TrainedModel:
       config.dataset, config.train_split, config.data_dir or None, config.image_size, config.resize
   )
   mean, std = preprocess.input_mean_std(config.normalize, config.mean, config.std, training_images)
-  return TrainedModel(model, variables, config, step, mean, std)
+  names = None
+  if isinstance(task, tasks.Segmentation):
+    names = ["background", *sources.class_names(config.dataset, config.data_dir or None)]
+  return TrainedModel(model, variables, config, step, mean, std, names, task)
 
 
 @dataclasses.dataclass

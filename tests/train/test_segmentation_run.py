@@ -9,9 +9,10 @@ from PIL import Image
 
 from cnn_jax import predict
 from cnn_jax.data import augment, scenes, sources
-from cnn_jax.errors import ConfigError
+from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.saved_runs import read_state
 from cnn_jax.train import steps, train_and_evaluate
+from cnn_jax.visualize import make_gallery, methods
 from cnn_jax.visualize import trained as visualize_trained
 
 from helpers import tiny_config
@@ -91,6 +92,11 @@ def test_segmentation_trains_and_resumes_bit_exactly(data_dir, trained, tmp_path
     [
         ({"task": "detection"}, "config.task='detection'; use one of"),
         ({"loss": "rbf_map"}, "config.loss"),
+        (
+            {"model": "lenet5_modern", "model_kwargs": {}},
+            "config.model='lenet5_modern' predicts for config.task='classification', not "
+            "'segmentation'; choose a segmentation model",
+        ),
     ],
 )
 def test_segmentation_config_mistakes_are_one_line_errors(data_dir, tmp_path, overrides, message):
@@ -126,3 +132,33 @@ def test_the_step_moves_masks_with_the_images():
   x, batch = transform.model_batch({"image": image, "segmentation_mask": mask}, jax.random.key(0))
   assert float(x[0, 1, 3, 0]) == 1.0 and int(batch["segmentation_mask"][0, 1, 3]) == 3
   assert int(np.asarray(batch["segmentation_mask"]).sum()) == 3  # moved, not copied
+
+
+def test_gallery_draws_true_and_predicted_masks_and_refuses_one_label_methods(trained, tmp_path):
+  _, workdir = trained
+  out = tmp_path / "gallery"
+  # Occlusion and activation maximization explain one label per image.
+  with pytest.raises(UserError, match="--method=occlusion cannot show a segmentation run"):
+    make_gallery.make_gallery("occlusion", workdir=str(workdir), out=str(out))
+  assert not out.exists()
+  assert set(methods.METHODS) - set(methods.applicable("segmentation")) == {
+      "occlusion",
+      "activation_max",
+  }
+  assert "masks" not in methods.applicable("classification")
+  index = make_gallery.make_gallery("masks", workdir=str(workdir), out=str(out), images=4)
+  assert (out / "masks.png").stat().st_size > 5_000 and "masks.png" in open(index).read()
+  # The attribution methods explain each image's largest true class.
+  run = visualize_trained.load(str(workdir))
+  context = methods.Context(run, 4, str(out), methods.Options())
+  masks = np.asarray(run.examples(4)[1])
+  for mask, label in zip(masks, context.labels):
+    areas = np.bincount(mask.ravel(), minlength=11)
+    assert label == 1 + np.argmax(areas[1:]) and areas[label] > 0
+  assert run.class_names == ["background", *map(str, range(10))]
+  assert context.titles[0].startswith(f"{int(context.labels[0]) - 1}: IoU ")
+
+
+def test_largest_class_ignores_the_background():
+  assert methods.largest_class(np.array([[0, 0, 0], [2, 2, 5]])) == 2
+  assert methods.largest_class(np.zeros((2, 2), int)) == 0
