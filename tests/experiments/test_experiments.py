@@ -74,10 +74,12 @@ def test_every_swept_experiment_is_found():
       "depth",
       "lecture_backward",
       "lecun1998",
+      "segmentation",
   } <= set(SWEPT)
 
 
 MNIST_LIKE = ("mnist", "fashion_mnist")
+SCENES = ("mnist_scenes", "fashion_mnist_scenes")  # built from MNIST's digits: slices too
 
 
 def sweep_commands(name: str, mnist_like: bool) -> list[str]:
@@ -104,6 +106,8 @@ def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
     slices = (
         ["--override=train_split=train[:2048]", "--override=eval_split=test[:512]"]
         if mnist_like
+        else ["--override=train_split=train[:256]", "--override=eval_split=test[:64]"]
+        if dataset_of(sweep) in SCENES
         else []
     )
     _run(sweep, tmp_path, ["--smoke", *slices])
