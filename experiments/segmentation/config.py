@@ -15,6 +15,9 @@ from ImageNet's weights, and U-Net from scratch.
         --last=eval.mean_iou,eval.iou_0,eval.iou_1,eval.iou_2,eval.iou_3,eval.iou_4,eval.iou_5,eval.iou_6,eval.iou_7,eval.iou_8,eval.iou_9,eval.iou_10
     python experiments/segmentation/table.py --sweeps=experiments/segmentation \
         --table=experiments/segmentation/table.md
+    python experiments/segmentation/errors.py --table=experiments/segmentation/errors.md \
+        --workdir=/tmp/segmentation/fcn_scratch/seed=0 \
+        --workdir=/tmp/segmentation/fcn_imagenet/seed=0 --workdir=/tmp/segmentation/unet/seed=0
 
 mnist_scenes (`python -m cnn_jax.data.prepare --dataset=mnist_scenes`):
 64x64 grey canvases of 1 to 4 MNIST digits, 10,000 training scenes from
@@ -31,7 +34,8 @@ grey input replicated to 3 channels by Lite0's normalization (mean 0.5, std
 0.5 per channel) so that the ImageNet stem applies; all 2,000 test scenes
 scored every STEPS / 3 steps (a confusion matrix over every pixel:
 cnn_jax.tasks.segmentation). table.py sets the three side by side, with
-each difference ± its standard error. Hardware: 2 CPU cores; about 15
+each difference ± its standard error; errors.py finds where seed 0 of each
+errs (small digits, touching digits, confusions). Hardware: 2 CPU cores; about 15
 minutes per command (experiments/segmentation/README.md).
 """
 

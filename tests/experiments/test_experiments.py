@@ -122,12 +122,20 @@ def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
       assert (folder / name_png).stat().st_size > 5_000, name_png
   if sweep_commands(name, not mnist_like):
     return
+  # The sweeps' documented folders, as the test moved them.
+  moved = {
+      re.search(r"--workdir_root=(\S+)", sweep).group(1): str(workdir_root(sweep, tmp_path))
+      for sweep in sweeps
+  }
   for command in commands:  # the experiment's other scripts, on the smoke runs
     if "-m launch.sweep" not in command:
       extra = {
           "compare.py": ["--seeds=0"],
           "table.py": [f"--sweeps={tmp_path}", f"--table={tmp_path / 'table.md'}"],
+          "errors.py": [f"--table={tmp_path / 'errors.md'}"],
       }
+      for documented, root in moved.items():
+        command = command.replace(f"={documented}/", f"={root}/")
       _run(command, tmp_path, next((v for k, v in extra.items() if k in command), []))
 
 
