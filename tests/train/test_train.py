@@ -28,6 +28,7 @@ from cnn_jax.train import (
     train_and_evaluate,
 )
 from cnn_jax.train import state as state_lib
+from cnn_jax.train import train as train_lib
 
 from conftest import abstract_variables, random_variables
 from helpers import ROOT, TINY, python, tiny_config
@@ -734,3 +735,11 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
       final_state(tmp_path / "two")["params"],
       final_state(tmp_path / "one")["params"],
   )
+
+
+def test_grey_images_with_per_rgb_channel_statistics_feed_a_3_channel_model():
+  # ImageNet networks on grey digits: the normalization broadcasts the channel.
+  imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+  assert train_lib.model_input_shape((64, 64, 1), *imagenet) == (64, 64, 3)
+  assert train_lib.model_input_shape((32, 32, 1), (0.5,), (0.25,)) == (32, 32, 1)
+  assert train_lib.model_input_shape((32, 32, 3), (0.5,), (0.25,)) == (32, 32, 3)
