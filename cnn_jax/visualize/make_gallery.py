@@ -53,8 +53,9 @@ def make_gallery(
     raise errors.UserError(
         f"unknown --method={method}; use one of {', '.join(methods.METHODS)}, or all"
     )
-  dense = workdir and not model  # (both given: _load_run says what to give)
-  task = trained.run_config(workdir).get("task", "classification") if dense else "classification"
+  # (A request that mixes workdir, model and image files: _load_run says what to give.)
+  known = workdir and not model and not image_files
+  task = trained.run_config(workdir).get("task", "classification") if known else "classification"
   shown = methods.applicable(task)
   if method != "all" and method not in shown:
     raise errors.UserError(

@@ -169,5 +169,12 @@ def load_pretrained(
   mean, std = imagenet_weights.pixel_normalization(model_name)
   config = ml_collections.ConfigDict({"model": model_name, "image_size": size, "eval_split": None})
   return PretrainedModel(
-      model, variables, config, 0, list(mean), list(std), imagenet.short_class_names(), photos
+      model,
+      variables,
+      config,
+      0,
+      list(mean),
+      list(std),
+      imagenet.short_class_names(),
+      photos=photos,
   )
