@@ -103,9 +103,8 @@ def run_and_tabulate(
   spec, swept = load_sweep(config)
   _check_overrides(overrides)
   figures = _curve_figures(curve_figures)
-  columns = [reach_column(t) for t in reach] + [
-      last_column(n) for entry in last for n in entry.split(",")
-  ]
+  last_curves = [n for entry in last for n in entry.split(",")]
+  columns = [reach_column(t) for t in reach] + [last_column(n) for n in last_curves]
   _check_panels(panels, swept)
   differences = [parse_baseline(spec, swept) for spec in baselines]
   common = list(overrides)
