@@ -28,8 +28,8 @@ def test_families_of_the_zoo():
       "alexnet": None,
       "vgg": None,
       "googlenet": None,
-      "fcn": None,
-      "unet": None,
+      "fcn": "-individual_convolution",
+      "unet": "",
   }
 
 
