@@ -40,6 +40,12 @@ def predicted_masks(run: trained.TrainedModel, images: np.ndarray) -> np.ndarray
   )
 
 
+def _other_digits(predicted: np.ndarray, own: int) -> collections.Counter:
+  """How many of a digit's pixels got each other digit's class (background and its own aside)."""
+  classes, counts = np.unique(predicted, return_counts=True)
+  return collections.Counter({int(c): int(n) for c, n in zip(classes, counts) if c not in (0, own)})
+
+
 def digit_records(config, masks: np.ndarray, predicted: np.ndarray) -> list[dict]:
   """One record per digit of the eval scenes: its class, ink pixels, recall, whether it touches."""
   source = sources.load(config.dataset, config.eval_split, config.data_dir or None)
@@ -59,7 +65,7 @@ def digit_records(config, masks: np.ndarray, predicted: np.ndarray) -> list[dict
               "ink": int(region.sum()),
               "recall": float(np.mean(got == int(label) + 1)) if got.size else float("nan"),
               "touching": bool(touching[k].sum() > 1),
-              "as": collections.Counter(int(c) for c in got if c not in (0, int(label) + 1)),
+              "as": _other_digits(got, int(label) + 1),
           }
       )
   return found
