@@ -20,6 +20,10 @@
     python experiments/lecun1998/paper_recipe.py \
         --out=experiments/lecun1998/paper_recipe_batch16/ablation_loss --batch=16 \
         --optimizer=adam --etas=3e-4 --schedule=paper --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py \
+        --out=experiments/lecun1998/paper_recipe_batch16/lenet4 --batch=16 \
+        --model=lenet4 --loss=cross_entropy \
+        --etas=1.6e-3x2+3.2e-3x3+1.6e-3x3+8e-4x4+1.6e-4x8 --passes=20 --conv_impl=gemm
     python experiments/lecun1998/paper_recipe.py --out=experiments/lecun1998/paper_recipe/lenet1 \
         --model=lenet1 --loss=cross_entropy \
         --etas=1e-4x2+2e-4x3+1e-4x3+5e-5x4+1e-5x8 --passes=20 --conv_impl=gemm

@@ -94,13 +94,22 @@ def test_papers_recipe_ablation_runs_in_smoke_mode(step, tmp_path):
 
 @pytest.mark.parametrize("model, parameters", [("lenet1", 2_578), ("lenet4", 18_098)])
 def test_papers_recipe_smaller_lenets_run_in_smoke_mode(model, parameters, tmp_path):
-  (command,) = [
+  commands = [
       c for c in experiments.documented_commands(PER_PATTERN_SCRIPT) if f"--model={model}" in c
   ]
-  extra = [f"--out={tmp_path}", "--etas=1e-4x1", "--passes=1", "--seeds=1", *SMALL]
+  # LeNet-4's row runs at 16 patterns per update and at one: one command but
+  # for its folder, batch and step sizes.
+  varying = ("--out=", "--batch=", "--etas=")
+  same = [{a for a in shlex.split(c) if not a.startswith(varying)} for c in commands]
+  assert commands and all(args == same[0] for args in same), commands
+  command = commands[0]
+  # One pass at the row's own first eta (16 times the per-pattern one at 16
+  # per update).
+  etas = re.search(r"--etas=([^x\s]+)x", command).group(1) + "x1"
+  extra = [f"--out={tmp_path}", f"--etas={etas}", "--passes=1", "--seeds=1", *SMALL]
   output = experiments._run(command, tmp_path, extra).stdout
   assert f"{model}, sdlm, loss cross_entropy, input lecun1998, undistorted" in output
-  (run,) = json.loads((tmp_path / "results.json").read_text())["1e-4x1"]
+  (run,) = json.loads((tmp_path / "results.json").read_text())[etas]
   assert run["parameters"] == parameters and run["test_error"] < 90, run["test_error"]
 
 
