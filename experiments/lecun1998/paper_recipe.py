@@ -227,9 +227,7 @@ class Recipe:
 
     def one(carry, batch):
       params, opt_state = carry
-      images, labels, step_key = batch
-      if self.spec.distort:
-        images = self._distorted(step_key, images)
+      images, labels = batch
       loss, grads = jax.value_and_grad(self._loss)(params, images, labels)
       updates, opt_state = self.tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), loss
@@ -237,8 +235,12 @@ class Recipe:
     batches = x.shape[0] // self.spec.batch
     x = x.reshape(batches, self.spec.batch, *x.shape[1:])
     y = y.reshape(batches, self.spec.batch)
-    keys = jax.random.split(key, batches)
-    (params, opt_state), losses = jax.lax.scan(one, (params, opt_state), (x, y, keys))
+    if self.spec.distort:
+      # All of the chunk's distortions in one vmapped resampling before the
+      # scan, each batch with the key it would get inside it: resampling 16
+      # images per update made the distortion row's updates 1.25x slower.
+      x = jax.vmap(self._distorted)(jax.random.split(key, batches), x)
+    (params, opt_state), losses = jax.lax.scan(one, (params, opt_state), (x, y))
     return params, opt_state, losses.mean()
 
   def _errors(self, params, x, y):
