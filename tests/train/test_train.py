@@ -459,6 +459,25 @@ def test_changed_model_does_not_restore_and_says_why(tmp_path):
   assert (tmp_path / "checkpoints" / "10").is_dir()  # nothing moved or deleted
 
 
+@pytest.mark.parametrize("where", ["small", "large", "bfloat16"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_the_state_check_finds_a_nonfinite_value_in_any_leaf(where, bad):
+  # Small leaves are checked in one concatenation, large ones one by one.
+  large = steps._SMALL_LEAF + 1
+  tree = {
+      "small": np.zeros(7, np.float32),
+      "large": np.zeros(large, np.float32),
+      "bfloat16": jnp.zeros(5, jnp.bfloat16),
+      "steps": np.arange(3),  # integers have no NaN: not checked
+  }
+  check = jax.jit(steps._all_finite)
+  assert bool(check(tree))
+  leaf = np.array(tree[where], np.float32)
+  leaf[-1] = bad
+  assert not bool(check({**tree, where: jnp.asarray(leaf, tree[where].dtype)}))
+  assert bool(check({"steps": np.arange(3)}))
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
   # A sane rate for 10 steps, then one that blows the weights up.
   config = tiny_config(
