@@ -11,6 +11,8 @@ import math
 import os
 import tempfile
 
+from helpers import QUICK_COMPILE_XLA_FLAGS
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Datasets the tests prepare (digits, MNIST) go to a fresh folder, never to
 # ~; one folder for both pytest-xdist workers of a run, so that MNIST is
@@ -23,16 +25,15 @@ else:
   os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_tfds_")
 # XLA:CPU's newer fusion emitters take more than twice as long to compile the
 # zoo's training steps as its older emitters; the tests compile far more than
-# they run, so they use the older ones. With both of these settings and
-# LLVM's module split into parts compiled in parallel (XLA's default), some
-# programs compute wrong numbers (jax 0.10.2): the tiny config's second
-# update had conv gradients off by up to 37%, where either setting alone,
-# XLA's defaults and more devices agreed to 1e-6. One part keeps them right
-# and compiles no slower here.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    + " --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
-    + " --xla_cpu_parallel_codegen_split_count=1"
+# they run, so they use the older ones, at LLVM's level 0
+# (helpers.QUICK_COMPILE_XLA_FLAGS). With both of these settings and LLVM's
+# module split into parts compiled in parallel (XLA's default), some programs
+# compute wrong numbers (jax 0.10.2): the tiny config's second update had
+# conv gradients off by up to 37%, where either setting alone, XLA's
+# defaults and more devices agreed to 1e-6. One part keeps them right and
+# compiles no slower here.
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), *QUICK_COMPILE_XLA_FLAGS]
 ).strip()
 # Our CLIs pick an XLA:CPU convolution library per model family
 # (cnn_jax.cpu_flags) before JAX starts; a test's own process has started JAX

@@ -6,7 +6,6 @@ documentation cannot drift from the code; the full runs are not in CI.
 
 import csv
 import json
-import os
 import pathlib
 import re
 import shlex
@@ -18,7 +17,7 @@ import pytest
 from cnn_jax import models
 from cnn_jax.sweep import config_files, hyper
 
-from helpers import ROOT, python
+from helpers import ROOT, python, xla_defaults_env
 
 EXPERIMENTS = ROOT / "experiments"
 SWEPT = sorted(p.parent.name for p in EXPERIMENTS.glob("*/config.py"))
@@ -89,14 +88,14 @@ SCENES = ("mnist_scenes", "fashion_mnist_scenes")  # built from MNIST's digits: 
 
 
 def optimized_env() -> dict:
-  """The environment with XLA's usual LLVM optimization (conftest turns it off).
+  """The environment with XLA's own settings (conftest's quick-compile flags off).
 
   The segmentation experiment's networks execute more than they compile: at
-  LLVM's level 0 their smoke runs spent most of their time executing, on a
-  compile time that the optimization barely changes.
+  LLVM's level 0 their smoke runs spent most of their time executing, and
+  with the older emitters at LLVM's usual level their state initializer
+  alone compiled for about a minute (tests/helpers.py).
   """
-  flags = os.environ.get("XLA_FLAGS", "").replace("--xla_backend_optimization_level=0", "")
-  return {**os.environ, "XLA_FLAGS": flags}
+  return xla_defaults_env()
 
 
 def sweep_commands(name: str, mnist_like: bool) -> list[str]:

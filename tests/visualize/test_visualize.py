@@ -2,7 +2,6 @@
 checks of Adebayo et al. on a trained digits model, and the CLI."""
 
 import functools
-import os
 import subprocess
 
 import flax.linen as nn
@@ -14,19 +13,17 @@ import pytest
 from cnn_jax import backward_rules, layers, models, records
 from cnn_jax.visualize import (attribution, features, probe, sanity, trained)
 from cnn_jax.visualize.occlusion import occlusion
-from helpers import ROOT, python
+from helpers import ROOT, python, xla_defaults_env
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
   """LeNet-5 (modern) trained on the digits (tests/configs/digits_explained.py).
 
-  Trained by the command line at XLA's default optimization, not at the
-  tests' level 0 (conftest): 330 steps run in a quarter of the time.
+  Trained by the command line with XLA's own settings, not the tests'
+  quick-compile flags (conftest): 330 steps run in a quarter of the time.
   """
   workdir = tmp_path_factory.mktemp("digits_run")
-  flags = os.environ["XLA_FLAGS"].replace("--xla_backend_optimization_level=0", "").strip()
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   training = subprocess.run(
       [
           python(),
@@ -35,7 +32,7 @@ def digits_run(tmp_path_factory):
           f"--config={ROOT / 'tests' / 'configs' / 'digits_explained.py'}",
           f"--workdir={workdir}",
       ],
-      env={**env, **({"XLA_FLAGS": flags} if flags else {})},
+      env=xla_defaults_env(),
       capture_output=True,
       text=True,
       timeout=600,
