@@ -87,17 +87,6 @@ MNIST_LIKE = ("mnist", "fashion_mnist")
 SCENES = ("mnist_scenes", "fashion_mnist_scenes")  # built from MNIST's digits: slices too
 
 
-def optimized_env() -> dict:
-  """The environment with XLA's own settings (conftest's quick-compile flags off).
-
-  The segmentation experiment's networks execute more than they compile: at
-  LLVM's level 0 their smoke runs spent most of their time executing, and
-  with the older emitters at LLVM's usual level their state initializer
-  alone compiled for about a minute (tests/helpers.py).
-  """
-  return xla_defaults_env()
-
-
 def sweep_commands(name: str, mnist_like: bool) -> list[str]:
   """An experiment's documented sweep commands on MNIST-like data, or on the others."""
   commands = documented_commands(EXPERIMENTS / name / "config.py")
@@ -116,7 +105,11 @@ def run_smoke(name: str, tmp_path: pathlib.Path, mnist_like: bool) -> None:
   commands = documented_commands(EXPERIMENTS / name / "config.py")
   sweeps = sweep_commands(name, mnist_like)
   assert sweeps, commands
-  env = optimized_env() if any(dataset_of(s) in SCENES for s in sweeps) else None
+  # The segmentation networks execute more than they compile: at LLVM's level 0
+  # their smoke runs spent most of their time executing, and with the older
+  # emitters at LLVM's usual level their state initializer alone compiled for
+  # about a minute; so XLA's own settings.
+  env = xla_defaults_env() if any(dataset_of(s) in SCENES for s in sweeps) else None
   for sweep in sweeps:  # one per group of rows or per dataset
     # MNIST runs would load 70,000 images per smoke run; slices show as well
     # that the command works (and halve this test's time).
