@@ -197,8 +197,10 @@ def eval_batches(
     targets: the features read besides the image (see `sources.target_array`).
 
   Yields:
-    {"image": uint8 (B, H, W, C), "label": int32 (B,), "mask": bool (B,)}
-    (or the targets' arrays instead of "label"); "mask" marks the real examples.
+    {"image": uint8 (B, H, W, C), "label": int32 (B,), "mask": bool (B,),
+    "index": int32 (B,)} (or the targets' arrays instead of "label"); "mask"
+    marks the real examples, "index" their place in the split (the split's
+    size for padding: out of range, so a scatter by it drops them).
   """
   n = len(source)
   num_batches = math.ceil(n / (batch_size * shard_count))
@@ -208,15 +210,21 @@ def eval_batches(
       .map(ToArrays(image_size, resize, targets))
       .batch(batch_size, drop_remainder=False)
   )
+
+  def indexed(batch: dict[str, np.ndarray], number: int) -> dict[str, np.ndarray]:
+    position = number * batch_size + np.arange(batch_size)
+    index = shard_index + position * shard_count
+    return {**batch, "index": np.where(batch["mask"], index, n).astype(np.int32)}
+
   yielded = 0
   for batch in dataset.to_iter_dataset(grain.ReadOptions(num_threads=4)):
-    yield _pad(batch, batch_size)
+    yield indexed(_pad(batch, batch_size), yielded)
     yielded += 1
   # This process ran out before the others (or had no example at all): send
   # fully masked batches shaped like a real one.
   template = {k: v[None] for k, v in ToArrays(image_size, resize, targets).map(source[0]).items()}
-  for _ in range(num_batches - yielded):
-    yield _pad({k: v[:0] for k, v in template.items()}, batch_size, like=template)
+  for number in range(yielded, num_batches):
+    yield indexed(_pad({k: v[:0] for k, v in template.items()}, batch_size, like=template), number)
 
 
 def _pad(

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cnn_jax.data import png, preparation
+from cnn_jax.data.box_targets import BOX_TARGETS, box_target
 
 # preprocess reads a split's fingerprint from here.
 from cnn_jax.data.fingerprints import fingerprint  # noqa: F401
@@ -187,8 +188,9 @@ def target_array(example: dict[str, Any], key: str, image_size: int | None = Non
 
   Args:
     example: a decoded example.
-    key: "label" (int32 scalar) or "segmentation_mask" (TFDS's per-pixel
-      class, uint8 (H, W), 0 = background).
+    key: "label" (int32 scalar), "segmentation_mask" (TFDS's per-pixel
+      class, uint8 (H, W), 0 = background) or one of the detection targets
+      `box_targets.BOX_TARGETS` (the example's objects, padded).
     image_size: the size the images are brought to (None: kept).
 
   Returns:
@@ -197,6 +199,8 @@ def target_array(example: dict[str, Any], key: str, image_size: int | None = Non
   Raises:
     DataError: for a feature the example lacks, or a mask whose image would be resized.
   """
+  if key in BOX_TARGETS:
+    return box_target(example, key)
   if key not in example:
     raise DataError(
         f"the dataset's examples have no {key!r} feature (they have {', '.join(sorted(example))}); "
@@ -205,7 +209,9 @@ def target_array(example: dict[str, Any], key: str, image_size: int | None = Non
   if key == "label":
     return np.int32(example["label"])
   if key != "segmentation_mask":
-    raise ArgumentError(f"unknown target {key!r}; use 'label' or 'segmentation_mask'")
+    raise ArgumentError(
+        f"unknown target {key!r}; use 'label', 'segmentation_mask' or one of {BOX_TARGETS}"
+    )
   mask = with_channel_axis(np.asarray(example[key], np.uint8))[..., 0]
   if image_size is not None and mask.shape != (image_size, image_size):
     raise DataError(

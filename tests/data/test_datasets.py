@@ -185,6 +185,9 @@ def test_eval_batches_see_every_example_exactly_once(n):
     for batch in batches:
       assert batch["image"].shape == (4, 4, 4, 1)
       seen.extend(batch["label"][batch["mask"]].tolist())
+      # Each example's place in the split (its label here); padding out of range.
+      assert np.array_equal(batch["index"][batch["mask"]], batch["label"][batch["mask"]])
+      assert np.all(batch["index"][~batch["mask"]] == n)
   assert counts[0] == counts[1]  # hosts stay in lockstep
   assert sorted(seen) == list(range(n))
 

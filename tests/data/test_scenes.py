@@ -15,7 +15,7 @@ from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
-from cnn_jax.data import idx, pipeline, preparation, preview, scenes, sources
+from cnn_jax.data import box_targets, idx, pipeline, preparation, preview, scenes, sources
 from cnn_jax.errors import DataError
 
 # Small splits for the prepared dataset: scene i does not depend on the
@@ -151,6 +151,22 @@ def test_the_pipelines_read_masks_as_targets(mnist, prepared):
   assert "\n" not in str(raised.value)
   with pytest.raises(DataError, match="masks are not resized.*image_size=None"):
     sources.target_array(source[0], "segmentation_mask", image_size=32)
+
+
+def test_the_pipelines_read_objects_as_fixed_size_box_targets(mnist, prepared):
+  source = sources.load("mnist_scenes", "test", prepared)
+  expected = list(scenes.draw_scenes(*mnist["test"], scenes.SEEDS["test"], 5))
+  whole = sources.read_all(source, range(5), targets=box_targets.BOX_TARGETS)
+  k = box_targets.MAX_OBJECTS
+  assert whole["boxes"].shape == (5, k, 4) and whole["box_valid"].shape == (5, k)
+  for i, scene in enumerate(expected):
+    n = len(scene.labels)
+    assert whole["box_valid"][i].tolist() == [True] * n + [False] * (k - n)
+    assert np.array_equal(whole["boxes"][i, :n], scene.boxes / np.float32(64))
+    assert np.array_equal(whole["box_labels"][i, :n], scene.labels)
+  batches = list(pipeline.eval_batches(source, batch_size=5, targets=box_targets.BOX_TARGETS))
+  assert [b["mask"].sum() for b in batches] == [5, 5, 2]
+  assert batches[-1]["boxes"].shape == (5, k, 4) and not batches[-1]["box_valid"][2:].any()
 
 
 def test_preparing_again_writes_the_same_bytes(prepared, tmp_path):
