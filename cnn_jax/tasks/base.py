@@ -4,7 +4,8 @@ A task is a frozen dataclass (hashable: it is part of the jitted steps). The
 loop knows only this interface, so everything it guarantees (resume, the
 non-finite guard, checkpoints, sweeps, init_from, freezing) holds for every
 task. Batches are dicts: "image" (uint8 NHWC) plus the task's `targets`,
-and in evaluation "mask" (bool, the real examples of a padded batch).
+and in evaluation "mask" (bool, the real examples of a padded batch) and
+"index" (int32, each example's place in the eval split).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import abc
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 Sums = dict[str, jax.Array]
 
@@ -51,12 +53,36 @@ class Task(abc.ABC):
     """The logged training metrics of host values of the running sums."""
 
   @abc.abstractmethod
-  def empty_eval_sums(self) -> Sums:
-    """The eval step's running sums, at zero."""
+  def empty_eval_sums(self, num_examples: int) -> Sums:
+    """The eval step's running sums, at zero.
+
+    Args:
+      num_examples: the eval split's size, for sums kept per example (a
+        batch's examples are placed by batch["index"], their place in the split).
+
+    Returns:
+      The sums.
+    """
 
   @abc.abstractmethod
   def eval_sums(self, outputs: jax.Array, batch: dict[str, jax.Array]) -> Sums:
     """One eval batch's sums over its real examples (batch["mask"])."""
+
+  def add_eval_sums(self, totals: Sums, outputs: jax.Array, batch: dict[str, jax.Array]) -> Sums:
+    """The eval step's update: the totals with one batch's `eval_sums` added.
+
+    A task whose sums are kept per example (detection: each image's boxes)
+    writes them in here instead.
+
+    Args:
+      totals: the sums so far.
+      outputs: the model's outputs on the batch.
+      batch: the batch (with "mask" and "index").
+
+    Returns:
+      The new totals.
+    """
+    return jax.tree.map(jnp.add, totals, self.eval_sums(outputs, batch))
 
   @abc.abstractmethod
   def eval_metrics(self, sums: dict[str, Any]) -> dict[str, Any]:

@@ -105,8 +105,9 @@ class Segmentation(Task):
     """{"accuracy"}: pixel accuracy since the last log."""
     return {"accuracy": float(sums["correct"]) / max(int(sums["count"]), 1)}
 
-  def empty_eval_sums(self) -> Sums:
+  def empty_eval_sums(self, num_examples: int) -> Sums:
     """The confusion matrix, summed cross-entropy and pixel count."""
+    del num_examples  # nothing is kept per example
     return {
         "confusion": jnp.zeros((self.num_classes, self.num_classes), jnp.int32),
         "loss": jnp.zeros((), jnp.float32),

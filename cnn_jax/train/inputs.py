@@ -257,8 +257,13 @@ class EvalInput:
     self._keep = config.input_pipeline == "device"
     self._kept: list[dict[str, Any]] | None = None
 
+  @property
+  def num_examples(self) -> int:
+    """The split's size (every process reads the same split)."""
+    return len(self._source)
+
   def batches(self) -> Iterable[dict[str, Any]]:
-    """{"image", the targets, "mask"} global arrays split over the data axis."""
+    """{"image", the targets, "mask", "index"} global arrays split over the data axis."""
     if self._kept is not None:
       return self._kept
     host = pipeline.eval_batches(

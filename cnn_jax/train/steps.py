@@ -270,17 +270,17 @@ def make_eval_step(
     model: the flax model (called with train=False).
     mesh: the data-parallel mesh.
     input_transform: how a batch's images become the model's input (no augmentation).
-    task: whose sums the step adds (`task.eval_sums`).
+    task: whose sums the step adds (`task.add_eval_sums`).
 
   Returns:
     The jitted step (totals donated); the totals are the task's sums over
-    the valid examples, starting from `task.empty_eval_sums()`.
+    the valid examples, starting from `task.empty_eval_sums(split size)`.
   """
   replicated = parallel.replicated(mesh)
 
   def eval_step(variables, batch, totals):
     x = input_transform.model_input(batch["image"])
     logits = model.apply(variables, x, train=False)
-    return jax.tree.map(jnp.add, totals, task.eval_sums(logits, batch))
+    return task.add_eval_sums(totals, logits, batch)
 
   return jax.jit(eval_step, out_shardings=replicated, donate_argnums=2)

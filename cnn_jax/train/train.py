@@ -93,8 +93,9 @@ def _model_table(model, image_shape) -> str:
     return f"(no model summary: {e})"
 
 
-def _evaluate(eval_step, variables, batches, mesh, task) -> dict[str, float]:
-  totals = parallel.put_replicated(task.empty_eval_sums(), mesh)
+def _evaluate(eval_step, variables, eval_input, mesh, task) -> dict[str, float]:
+  totals = parallel.put_replicated(task.empty_eval_sums(eval_input.num_examples), mesh)
+  batches = eval_input.batches()
   for batch in batches:
     totals = eval_step(variables, batch, totals)
     interrupts.raise_if_requested()
@@ -425,7 +426,7 @@ def _run(setup: _Setup, comparison: run_record.Comparison | None) -> dict[str, A
     return _evaluate(
         eval_step,
         state.variables(setup.use_ema),
-        setup.eval_input.batches(),
+        setup.eval_input,
         setup.mesh,
         setup.task,
     )

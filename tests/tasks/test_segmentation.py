@@ -81,7 +81,7 @@ def test_eval_sums_cover_every_real_pixel_once_and_no_padding():
   padded_logits = np.concatenate([logits, np.zeros((1, 8, 8, CLASSES), np.float32)])
   padded_labels = np.concatenate([labels, np.full((1, 8, 8), 4, np.uint8)])
   real = np.arange(6) < 5
-  sums = task.empty_eval_sums()
+  sums = task.empty_eval_sums(0)
   eval_sums = jax.jit(task.eval_sums)
   for batch in (slice(0, 3), slice(3, 6)):
     added = eval_sums(
