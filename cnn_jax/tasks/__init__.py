@@ -1,7 +1,7 @@
 """What a run learns to predict: each task owns its targets, loss, sums and metrics.
 
 `config.task` names one of `TASKS`; the training loop asks only the `Task`
-interface (see `base`), so classification and segmentation share the loop.
+interface (see `base`), so classification, segmentation and detection share the loop.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Any
 from cnn_jax.errors import ConfigError
 from cnn_jax.tasks.base import Task
 from cnn_jax.tasks.classification import Classification
+from cnn_jax.tasks.detection import Detection
 from cnn_jax.tasks.segmentation import Segmentation
 
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "segmentation", "detection")
 
 
 def from_config(config: Any, dataset_classes: int) -> Task:
@@ -24,7 +25,7 @@ def from_config(config: Any, dataset_classes: int) -> Task:
     dataset_classes: the dataset's classes (for segmentation, background not counted).
 
   Returns:
-    A Classification or Segmentation.
+    A Classification, Segmentation or Detection.
 
   Raises:
     ConfigError: for an unknown config.task.
@@ -40,12 +41,25 @@ def from_config(config: Any, dataset_classes: int) -> Task:
     )
   if name == "segmentation":
     return Segmentation(dataset_classes + 1)  # background is class 0
+  if name == "detection":
+    return Detection(dataset_classes)
   raise ConfigError(f"config.task={name!r}; use one of {TASKS}")
 
 
 def num_outputs(task: Task, dataset_classes: int) -> int:
-  """The model's output classes for `task` on a dataset of `dataset_classes` classes."""
+  """The model's output classes for `task` on a dataset of `dataset_classes` classes.
+
+  A detector's own box channels come on top of these (`cnn_jax.models.centernet`).
+  """
   return task.num_classes if isinstance(task, Segmentation) else dataset_classes
 
 
-__all__ = ["TASKS", "Classification", "Segmentation", "Task", "from_config", "num_outputs"]
+__all__ = [
+    "TASKS",
+    "Classification",
+    "Detection",
+    "Segmentation",
+    "Task",
+    "from_config",
+    "num_outputs",
+]
