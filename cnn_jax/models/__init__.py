@@ -8,6 +8,7 @@ the order below is the order of `names()`.
 from cnn_jax.models import lenet, standard, alexnet, vgg, googlenet, resnet  # noqa: F401
 from cnn_jax.models import efficientnet, allcnn  # noqa: F401
 from cnn_jax.models import fcn, unet  # noqa: F401  (segmentation: per-pixel logits)
+from cnn_jax.models import centernet  # noqa: F401  (detection: CenterNet's maps)
 from cnn_jax.models.registry import (
     Family,
     ModelSpec,

@@ -56,7 +56,7 @@ import numpy as np
 
 from cnn_jax import layers
 from cnn_jax.errors import ArgumentError, GeometryError, UnknownLayerError
-from cnn_jax.models import registry
+from cnn_jax.models import backbone_features, registry
 
 # The feature strides of the fusions, coarsest first.
 STRIDES = (32, 16, 8)
@@ -257,39 +257,12 @@ class FCN(nn.Module):
 
   def _backbone_features(self, x, train: bool) -> dict[int, jax.Array]:
     """{stride: the backbone's feature of that stride} for the strides this FCN fuses."""
-    backbone = registry.create(
-        self.backbone,
-        dtype=self.dtype,
-        conv_impl=self.conv_impl,
-        name="backbone",
-        **dict(self.backbone_kwargs),
+    backbone = backbone_features.zoo_backbone(
+        self.backbone, self.dtype, self.conv_impl, self.backbone_kwargs
     )
     # The layers of the strides this FCN fuses (FCN-32s reads one).
     wanted = {s: layer for s, layer in zip(STRIDES, self.feature_layers) if s >= self.finest_stride}
-    prefix = (*self.path, "backbone")
-    called, captured = [], {}
-
-    def capture(next_fun, args, kwargs, context):
-      out = next_fun(*args, **kwargs)
-      path = tuple(context.module.path)
-      if context.method_name == "__call__" and path[: len(prefix)] == prefix and path != prefix:
-        layer = "/".join(path[len(prefix) :])
-        called.append(layer)
-        if layer in wanted.values():
-          captured.setdefault(layer, out)
-      return out
-
-    with nn.intercept_methods(capture):
-      backbone(x, train=train)
-    features = {}
-    for stride, layer in wanted.items():
-      if layer not in captured:
-        raise UnknownLayerError(
-            f"backbone {self.backbone!r} has no layer {layer!r} (given for stride {stride}); "
-            f"its layers: {', '.join(dict.fromkeys(called))}"
-        )
-      _check_stride(captured[layer], x, stride, layer, self.backbone)
-      features[stride] = captured[layer]
+    features = backbone_features.capture(self, backbone, self.backbone, x, train, wanted)
     if self.fc_as_conv:
       features[32] = self._convolutionalized(backbone, features[32], train)
     return features
@@ -318,17 +291,6 @@ def _paths(tree, prefix: str = "") -> list[str]:
   if not isinstance(tree, Mapping):
     return [prefix]
   return [p for key, sub in tree.items() for p in _paths(sub, f"{prefix}/{key}" if prefix else key)]
-
-
-def _check_stride(feature, x, stride: int, layer: str, backbone: str) -> None:
-  expected = (x.shape[1] // stride, x.shape[2] // stride)
-  if getattr(feature, "ndim", 0) != 4 or tuple(feature.shape[1:3]) != expected:
-    raise ArgumentError(
-        f"layer {layer!r} of backbone {backbone!r} outputs shape "
-        f"{getattr(feature, 'shape', None)} on a {x.shape[1]}x{x.shape[2]} input, not the "
-        f"{expected[0]}x{expected[1]} map of stride {stride} it is given for; find the "
-        "layers of each stride with cnn_jax.introspection.layer_shapes"
-    )
 
 
 fcn32s = functools.partial(FCN, finest_stride=32)

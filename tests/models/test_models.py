@@ -96,6 +96,8 @@ DESIGN_NAMES = [
     "fcn8s_efficientnet_lite0",
     "unet",
     "unet_small",
+    "centernet_resnet18",
+    "centernet_efficientnet_lite0",
 ]
 
 
@@ -249,11 +251,13 @@ def _loss_and_grad(model, variables, x, labels):
 
 # Per-pixel logits: their forward checks are in test_segmentation_models.py.
 SEGMENTATION = [n for n in DESIGN_NAMES if n.startswith(("fcn", "unet"))]
+# Detection maps: test_centernet.py.
+DETECTION = [n for n in DESIGN_NAMES if n.startswith("centernet")]
 
 
 def test_every_model_is_covered_by_a_forward_check():
   covered = {**SMALL, **ABSTRACT, **FORWARD_ONLY}
-  assert sorted([*covered, *SEGMENTATION]) == sorted(DESIGN_NAMES)
+  assert sorted([*covered, *SEGMENTATION, *DETECTION]) == sorted(DESIGN_NAMES)
 
 
 def test_resnet1202_forward_shape():
@@ -487,10 +491,11 @@ def test_every_conv_impl_trains_every_model_family_the_same(conv_impl, dtype, to
 
 
 # The MLP has no convolution to replace. Of the segmentation nets, one FCN
-# (its convolutions are its backbone's, each checked here) and one U-Net.
+# (its convolutions are its backbone's, each checked here) and one U-Net;
+# CenterNet's are its backbone's and 1x1/3x3 ones like FCN's.
 @pytest.mark.parametrize(
     "name",
-    [n for n in DESIGN_NAMES if n not in [*FORWARD_ONLY, *SEGMENTATION, "mlp"]]
+    [n for n in DESIGN_NAMES if n not in [*FORWARD_ONLY, *SEGMENTATION, *DETECTION, "mlp"]]
     + ["fcn8s_resnet18", "unet_small"],
 )
 def test_every_model_accepts_the_lecture_conv(name):
