@@ -4,6 +4,7 @@
     python -m cnn_jax.predict --model=efficientnet_lite0 photo.jpg other.png
     python -m cnn_jax.predict --model=resnet50 --weights=resnet50.pth photo.jpg
     python -m cnn_jax.predict --workdir=DIR [--masks_dir=DIR/predictions] scene.png ...
+    python -m cnn_jax.predict --workdir=DIR [--min_score=0.3] scene.png ...   # a detection run
 
 With --model, each photo is resized and centre-cropped to the model's input
 size (224 of 256 for Lite0), normalized the way its weights were trained,
@@ -12,20 +13,22 @@ and the top classes are printed with their softmax probabilities. With
 normalized as the run trained; a classification run prints each image's
 class, a segmentation run writes each image's mask as an indexed PNG
 (pixel value = class, 0 = background; a palette colours the classes) to
---masks_dir.
+--masks_dir, and a detection run prints each image's boxes that score at
+least --min_score (class, score, pixel ymin, xmin, ymax, xmax) and writes
+the image with them drawn to --masks_dir.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from absl import flags
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from cnn_jax import cli, cpu_flags, errors, models, tasks
 from cnn_jax.data import imagenet, images, preprocess, sources
@@ -43,7 +46,13 @@ _TOP = flags.DEFINE_integer("top", 5, "classes printed per image")
 _WORKDIR = flags.DEFINE_string("workdir", None, "a training run's folder: predict with its model")
 # Not --out: cnn_jax.data.preview defines that flag, and both modules are imported together.
 _MASKS_DIR = flags.DEFINE_string(
-    "masks_dir", None, "where a segmentation run's masks go (default WORKDIR/predictions)"
+    "masks_dir",
+    None,
+    "where a segmentation run's masks and a detection run's drawn boxes go "
+    "(default WORKDIR/predictions)",
+)
+_MIN_SCORE = flags.DEFINE_float(
+    "min_score", 0.3, "a detection run's boxes printed and drawn: those scoring at least this"
 )
 
 
@@ -113,7 +122,24 @@ def run_input(path: str, config) -> np.ndarray:
   return preprocess.resize_uint8(sources.with_channel_axis(image), config.image_size, config.resize)
 
 
-def predict_with_run(workdir: str, image_paths: Sequence[str]) -> tuple[tasks.Task, np.ndarray]:
+class RunPredictions(NamedTuple):
+  """A run's predictions on image files.
+
+  Attributes:
+    task: the run's task.
+    class_names: its dataset's class names.
+    images: the images as the run saw them, uint8 (N, H, W, C).
+    predictions: int32 (N,) classes, (N, H, W) per-pixel classes, or
+      (N, 100, 6) detections (normalized box, score, class).
+  """
+
+  task: tasks.Task
+  class_names: list[str]
+  images: np.ndarray
+  predictions: np.ndarray
+
+
+def predict_with_run(workdir: str, image_paths: Sequence[str]) -> RunPredictions:
   """A training run's predictions on image files.
 
   Args:
@@ -121,7 +147,7 @@ def predict_with_run(workdir: str, image_paths: Sequence[str]) -> tuple[tasks.Ta
     image_paths: image files.
 
   Returns:
-    (the run's task, its predictions: int32 (N,) classes, or (N, H, W) per-pixel classes).
+    The `RunPredictions`.
 
   Raises:
     ImageError: an image that is missing or cannot be decoded.
@@ -130,11 +156,10 @@ def predict_with_run(workdir: str, image_paths: Sequence[str]) -> tuple[tasks.Ta
   run = trained.load(workdir)
   # The photos first: a bad one is named before the model runs.
   batch = np.stack([run_input(path, run.config) for path in image_paths])
-  task = tasks.from_config(
-      run.config, sources.num_classes(run.config.dataset, run.config.data_dir or None)
-  )
+  names = sources.class_names(run.config.dataset, run.config.data_dir or None)
+  task = tasks.from_config(run.config, len(names))
   outputs = jax.jit(run.model.apply)(run.variables, run.network_input(batch))
-  return task, np.asarray(task.predict(outputs))
+  return RunPredictions(task, names, batch, np.asarray(task.predict(outputs)))
 
 
 def write_mask(mask: np.ndarray, path: str) -> None:
@@ -154,10 +179,53 @@ def class_colors(count: int) -> np.ndarray:
   return colors
 
 
-def _print_or_write(workdir: str, paths: Sequence[str], out: str | None) -> None:
-  task, predictions = predict_with_run(workdir, paths)
+def draw_boxes(
+    image: np.ndarray, detections: np.ndarray, names: Sequence[str], path: str, scale: int = 4
+) -> None:
+  """An image with its detections drawn, enlarged `scale` times (nearest), as a PNG.
+
+  Args:
+    image: uint8 (H, W, C).
+    detections: (D, 6) rows of normalized (ymin, xmin, ymax, xmax), score, class.
+    names: the class names.
+    path: the PNG to write.
+    scale: the enlargement, so that small images' labels stay readable.
+  """
+  picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGB")
+  picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+  draw = ImageDraw.Draw(picture)
+  colors = (class_colors(len(names) + 1)[1:] * 255).astype(int)
+  for *box, score, label in detections:
+    ymin, xmin, ymax, xmax = np.asarray(box) * ([picture.height, picture.width] * 2)
+    color = tuple(colors[int(label)])
+    draw.rectangle([xmin, ymin, xmax, ymax], outline=color, width=2)
+    draw.text((xmin + 2, ymin + 1), f"{names[int(label)]} {score:.2f}", fill=color)
+  picture.save(path)
+
+
+def _print_boxes(path: str, detections: np.ndarray, names: Sequence[str], size) -> None:
+  print(f"{path}: {len(detections)} box(es)")
+  for *box, score, label in detections:
+    pixels = np.asarray(box) * ([size[0], size[1]] * 2)
+    corners = ", ".join(f"{v:.1f}" for v in pixels)
+    print(f"  {names[int(label)]} {score:.2f} at ({corners})")
+
+
+def _print_or_write(
+    workdir: str, paths: Sequence[str], out: str | None, min_score: float = 0.3
+) -> None:
+  task, names, batch, predictions = predict_with_run(workdir, paths)
+  out = out or os.path.join(workdir, "predictions")
+  if isinstance(task, tasks.Detection):
+    os.makedirs(out, exist_ok=True)
+    for path, image, found in zip(paths, batch, predictions):
+      kept = found[found[:, 4] >= min_score]
+      _print_boxes(path, kept, names, image.shape[:2])
+      target = os.path.join(out, os.path.splitext(os.path.basename(path))[0] + "_boxes.png")
+      draw_boxes(image, kept, names, target)
+      print(f"  -> {target}")
+    return
   if isinstance(task, tasks.Segmentation):
-    out = out or os.path.join(workdir, "predictions")
     os.makedirs(out, exist_ok=True)
     for path, mask in zip(paths, predictions):
       target = os.path.join(out, os.path.splitext(os.path.basename(path))[0] + "_mask.png")
@@ -176,7 +244,7 @@ def main(argv):
         "--model=efficientnet_lite0 photo.jpg"
     )
   if _WORKDIR.value:
-    _print_or_write(_WORKDIR.value, paths, _MASKS_DIR.value)
+    _print_or_write(_WORKDIR.value, paths, _MASKS_DIR.value, _MIN_SCORE.value)
     return
   cpu_flags.apply(_MODEL.value)  # before JAX starts its backend
   for path, top in zip(paths, predict(_MODEL.value, paths, _WEIGHTS.value, _TOP.value)):

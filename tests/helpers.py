@@ -85,3 +85,51 @@ def assert_one_line_error(run: subprocess.CompletedProcess, expected: str) -> No
   lines = run.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr[-3000:]
   assert expected in lines[0], lines[0]
+
+
+def prepared_scenes(folder: str, counts: dict[str, int]) -> str:
+  """mnist_scenes prepared in `folder` with its first `counts` scenes per split, as a first
+  use prepares it (scene i does not depend on the count)."""
+  # Imported here: conftest imports this module before JAX may start.
+  from cnn_jax.data import scenes, sources
+
+  original = scenes.SCENES_PER_SPLIT
+  scenes.SCENES_PER_SPLIT = counts
+  try:
+    sources.load("mnist_scenes", "train", folder)
+  finally:
+    scenes.SCENES_PER_SPLIT = original
+  return folder
+
+
+def assert_resumed_run_equals(make_config, reference, reference_dir, split_dir) -> None:
+  """A run stopped after 4 of 8 steps and resumed ends bit-equal to the uninterrupted one.
+
+  Args:
+    make_config: (**overrides) -> the run's config (8 steps, a constant learning rate:
+      a 4-step run is the first half of an 8-step one).
+    reference: the uninterrupted run's final eval.
+    reference_dir: its workdir (a pathlib.Path).
+    split_dir: a fresh workdir (a pathlib.Path) for the stopped and resumed run.
+  """
+  import jax
+  import numpy as np
+
+  from cnn_jax.train import train_and_evaluate
+
+  train_and_evaluate(make_config(num_train_steps=4), str(split_dir))
+  assert train_and_evaluate(make_config(), str(split_dir)) == reference
+  leaves, tree = jax.tree.flatten(final_state(split_dir))
+  expected, expected_tree = jax.tree.flatten(final_state(reference_dir))
+  assert tree == expected_tree
+  for a, b in zip(leaves, expected, strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def final_state(workdir: pathlib.Path):
+  """The newest checkpoint's state of a workdir."""
+  from cnn_jax.saved_runs import read_state
+
+  checkpoints = workdir / "checkpoints"
+  step = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  return read_state(str(checkpoints / str(step) / "state"))

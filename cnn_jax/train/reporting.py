@@ -175,17 +175,18 @@ class Reporter:
   def progress(
       self, step: int, values: dict[str, float], steps_per_s: float, images_per_s: float
   ) -> None:
-    """One progress line: step, rates, loss and accuracy, time left."""
+    """One progress line: step, rates, loss and accuracy (for tasks that have one), time left."""
     if not self.enabled:
       return
     eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else 0.0
     width = 20
     done = int(width * step / max(self.total_steps, 1))
     bar = "#" * done + "." * (width - done)
+    accuracy = f"acc {values['accuracy']:.4f}  " if "accuracy" in values else ""
     line = (
         f"[{bar}] step {step}/{self.total_steps}  {steps_per_s:.1f} steps/s  "
         f"{images_per_s:,.0f} img/s  loss {values['loss']:.4f}  "
-        f"acc {values['accuracy']:.4f}  eta {_duration(eta)}"
+        f"{accuracy}eta {_duration(eta)}"
     )
     # A terminal gets a bar updated in place; a log file gets one line per update.
     print(("\r" + line) if self._tty else line, end="" if self._tty else "\n", flush=True)

@@ -38,6 +38,7 @@ METHODS = (
 _NOT_FOR = {
     "classification": ("masks",),
     "segmentation": ("occlusion", "activation_max"),
+    "detection": METHODS,  # not yet: no method explains a box
 }
 
 # (png path, caption) pairs that a method produced.

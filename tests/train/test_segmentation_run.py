@@ -8,14 +8,13 @@ import pytest
 from PIL import Image
 
 from cnn_jax import predict
-from cnn_jax.data import augment, scenes, sources
+from cnn_jax.data import augment, sources
 from cnn_jax.errors import ConfigError, UserError
-from cnn_jax.saved_runs import read_state
 from cnn_jax.train import steps, train_and_evaluate
 from cnn_jax.visualize import make_gallery, methods
 from cnn_jax.visualize import trained as visualize_trained
 
-from helpers import tiny_config
+from helpers import assert_resumed_run_equals, prepared_scenes, tiny_config
 
 # The first scenes of mnist_scenes' splits (scene i does not depend on the count).
 COUNTS = {"train": 32, "test": 12}
@@ -23,11 +22,7 @@ COUNTS = {"train": 32, "test": 12}
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  folder = str(tmp_path_factory.mktemp("tfds"))
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(scenes, "SCENES_PER_SPLIT", COUNTS)
-    sources.load("mnist_scenes", "train", folder)  # prepares it, as a first use does
-  return folder
+  return prepared_scenes(str(tmp_path_factory.mktemp("tfds")), COUNTS)
 
 
 def segmentation_config(data_dir, pipeline="device", **overrides):
@@ -50,12 +45,6 @@ def segmentation_config(data_dir, pipeline="device", **overrides):
   return tiny_config(pipeline, **{**fields, **overrides})
 
 
-def _final_state(workdir):
-  checkpoints = workdir / "checkpoints"
-  step = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
-  return read_state(str(checkpoints / str(step) / "state"))
-
-
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
   """(the eval of an 8-step run, its workdir)."""
@@ -67,15 +56,8 @@ def test_segmentation_trains_and_resumes_bit_exactly(data_dir, trained, tmp_path
   # (The Grain pipeline's masks: tests/data/test_scenes.py; resuming Grain: test_train.py.)
   # A constant learning rate makes a 4-step run the first half of an 8-step one.
   reference, reference_dir = trained
-  split = tmp_path / "split"
-  train_and_evaluate(segmentation_config(data_dir, num_train_steps=4), str(split))
-  resumed = train_and_evaluate(segmentation_config(data_dir), str(split))
-  assert resumed == reference
-  leaves, tree = jax.tree.flatten(_final_state(split))
-  expected, expected_tree = jax.tree.flatten(_final_state(reference_dir))
-  assert tree == expected_tree
-  for a, b in zip(leaves, expected, strict=True):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  make_config = lambda **overrides: segmentation_config(data_dir, **overrides)
+  assert_resumed_run_equals(make_config, reference, reference_dir, tmp_path / "split")
   # Background and the digits of the 12 test scenes (classes 1-10), no other.
   test = sources.load("mnist_scenes", "test", data_dir)
   present = {0} | {
@@ -90,7 +72,7 @@ def test_segmentation_trains_and_resumes_bit_exactly(data_dir, trained, tmp_path
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"task": "detection"}, "config.task='detection'; use one of"),
+        ({"task": "pose"}, "config.task='pose'; use one of"),
         ({"loss": "rbf_map"}, "config.loss"),
         (
             {"model": "lenet5_modern", "model_kwargs": {}},
