@@ -30,6 +30,7 @@ def test_families_of_the_zoo():
       "googlenet": None,
       "fcn": "-individual_convolution",
       "unet": "",
+      "centernet": None,
   }
 
 
