@@ -112,12 +112,14 @@ def run_input(path: str, config) -> np.ndarray:
 
   Args:
     path: the image file.
-    config: the run's config (image_size, resize, and the dataset's channels via the model).
+    config: the run's config (image_size, resize, and its dataset, whose channels the
+      network saw: grey images stay grey for a model designed for RGB).
 
   Returns:
     uint8 (image_size, image_size, channels).
   """
-  channels = models.spec(config.model).channels
+  first = sources.load(config.dataset, config.train_split, config.data_dir or None)[0]["image"]
+  channels = sources.with_channel_axis(np.asarray(first)).shape[-1]
   image = np.asarray(images.read(path, "L" if channels == 1 else "RGB"))
   return preprocess.resize_uint8(sources.with_channel_axis(image), config.image_size, config.resize)
 

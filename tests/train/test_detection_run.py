@@ -31,8 +31,8 @@ def detection_config(data_dir, pipeline="device", **overrides):
       dataset="mnist_scenes",
       data_dir=data_dir,
       image_size=64,
-      mean=(0.5, 0.5, 0.5),  # the grey scenes as RGB for the ResNet stem
-      std=(0.5, 0.5, 0.5),
+      # No RGB statistics: the ResNet stem reads the grey scenes as they are
+      # (and predict must read image files as grey, not as the zoo's RGB).
       augment="flip_lr",
       model="centernet_resnet18",
       model_kwargs={"backbone_kwargs": (("width", 8),), "neck_features": 8, "head_features": 8},
