@@ -7,7 +7,8 @@
 The default mode times the real training step, the very function
 `train_and_evaluate` runs (`cnn_jax.train.steps.make_train_step`: forward,
 backward, SGD with momentum, running totals), over all devices, on a
-synthetic uint8 batch already on the devices, so neither the host nor the
+synthetic uint8 batch already on the devices (with random targets of the
+model's task: labels, per-pixel classes or one box per image), so neither the host nor the
 input pipeline is measured. It prints one JSON line: images/s, ms/step,
 compile seconds and, given the accelerator's peak (--peak_tflops, per
 device, e.g. 989 for an H100's dense bf16), the model FLOPs utilization.

@@ -2,6 +2,7 @@
 
 import subprocess
 
+import numpy as np
 import pytest
 
 from cnn_jax import models, summary
@@ -58,3 +59,26 @@ def test_benchmark_cli_errors_are_one_line():
   assert run.stderr.strip().splitlines() == [run.stderr.strip()]  # one line
   assert run.stderr.startswith("error: unknown model 'resnet9'; did you mean 'resnet")
   assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("lenet5", "classification"),
+        ("unet_small", "segmentation"),
+        ("centernet_resnet18", "detection"),
+    ],
+)
+def test_the_benchmark_batch_carries_the_targets_of_the_models_task(name, kind):
+  spec = models.spec(name)
+  task, targets = throughput.synthetic_targets(spec, 4, 64, np.random.default_rng(0))
+  assert spec.family.task == kind and tuple(targets) == task.targets
+  assert all(len(value) == 4 for value in targets.values())
+  if kind == "segmentation":
+    assert (
+        targets["segmentation_mask"].shape == (4, 64, 64) and task.num_classes == spec.num_classes
+    )
+  if kind == "detection":
+    boxes, valid = targets["boxes"], targets["box_valid"]
+    assert valid.sum(axis=1).tolist() == [1] * 4
+    assert np.all(boxes[:, 0, 2:] >= boxes[:, 0, :2]) and not boxes[:, 1:].any()

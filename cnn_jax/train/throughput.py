@@ -15,11 +15,49 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnn_jax import data, models, summary
-from cnn_jax.data import augment, on_device, pipeline, preprocess, sources
+from cnn_jax import data, models, summary, tasks
+from cnn_jax.data import augment, box_targets, on_device, pipeline, preprocess, sources
 from cnn_jax.train import parallel, steps
 from cnn_jax.train import state as state_lib
 from cnn_jax.train.config import check_batch_divides
+
+
+def synthetic_targets(
+    spec: models.ModelSpec, batch_size: int, size: int, rng: np.random.Generator
+) -> tuple[tasks.Task, dict[str, np.ndarray]]:
+  """The task a model's family trains for, and random targets of its kind for a batch.
+
+  Args:
+    spec: the model's registry entry (its family's task and its classes).
+    batch_size: examples.
+    size: image height and width.
+    rng: the random generator.
+
+  Returns:
+    (the task, {target name: array}): a label per image, a class per pixel,
+    or one random box per image (padded as `box_targets` pads).
+  """
+  classes, kind = spec.num_classes, spec.family.task
+  if kind == "segmentation":
+    mask = rng.integers(0, classes, (batch_size, size, size)).astype(np.uint8)
+    return tasks.Segmentation(classes), {"segmentation_mask": mask}
+  if kind == "detection":
+    # Two corners, sorted per coordinate: (ymin, xmin), then (ymax, xmax).
+    corners = np.sort(rng.uniform(0, 1, (batch_size, 2, 2)), axis=1)
+    shape = (batch_size, box_targets.MAX_OBJECTS)
+    boxes, labels, valid = (
+        np.zeros((*shape, 4), np.float32),
+        np.zeros(shape, np.int32),
+        np.zeros(shape, bool),
+    )
+    boxes[:, 0], labels[:, 0], valid[:, 0] = (
+        corners.reshape(batch_size, 4),
+        rng.integers(0, classes, batch_size),
+        True,
+    )
+    return tasks.Detection(classes), {"boxes": boxes, "box_labels": labels, "box_valid": valid}
+  labels = rng.integers(0, classes, batch_size).astype(np.int32)
+  return tasks.Classification(), {"label": labels}
 
 
 def train_step_benchmark(
@@ -58,16 +96,17 @@ def train_step_benchmark(
       out_shardings=parallel.replicated(mesh),
   )()
   rng = np.random.default_rng(0)
+  task, targets = synthetic_targets(spec, batch_size, size, rng)
   batch = jax.device_put(
       {
           "image": rng.integers(0, 256, (batch_size, size, size, spec.channels), dtype=np.uint8),
-          "label": rng.integers(0, spec.num_classes, batch_size).astype(np.int32),
+          **targets,
       },
       parallel.batch_sharding(mesh),
   )
-  totals = parallel.put_replicated(steps.empty_totals(), mesh)
+  totals = parallel.put_replicated(steps.empty_totals(task), mesh)
   step = steps.make_train_step(
-      model, tx, mesh, input_transform=steps.InputTransform(dtype=jnp.dtype(dtype))
+      model, tx, mesh, input_transform=steps.InputTransform(dtype=jnp.dtype(dtype)), task=task
   )
 
   start = time.perf_counter()
