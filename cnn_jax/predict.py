@@ -107,19 +107,23 @@ def predict(
   return [top_classes(p, k) for p in probabilities]
 
 
-def run_input(path: str, config) -> np.ndarray:
+def trained_channels(config) -> int:
+  """The channels of a run's training images (grey stays grey for a model designed for RGB)."""
+  first = sources.load(config.dataset, config.train_split, config.data_dir or None)[0]["image"]
+  return sources.with_channel_axis(np.asarray(first)).shape[-1]
+
+
+def run_input(path: str, config, channels: int) -> np.ndarray:
   """An image file as a run's training images were: uint8 (H, W, C) at its size and channels.
 
   Args:
     path: the image file.
-    config: the run's config (image_size, resize, and its dataset, whose channels the
-      network saw: grey images stay grey for a model designed for RGB).
+    config: the run's config (image_size, resize).
+    channels: its training images' channels (`trained_channels`).
 
   Returns:
     uint8 (image_size, image_size, channels).
   """
-  first = sources.load(config.dataset, config.train_split, config.data_dir or None)[0]["image"]
-  channels = sources.with_channel_axis(np.asarray(first)).shape[-1]
   image = np.asarray(images.read(path, "L" if channels == 1 else "RGB"))
   return preprocess.resize_uint8(sources.with_channel_axis(image), config.image_size, config.resize)
 
@@ -157,7 +161,8 @@ def predict_with_run(workdir: str, image_paths: Sequence[str]) -> RunPredictions
   """
   run = trained.load(workdir)
   # The photos first: a bad one is named before the model runs.
-  batch = np.stack([run_input(path, run.config) for path in image_paths])
+  channels = trained_channels(run.config)  # once: it opens the dataset
+  batch = np.stack([run_input(path, run.config, channels) for path in image_paths])
   names = sources.class_names(run.config.dataset, run.config.data_dir or None)
   task = tasks.from_config(run.config, len(names))
   outputs = jax.jit(run.model.apply)(run.variables, run.network_input(batch))
