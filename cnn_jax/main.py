@@ -17,7 +17,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import cli, cpu_flags, errors, models
+from cnn_jax import cli, cpu_flags, errors, models, tasks
 from cnn_jax.sweep import config_files
 from cnn_jax.train import config as config_lib
 from cnn_jax.train import parallel, train_and_evaluate
@@ -78,9 +78,10 @@ def main(argv):
   if jax.process_count() > 1:
     # Every process computed the same eval; one line each lets a launcher
     # (and a test) check that they agree.
+    metric = tasks.headline(config.get("task", "classification"))
     print(
         f"process {jax.process_index()} of {jax.process_count()} finished at step "
-        f"{result['step']}: eval loss {result['loss']:.6f}, accuracy {result['accuracy']:.4f}"
+        f"{result['step']}: eval loss {result['loss']:.6f}, {metric} {result[metric]:.4f}"
     )
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import pathlib
 import subprocess
+import sys
 
 from fork_server import python
 
@@ -85,6 +86,64 @@ def assert_one_line_error(run: subprocess.CompletedProcess, expected: str) -> No
   lines = run.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr[-3000:]
   assert expected in lines[0], lines[0]
+
+
+def two_processes(args: list[str], folder: pathlib.Path, timeout: float = 240) -> list:
+  """`python *args` as 2 processes of one JAX program, 2 CPU devices each.
+
+  Args:
+    args: the interpreter's arguments (e.g. ["-m", "cnn_jax.main", ...]);
+      the coordinator's address and each process's id are added.
+    folder: where their output goes (out0.txt, err1.txt, ...).
+    timeout: seconds the two may take.
+
+  Returns:
+    [(stdout, stderr)] of process 0 and process 1, both of which exited with 0.
+  """
+  port = 20000 + os.getpid() % 20000
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+  # Output goes to files: with pipes, a process blocked on a full pipe that
+  # nobody reads would stall the other one inside a collective.
+  logs = [
+      (open(folder / f"out{i}.txt", "w+"), open(folder / f"err{i}.txt", "w+")) for i in range(2)
+  ]
+  processes = [
+      subprocess.Popen(
+          [
+              sys.executable,
+              *args,
+              f"--coordinator_address=localhost:{port}",
+              "--num_processes=2",
+              f"--process_id={i}",
+          ],
+          env=env,
+          stdout=out,
+          stderr=err,
+          text=True,
+      )
+      for i, (out, err) in enumerate(logs)
+  ]
+  timed_out = False
+  try:
+    for p in processes:
+      p.wait(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    timed_out = True
+  finally:
+    for p in processes:
+      p.kill()
+  outputs = []
+  for out, err in logs:
+    out.seek(0), err.seek(0)
+    outputs.append((out.read(), err.read()))
+    out.close(), err.close()
+  assert not timed_out, "the 2 processes hung; their last output:\n" + "\n".join(
+      f"process {i}: {out[-800:]}{err[-800:]}" for i, (out, err) in enumerate(outputs)
+  )
+  for p, (out, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-3000:]
+  return outputs
 
 
 def prepared_scenes(folder: str, counts: dict[str, int]) -> str:

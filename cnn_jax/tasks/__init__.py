@@ -46,6 +46,19 @@ def from_config(config: Any, dataset_classes: int) -> Task:
   raise ConfigError(f"config.task={name!r}; use one of {TASKS}")
 
 
+def headline(name: str) -> str:
+  """The metric that runs of the task named `name` (config.task) are compared by.
+
+  Args:
+    name: "classification", "segmentation" or "detection".
+
+  Returns:
+    Its eval metric's name, e.g. "accuracy", "mean_iou", "AP".
+  """
+  classes = {"classification": Classification, "segmentation": Segmentation}
+  return {**classes, "detection": Detection}[name].headline
+
+
 def num_outputs(task: Task, dataset_classes: int) -> int:
   """The model's output classes for `task` on a dataset of `dataset_classes` classes.
 
@@ -61,5 +74,6 @@ __all__ = [
     "Segmentation",
     "Task",
     "from_config",
+    "headline",
     "num_outputs",
 ]

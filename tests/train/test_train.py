@@ -31,7 +31,7 @@ from cnn_jax.train import state as state_lib
 from cnn_jax.train import train as train_lib
 
 from conftest import abstract_variables, random_variables
-from helpers import ROOT, TINY, python, tiny_config
+from helpers import ROOT, TINY, python, tiny_config, two_processes
 
 
 def final_state(workdir) -> dict:
@@ -684,52 +684,7 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   single = _python(["-m", "cnn_jax.main", *args, f"--workdir={tmp_path / 'one'}"], devices=4)
   assert single.returncode == 0, single.stderr[-3000:]
 
-  port = 20000 + os.getpid() % 20000
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-  # Output goes to files: with pipes, a process blocked on a full pipe that
-  # nobody reads would stall the other one inside a collective.
-  logs = [
-      (open(tmp_path / f"out{i}.txt", "w+"), open(tmp_path / f"err{i}.txt", "w+")) for i in range(2)
-  ]
-  processes = [
-      subprocess.Popen(
-          [
-              sys.executable,
-              "-m",
-              "cnn_jax.main",
-              *args,
-              f"--workdir={tmp_path / 'two'}",
-              f"--coordinator_address=localhost:{port}",
-              "--num_processes=2",
-              f"--process_id={i}",
-          ],
-          env=env,
-          stdout=out,
-          stderr=err,
-          text=True,
-      )
-      for i, (out, err) in enumerate(logs)
-  ]
-  timed_out = False
-  try:
-    for p in processes:
-      p.wait(timeout=240)
-  except subprocess.TimeoutExpired:
-    timed_out = True
-  finally:
-    for p in processes:
-      p.kill()
-  outputs = []
-  for out, err in logs:
-    out.seek(0), err.seek(0)
-    outputs.append((out.read(), err.read()))
-    out.close(), err.close()
-  assert not timed_out, "the 2 processes hung; their last output:\n" + "\n".join(
-      f"process {i}: {out[-800:]}{err[-800:]}" for i, (out, err) in enumerate(outputs)
-  )
-  for p, (out, err) in zip(processes, outputs):
-    assert p.returncode == 0, err[-3000:]
+  outputs = two_processes(["-m", "cnn_jax.main", *args, f"--workdir={tmp_path / 'two'}"], tmp_path)
   # Only process 0 reports (Gloo itself may print connection lines on any process).
   assert "on 4 device(s)" in outputs[0][0]
   assert "steps/s" not in outputs[1][0] and "eval at step" not in outputs[1][0]
