@@ -18,13 +18,13 @@ from absl import flags
 
 from cnn_jax import cli
 from cnn_jax.data import folder_splits, preparation, sources
-from cnn_jax.data.mask_colours import label_colour, mask_overlay
+from cnn_jax.data import mask_colours
+from cnn_jax.data.mask_colours import mask_overlay
 from cnn_jax.data.augment import preview_grid  # before pyplot: it selects matplotlib's Agg
 from cnn_jax.errors import DataError
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
 
 _DATASET = flags.DEFINE_string("dataset", "digits", "dataset name")
 _SPLIT = flags.DEFINE_string("split", "train", "split to draw examples from")
@@ -93,7 +93,10 @@ def write_dense_preview(
       mask = np.asarray(example["segmentation_mask"])[..., 0]
       axes[1, column].imshow(mask_overlay(mask), interpolation="nearest")
     if "objects" in example:
-      _draw_boxes(axes[1, column], example["objects"], image.shape[:2], names)
+      objects = example["objects"]
+      labels = [int(label) for label in objects["label"]]
+      texts = [names[label] if names is not None else str(label) for label in labels]
+      mask_colours.draw_boxes(axes[1, column], objects["bbox"], labels, texts, image.shape[:2])
   fig.suptitle(f"{dataset} ({split}): images; masks and boxes", fontsize=9)
   fig.tight_layout()
   fig.savefig(out, dpi=100)
@@ -102,34 +105,6 @@ def write_dense_preview(
 
 def _displayed(image: np.ndarray) -> np.ndarray:
   return image[..., 0] if image.shape[-1] == 1 else image
-
-
-def _draw_boxes(ax, objects, size: tuple[int, int], names: Sequence[str] | None) -> None:
-  """Draws normalized (ymin, xmin, ymax, xmax) boxes with their labels onto `ax`."""
-  height, width = size
-  for bbox, label in zip(objects["bbox"], objects["label"]):
-    ymin, xmin, ymax, xmax = (float(v) for v in bbox)
-    colour = label_colour(int(label))
-    # Pixel i covers [i - 0.5, i + 0.5] in imshow's coordinates.
-    ax.add_patch(
-        Rectangle(
-            (xmin * width - 0.5, ymin * height - 0.5),
-            (xmax - xmin) * width,
-            (ymax - ymin) * height,
-            fill=False,
-            edgecolor=colour,
-            linewidth=1.2,
-        )
-    )
-    text = names[int(label)] if names is not None else str(int(label))
-    ax.text(
-        xmin * width - 0.5,
-        ymin * height - 1.0,
-        text,
-        color=colour,
-        fontsize=7,
-        bbox=dict(facecolor="black", alpha=0.6, pad=0.5, linewidth=0),  # readable on ink
-    )
 
 
 def main(argv: Sequence[str]) -> None:

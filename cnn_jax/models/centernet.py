@@ -40,6 +40,8 @@ from cnn_jax.models import backbone_features, registry
 STRIDES = (32, 16, 8, 4)
 # The heatmap's bias: sigmoid(-2.19) = 0.1, so the focal loss starts small.
 HEATMAP_PRIOR = 0.1
+# The layer whose output every head reads (the neck's, at stride 4).
+HEADS_INPUT = "neck_act"
 
 
 class CenterNet(nn.Module):
@@ -81,7 +83,7 @@ class CenterNet(nn.Module):
       y = jnp.repeat(jnp.repeat(y, 2, axis=1), 2, axis=2)  # nearest, as FPN
       y = y + conv(self.neck_features, (1, 1), name=f"lateral_{stride}")(features[stride])
     y = conv(self.neck_features, (3, 3), name="neck")(y)
-    y = layers.Activation("relu", name="neck_act")(y)
+    y = layers.Activation("relu", name=HEADS_INPUT)(y)
     prior = -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR)
     outputs = [
         self._head(conv, y, "heatmap", self.num_classes, nn.initializers.constant(prior)),

@@ -13,9 +13,12 @@ package's) explains its own top-1 class on the image files given.
 Methods: filters, feature_maps, occlusion, saliency (vanilla gradient),
 smoothgrad, integrated_gradients, guided_backprop, deconvnet, gradcam,
 activation_max, top_patches, masks (segmentation runs: true and predicted
-masks), or all (those the run's task can show). Images come from the run's eval split;
-each caption gives the true label and the predicted label with its
-probability (with --model: the top-1 ImageNet class and its probability).
+masks), boxes (detection runs: true boxes and detections with class and
+score), or all (those the run's task can show). Images come from the run's
+eval split; each caption gives the true label and the predicted label with
+its probability (with --model: the top-1 ImageNet class and its
+probability; of a detection run: its top detection, whose class score the
+attributions and Grad-CAM explain).
 Every run of the command adds its pictures to OUT/index.html.
 """
 
@@ -53,6 +56,9 @@ _FILL = flags.DEFINE_enum(
     "black (0: the empty background of digits)",
 )
 _WINDOW = flags.DEFINE_integer("window", 0, "occluder side in pixels (0: a third of the image)")
+_MIN_SCORE = flags.DEFINE_float(
+    "min_score", 0.3, "boxes: a detection run's detections drawn, those scoring at least this"
+)
 _OUT = flags.DEFINE_string("out", None, "output folder (default WORKDIR/visualize)")
 
 
@@ -63,6 +69,7 @@ def main(argv):
       steps=_STEPS.value,
       occlusion_fill=_FILL.value,
       window=_WINDOW.value,
+      min_score=_MIN_SCORE.value,
   )
   index = make_gallery.make_gallery(
       _METHOD.value,

@@ -2,7 +2,8 @@
 
 All functions take a batch of *normalized* float images (N, H, W, C), as the
 network sees them, and integer labels (N,): the class whose logit is
-explained for each image. They return raw arrays; `heatmap` reduces an
+explained for each image (of a detector: (N, 3) rows of class, row and
+column, one detection's score; see `_label_logits`). They return raw arrays; `heatmap` reduces an
 attribution over channels for display.
 
     vanilla_gradient      d logit / d x (Simonyan et al. 2014)
@@ -49,9 +50,14 @@ def _label_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
   For per-pixel logits (N, H, W, C) of a segmentation model: the label's
   logit summed over the pixels predicted as that label (its pixel mass, the
   target pytorch-grad-cam's SemanticSegmentationTarget takes); over every
-  pixel where none is.
+  pixel where none is. For a detector's output map and labels (N, 3) of
+  (class, row, column): that class's logit at that cell (one detection's
+  class score, e.g. CenterNet's heatmap at a peak).
   """
   logits = logits.astype(jnp.float32)
+  if labels.ndim == 2:
+    rows = jnp.arange(labels.shape[0])
+    return logits[rows, labels[:, 1], labels[:, 2], labels[:, 0]]
   if logits.ndim == 4:
     chosen = jnp.argmax(logits, axis=-1) == labels[:, None, None]
     weights = jnp.where(jnp.any(chosen, axis=(1, 2), keepdims=True), chosen, True)
@@ -113,7 +119,7 @@ def _chunked_mean_gradient(
   """Mean over axis 1 of the (weighted) gradients at points (N, S, H, W, C)."""
   n, s = points.shape[:2]
   flat = points.reshape(n * s, *points.shape[2:])
-  flat_labels = jnp.repeat(labels, s)
+  flat_labels = jnp.repeat(labels, s, axis=0)
   grads = jnp.concatenate(
       [
           _input_gradient(model, variables, flat[i : i + _CHUNK], flat_labels[i : i + _CHUNK])

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax import introspection
+from cnn_jax import introspection, tasks
+from cnn_jax.models import centernet
 from cnn_jax.visualize import activation_max, attribution, features, plots, probe, trained
 from cnn_jax.visualize.occlusion import occlusion
 
@@ -32,13 +33,15 @@ METHODS = (
     "activation_max",
     "top_patches",
     "masks",
+    "boxes",
 )
 # What each task's runs can show: occlusion and activation maximization
-# explain one label per image, the masks need a class per pixel.
+# explain one label per image, the masks need a class per pixel, the boxes
+# a detector.
 _NOT_FOR = {
-    "classification": ("masks",),
-    "segmentation": ("occlusion", "activation_max"),
-    "detection": METHODS,  # not yet: no method explains a box
+    "classification": ("masks", "boxes"),
+    "segmentation": ("occlusion", "activation_max", "boxes"),
+    "detection": ("occlusion", "activation_max", "masks"),
 }
 
 # (png path, caption) pairs that a method produced.
@@ -56,6 +59,7 @@ class Options:
     occlusion_fill: the occluder's value: "mean" (the dataset mean), "gray"
       (Zeiler & Fergus's 0.5) or "black" (0).
     window: the occluder's side in pixels (0: a third of the image).
+    min_score: the lowest score of a detection that `boxes` draws.
   """
 
   layer: str | None = None
@@ -63,6 +67,7 @@ class Options:
   steps: int = 256
   occlusion_fill: str = "mean"
   window: int = 0
+  min_score: float = 0.3
 
 
 def applicable(task: str) -> tuple[str, ...]:
@@ -96,10 +101,15 @@ class Context:
     self.layer = options.layer
     # With --method=all one --layer serves methods that name layers differently.
     self.every_method = every_method
+    self.default_layer = None  # Grad-CAM's and the maps' layer: the model's last spatial one
     images, targets = run.examples(count)
     self.x = run.network_input(images)
     self.display = run.to_display(self.x)
-    probs = jax.nn.softmax(run.model.apply(run.variables, self.x, train=False))
+    outputs = run.model.apply(run.variables, self.x, train=False)
+    if isinstance(run.task, tasks.Detection):
+      self._caption_detections(targets, outputs)
+      return
+    probs = jax.nn.softmax(outputs)
     self.predicted = np.asarray(jnp.argmax(probs, axis=-1))
     self.confidence = np.asarray(jnp.max(probs, axis=-1))
     if self.predicted.ndim == 3:  # a class per pixel
@@ -134,6 +144,25 @@ class Context:
     self.titles = [f"{self.name(c)}: IoU {iou:.2f}" for c, iou in zip(self.labels, ious)]
     self.images_caption = "images (largest true class: its IoU): " + ", ".join(self.titles)
 
+  def _caption_detections(self, objects: dict[str, np.ndarray], outputs: jax.Array) -> None:
+    """A detection run's images: each explained for its top detection's class score."""
+    self.objects = objects
+    self.detections = np.asarray(self.run.task.predict(outputs))  # (N, 100, 6)
+    heat = np.asarray(outputs[..., : self.run.task.num_classes])
+    # The top detection is the heatmap's highest cell (always a peak of the
+    # 3x3 max pool that decoding takes): (class, row, column) for the methods.
+    cells = [np.unravel_index(np.argmax(h), h.shape) for h in heat]
+    self.labels = np.array([(c, row, col) for row, col, c in cells], np.int32)
+    self.target = "top detection's class score (its heatmap logit at its centre)"
+    # Every head reads the neck's output: the maps show what the detection
+    # is computed from, at stride 4.
+    self.default_layer = centernet.HEADS_INPUT
+    self.titles = [
+        f"top {self.name(c)} ({found[0, 4]:.2f})"
+        for (c, _, _), found in zip(self.labels, self.detections)
+    ]
+    self.images_caption = "images (top detection (score)): " + ", ".join(self.titles)
+
   def name(self, label: int) -> str:
     """A label as the captions show it: its class name if known, else its number."""
     return self.run.class_names[label] if self.run.class_names else str(label)
@@ -142,7 +171,11 @@ class Context:
     return os.path.join(self.out, name)
 
   def spatial_layer(self) -> str:
-    return self.layer or probe.default_conv_layer(self.run.model, self.run.variables, self.x)
+    return (
+        self.layer
+        or self.default_layer
+        or probe.default_conv_layer(self.run.model, self.run.variables, self.x)
+    )
 
 
 def _filters(ctx: Context) -> Pictures:
@@ -386,6 +419,27 @@ def _masks(ctx: Context) -> Pictures:
   ]
 
 
+def _boxes(ctx: Context) -> Pictures:
+  min_score = ctx.options.min_score
+  path = plots.save_boxes(
+      ctx.display,
+      ctx.objects,
+      [found[found[:, 4] >= min_score] for found in ctx.detections],
+      ctx.path("boxes.png"),
+      ctx.run.class_names or [str(c) for c in range(ctx.run.task.num_classes)],
+      titles=ctx.titles,
+      title=f"true (top) and detected (bottom, score >= {min_score:g}) boxes, step {ctx.run.step}",
+  )
+  return [
+      (
+          path,
+          "the true boxes (top) and the detections scoring at least "
+          f"{min_score:g} (bottom) with class and score, a colour per class; "
+          f"{ctx.images_caption}",
+      )
+  ]
+
+
 RUNNERS: dict[str, Callable[[Context], Pictures]] = {
     "filters": _filters,
     "feature_maps": _feature_maps,
@@ -405,4 +459,5 @@ RUNNERS: dict[str, Callable[[Context], Pictures]] = {
     "activation_max": _activation_max,
     "top_patches": _top_patches,
     "masks": _masks,
+    "boxes": _boxes,
 }

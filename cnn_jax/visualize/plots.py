@@ -142,6 +142,35 @@ def save_overlays(
   return _save(figure, path)
 
 
+def _truth_above_prediction(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str] | None,
+    prediction: str,
+    inches: tuple[float, float],
+):
+  """A figure of two rows of the images (truth above, prediction below), titled per column.
+
+  Args:
+    images: the images in [0, 1], one per column.
+    titles: one caption per image (or None).
+    prediction: the lower row's label.
+    inches: (width per image, height) of the figure.
+
+  Returns:
+    (figure, axes (2, N)).
+  """
+  count = len(images)
+  figure, axes = plt.subplots(2, count, figsize=(count * inches[0] + 0.4, inches[1]), squeeze=False)
+  for index in range(count):
+    for row in range(2):
+      _show(axes[row, index], images[index], "gray")
+    if titles:
+      axes[0, index].set_title(titles[index], fontsize=7)
+  axes[0, 0].set_ylabel("truth", fontsize=8)
+  axes[1, 0].set_ylabel(prediction, fontsize=8)
+  return figure, axes
+
+
 def save_masks(
     images: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
@@ -165,16 +194,10 @@ def save_masks(
   Returns:
     The path written.
   """
-  count = len(images)
-  figure, axes = plt.subplots(2, count, figsize=(count * 1.4 + 0.4, 3.6), squeeze=False)
-  for index in range(count):
+  figure, axes = _truth_above_prediction(images, titles, "predicted", (1.4, 3.6))
+  for index in range(len(images)):
     for row, mask in enumerate((truths[index], predictions[index])):
-      _show(axes[row, index], images[index], "gray")
       axes[row, index].imshow(mask_colours.mask_overlay(np.asarray(mask)), interpolation="nearest")
-    if titles:
-      axes[0, index].set_title(titles[index], fontsize=7)
-  axes[0, 0].set_ylabel("truth", fontsize=8)
-  axes[1, 0].set_ylabel("predicted", fontsize=8)
   shown = sorted({int(v) for m in (*truths, *predictions) for v in np.unique(m)} - {0})
   legend = [
       matplotlib.patches.Patch(color=mask_colours.label_colour(c - 1), label=class_names[c])
@@ -189,6 +212,55 @@ def save_masks(
   figure.savefig(path, dpi=80)
   plt.close(figure)
   return path
+
+
+def save_boxes(
+    images: Sequence[np.ndarray],
+    objects: dict[str, np.ndarray],
+    detections: Sequence[np.ndarray],
+    path: str,
+    class_names: Sequence[str],
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+) -> str:
+  """Saves each image with its true boxes (top row) and its detections (below).
+
+  Args:
+    images: (H, W[, C]) images in [0, 1].
+    objects: the true objects: "boxes" (N, K, 4) normalized (ymin, xmin, ymax,
+      xmax), "box_labels" (N, K) and "box_valid" (N, K).
+    detections: per image, (D, 6) rows of normalized box, score, class.
+    path: the PNG file to write.
+    class_names: the name of each class.
+    titles: one caption per image.
+    title: a caption over the figure.
+
+  Returns:
+    The path written.
+  """
+  figure, axes = _truth_above_prediction(images, titles, "detected", (1.8, 4.0))
+  for index in range(len(images)):
+    size = images[index].shape[:2]
+    valid = np.asarray(objects["box_valid"][index], bool)
+    labels = np.asarray(objects["box_labels"][index])[valid]
+    found = np.asarray(detections[index])
+    mask_colours.draw_boxes(
+        axes[0, index],
+        np.asarray(objects["boxes"][index])[valid],
+        labels,
+        [class_names[int(c)] for c in labels],
+        size,
+    )
+    mask_colours.draw_boxes(
+        axes[1, index],
+        found[:, :4],
+        found[:, 5].astype(int),
+        [f"{class_names[int(c)]} {score:.2f}" for score, c in found[:, 4:]],
+        size,
+    )
+  if title:
+    figure.suptitle(title, fontsize=9)
+  return _save(figure, path)
 
 
 def _save(figure, path: str) -> str:

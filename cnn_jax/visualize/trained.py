@@ -53,12 +53,14 @@ class TrainedModel:
 
   def examples(
       self, count: int, split: str | None = None, start: int = 0
-  ) -> tuple[np.ndarray, np.ndarray]:
+  ) -> tuple[np.ndarray, np.ndarray | dict[str, np.ndarray]]:
     """The first `count` examples (from `start`) of a split (default: the eval split).
 
     Returns:
       (uint8 images (N, H, W, C) at the run's image size, int32 labels (N,));
-      of a segmentation run, int32 masks (N, H, W) instead of labels.
+      of a segmentation run, int32 masks (N, H, W) instead of labels; of a
+      detection run, its objects: the task's targets by name ("boxes" (N, K, 4)
+      normalized, "box_labels" (N, K), "box_valid" (N, K)).
     """
     config = self.config
     # Runs saved before config.resize existed were resized bilinearly.
@@ -72,6 +74,8 @@ class TrainedModel:
         count=count,
         targets=self.task.targets,
     )
+    if len(self.task.targets) > 1:
+      return arrays["image"], {name: arrays[name] for name in self.task.targets}
     return arrays["image"], arrays[self.task.targets[0]].astype(np.int32)
 
 

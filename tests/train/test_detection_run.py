@@ -1,7 +1,10 @@
 """Detection through the training loop: config.task="detection" (CenterNet) on digit scenes."""
 
 import json
+import shutil
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,9 +14,10 @@ from cnn_jax.data import sources
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.tasks import coco_eval
 from cnn_jax.train import train_and_evaluate
-from cnn_jax.visualize import make_gallery
+from cnn_jax.visualize import attribution, make_gallery, methods
+from cnn_jax.visualize import trained as trained_runs
 
-from helpers import assert_resumed_run_equals, prepared_scenes, tiny_config
+from helpers import assert_resumed_run_equals, prepared_scenes, tiny_config, two_processes
 
 # The first scenes of mnist_scenes' splits (scene i does not depend on the count).
 COUNTS = {"train": 32, "test": 12}
@@ -94,8 +98,62 @@ def test_predict_prints_and_draws_a_runs_boxes(data_dir, trained, tmp_path, caps
     assert len(np.unique(np.asarray(drawn).reshape(-1, 3), axis=0)) > 2  # boxes in colour
 
 
-def test_the_gallery_refuses_a_detection_run_and_names_predict(trained, tmp_path):
+def test_the_gallery_draws_boxes_and_explains_the_top_detections_score(trained, tmp_path):
   _, workdir = trained
-  with pytest.raises(UserError, match="cannot show a detection run yet; python -m cnn_jax.predict"):
-    make_gallery.make_gallery("all", workdir=str(workdir), out=str(tmp_path / "gallery"))
-  assert not (tmp_path / "gallery").exists()
+  run = trained_runs.load(str(workdir))
+  ctx = methods.Context(run, 4, str(tmp_path), methods.Options())
+  assert ctx.objects["boxes"].shape == (4, 100, 4) and ctx.objects["box_valid"][:, 0].all()
+  # The score explained is the top detection's: its class, and its score is
+  # the sigmoid of the logit that the methods differentiate.
+  outputs = run.model.apply(run.variables, ctx.x, train=False)
+  classes, rows, columns = ctx.labels.T
+  images = np.arange(4)
+  np.testing.assert_array_equal(classes, ctx.detections[:, 0, 5])
+  logits = outputs[images, rows, columns, classes]
+  np.testing.assert_allclose(jax.nn.sigmoid(logits), ctx.detections[:, 0, 4], rtol=1e-6)
+  gradient = attribution.vanilla_gradient(run.model, run.variables, ctx.x, jnp.asarray(ctx.labels))
+  direct = jax.grad(
+      lambda x: run.model.apply(run.variables, x)[images, rows, columns, classes].sum()
+  )(ctx.x)
+  np.testing.assert_allclose(gradient, direct, rtol=1e-5, atol=1e-6)
+  # Grad-CAM at the layer every head reads, on the gallery's page with the boxes.
+  out = str(tmp_path / "gallery")
+  for method in ("boxes", "gradcam"):
+    index = make_gallery.make_gallery(method, workdir=str(workdir), out=out, images=4)
+  page = open(index).read()
+  assert "boxes.png" in page and "gradcam.png" in page and "layer neck_act" in page
+  assert "top detection" in page
+  with Image.open(tmp_path / "gallery" / "boxes.png") as drawn:
+    colours = np.unique(np.asarray(drawn.convert("RGB")).reshape(-1, 3), axis=0)
+    assert drawn.size[0] > 400 and len(colours) > 10
+  with pytest.raises(UserError, match="--method=occlusion cannot show a detection run"):
+    make_gallery.make_gallery("occlusion", workdir=str(workdir), out=out)
+
+
+def test_two_hosts_of_two_devices_score_every_eval_scene_once(trained, tmp_path):
+  # The finished run re-evaluated by 2 processes of 2 devices each: the 12
+  # eval scenes come in batches of 8 (the last one padded), 2 per device, and
+  # each host writes the detections of its own scenes; the metrics (and its
+  # rewritten results.json) are the one-device run's only if every scene
+  # counted once.
+  reference, reference_dir = trained
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_dir, workdir)
+  (workdir / "results.json").unlink()
+  config = tmp_path / "saved_config.py"
+  config.write_text(
+      "from cnn_jax.visualize import trained\n\n\n"
+      f"def get_config():\n  return trained.run_config({str(workdir)!r})\n"
+  )
+  outputs = two_processes(
+      ["-m", "cnn_jax.main", f"--config={config}", f"--workdir={workdir}"], tmp_path
+  )
+  assert "on 4 device(s)" in outputs[0][0]
+  finals = [
+      next(line for line in out.splitlines() if "of 2 finished at step 8" in line)
+      for out, _ in outputs
+  ]
+  assert finals[0].split(":", 1)[1] == finals[1].split(":", 1)[1]
+  rewritten = json.loads((workdir / "results.json").read_text())
+  for name in [*coco_eval.STAT_NAMES, "loss"]:
+    assert rewritten[name] == pytest.approx(reference[name], rel=1e-5, abs=1e-7), name

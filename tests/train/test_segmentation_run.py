@@ -126,8 +126,10 @@ def test_gallery_draws_true_and_predicted_masks_and_refuses_one_label_methods(tr
   assert set(methods.METHODS) - set(methods.applicable("segmentation")) == {
       "occlusion",
       "activation_max",
+      "boxes",
   }
   assert "masks" not in methods.applicable("classification")
+  assert "boxes" not in methods.applicable("classification")
   index = make_gallery.make_gallery("masks", workdir=str(workdir), out=str(out), images=4)
   assert (out / "masks.png").stat().st_size > 5_000 and "masks.png" in open(index).read()
   # The attribution methods explain each image's largest true class.
