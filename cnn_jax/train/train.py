@@ -394,7 +394,7 @@ def _announce(
   if not restored and setup.pretrained_weights is not None:
     reporter.message(
         f"initialized from {config.init_from} (re-initialized: "
-        f"{pretrained.skip_pattern(config.init_skip, config.model)})"
+        f"{pretrained.skip_pattern(config.init_skip, config.model, setup.pretrained_weights)})"
     )
   elif restored:
     reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")

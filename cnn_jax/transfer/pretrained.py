@@ -132,9 +132,24 @@ def merge(fresh: dict[str, Any], pretrained: dict[str, Any], skip: str) -> dict[
   }
 
 
-def skip_pattern(init_skip: str, model_name: str) -> str:
-  """The regex of parameters a run re-initializes: `config.init_skip`, else the model's head."""
-  return init_skip or models.head_pattern(model_name)
+def skip_pattern(init_skip: str, model_name: str, weights: dict[str, Any]) -> str:
+  """The regex of parameters a run re-initializes.
+
+  Args:
+    init_skip: `config.init_skip`; "" for the default.
+    model_name: the model being trained.
+    weights: the variables from `load`.
+
+  Returns:
+    `init_skip` if given; else, for weights of a backbone alone (ImageNet's for
+    an FCN or a CenterNet), every layer outside the backbone, which they do
+    not have; else the model's head, whose shape follows the classes.
+  """
+  if init_skip:
+    return init_skip
+  if set(weights.get("params", {})) == {"backbone"}:
+    return "^(?!backbone(/|$))"
+  return models.head_pattern(model_name)
 
 
 def initialize(
@@ -167,7 +182,7 @@ def initialize(
   fresh = {"params": state.params, "batch_stats": state.batch_stats}
   if not state.batch_stats:
     del fresh["batch_stats"]
-  merged = merge(jax.device_get(fresh), weights, skip_pattern(init_skip, model_name))
+  merged = merge(jax.device_get(fresh), weights, skip_pattern(init_skip, model_name, weights))
   params = place(merged["params"])
   return state.replace(
       params=params,

@@ -143,6 +143,29 @@ def test_imagenet_file_initializes_an_fcns_backbone_and_not_its_new_layers(tmp_p
     assert all(np.all(leaf == 7) for leaf in jax.tree.leaves(merged["params"][layer]))
 
 
+def test_imagenet_file_initializes_a_centernets_backbone_and_leaves_neck_and_heads_new(tmp_path):
+  path = tmp_path / "resnet18.pth"
+  reference = torchvision.models.resnet18()
+  torch.save(reference.state_dict(), path)
+  model = models.create("centernet_resnet18", num_classes=10)
+  fresh = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+  fresh = jax.tree.map(lambda s: np.full(s.shape, 7, s.dtype), fresh)
+  weights = pretrained.load(str(path), "centernet_resnet18")
+  # The default: every layer the backbone's weights lack (the neck too, whose
+  # shape does not follow the classes), not only the class heatmap.
+  skip = pretrained.skip_pattern("", "centernet_resnet18", weights)
+  merged = pretrained.merge(fresh, weights, skip)
+  converted = from_torchvision("resnet18", reference.state_dict())
+  assert_equal_trees(merged["params"]["backbone"], converted["params"])
+  new = [layer for layer in merged["params"] if layer != "backbone"]
+  assert {"lateral_32", "neck", "heatmap", "size_hidden"} <= set(new)
+  for layer in new:
+    assert all(np.all(leaf == 7) for leaf in jax.tree.leaves(merged["params"][layer])), layer
+  # A whole model's weights keep only its head fresh.
+  whole = pretrained.load(str(path), "resnet18")
+  assert pretrained.skip_pattern("", "resnet18", whole) == models.head_pattern("resnet18")
+
+
 def test_imagenet_names_the_installed_weights_of_the_model_or_its_backbone():
   fcn = pretrained.load("imagenet", "fcn8s_efficientnet_lite0")
   lite0 = pretrained.load(installed_weights("efficientnet_lite0"), "efficientnet_lite0")
