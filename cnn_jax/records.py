@@ -183,7 +183,8 @@ def read_config(workdir: str) -> dict[str, Any] | None:
 
 
 # What a results.json must hold to count as a finished run's record.
-RESULTS_KEYS = ("accuracy", "loss", "step")
+# What every task's final eval has (a detection run has no accuracy).
+RESULTS_KEYS = ("loss", "step")
 
 
 def read_results(workdir: str) -> dict[str, Any] | None:

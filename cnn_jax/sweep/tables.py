@@ -185,7 +185,10 @@ def difference_lines(
     if not reference:
       continue
     cells = []
-    for value_of in [lambda o: 100 * o.results["accuracy"], *(c.value for c in columns)]:
+    for value_of in [
+        lambda o: 100 * o.results.get("accuracy", math.nan),
+        *(c.value for c in columns),
+    ]:
       a, b = [value_of(o) for o in members], [value_of(o) for o in reference]
       if any(v is None or math.isnan(v) for v in a + b):
         cells.append("n/a (a run has no value)")
@@ -270,7 +273,9 @@ def _seeds_table(
       "|" + "---|" * (len(others) + 5 + len(columns)),
   ]
   for group, members in groups.items():
-    accuracy = mean_std([m.results["accuracy"] for m in members])
+    # A detection run has no accuracy: its metrics go in columns (--last=eval.AP).
+    accuracies = [m.results["accuracy"] for m in members if "accuracy" in m.results]
+    accuracy = mean_std(accuracies) if len(accuracies) == len(members) else None
     loss = mean_std([m.results["loss"] for m in members])
     wall = mean_std([m.results.get("wall_seconds", math.nan) for m in members])
     lines.append(
@@ -278,7 +283,7 @@ def _seeds_table(
             [_markdown(dict(group).get(k, "")) for k in others]
             + [
                 str(len(members)),
-                f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}",
+                f"{accuracy[0]:.4f} ± {accuracy[1]:.4f}" if accuracy else "",
                 f"{loss[0]:.4f} ± {loss[1]:.4f}",
                 _count(members[0].results.get("num_params")),
                 f"{wall[0]:.0f}",
@@ -338,7 +343,8 @@ def write_markdown(
 
 
 def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
-  """Accuracy against the first swept value (not the seed); False if nothing to plot.
+  """Accuracy against the first swept value (not the seed); False if nothing to plot
+  (nothing swept but the seed, or runs without an accuracy).
 
   One line per combination of the other swept values, each point the mean
   over seeds with its standard deviation as error bar; a log x axis when
@@ -355,8 +361,12 @@ def plot(path: str, outcomes: Sequence[Outcome]) -> bool:
       if not is_seed(k) and len({format_value(o.run.overrides.get(k)) for o in outcomes}) > 1
   ]
   groups = seed_groups(outcomes)
-  if not swept or not groups:
-    return False
+  if (
+      not swept
+      or not groups
+      or any("accuracy" not in m.results for g in groups.values() for m in g)
+  ):
+    return False  # a detection run has no accuracy: its AP goes in --last columns
   x_key = swept[0]
   lines: dict[tuple, list[tuple[Any, float, float]]] = {}
   for group, members in groups.items():

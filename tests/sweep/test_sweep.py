@@ -134,6 +134,24 @@ def test_tables_average_over_seeds(tmp_path):
   assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
+def test_tables_of_runs_without_an_accuracy_leave_its_cells_empty(tmp_path):
+  # A detection run's results: COCO's metrics and a loss, no accuracy.
+  outcomes = [_outcome(lr, seed, 0.0, 0.5 + seed) for lr in (0.1, 0.01) for seed in (0, 1)]
+  for outcome in outcomes:
+    del outcome.results["accuracy"]
+    outcome.results["AP"] = 0.25
+  tables.write_markdown(
+      tmp_path / "sweep.md", outcomes, "python -m launch.sweep ...", baselines=[(LR, "0.01")]
+  )
+  text = (tmp_path / "sweep.md").read_text()
+  spread = np.std([0.5, 1.5], ddof=1)
+  assert f"| 0.1 | 2 |  | 1.0000 ± {spread:.4f} |" in text
+  assert "| 0.1 | n/a (a run has no value) |" in text
+  tables.write_csv(tmp_path / "sweep.csv", outcomes)
+  assert {r["accuracy"] for r in csv.DictReader(open(tmp_path / "sweep.csv"))} == {""}
+  assert not tables.plot(tmp_path / "sweep.png", outcomes)
+
+
 def test_differences_from_a_baseline_have_their_standard_errors(tmp_path):
   accuracies = {
       (0.1, "a"): [0.90, 0.94],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_jax import predict
+from cnn_jax import predict, records
 from cnn_jax.data import sources
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.tasks import coco_eval
@@ -69,6 +69,8 @@ def test_detection_trains_and_resumes_bit_exactly(data_dir, trained, tmp_path):
   assert 0.0 <= reference["AP50"] <= 1.0
   saved = json.loads((reference_dir / "results.json").read_text())
   assert saved["AP"] == reference["AP"] and saved["step"] == 8
+  # ...and read as a finished run's (by the trainer and the sweep), not as damaged.
+  assert records.read_results(str(reference_dir)) == saved
 
 
 def test_a_classification_model_is_refused_for_detection(data_dir, tmp_path):
