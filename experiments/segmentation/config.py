@@ -41,7 +41,6 @@ minutes per command (experiments/segmentation/README.md).
 
 from cnn_jax.sweep import config_files
 from cnn_jax.train.config import base_config
-from cnn_jax.transfer.imagenet_weights import pixel_normalization
 
 GROUPS = ("fcn_scratch", "fcn_imagenet", "unet")
 BACKBONE = "efficientnet_lite0"
@@ -52,22 +51,9 @@ def get_config(group: str = "fcn_scratch"):
   config_files.check_group(group, GROUPS)
   config = base_config()
   config.task = "segmentation"
-  config.dataset = "mnist_scenes"
-  config.image_size = 64
-  config.input_pipeline = "device"
   config.model = "unet_small" if group == "unet" else f"fcn8s_{BACKBONE}"
   config.init_from = "imagenet" if group == "fcn_imagenet" else ""
-  config.augment = ""
-  config.batch_size = 32
-  config.eval_batch_size = 250
-  config.num_train_steps = STEPS
-  config.eval_every_steps = STEPS // 3
-  config.log_every_steps = STEPS // 20
-  config.checkpoint_every_steps = STEPS
-  config.mean, config.std = pixel_normalization(BACKBONE)
-  config.optimizer = dict(name="adam", learning_rate=1e-3, weight_decay=0.0)
-  config.schedule = dict(name="cosine", warmup_steps=STEPS // 20)
-  return config
+  return config_files.on_digit_scenes(config, STEPS)
 
 
 def get_sweep(h, group: str = "fcn_scratch"):

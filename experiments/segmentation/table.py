@@ -13,11 +13,10 @@ predicted has no IoU; a cell counts the runs that have one.
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 
 from cnn_jax import records
-from cnn_jax.sweep.tables import difference, mean_std
+from cnn_jax.sweep import settings_table
+from cnn_jax.sweep.settings_table import column_values, mean_std_cell
 
 # (group folder, label)
 SETTINGS = [
@@ -30,65 +29,11 @@ COMPARISONS = [("fcn_imagenet", "fcn_scratch"), ("unet", "fcn_scratch"), ("unet"
 CLASSES = ["background", *(f"digit {d}" for d in range(10))]
 
 
-def read_runs(folder: str) -> list[dict[str, str]]:
-  """The finished runs of one sweep (its sweep.csv rows with status ok); [] if it has none."""
-  path = os.path.join(folder, "sweep.csv")
-  if not os.path.exists(path):
-    return []
-  with open(path, newline="") as f:
-    return [row for row in csv.DictReader(f) if row["status"].startswith("ok")]
-
-
-def values(runs: list[dict[str, str]], column: str, scale: float = 100.0) -> list[float]:
-  """A column's numbers over the runs, in percent; runs without a value are left out."""
-  return [scale * float(r[column]) for r in runs if r.get(column, "") not in ("", "nan")]
-
-
-def cell(numbers: list[float], runs: int) -> str:
-  """mean ± std (one value alone), and how many runs had none."""
-  if not numbers:
-    return "n/a"
-  mean, std = mean_std(numbers)
-  text = f"{mean:.1f} ± {std:.1f}" if len(numbers) > 1 else f"{mean:.1f}"
-  return text + (f" ({len(numbers)} of {runs} runs)" if len(numbers) < runs else "")
-
-
-def summary_lines(runs: dict[str, list[dict[str, str]]]) -> list[str]:
-  """The settings' mean IoU, pixel accuracy and wall time per run."""
-  lines = [
-      "| setting | runs | mean IoU (%) | pixel accuracy (%) | wall s per run |",
-      "|---|---|---|---|---|",
-  ]
-  for group, label in SETTINGS:
-    found = runs[group]
-    wall = values(found, "wall_seconds", 1.0)
-    lines.append(
-        f"| {label} | {len(found)} | {cell(values(found, 'last eval.mean_iou'), len(found))} "
-        f"| {cell(values(found, 'accuracy'), len(found))} "
-        f"| {mean_std(wall)[0]:.0f} |"
-        if wall
-        else f"| {label} | 0 | not run | | |"
-    )
-  return lines
-
-
-def comparison_lines(runs: dict[str, list[dict[str, str]]]) -> list[str]:
-  """Each comparison's difference in mean IoU and per class, ± its standard error."""
-  labels = dict(SETTINGS)
-  columns = ["last eval.mean_iou", *(f"last eval.iou_{c}" for c in range(len(CLASSES)))]
-  lines = [
-      "| comparison | mean IoU | " + " | ".join(CLASSES) + " |",
-      "|---|" + "---|" * (1 + len(CLASSES)),
-  ]
-  for a, b in COMPARISONS:
-    cells = []
-    for column in columns:
-      x, y = values(runs[a], column), values(runs[b], column)
-      cells.append(
-          "{:+.1f} ± {:.1f}".format(*difference(x, y)) if len(x) > 1 and len(y) > 1 else "n/a"
-      )
-    lines.append(f"| {labels[a]} - {labels[b]} | " + " | ".join(cells) + " |")
-  return lines
+SUMMARY = [("last eval.mean_iou", "mean IoU (%)"), ("accuracy", "pixel accuracy (%)")]
+DIFFERENCES = [
+    ("last eval.mean_iou", "mean IoU"),
+    *((f"last eval.iou_{c}", name) for c, name in enumerate(CLASSES)),
+]
 
 
 def per_class_lines(runs: dict[str, list[dict[str, str]]]) -> list[str]:
@@ -96,7 +41,10 @@ def per_class_lines(runs: dict[str, list[dict[str, str]]]) -> list[str]:
   lines = ["| class | " + " | ".join(label for _, label in SETTINGS) + " |"]
   lines.append("|---|" + "---|" * len(SETTINGS))
   for c, name in enumerate(CLASSES):
-    cells = [cell(values(runs[g], f"last eval.iou_{c}"), len(runs[g])) for g, _ in SETTINGS]
+    cells = [
+        mean_std_cell(column_values(runs[g], f"last eval.iou_{c}"), len(runs[g]))
+        for g, _ in SETTINGS
+    ]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return lines
 
@@ -106,17 +54,17 @@ def main() -> None:
   parser.add_argument("--sweeps", required=True, help="the folder holding each group's sweep")
   parser.add_argument("--table", required=True, help="the markdown file to write")
   args = parser.parse_args()
-  runs = {group: read_runs(os.path.join(args.sweeps, group)) for group, _ in SETTINGS}
+  runs = settings_table.read_settings(args.sweeps, SETTINGS)
   lines = [
       "# Semantic segmentation of digit scenes (mnist_scenes, 2,000 test scenes)",
       "",
       "Mean ± std over seeds, in percent; made by experiments/segmentation/table.py.",
       "",
-      *summary_lines(runs),
+      *settings_table.summary_lines(runs, SETTINGS, SUMMARY),
       "",
       "Differences (mean difference ± its standard error over seeds, in points):",
       "",
-      *comparison_lines(runs),
+      *settings_table.comparison_lines(runs, SETTINGS, COMPARISONS, DIFFERENCES),
       "",
       "IoU of each class:",
       "",
