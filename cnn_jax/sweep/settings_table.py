@@ -8,10 +8,12 @@ errors (experiments/segmentation/table.py, experiments/detection/table.py).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
+from cnn_jax import records
 from cnn_jax.sweep.tables import difference, mean_std
 
 # What the tables read from each setting's runs: {setting: its sweep.csv rows}.
@@ -113,3 +115,21 @@ def comparison_lines(
       )
     lines.append(f"| {labels[a]} - {labels[b]} | " + " | ".join(cells) + " |")
   return lines
+
+
+def write_from_command_line(
+    description: str, settings: Sequence[tuple[str, str]], lines: Callable[[Runs], list[str]]
+) -> None:
+  """An experiment's table.py: reads --sweeps (a folder of the settings' sweeps), writes --table.
+
+  Args:
+    description: the script's one-line description (its --help).
+    settings: (setting, label) pairs: the sweeps' folders under --sweeps.
+    lines: the table's markdown lines from the settings' finished runs.
+  """
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("--sweeps", required=True, help="the folder holding each group's sweep")
+  parser.add_argument("--table", required=True, help="the markdown file to write")
+  args = parser.parse_args()
+  records.write_text(args.table, "\n".join(lines(read_settings(args.sweeps, settings))) + "\n")
+  print(f"wrote {args.table}")

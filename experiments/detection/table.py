@@ -13,9 +13,6 @@ have no objects (pycocotools' -1) and are not shown.
 
 from __future__ import annotations
 
-import argparse
-
-from cnn_jax import records
 from cnn_jax.sweep import settings_table
 
 # (group folder, label)
@@ -39,13 +36,9 @@ METRICS = [
 ]
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--sweeps", required=True, help="the folder holding each group's sweep")
-  parser.add_argument("--table", required=True, help="the markdown file to write")
-  args = parser.parse_args()
-  runs = settings_table.read_settings(args.sweeps, SETTINGS)
-  lines = [
+def table_lines(runs: settings_table.Runs) -> list[str]:
+  """The table's markdown lines from each setting's finished runs."""
+  return [
       "# Object detection on digit scenes (mnist_scenes, 2,000 test scenes)",
       "",
       "COCO's metrics, mean ± std over seeds, in percent; made by experiments/detection/table.py.",
@@ -56,9 +49,7 @@ def main() -> None:
       "",
       *settings_table.comparison_lines(runs, SETTINGS, COMPARISONS, METRICS),
   ]
-  records.write_text(args.table, "\n".join(lines) + "\n")
-  print(f"wrote {args.table}")
 
 
 if __name__ == "__main__":
-  main()
+  settings_table.write_from_command_line(__doc__.split("\n")[0], SETTINGS, table_lines)

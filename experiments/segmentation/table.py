@@ -12,9 +12,6 @@ predicted has no IoU; a cell counts the runs that have one.
 
 from __future__ import annotations
 
-import argparse
-
-from cnn_jax import records
 from cnn_jax.sweep import settings_table
 from cnn_jax.sweep.settings_table import column_values, mean_std_cell
 
@@ -49,13 +46,9 @@ def per_class_lines(runs: dict[str, list[dict[str, str]]]) -> list[str]:
   return lines
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--sweeps", required=True, help="the folder holding each group's sweep")
-  parser.add_argument("--table", required=True, help="the markdown file to write")
-  args = parser.parse_args()
-  runs = settings_table.read_settings(args.sweeps, SETTINGS)
-  lines = [
+def table_lines(runs: settings_table.Runs) -> list[str]:
+  """The table's markdown lines from each setting's finished runs."""
+  return [
       "# Semantic segmentation of digit scenes (mnist_scenes, 2,000 test scenes)",
       "",
       "Mean ± std over seeds, in percent; made by experiments/segmentation/table.py.",
@@ -70,9 +63,7 @@ def main() -> None:
       "",
       *per_class_lines(runs),
   ]
-  records.write_text(args.table, "\n".join(lines) + "\n")
-  print(f"wrote {args.table}")
 
 
 if __name__ == "__main__":
-  main()
+  settings_table.write_from_command_line(__doc__.split("\n")[0], SETTINGS, table_lines)
