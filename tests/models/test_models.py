@@ -1,6 +1,7 @@
 """The model zoo: exact parameter counts from the papers, forward and gradient."""
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -13,7 +14,8 @@ from cnn_jax import layers, models, summary
 from cnn_jax.models import alexnet, lenet
 from cnn_jax.ops import lecture_conv
 
-from conftest import abstract_init, abstract_variables, random_variables
+from conftest import abstract_variables, random_variables
+from helpers import ROOT
 
 # Parameters with the paper's classes and input size (see the issue and README).
 EXPECTED_PARAMS = {
@@ -119,15 +121,41 @@ def test_registry_names_and_aliases():
   assert str(error.value).startswith("unknown model 'resnet9'")  # not a quoted repr
 
 
+@functools.cache
+def paper_summary(name: str) -> summary.Summary:
+  """A model's summary at its paper's input size, traced once per process.
+
+  The parameter counts below and the README's model table share it: tracing
+  every model (resnet1202 alone takes 10 s) was this file's and
+  test_readme.py's largest cost.
+  """
+  spec = models.spec(name)
+  return summary.summarize(models.create(name), (spec.image_size, spec.image_size, spec.channels))
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
 def test_parameter_count_matches_paper(name):
-  assert layers.num_params(abstract_variables(name)["params"]) == EXPECTED_PARAMS[name]
+  assert paper_summary(name).total_params == EXPECTED_PARAMS[name]
+
+
+def test_readme_model_table_lists_every_model_with_its_counts():
+  rows = re.findall(
+      r"^\| `(\w+)`[^|]*\|[^|]*\|[^|]*\| ([\d,]+)[^|]*\| ([\d.]+) ([MG])",
+      (ROOT / "README.md").read_text(),
+      re.MULTILINE,
+  )
+  assert sorted(row[0] for row in rows) == sorted(models.names())
+  for name, count, macs, unit in rows:
+    s = paper_summary(name)
+    assert s.total_params == int(count.replace(",", "")), name
+    scale = 1e9 if unit == "G" else 1e6
+    assert round(s.total_macs / scale, 3 if unit == "G" else 2) == float(macs), name
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110, 1202])
 def test_cifar_resnet_projection_shortcuts_add_2752(depth):
   name = f"resnet{depth}"
-  a = layers.num_params(abstract_variables(name)["params"])
+  a = paper_summary(name).total_params
   b = layers.num_params(abstract_variables(name, shortcut="B")["params"])
   assert b - a == 2_752
   if depth == 20:
@@ -165,7 +193,7 @@ def googlenet_table1_params(branch3_kernel=5):
 
 
 def test_googlenet_matches_table1_count():
-  counted = layers.num_params(abstract_variables("googlenet")["params"])
+  counted = paper_summary("googlenet").total_params
   assert counted == googlenet_table1_params() == 6_998_552
 
 
@@ -263,8 +291,10 @@ def test_every_model_is_covered_by_a_forward_check():
 
 
 def test_resnet1202_forward_shape():
-  _, logits = abstract_init("resnet1202")
-  assert logits.shape == (1, 10) and logits.dtype == jnp.float32
+  # Its abstract forward pass is the summary's trace, shared with its counts
+  # (a trace of its own took 10 s); resnet110, the same code, checks dtypes.
+  head = paper_summary("resnet1202").rows[-1]
+  assert (head.name, head.kind, head.output_shape) == ("fc", "Dense", (10,))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
