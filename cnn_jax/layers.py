@@ -25,6 +25,7 @@ from cnn_jax.ops import (
     lecture_conv_general_dilated,
     tiled_max_pool,
 )
+from cnn_jax.ops.onednn import onednn_conv_general_dilated
 
 Padding = int | tuple[int, int] | Sequence[tuple[int, int]]
 
@@ -112,7 +113,7 @@ def padding_pairs(padding: Padding) -> list[tuple[int, int]]:
   return [tuple(p) for p in padding]
 
 
-CONV_IMPLS = ("auto", "xla", "lecture", "gemm")
+CONV_IMPLS = ("auto", "xla", "lecture", "gemm", "onednn")
 
 
 def conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]:
@@ -132,6 +133,7 @@ def conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]
       "xla": lax.conv_general_dilated,
       "lecture": lecture_conv_general_dilated,
       "gemm": gemm_conv_general_dilated,
+      "onednn": onednn_conv_general_dilated,
   }
   if conv_impl not in functions:
     raise ArgumentError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
@@ -149,7 +151,9 @@ def conv_class(conv_impl: str = "auto") -> Callable[..., nn.Conv]:
       forward pass with the lecture's explicit backward pass, see
       `cnn_jax.ops.lecture_conv2d`), "gemm" (im2col + one matrix product, see
       `cnn_jax.ops.gemm_conv`; measured no faster than XLA's in whole
-      training steps on the CPU, see experiments/benchmarks/README.md).
+      training steps on the CPU, see experiments/benchmarks/README.md),
+      "onednn" (oneDNN's kernels for float32 ungrouped convolutions on
+      x86-64 Linux CPUs, "auto" for the rest; see `cnn_jax.ops.onednn`).
 
   Returns:
     `flax.linen.Conv` or a partial of it; parameters are identical either way.

@@ -67,6 +67,12 @@ _CHANNELS_LAST = flags.DEFINE_bool(
     "channels_last", True, "PyTorch model and batch in channels_last memory format"
 )
 _OUT = flags.DEFINE_string("out", None, "file to append the JSON lines to")
+_CONV_IMPL = flags.DEFINE_enum(
+    "conv_impl",
+    None,
+    ["auto", "xla", "lecture", "gemm", "onednn"],
+    "cnn_jax's conv_impl (default: the model's)",
+)
 _CHECK_PARAMS = flags.DEFINE_bool(
     "check_params_only", False, "only build both models and compare parameter counts"
 )
@@ -309,8 +315,15 @@ def _ours_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: in
 
   from cnn_jax.train import throughput
 
+  conv_impl = spec.get("conv_impl")
   result = throughput.train_step_benchmark(
-      spec["name"], batch_size, spec["image_size"], dtype, steps, warmup_steps=warmup
+      spec["name"],
+      batch_size,
+      spec["image_size"],
+      dtype,
+      steps,
+      warmup_steps=warmup,
+      **({"conv_impl": conv_impl} if conv_impl else {}),
   )
   result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
   # Read after the run: the allocator's high-water mark covers compilation,
@@ -326,6 +339,7 @@ def _ours_worker(spec: dict, batch_size: int, dtype: str, steps: int, warmup: in
       "threads": _cpu_count(),
       "params": _ours_params(spec["name"], spec["image_size"]),
       "model_tflops_per_step": result["model_tflops_per_step"],
+      "conv_impl": conv_impl or "the model's",
   }
 
 
@@ -501,6 +515,7 @@ def _model_spec(name: str) -> dict:
       "image_size": _IMAGE_SIZE.value or spec.image_size,
       "channels": spec.channels,
       "num_classes": spec.num_classes,
+      "conv_impl": _CONV_IMPL.value,
   }
 
 

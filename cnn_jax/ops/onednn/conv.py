@@ -1,0 +1,211 @@
+"""2-D convolution computed by oneDNN's kernels (conv.cc, called through jax.ffi).
+
+Forward, input gradient and weight gradient are three XLA custom calls tied
+together by a `jax.custom_vjp`, so that `jax.grad` and `jax.jit` see one
+differentiable convolution. Only float32, ungrouped, undilated 2-D
+convolutions on the CPU go to oneDNN (`onednn_conv2d` refuses anything else;
+`onednn_conv_general_dilated`, conv_impl="onednn", sends the rest to
+conv_impl="auto"). Under `jax.vmap` each call runs once per vmapped element
+(the FFI's sequential rule).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from cnn_jax.ops.col2im_conv import auto_conv_general_dilated
+from cnn_jax.ops.conv_drop_in import NHWC_HWIO, conv_general_dilated_from, output_size
+from cnn_jax.ops.onednn import build
+
+# FFI target name -> the handler's symbol in conv.cc.
+_HANDLERS = {
+    "cnn_jax_onednn_conv_forward": "CnnJaxOnednnConvForward",
+    "cnn_jax_onednn_conv_input_grad": "CnnJaxOnednnConvInputGrad",
+    "cnn_jax_onednn_conv_weight_grad": "CnnJaxOnednnConvWeightGrad",
+}
+
+
+@functools.cache
+def _register() -> None:
+  library = ctypes.cdll.LoadLibrary(str(build.extension_path()))
+  for target, symbol in _HANDLERS.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), "cpu")
+
+
+def unavailable_reason() -> str | None:
+  """None if oneDNN's convolutions can run here, else why not (one line).
+
+  Builds the extension on first use (cached: `build.cache_folder()`).
+  """
+  try:
+    _register()
+  except build.OnednnUnavailable as error:
+    return str(error)
+  return None
+
+
+def _call(target: str, shape: tuple[int, ...], a, b, strides, pads) -> jax.Array:
+  _register()
+  (top, bottom), (left, right) = pads
+  return jax.ffi.ffi_call(
+      target, jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method="sequential"
+  )(
+      a,
+      b,
+      stride_h=np.int64(strides[0]),
+      stride_w=np.int64(strides[1]),
+      pad_top=np.int64(top),
+      pad_bottom=np.int64(bottom),
+      pad_left=np.int64(left),
+      pad_right=np.int64(right),
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, pads, out_hw):
+  shape = (x.shape[0], *out_hw, w.shape[3])
+  return _call("cnn_jax_onednn_conv_forward", shape, x, w, strides, pads)
+
+
+def _conv_fwd(x, w, strides, pads, out_hw):
+  return _conv(x, w, strides, pads, out_hw), (x, w)
+
+
+def _conv_bwd(strides, pads, out_hw, residuals, g):
+  del out_hw
+  x, w = residuals
+  dx = _call("cnn_jax_onednn_conv_input_grad", x.shape, g, w, strides, pads)
+  dw = _call("cnn_jax_onednn_conv_weight_grad", w.shape, x, g, strides, pads)
+  return dx, dw
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _reached(size: int, kernel: int, lo: int, hi: int, stride: int) -> tuple[int, int, int]:
+  """(output size, input rows the windows reach, the far padding they reach).
+
+  oneDNN wants a geometry without rows that no strided window reaches: they
+  are dropped from the far padding first, then from the input itself.
+  """
+  out, untouched = output_size(size, kernel, lo, hi, stride)
+  dropped_padding = min(untouched, hi)
+  return out, size - (untouched - dropped_padding), hi - dropped_padding
+
+
+def onednn_conv2d(
+    x: jax.Array,
+    w: jax.Array,
+    stride: tuple[int, int] = (1, 1),
+    padding: Any = ((0, 0), (0, 0)),
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
+  """A 2-D convolution (NHWC input, HWIO filter) computed by oneDNN on the CPU.
+
+  Args:
+    x: float32 input, (N, H, W, C).
+    w: float32 filters, (KH, KW, C, O).
+    stride: (sh, sw).
+    padding: ((top, bottom), (left, right)) zeros.
+    precision: unused (oneDNN computes float32 in float32).
+    preferred_element_type: None or float32.
+
+  Returns:
+    (N, OH, OW, O) float32, equal to `lax.conv_general_dilated` up to the
+    order of the additions.
+
+  Raises:
+    ValueError: for other dtypes or a filter whose input channels differ from x's.
+  """
+  del precision
+  if x.dtype != jnp.float32 or w.dtype != jnp.float32:
+    raise ValueError(f"onednn_conv2d computes float32 only, got {x.dtype} and {w.dtype}")
+  if preferred_element_type not in (None, jnp.float32):
+    raise ValueError(f"onednn_conv2d returns float32, not {preferred_element_type}")
+  if w.shape[2] != x.shape[3]:
+    raise ValueError(f"filters {w.shape} do not read the input's {x.shape[3]} channels")
+  (top, bottom), (left, right) = padding
+  out_h, rows, bottom = _reached(x.shape[1], w.shape[0], top, bottom, stride[0])
+  out_w, columns, right = _reached(x.shape[2], w.shape[1], left, right, stride[1])
+  x = x[:, :rows, :columns, :]
+  pads = ((top, bottom), (left, right))
+  return _conv(x, w, tuple(stride), pads, (out_h, out_w))
+
+
+_onednn_drop_in = conv_general_dilated_from(onednn_conv2d, "onednn_conv_general_dilated")
+
+
+def _onednn_computes(lhs, rhs, dimension_numbers, arguments: dict) -> bool:
+  """Whether oneDNN takes a call: a float32, ungrouped, undilated NHWC/HWIO 2-D convolution."""
+  if jnp.ndim(lhs) != 4 or jnp.ndim(rhs) != 4:
+    return False
+  layouts = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  dilations = (*(arguments["lhs_dilation"] or ()), *(arguments["rhs_dilation"] or ()))
+  return (
+      layouts == lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC_HWIO)
+      and jnp.result_type(lhs) == jnp.result_type(rhs) == jnp.float32
+      and arguments["preferred_element_type"] in (None, jnp.float32)
+      and all(int(d) == 1 for d in dilations)
+      and arguments["feature_group_count"] == arguments["batch_group_count"] == 1
+      and arguments["out_sharding"] is None
+  )
+
+
+def onednn_conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: Any,
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    out_sharding: Any = None,
+) -> jax.Array:
+  """`lax.conv_general_dilated` computed by oneDNN where it can be (conv_impl="onednn").
+
+  Float32, ungrouped, undilated NHWC/HWIO 2-D convolutions run oneDNN's
+  kernels on the CPU (`lax.platform_dependent`: other platforms lower
+  conv_impl="auto"'s convolution); every other call (bfloat16, grouped,
+  dilated, other layouts) goes to `auto_conv_general_dilated` unchanged.
+
+  Args:
+    lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+    dimension_numbers, feature_group_count, batch_group_count, precision,
+    preferred_element_type, out_sharding: as for `lax.conv_general_dilated`.
+
+  Returns:
+    The convolution's output, as `lax.conv_general_dilated` returns it.
+  """
+  arguments = dict(
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+      out_sharding=out_sharding,
+  )
+  auto = functools.partial(auto_conv_general_dilated, **arguments)
+  if not _onednn_computes(lhs, rhs, dimension_numbers, arguments):
+    return auto(lhs, rhs, window_strides, padding)
+  onednn = functools.partial(_onednn_drop_in, **arguments)
+  return lax.platform_dependent(
+      lhs,
+      rhs,
+      cpu=lambda x, w: onednn(x, w, window_strides, padding),
+      default=lambda x, w: auto(x, w, window_strides, padding),
+  )
