@@ -56,6 +56,10 @@ _NON_NEGATIVE_INT = (
     lambda v: isinstance(v, int) and v >= 0,
     "must be an integer >= 0 (0: once per epoch)",
 )
+_PROBES = (
+    lambda v: isinstance(v, int) and v >= 0,
+    "must be an integer >= 0 (0: the exact curvature)",
+)
 
 
 def _number(
@@ -93,6 +97,7 @@ def check_numbers(cfg: Mapping[str, Any], schedule_cfg: Mapping[str, Any]) -> No
   _number(cfg, "optimizer", "mu", sdlm.DEFAULT_MU, _NON_NEGATIVE_DAMPING)
   _number(cfg, "optimizer", "hessian_samples", sdlm.DEFAULT_HESSIAN_SAMPLES, _POSITIVE_INT)
   _number(cfg, "optimizer", "curvature_every_steps", 0, _NON_NEGATIVE_INT)
+  _number(cfg, "optimizer", "hessian_probes", 0, _PROBES)
   for key in ("factor", "end_value", "warmup_steps", "warmup_epochs"):
     _number(schedule_cfg, "schedule", key, 0.0, _NON_NEGATIVE)
   for key, default in (("div_factor", 25.0), ("final_div_factor", 1e4)):
@@ -191,6 +196,8 @@ def make_optimizer(
       `hessian_samples` (sdlm: training examples per curvature estimate, default
       500; the loop estimates before each epoch), `curvature_every_steps`
       (sdlm: steps between estimates instead; default 0, once per epoch),
+      `hessian_probes` (sdlm: Rademacher probes per example for an unbiased
+      estimate of the curvature; default 0, its exact value),
       `weight_decay` (default 0),
       `grad_clip_norm` (clip the global gradient norm; 0 disables).
     schedule_cfg: the schedule config (see `make_schedule`).

@@ -24,6 +24,9 @@ drops the off-diagonal terms on the way; the exact diagonal is what that
 recursion approximates, and what a test can hold against jax.hessian.
 It costs one backward pass per example and output at the split (84 for
 LeNet-5 split at F6); its measured time is in experiments/lecun1998/README.md.
+With `probes` (`hessian_probes` in the optimizer config) the sum over those
+outputs is estimated instead from a few Rademacher probes per example
+(Hutchinson's estimator): unbiased, noisier, one backward pass per probe.
 
 The model runs in eval mode (batch norm's running statistics, no dropout):
 in training mode each example, alone in its batch, would be normalized by
@@ -59,6 +62,8 @@ DEFAULT_HESSIAN_SAMPLES = 500
 # Examples whose per-column gradients one vmapped backward pass holds, per
 # device: the memory is about this times (outputs at the split) x (params).
 EXAMPLES_PER_DEVICE_CHUNK = 8
+# fold_in data that separates the probes' keys from the examples' permutation.
+_PROBE_STREAM = 1
 
 
 class ScaleBySDLMState(NamedTuple):
@@ -203,25 +208,60 @@ def _example_diagonal(outputs_fn, params, x, factor, columns_per_chunk):
   return _squares_summed_over_columns(pullback, cotangent, factor.T, zeros, columns_per_chunk)
 
 
-def _weighted_sum(outputs_fn, loss_fn, params, chunks, columns_per_chunk):
-  """sum_n w_n diag(J_n^T H_n J_n) over (inputs, labels, weights) chunked (chunks, size, ...)."""
+def _positive_root(hessian):
+  """S, the symmetric square root of H's positive semi-definite part: S S = H+.
+
+  Unlike the factor F (whose columns are eigenvectors, of arbitrary sign and,
+  for a repeated eigenvalue, of arbitrary basis), S is unique: probes through
+  it do not depend on how the eigensolver happened to pick its vectors.
+  """
+  eigenvalues, eigenvectors = jnp.linalg.eigh(hessian)
+  return (eigenvectors * jnp.sqrt(jnp.maximum(eigenvalues, 0.0))) @ eigenvectors.T
+
+
+def _probed(root, key, probes):
+  """S V / sqrt(K) for K Rademacher columns V (C x K): E[that times its transpose] = S S."""
+  signs = jax.random.rademacher(key, (root.shape[1], probes), root.dtype)
+  return root @ signs / jnp.sqrt(jnp.asarray(probes, root.dtype))
+
+
+def _weighted_sum(outputs_fn, loss_fn, params, chunks, columns_per_chunk, probes):
+  """sum_n w_n diag(J_n^T H_n J_n) over (inputs, labels, weights, probe keys) chunked
+  (chunks, size, ...): exactly, or estimated with `probes` Rademacher probes per example."""
   hessian = functools.partial(_loss_hessian, outputs_fn, loss_fn, params)
   example = functools.partial(_example_diagonal, outputs_fn, params)
 
   def add_chunk(sums, chunk):
-    x, y, w = chunk
+    x, y, w, keys = chunk
     # One matrix per eigh call, not a vmapped batch: jaxlib 0.10's CPU LAPACK
     # kernels split a batch over the intra-op thread pool and block until it
     # is done, which deadlocks when several CPU devices do so at once; a
     # single matrix runs inline. (The forward pass is then done twice; the C
     # backward passes per example dwarf it.)
-    factors = jax.lax.map(_positive_factor, jax.vmap(hessian)(x, y))
+    hessians = jax.vmap(hessian)(x, y)
+    if probes:
+      roots = jax.lax.map(_positive_root, hessians)
+      factors = jax.vmap(_probed, in_axes=(0, 0, None))(roots, keys, probes)
+    else:
+      factors = jax.lax.map(_positive_factor, hessians)
     diagonals = jax.vmap(example, in_axes=(0, 0, None))(x, factors, columns_per_chunk)
     return jax.tree.map(lambda s, d: s + jnp.tensordot(w, d, axes=1), sums, diagonals), None
 
   zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
   sums, _ = jax.lax.scan(add_chunk, zeros, chunks)
   return sums
+
+
+def _padded(count, examples_per_chunk, devices, probe_key):
+  """(examples per chunk, each padded slot's example, its weight, its probe key)."""
+  examples_per_chunk = min(examples_per_chunk, -(-count // devices))  # no chunk of padding
+  total = count + (-count % (examples_per_chunk * devices))
+  # Padding repeats the last example with weight 0: finite values, no effect.
+  index = jnp.minimum(jnp.arange(total), count - 1)
+  weights = jnp.where(jnp.arange(total) < count, 1.0 / count, 0.0)
+  key = jax.random.key(0) if probe_key is None else probe_key  # unused when exact
+  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(total))
+  return examples_per_chunk, index, weights, keys
 
 
 def gauss_newton_diagonal(
@@ -233,6 +273,8 @@ def gauss_newton_diagonal(
     *,
     examples_per_chunk: int = EXAMPLES_PER_DEVICE_CHUNK,
     columns_per_chunk: int = 0,
+    probes: int = 0,
+    probe_key: jax.Array | None = None,
     mesh: Mesh | None = None,
 ) -> Any:
   """The diagonal of the Gauss-Newton matrix, averaged over examples (jit-able).
@@ -249,6 +291,13 @@ def gauss_newton_diagonal(
   chunks of examples (vmapped, and over chunks of columns) bounds the memory
   to about examples_per_chunk x columns_per_chunk (or C) x params floats.
 
+  With `probes` = K > 0 the sum over the C columns is estimated instead
+  (Hutchinson's estimator of a diagonal): each example draws K Rademacher
+  vectors v_k (entries +-1) and takes 1/K sum_k (J_n^T S v_k)^2, S = S^T
+  the square root of H_n (its positive part), whose expectation is
+  diag(J_n^T S S J_n) since E[v v^T] = I. Unbiased, noisy, and K backward
+  passes per example instead of C.
+
   Args:
     outputs_fn: (params, one example's input) -> the outputs at the split (a pytree).
     loss_fn: (outputs at the split, one label) -> the example's scalar loss.
@@ -257,28 +306,36 @@ def gauss_newton_diagonal(
     labels: (N, ...) their labels.
     examples_per_chunk: examples per vmapped pass (per device).
     columns_per_chunk: columns of F per vmapped pass (0: all C at once).
+    probes: Rademacher probes per example; 0: the exact diagonal.
+    probe_key: the PRNG key of the probes (needed when probes > 0); example
+      n draws from fold_in(probe_key, n).
     mesh: if given, each device of its data axis takes its share of the
       examples (params replicated) and the sums meet in one psum.
 
   Returns:
     float32 h shaped like params: h_k = 1/N sum_n diag(J_n^T H_n J_n)_k.
   """
-  count = labels.shape[0]
+  if probes and probe_key is None:
+    raise ArgumentError("gauss_newton_diagonal with probes > 0 needs a probe_key")
   devices = 1 if mesh is None else mesh.shape[parallel.DATA_AXIS]
-  examples_per_chunk = min(examples_per_chunk, -(-count // devices))  # no chunk of padding
-  total = count + (-count % (examples_per_chunk * devices))
-  # Padding repeats the last example with weight 0: finite values, no effect.
-  index = jnp.minimum(jnp.arange(total), count - 1)
-  weights = jnp.where(jnp.arange(total) < count, 1.0 / count, 0.0)
+  examples_per_chunk, index, weights, keys = _padded(
+      labels.shape[0], examples_per_chunk, devices, probe_key
+  )
 
-  def local_sum(params, inputs, labels, weights):
+  def local_sum(params, inputs, labels, weights, keys):
     chunks = jax.tree.map(
-        lambda a: a.reshape(-1, examples_per_chunk, *a.shape[1:]), (inputs, labels, weights)
+        lambda a: a.reshape(-1, examples_per_chunk, *a.shape[1:]),
+        (inputs, labels, weights, keys),
     )
-    return _weighted_sum(outputs_fn, loss_fn, params, chunks, columns_per_chunk)
+    return _weighted_sum(outputs_fn, loss_fn, params, chunks, columns_per_chunk, probes)
 
-  if mesh is None:
-    return local_sum(params, inputs[index], labels[index], weights)
+  args = (params, inputs[index], labels[index], weights, keys)
+  return local_sum(*args) if mesh is None else _summed_over_devices(local_sum, mesh, args)
+
+
+def _summed_over_devices(local_sum, mesh, args):
+  """psum of local_sum over the mesh's data axis, each device on its share of the
+  examples (args: params, then per-example arrays)."""
   # shard_map, not a sharding constraint on the vmapped examples: XLA's SPMD
   # partitioner got the per-example conv kernel gradients wrong that way
   # (8 CPU devices, jax 0.10.2), while each device's own program is plain.
@@ -286,16 +343,16 @@ def gauss_newton_diagonal(
   # backward pass) does not accept the per-device values they type.
   by_example = PartitionSpec(parallel.DATA_AXIS)
 
-  def device_sum(params, inputs, labels, weights):
-    return jax.lax.psum(local_sum(params, inputs, labels, weights), parallel.DATA_AXIS)
+  def device_sum(*device_args):
+    return jax.lax.psum(local_sum(*device_args), parallel.DATA_AXIS)
 
   return jax.shard_map(
       device_sum,
       mesh=mesh,
-      in_specs=(PartitionSpec(), by_example, by_example, by_example),
+      in_specs=(PartitionSpec(), *[by_example] * (len(args) - 1)),
       out_specs=PartitionSpec(),
       check_vma=False,
-  )(params, inputs[index], labels[index], weights)
+  )(*args)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,6 +437,19 @@ def sample_indices(key: jax.Array, estimate, num_examples: int, count: int) -> j
   return order[:count]
 
 
+def probe_key(key: jax.Array, estimate) -> jax.Array:
+  """The key of the Rademacher probes of the run's estimate number `estimate` (jit-able).
+
+  Args:
+    key: the curvature PRNG key (`steps.curvature_key`).
+    estimate: the estimate's number.
+
+  Returns:
+    A key of its own stream: not the one `sample_indices` draws the examples from.
+  """
+  return jax.random.fold_in(jax.random.fold_in(key, estimate), _PROBE_STREAM)
+
+
 class EpochCurvature:
   """The loop's SDLM hook: a new curvature estimate before each epoch's first
   step (the paper), or every `every_steps` steps.
@@ -404,6 +474,7 @@ class EpochCurvature:
       hessian_samples: int,
       steps_per_epoch: int,
       every_steps: int = 0,
+      hessian_probes: int = 0,
   ):
     """Builds the jitted estimate.
 
@@ -417,6 +488,8 @@ class EpochCurvature:
       hessian_samples: examples per estimate (all of the split if it has fewer).
       steps_per_epoch: training steps in one epoch.
       every_steps: steps between estimates; 0: once per epoch.
+      hessian_probes: Rademacher probes per example (`gauss_newton_diagonal`);
+        0: the exact diagonal.
     """
     self.examples, self.every_steps = examples, every_steps or steps_per_epoch
     replicated = parallel.replicated(mesh)
@@ -427,7 +500,7 @@ class EpochCurvature:
         out_shardings=replicated,
     )
 
-    def estimate(variables, opt_state, images, labels):
+    def estimate(variables, opt_state, images, labels, key, number):
       def outputs_fn(params, x):
         return split.outputs({**variables, "params": params}, x[None])[0]
 
@@ -440,6 +513,8 @@ class EpochCurvature:
           variables["params"],
           model_input(images),
           labels,
+          probes=hessian_probes,
+          probe_key=probe_key(key, number),
           mesh=mesh,
       )
       return with_curvature(opt_state, curvature)
@@ -451,7 +526,8 @@ class EpochCurvature:
     if step % self.every_steps:
       return state
     estimate = step // self.every_steps
-    images, labels = self.examples(self._indices(steps.curvature_key(state.rng), estimate))
+    key = steps.curvature_key(state.rng)
+    images, labels = self.examples(self._indices(key, estimate))
     return state.replace(
-        opt_state=self._estimate(state.variables(), state.opt_state, images, labels)
+        opt_state=self._estimate(state.variables(), state.opt_state, images, labels, key, estimate)
     )

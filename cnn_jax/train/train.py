@@ -383,6 +383,7 @@ def _before_step(setup: _Setup, unaugmented: steps.InputTransform):
       hessian_samples=config.optimizer.get("hessian_samples") or sdlm.DEFAULT_HESSIAN_SAMPLES,
       steps_per_epoch=setup.train_input.steps_per_epoch,
       every_steps=config.optimizer.get("curvature_every_steps") or 0,
+      hessian_probes=config.optimizer.get("hessian_probes") or 0,
   )
 
 
