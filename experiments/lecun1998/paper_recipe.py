@@ -7,7 +7,12 @@
         --out=experiments/lecun1998/paper_recipe_batch16/lenet5 --batch=16 \
         --etas=1.6e-4x2+3.2e-4x3+1.6e-4x3+8e-5x4+1.6e-5x8 --passes=20 --conv_impl=gemm
     python experiments/lecun1998/paper_recipe.py \
+        --out=experiments/lecun1998/paper_recipe_batch16/lenet5_probes --batch=16 \
+        --hessian_probes=4 \
+        --etas=1.6e-4x2+3.2e-4x3+1.6e-4x3+8e-5x4+1.6e-5x8 --passes=20 --conv_impl=gemm
+    python experiments/lecun1998/paper_recipe.py \
         --out=experiments/lecun1998/paper_recipe_batch16/distortions --batch=16 --distort \
+        --hessian_probes=4 \
         --etas=1.6e-4x2+3.2e-4x3+1.6e-4x3+8e-5x4+1.6e-5x8 --passes=20 --conv_impl=gemm
     python experiments/lecun1998/paper_recipe.py \
         --out=experiments/lecun1998/paper_recipe_batch16/ablation_updates --batch=16 \
@@ -40,7 +45,9 @@ The faithful `lenet5` (the paper's ±2.4/F_i initialization), the paper's
 input scale (`normalize="lecun1998"`) and MAP loss (Eq. 9, j = 10), and
 stochastic diagonal Levenberg-Marquardt (`cnn_jax.train.sdlm`, mu = 0.02)
 with the curvature re-estimated on 500 training patterns before each pass,
-as in Appendix C. Each update reads `--batch` patterns (the paper: one; its
+as in Appendix C: exactly, or (`--hessian_probes`) estimated without bias
+from that many Rademacher probes per pattern, which the distortion row's
+command uses to stay under 20 minutes. Each update reads `--batch` patterns (the paper: one; its
 Appendix B allows a few), the mean of their gradients, so eta is the
 per-pattern eta times the batch; the patterns of a pass are one permutation
 of MNIST's 60,000 per seed and pass.
@@ -116,6 +123,12 @@ _TEST_IMAGES = flags.DEFINE_integer("test_images", 10_000, "test images scored")
 _HESSIAN_SAMPLES = flags.DEFINE_integer(
     "hessian_samples", sdlm.DEFAULT_HESSIAN_SAMPLES, "patterns per curvature estimate"
 )
+_HESSIAN_PROBES = flags.DEFINE_integer(
+    "hessian_probes",
+    0,
+    "Rademacher probes per pattern for an unbiased curvature estimate; 0: the exact one",
+    lower_bound=0,
+)
 # Appendix C: eta 5e-4 for 2 passes, 2e-4 for 3, 1e-4 for 3, 5e-5 for 4, then
 # 1e-5: (first pass of each eta, eta / 5e-4).
 PAPER_SCHEDULE = ((0, 1.0), (2, 0.4), (5, 0.2), (8, 0.1), (12, 0.02))
@@ -125,6 +138,8 @@ PAPER_DISTORTIONS = {"pixels": 2.0, "scale": 0.1, "squeeze": 0.1, "shear": 10.0}
 CHUNK = 2_000  # patterns per jitted scan, and per point of the loss curve
 FIRST_UPDATES = 10  # the activations are reported after this many updates
 PROBED_LAYERS = ("C1_act", "C3_act", "C5_act", "F6_act")
+# fold_in data of the curvature probes' keys: the passes use 1, 2, ...
+PROBE_STREAM = 1_000_000
 INPUT_SIZE = {"lenet5": 32, "lenet1": 28, "lenet4": 32}
 
 
@@ -143,6 +158,7 @@ class Spec:
   patterns: int
   test_images: int
   hessian_samples: int
+  hessian_probes: int = 0
 
 
 def pass_etas(entry: str, passes: int, schedule: str) -> tuple[float, ...]:
@@ -204,7 +220,7 @@ class Recipe:
     logits = self.model.apply({"params": params}, self._scaled(x))
     return metrics.per_example_loss(self.spec.loss, logits, y).mean()
 
-  def _curvature(self, params, x, y):
+  def _curvature(self, params, x, y, probe_key):
     def outputs_fn(p, one):
       return self.split.outputs({"params": p}, self._scaled(one)[None])[0]
 
@@ -212,10 +228,20 @@ class Recipe:
       logits = self.split.logits(outputs[None])
       return metrics.per_example_loss(self.spec.loss, logits, label[None])[0]
 
-    # One column of the loss Hessian's factor per vmapped pass over 32 examples:
-    # vmapping over all 10 columns as well made the estimate 2.5x slower (README).
+    # Exact: one column of the loss Hessian's factor per vmapped pass over 32
+    # examples (vmapping over all of them as well made the estimate 2.5x
+    # slower: README); probed: all of an example's probes at once.
+    probes = self.spec.hessian_probes
     return sdlm.gauss_newton_diagonal(
-        outputs_fn, loss_fn, params, x, y, examples_per_chunk=32, columns_per_chunk=1
+        outputs_fn,
+        loss_fn,
+        params,
+        x,
+        y,
+        examples_per_chunk=32,
+        columns_per_chunk=probes or 1,
+        probes=probes,
+        probe_key=probe_key,
     )
 
   def _distorted(self, key, x):
@@ -301,7 +327,9 @@ def run_seed(spec: Spec, seed: int) -> dict:
     opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": eta})
     if spec.optimizer == "sdlm":
       sample = order[: spec.hessian_samples]
-      opt_state = sdlm.with_curvature(opt_state, recipe.curvature(params, x[sample], y[sample]))
+      probe_key = sdlm.probe_key(jax.random.fold_in(key, PROBE_STREAM), epoch)
+      curvature = recipe.curvature(params, x[sample], y[sample], probe_key)
+      opt_state = sdlm.with_curvature(opt_state, curvature)
     for i in range(0, len(y), CHUNK):
       chunk, chunk_key = order[i : i + CHUNK], jax.random.fold_in(epoch_key, i)
       if first is None:  # the first updates alone, to see what they do to the activations
@@ -333,6 +361,7 @@ def describe(spec: Spec) -> str:
       f"{spec.patterns:,} MNIST patterns, {spec.batch} per update"
       + (
           f"; mu = {sdlm.DEFAULT_MU}, curvature on {spec.hessian_samples} patterns before each pass"
+          + (f" ({spec.hessian_probes} Rademacher probes each)" if spec.hessian_probes else "")
           if spec.optimizer == "sdlm"
           else ""
       )
@@ -406,6 +435,7 @@ def spec_for(entry: str) -> Spec:
       patterns=_PATTERNS.value,
       test_images=_TEST_IMAGES.value,
       hessian_samples=_HESSIAN_SAMPLES.value,
+      hessian_probes=_HESSIAN_PROBES.value,
   )
 
 

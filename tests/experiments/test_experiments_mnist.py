@@ -59,18 +59,31 @@ def test_per_pattern_sdlm_with_the_papers_schedule_runs_in_smoke_mode(tmp_path):
   assert second_pass < first_pass < 74, run["loss_per_chunk"]
 
 
+def _batch16_command(folder: str) -> str:
+  (command,) = [
+      c
+      for c in experiments.documented_commands(PER_PATTERN_SCRIPT)
+      if f"/paper_recipe_batch16/{folder} " in c
+  ]
+  return command
+
+
 def test_papers_recipe_rows_run_in_smoke_mode(tmp_path):
-  lenet5, distortions = experiments.documented_commands(PER_PATTERN_SCRIPT)[2:4]
-  # The LeNet-5 row's command is the distortion row's without --distort.
-  lenet5_args, distortion_args = (
-      {a for a in shlex.split(c) if not a.startswith("--out=")} for c in (lenet5, distortions)
+  lenet5, probed, distortions = map(_batch16_command, ("lenet5", "lenet5_probes", "distortions"))
+  # The distortion row's command is the probed LeNet-5 row's with --distort,
+  # and that one the exact LeNet-5 row's with probes.
+  lenet5_args, probed_args, distortion_args = (
+      {a for a in shlex.split(c) if not a.startswith("--out=")}
+      for c in (lenet5, probed, distortions)
   )
-  assert distortion_args - lenet5_args == {"--distort"} and lenet5_args <= distortion_args
+  assert distortion_args - probed_args == {"--distort"} and probed_args <= distortion_args
+  assert probed_args - lenet5_args == {"--hessian_probes=4"} and lenet5_args <= probed_args
   documented = re.search(r"--etas=(\S+)", distortions).group(1)
   assert sum(int(part.split("x")[1]) for part in documented.split("+")) == 20
   extra = [f"--out={tmp_path}", "--etas=1e-5x1+2e-5x1", "--passes=2", "--seeds=1", *SMALL]
   output = experiments._run(distortions, tmp_path, extra).stdout
   assert "lenet5, sdlm, loss rbf_map, input lecun1998, distorted, 2 pass(es)" in output
+  assert "before each pass (4 Rademacher probes each)" in output
   (run,) = json.loads((tmp_path / "results.json").read_text())["1e-5x1+2e-5x1"]
   assert run["pass_etas"] == [1e-5, 2e-5] and run["parameters"] == 60_000
 
