@@ -12,6 +12,9 @@ from jax.extend import core as jax_core
 from cnn_jax import layers
 from cnn_jax.ops import onednn
 from cnn_jax.ops.onednn import build
+from cnn_jax.train import train_and_evaluate
+
+from helpers import final_state, tiny_config
 
 # (input NHWC, filter HWIO, stride, padding): LeNet's C1, a 3x3 "same" layer,
 # a strided layer whose windows miss the last input row and column (dropped
@@ -144,4 +147,25 @@ def test_torch_and_onednn_share_a_process_and_agree():
   expected = theirs.permute(0, 2, 3, 1).numpy()
   np.testing.assert_allclose(
       ours(x, w), expected, rtol=0, atol=1e-5 * float(np.abs(expected).max())
+  )
+
+
+def _onednn_tiny_config(**overrides):
+  config = tiny_config(**{"num_train_steps": 20, "eval_every_steps": 20, **overrides})
+  config.model_kwargs = {**config.model_kwargs, "conv_impl": "onednn"}
+  return config
+
+
+def test_a_stopped_onednn_run_resumes_bit_exactly(tmp_path):
+  # The tiny config's convolutions (with batch norm) on oneDNN's kernels:
+  # stopped at a checkpoint and resumed, the run ends where an unstopped one
+  # does, to the bit.
+  reference = train_and_evaluate(_onednn_tiny_config(), str(tmp_path / "reference"))
+  train_and_evaluate(_onednn_tiny_config(num_train_steps=10), str(tmp_path / "split"))
+  resumed = train_and_evaluate(_onednn_tiny_config(), str(tmp_path / "split"))
+  assert resumed == reference
+  jax.tree.map(
+      np.testing.assert_array_equal,
+      final_state(tmp_path / "split"),
+      final_state(tmp_path / "reference"),
   )
