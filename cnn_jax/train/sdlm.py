@@ -62,7 +62,7 @@ DEFAULT_HESSIAN_SAMPLES = 500
 # Examples whose per-column gradients one vmapped backward pass holds, per
 # device: the memory is about this times (outputs at the split) x (params).
 EXAMPLES_PER_DEVICE_CHUNK = 8
-# fold_in data that separates the probes' keys from the examples' permutation.
+# fold_in data of an estimate's probe key under its number's key.
 _PROBE_STREAM = 1
 
 
@@ -197,7 +197,8 @@ def _positive_factor(hessian):
 
 
 def _example_diagonal(outputs_fn, params, x, factor, columns_per_chunk):
-  """diag(J^T F F^T J) of one example, F its loss Hessian's factor."""
+  """diag(J^T F F^T J) of one example: F its loss Hessian's factor (exact), or
+  its probes S V / sqrt(K) (estimated)."""
   z, pullback = jax.vjp(lambda p: outputs_fn(p, x), params)
   _, unravel = _flat_float32(z)
 
@@ -236,8 +237,8 @@ def _weighted_sum(outputs_fn, loss_fn, params, chunks, columns_per_chunk, probes
     # One matrix per eigh call, not a vmapped batch: jaxlib 0.10's CPU LAPACK
     # kernels split a batch over the intra-op thread pool and block until it
     # is done, which deadlocks when several CPU devices do so at once; a
-    # single matrix runs inline. (The forward pass is then done twice; the C
-    # backward passes per example dwarf it.)
+    # single matrix runs inline. (The forward pass is then done twice; the C,
+    # or K, backward passes per example outweigh it.)
     hessians = jax.vmap(hessian)(x, y)
     if probes:
       roots = jax.lax.map(_positive_root, hessians)
@@ -305,7 +306,8 @@ def gauss_newton_diagonal(
     inputs: (N, ...) the examples' model inputs.
     labels: (N, ...) their labels.
     examples_per_chunk: examples per vmapped pass (per device).
-    columns_per_chunk: columns of F per vmapped pass (0: all C at once).
+    columns_per_chunk: columns of F (or probes) per vmapped pass (0: all
+      C, or all K, at once).
     probes: Rademacher probes per example; 0: the exact diagonal.
     probe_key: the PRNG key of the probes (needed when probes > 0); example
       n draws from fold_in(probe_key, n).
@@ -313,7 +315,8 @@ def gauss_newton_diagonal(
       examples (params replicated) and the sums meet in one psum.
 
   Returns:
-    float32 h shaped like params: h_k = 1/N sum_n diag(J_n^T H_n J_n)_k.
+    float32 h shaped like params: h_k = 1/N sum_n diag(J_n^T H_n J_n)_k,
+    or its estimate when probes > 0.
   """
   if probes and probe_key is None:
     raise ArgumentError("gauss_newton_diagonal with probes > 0 needs a probe_key")
@@ -441,11 +444,14 @@ def probe_key(key: jax.Array, estimate) -> jax.Array:
   """The key of the Rademacher probes of the run's estimate number `estimate` (jit-able).
 
   Args:
-    key: the curvature PRNG key (`steps.curvature_key`).
+    key: a key that nothing but the probes derives from: in the loop
+      `steps.curvature_probe_key`, not `steps.curvature_key`, whose
+      fold_in(., estimate) the examples' permutation splits into keys of
+      exactly this form.
     estimate: the estimate's number.
 
   Returns:
-    A key of its own stream: not the one `sample_indices` draws the examples from.
+    The probes' key of that estimate.
   """
   return jax.random.fold_in(jax.random.fold_in(key, estimate), _PROBE_STREAM)
 
@@ -526,8 +532,10 @@ class EpochCurvature:
     if step % self.every_steps:
       return state
     estimate = step // self.every_steps
-    key = steps.curvature_key(state.rng)
-    images, labels = self.examples(self._indices(key, estimate))
+    images, labels = self.examples(self._indices(steps.curvature_key(state.rng), estimate))
+    probes = steps.curvature_probe_key(state.rng)
     return state.replace(
-        opt_state=self._estimate(state.variables(), state.opt_state, images, labels, key, estimate)
+        opt_state=self._estimate(
+            state.variables(), state.opt_state, images, labels, probes, estimate
+        )
     )

@@ -42,7 +42,7 @@ NONFINITE_NAMES = {
 # Independent streams of the run key: the data order (per epoch), the
 # per-step keys (augmentation, dropout) and the examples SDLM estimates its
 # curvature on (per epoch) must never coincide.
-_STEP_STREAM, _DATA_STREAM, _CURVATURE_STREAM = 0, 1, 2
+_STEP_STREAM, _DATA_STREAM, _CURVATURE_STREAM, _CURVATURE_PROBE_STREAM = 0, 1, 2, 3
 
 
 def data_key(rng: jax.Array) -> jax.Array:
@@ -53,6 +53,12 @@ def data_key(rng: jax.Array) -> jax.Array:
 def curvature_key(rng: jax.Array) -> jax.Array:
   """The key SDLM's curvature examples are drawn from, given `TrainState.rng`."""
   return jax.random.fold_in(jax.random.wrap_key_data(rng), _CURVATURE_STREAM)
+
+
+def curvature_probe_key(rng: jax.Array) -> jax.Array:
+  """The key SDLM's curvature probes are drawn from, given `TrainState.rng`: a
+  stream of its own (the examples' permutation splits `curvature_key`'s keys)."""
+  return jax.random.fold_in(jax.random.wrap_key_data(rng), _CURVATURE_PROBE_STREAM)
 
 
 def given_batch(inputs: dict[str, jax.Array], step, key) -> dict[str, jax.Array]:

@@ -156,11 +156,18 @@ def _onednn_tiny_config(**overrides):
   return config
 
 
-def test_a_stopped_onednn_run_resumes_bit_exactly(tmp_path):
+def test_a_stopped_onednn_run_resumes_bit_exactly(tmp_path, monkeypatch):
   # The tiny config's convolutions (with batch norm) on oneDNN's kernels:
   # stopped at a checkpoint and resumed, the run ends where an unstopped one
   # does, to the bit.
+  traced = []
+  call = onednn.conv._call
+  monkeypatch.setattr(
+      onednn.conv, "_call", lambda target, *a: traced.append(target) or call(target, *a)
+  )
   reference = train_and_evaluate(_onednn_tiny_config(), str(tmp_path / "reference"))
+  # Its training step runs all three passes on oneDNN (no silent fallback).
+  assert {"forward", "input_grad", "weight_grad"} == {t.rsplit("conv_", 1)[1] for t in traced}
   train_and_evaluate(_onednn_tiny_config(num_train_steps=10), str(tmp_path / "split"))
   resumed = train_and_evaluate(_onednn_tiny_config(), str(tmp_path / "split"))
   assert resumed == reference

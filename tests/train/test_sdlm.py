@@ -341,13 +341,14 @@ def test_curvature_every_so_many_steps_is_estimated_at_those_steps_on_fresh_exam
   other = sdlm.sample_indices(steps.curvature_key(state.rng), 1, 20, 6)
   assert not np.array_equal(np.asarray(indices), np.asarray(other))
   # Probes are drawn from the state's key and the estimate's number, as the
-  # examples are: a resumed run draws the ones the uninterrupted run drew.
+  # examples are (on a stream of their own): a resumed run draws the ones the
+  # uninterrupted run drew.
   probed_hook = sdlm.EpochCurvature(*hook_args, **hook_kwargs, hessian_probes=2)
   probed = jax.tree.leaves(probed_hook(state, 6).opt_state[0].curvature)
   expected = sdlm.gauss_newton_diagonal(
       *estimate_args,
       probes=2,
-      probe_key=sdlm.probe_key(steps.curvature_key(state.rng), 2),
+      probe_key=sdlm.probe_key(steps.curvature_probe_key(state.rng), 2),
   )
   # Rounding differs between the hook's program and this one, and the square
   # root of the loss Hessian's near-zero eigenvalues amplifies it: 5.6e-4
