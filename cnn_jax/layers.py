@@ -21,6 +21,7 @@ from cnn_jax import backward_rules, geometry
 from cnn_jax.errors import ArgumentError
 from cnn_jax.ops import (
     auto_conv_general_dilated,
+    col2im_conv_general_dilated,
     gemm_conv_general_dilated,
     lecture_conv_general_dilated,
     tiled_max_pool,
@@ -113,7 +114,7 @@ def padding_pairs(padding: Padding) -> list[tuple[int, int]]:
   return [tuple(p) for p in padding]
 
 
-CONV_IMPLS = ("auto", "xla", "lecture", "gemm", "onednn")
+CONV_IMPLS = ("auto", "xla", "col2im", "lecture", "gemm", "onednn")
 
 
 def conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]:
@@ -131,6 +132,7 @@ def conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]
   functions = {
       "auto": auto_conv_general_dilated,
       "xla": lax.conv_general_dilated,
+      "col2im": col2im_conv_general_dilated,
       "lecture": lecture_conv_general_dilated,
       "gemm": gemm_conv_general_dilated,
       "onednn": onednn_conv_general_dilated,
@@ -144,16 +146,19 @@ def conv_class(conv_impl: str = "auto") -> Callable[..., nn.Conv]:
   """The convolution module to use for an implementation name.
 
   Args:
-    conv_impl: "auto" (XLA's convolution, with the input gradient as matrix
+    conv_impl: "auto" (oneDNN's kernels for the float32 ungrouped layers where
+      they are available and measured faster, "col2im" for the rest; see
+      `cnn_jax.ops.auto_conv`), "xla" (XLA's convolution and autodiff),
+      "col2im" (XLA's convolution, with the input gradient as matrix
       product + col2im on the CPU for strided layers and kernels of 5x5 or
-      more, where that measured faster; see `cnn_jax.ops.col2im_conv`),
-      "xla" (XLA's convolution and autodiff), "lecture" (the same
+      more, where that measured faster; see `cnn_jax.ops.col2im_conv`;
+      "auto" before oneDNN), "lecture" (the same
       forward pass with the lecture's explicit backward pass, see
       `cnn_jax.ops.lecture_conv2d`), "gemm" (im2col + one matrix product, see
       `cnn_jax.ops.gemm_conv`; measured no faster than XLA's in whole
       training steps on the CPU, see experiments/benchmarks/README.md),
-      "onednn" (oneDNN's kernels for float32 ungrouped convolutions on
-      x86-64 Linux CPUs, "auto" for the rest; see `cnn_jax.ops.onednn`).
+      "onednn" (oneDNN's kernels for every float32 ungrouped convolution
+      on x86-64 Linux CPUs, "col2im" for the rest; see `cnn_jax.ops.onednn`).
 
   Returns:
     `flax.linen.Conv` or a partial of it; parameters are identical either way.

@@ -63,7 +63,7 @@ class AlexNet(nn.Module):
     dropout_before_fc: dropout on the inputs of fc6 and fc7 (torchvision)
       instead of on their outputs (the paper).
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 1000

@@ -38,7 +38,7 @@ class AllCNN(nn.Module):
     input_dropout: dropout rate on the input image.
     dropout: dropout rate after each stride-2 conv.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 10

@@ -56,7 +56,7 @@ class CenterNet(nn.Module):
     head_features: channels of each head's 3x3 convolution (the paper: 64 on ResNets).
     backbone_kwargs: other fields of the backbone, as (name, value) pairs.
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 80

@@ -102,7 +102,7 @@ class EfficientNetLite(nn.Module):
     bn_momentum: decay of the running statistics; TensorFlow's 0.99 needs
       hundreds of steps to forget its start (after 50 steps 60% of the
       initial mean and variance remain): short runs from scratch want 0.9.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`)
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`)
       for the dense convs. The depthwise convs are always sums of shifted
       inputs (`cnn_jax.ops.depthwise_conv`): XLA's CPU convolution is 7-30x
       slower on them, and the other two would run one conv per channel.

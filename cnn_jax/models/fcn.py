@@ -201,7 +201,7 @@ class FCN(nn.Module):
       (VGG's ("head/fc6", "head/fc7")).
     fc_dropout: dropout rate after each of those (VGG's 0.5).
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`),
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`),
       for the backbone and the score layers.
   """
 

@@ -126,7 +126,7 @@ class GoogLeNet(nn.Module):
     transform_input: torchvision's re-normalization of ImageNet-normalized
       input to the (x - 0.5) / 0.5 scaling its pretrained weights expect.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 1000

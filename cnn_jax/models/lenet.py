@@ -274,7 +274,7 @@ class LeNet(nn.Module):
     weight_init: "paper" (uniform in +-2.4 / F_i, see `paper_uniform`) or
       "lecun_normal".
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 10

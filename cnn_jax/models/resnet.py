@@ -91,7 +91,7 @@ class ResNet(nn.Module):
       or "none" (no shortcut: He et al.'s plain net).
     zero_init_residual: start each block's last batch-norm scale at zero.
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 1000

@@ -40,7 +40,7 @@ class StandardCNN(nn.Module):
     batch_norm: batch norm after each conv (and hidden FC), before the activation.
     dropout: dropout rate before each FC layer (0 disables it).
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
     shared_weights: False makes every conv locally connected (flax's
       ConvLocal): the same receptive fields, but each output position has its
       own filter and bias, the lecture's network without parameter sharing.

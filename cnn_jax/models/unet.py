@@ -85,7 +85,7 @@ class UNet(nn.Module):
     batch_norm: batch norm after every 3x3 convolution (not in the paper).
     dropout: dropout rate at the end of the contracting path (training only).
     dtype: compute dtype; parameters and batch-norm statistics stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`)
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`)
       for the 3x3 and 1x1 convolutions.
   """
 

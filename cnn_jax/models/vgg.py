@@ -38,7 +38,7 @@ class VGG(nn.Module):
     fc_width: width of the two hidden FC layers.
     dropout: dropout rate after the hidden FC layers.
     dtype: compute dtype; parameters stay float32.
-    conv_impl: "auto", "xla", "lecture" or "gemm" (see `cnn_jax.layers.conv_class`).
+    conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`).
   """
 
   num_classes: int = 1000

@@ -16,8 +16,8 @@ stride is above 1 or the map is small next to the kernel. Measured on 2 cores
 at batch 128 (experiments/benchmarks/col2im_input_gradient.py, ms per dX,
 XLA vs col2im): LeNet-5's C3 2.9 vs 1.6 and C5 2.8 vs 0.4, resnet20's
 stride-2 layers 10.3 vs 3.3 and 3.5 vs 2.4, but its stride-1 3x3 layers
-4.0 vs 10.2. So `auto_conv_general_dilated` (conv_impl="auto", the models'
-default) uses it only for strided convolutions and for kernels of at least
+4.0 vs 10.2. So `col2im_conv_general_dilated` (conv_impl="col2im", and "auto"'s
+path where oneDNN is not taken) uses it only for strided convolutions and for kernels of at least
 5x5, and only on the CPU (`lax.platform_dependent`); the forward pass and
 the filter gradient stay XLA's everywhere.
 """
@@ -35,7 +35,7 @@ from jax import lax
 from cnn_jax.ops.gemm_conv import im2col
 from cnn_jax.ops.conv_drop_in import NHWC_HWIO
 
-__all__ = ["col2im", "col2im_conv2d", "auto_conv_general_dilated", "uses_col2im"]
+__all__ = ["col2im", "col2im_conv2d", "col2im_conv_general_dilated", "uses_col2im"]
 
 # Kernels at least this large (FH*FW) get the col2im input gradient at stride 1.
 _LARGE_KERNEL_AREA = 25
@@ -148,7 +148,7 @@ col2im_conv2d.defvjp(_forward, _backward)
 def uses_col2im(
     kernel_size: Sequence[int], stride: Sequence[int], groups: int = 1, dilated: bool = False
 ) -> bool:
-  """Whether conv_impl="auto" computes a layer's input gradient by col2im (on the CPU).
+  """Whether conv_impl="col2im" computes a layer's input gradient by col2im (on the CPU).
 
   Args:
     kernel_size: (FH, FW).
@@ -165,7 +165,7 @@ def uses_col2im(
   return max(stride) > 1 or kernel_size[0] * kernel_size[1] >= _LARGE_KERNEL_AREA
 
 
-def auto_conv_general_dilated(
+def col2im_conv_general_dilated(
     lhs: jax.Array,
     rhs: jax.Array,
     window_strides: Sequence[int],
@@ -181,7 +181,7 @@ def auto_conv_general_dilated(
 ) -> jax.Array:
   """`lax.conv_general_dilated`, with the col2im input gradient where `uses_col2im` says.
 
-  Meant for ``flax.linen.Conv(..., conv_general_dilated=...)`` (conv_impl="auto").
+  Meant for ``flax.linen.Conv(..., conv_general_dilated=...)`` (conv_impl="col2im").
   Every call that is not a plain NHWC/HWIO 2-D convolution chosen by
   `uses_col2im` goes to `lax.conv_general_dilated` unchanged.
 

@@ -7,7 +7,7 @@ import pytest
 from jax import lax
 
 from cnn_jax import layers
-from cnn_jax.ops import auto_conv_general_dilated, col2im, im2col
+from cnn_jax.ops import col2im_conv_general_dilated, col2im, im2col
 from cnn_jax.ops.col2im_conv import uses_col2im
 
 NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
@@ -31,7 +31,7 @@ def xla_conv(x, w, stride, padding):
 
 
 def auto_conv(x, w, stride, padding):
-  return auto_conv_general_dilated(x, w, stride, padding, dimension_numbers=NHWC_HWIO)
+  return col2im_conv_general_dilated(x, w, stride, padding, dimension_numbers=NHWC_HWIO)
 
 
 @pytest.mark.parametrize("layer", list(ZOO_LAYERS))
@@ -101,14 +101,14 @@ def test_everything_else_goes_to_xla_unchanged(call):
   groups = call.get("feature_group_count", 1)
   w = jax.random.normal(jax.random.key(1), (5, 5, 3 // groups, 6))
   pads = ((2, 2), (2, 2))
-  auto = auto_conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=NHWC_HWIO, **call)
+  auto = col2im_conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=NHWC_HWIO, **call)
   xla = lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=NHWC_HWIO, **call)
   np.testing.assert_array_equal(auto, xla)
   # NCHW input also goes to XLA: no error, same numbers.
   nchw = ("NCHW", "OIHW", "NCHW")
   xt, wt = x.transpose(0, 3, 1, 2), jnp.ones((4, 3, 5, 5))
   np.testing.assert_array_equal(
-      auto_conv_general_dilated(xt, wt, (2, 2), "SAME", dimension_numbers=nchw),
+      col2im_conv_general_dilated(xt, wt, (2, 2), "SAME", dimension_numbers=nchw),
       lax.conv_general_dilated(xt, wt, (2, 2), "SAME", dimension_numbers=nchw),
   )
 
@@ -130,6 +130,5 @@ def test_vmap_and_second_order_gradients():
   )
 
 
-def test_auto_is_the_default_conv_impl():
-  assert layers.CONV_IMPLS[0] == "auto"
-  assert layers.conv_general_dilated_fn() is auto_conv_general_dilated
+def test_col2im_is_its_own_conv_impl():
+  assert layers.conv_general_dilated_fn("col2im") is col2im_conv_general_dilated

@@ -57,6 +57,39 @@ def test_values_and_gradients_equal_xla(x_shape, w_shape, stride, padding):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(np.abs(b).max()))
 
 
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, groups",
+    [
+        # EfficientNet-Lite0's depthwise layers: 3x3 and 5x5, stride 1 and 2.
+        ((2, 9, 9, 8), (3, 3, 1, 8), (1, 1), ((1, 1), (1, 1)), 8),
+        ((2, 9, 9, 6), (5, 5, 1, 6), (2, 2), ((2, 2), (2, 2)), 6),
+        # Two groups of 3 channels, 4 filters each.
+        ((2, 7, 7, 6), (3, 3, 3, 8), (2, 1), ((1, 0), (0, 1)), 2),
+    ],
+)
+def test_grouped_and_depthwise_values_and_gradients_equal_xla(
+    x_shape, w_shape, stride, padding, groups
+):
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal(x_shape, np.float32)
+  w = rng.standard_normal(w_shape, np.float32)
+  if groups == x_shape[3]:
+    ours = functools.partial(onednn.onednn_depthwise_conv2d, stride=stride, padding=padding)
+  else:
+    ours = functools.partial(onednn.onednn_conv2d, stride=stride, padding=padding, groups=groups)
+  xla = functools.partial(
+      lax.conv_general_dilated,
+      window_strides=stride,
+      padding=padding,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=groups,
+  )
+  g = rng.standard_normal(jax.eval_shape(xla, x, w).shape, np.float32)
+  for a, b in zip(_value_and_grads(jax.jit(ours), x, w, g), _value_and_grads(xla, x, w, g)):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(np.abs(b).max()))
+
+
 def _ffi_targets(jaxpr) -> set[str]:
   """The FFI targets a jaxpr calls, at any depth (platform_dependent's branches too)."""
   targets = set()
@@ -76,16 +109,44 @@ def _drop_in_and_xla(**options):
   )
 
 
-def test_the_drop_in_runs_under_vmap_and_jit():
+def test_the_drop_in_runs_under_vmap_and_jit_as_xla_convolutions():
+  # The vmap rule: each pass becomes XLA's convolution, vmapped, not one
+  # custom call per element.
   rng = np.random.default_rng(1)
   x = rng.standard_normal((3, 2, 6, 6, 4), np.float32)
   w = rng.standard_normal((3, 3, 4, 6), np.float32)
   ours, xla = _drop_in_and_xla()
-  batched = jax.jit(jax.vmap(ours, in_axes=(0, None)))
-  assert _ffi_targets(jax.make_jaxpr(batched)(x, w).jaxpr) == {"cnn_jax_onednn_conv_forward"}
-  expected = jax.vmap(xla, in_axes=(0, None))(x, w)
+  for in_axes, ws in (((0, None), w), ((0, 0), np.stack([w, 2 * w, -w]))):
+    batched = jax.jit(jax.vmap(ours, in_axes=in_axes))
+    assert "custom-call" not in batched.lower(x, ws).compile().as_text()
+    expected = jax.vmap(xla, in_axes=in_axes)(x, ws)
+    np.testing.assert_allclose(
+        batched(x, ws), expected, rtol=0, atol=1e-5 * float(np.abs(expected).max())
+    )
+  # Per-example gradients (vmap of grad) take the same rule for dX and dW.
+  per_example = jax.jit(
+      jax.vmap(jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), (0, 1)), (0, None))
+  )
+  expected = jax.vmap(jax.grad(lambda x, w: jnp.sum(xla(x, w) ** 2), (0, 1)), (0, None))(x, w)
+  for a, b in zip(per_example(x, w), expected):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(np.abs(b).max()))
+
+
+def test_gradients_of_gradients_equal_xla():
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((2, 9, 9, 3), np.float32)
+  w = rng.standard_normal((3, 3, 3, 4), np.float32)
+  ours, xla = _drop_in_and_xla()
+
+  def gradient_norm(conv, w):
+    return jnp.sum(jax.grad(lambda x: jnp.sum(conv(x, w) ** 2))(x) ** 2)
+
+  expected = jax.grad(functools.partial(gradient_norm, xla))(w)
   np.testing.assert_allclose(
-      batched(x, w), expected, rtol=0, atol=1e-5 * float(np.abs(expected).max())
+      jax.jit(jax.grad(functools.partial(gradient_norm, ours)))(w),
+      expected,
+      rtol=0,
+      atol=1e-5 * float(np.abs(expected).max()),
   )
 
 
@@ -97,14 +158,14 @@ def test_the_drop_in_runs_under_vmap_and_jit():
         (jnp.float32, dict(rhs_dilation=(2, 2))),
     ],
 )
-def test_calls_onednn_does_not_take_go_to_the_default_convolution(dtype, options):
+def test_calls_onednn_does_not_take_go_to_the_col2im_convolution(dtype, options):
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.standard_normal((2, 6, 6, 4)), dtype)
   groups = options.get("feature_group_count", 1)
   w = jnp.asarray(rng.standard_normal((3, 3, 4 // groups, 6)), dtype)
   ours, _ = _drop_in_and_xla(**options)
   auto = functools.partial(
-      layers.conv_general_dilated_fn("auto"),
+      layers.conv_general_dilated_fn("col2im"),
       window_strides=(1, 1),
       padding="SAME",
       dimension_numbers=("NHWC", "HWIO", "NHWC"),

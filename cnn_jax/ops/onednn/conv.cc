@@ -1,17 +1,24 @@
 // oneDNN's convolutions as XLA FFI handlers: forward, input gradient (dX) and
 // weight gradient (dW) of a 2-D float32 convolution, NHWC activations and HWIO
-// weights (JAX's and Flax's layout), any stride and zero padding.
+// weights (JAX's and Flax's layout), any stride and zero padding, in feature
+// groups (depthwise: one group per channel) or not.
 //
 // Why the weights' memory format is left to oneDNN (memory::format_tag::any)
 // and reordered from and to HWIO on each call: fixed to HWIO, oneDNN falls
 // back to its im2col + GEMM kernels; free, it picks the blocked layouts of its
 // direct (brgconv/jit) kernels, the ones PyTorch runs for channels_last.
 //
+// One call at a time per process (CallLock): XLA may run independent custom
+// calls concurrently (a layer's dX next to its dW), and each call already
+// spreads over every core with OpenMP, so two at once would put twice as many
+// threads on the cores.
+//
 // Primitives are created on each call: oneDNN's own primitive cache (bounded:
 // DNNL_PRIMITIVE_CACHE_CAPACITY, 1024 by default) returns a compiled kernel
 // for a shape it has seen, so only the primitive descriptor is rebuilt.
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "oneapi/dnnl/dnnl.hpp"
@@ -30,22 +37,41 @@ dnnl::engine& Engine() {
   return engine;
 }
 
+std::mutex& CallLock() {
+  static std::mutex lock;
+  return lock;
+}
+
 // The convolution's geometry, read from the operands' shapes and the attributes.
 struct Geometry {
   memory::dims src, weights, dst, strides, padding_l, padding_r;
+  // The filters as JAX holds them: HWIO, the output channels of one group
+  // next to each other (output channel = group * O/G + o).
+  memory::dims hwio_strides;
 };
 
 Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
                       ffi::Span<const int64_t> y, int64_t stride_h,
                       int64_t stride_w, int64_t pad_top, int64_t pad_bottom,
-                      int64_t pad_left, int64_t pad_right) {
-  // oneDNN's logical order is NCHW / OIHW whatever the memory layout.
-  return Geometry{{x[0], x[3], x[1], x[2]},
-                  {w[3], w[2], w[0], w[1]},
-                  {y[0], y[3], y[1], y[2]},
-                  {stride_h, stride_w},
-                  {pad_top, pad_left},
-                  {pad_bottom, pad_right}};
+                      int64_t pad_left, int64_t pad_right, int64_t groups) {
+  // oneDNN's logical order is NCHW / (G)OIHW whatever the memory layout.
+  const int64_t kh = w[0], kw = w[1], in = w[2], out = w[3];
+  Geometry g{{x[0], x[3], x[1], x[2]},
+             {out, in, kh, kw},
+             {y[0], y[3], y[1], y[2]},
+             {stride_h, stride_w},
+             {pad_top, pad_left},
+             {pad_bottom, pad_right},
+             {1, out, kw * in * out, in * out}};
+  if (groups > 1) {
+    g.weights = {groups, out / groups, in, kh, kw};
+    g.hwio_strides = {out / groups, 1, out, kw * in * out, in * out};
+  }
+  return g;
+}
+
+memory::desc UserWeights(const Geometry& g) {
+  return memory::desc(g.weights, dt::f32, g.hwio_strides);
 }
 
 dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
@@ -74,15 +100,16 @@ ffi::Error Failure(const dnnl::error& e) {
 ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                        ffi::ResultBuffer<ffi::F32> y, int64_t stride_h,
                        int64_t stride_w, int64_t pad_top, int64_t pad_bottom,
-                       int64_t pad_left, int64_t pad_right) {
+                       int64_t pad_left, int64_t pad_right, int64_t groups) {
+  std::lock_guard<std::mutex> serialized(CallLock());
   try {
     Geometry g = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(),
                               stride_h, stride_w, pad_top, pad_bottom,
-                              pad_left, pad_right);
+                              pad_left, pad_right, groups);
     auto pd = ForwardDesc(g);
     dnnl::stream stream(Engine());
     memory src(pd.src_desc(), Engine(), x.typed_data());
-    memory user_weights({g.weights, dt::f32, tag::hwio}, Engine(), w.typed_data());
+    memory user_weights(UserWeights(g), Engine(), w.typed_data());
     memory weights = AsLayout(user_weights, pd.weights_desc(), stream);
     memory dst(pd.dst_desc(), Engine(), y->typed_data());
     dnnl::convolution_forward(pd).execute(
@@ -97,11 +124,12 @@ ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
 ffi::Error InputGradImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
                          ffi::ResultBuffer<ffi::F32> dx, int64_t stride_h,
                          int64_t stride_w, int64_t pad_top, int64_t pad_bottom,
-                         int64_t pad_left, int64_t pad_right) {
+                         int64_t pad_left, int64_t pad_right, int64_t groups) {
+  std::lock_guard<std::mutex> serialized(CallLock());
   try {
     Geometry g = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(),
                               stride_h, stride_w, pad_top, pad_bottom,
-                              pad_left, pad_right);
+                              pad_left, pad_right, groups);
     auto hint = ForwardDesc(g);
     dnnl::convolution_backward_data::primitive_desc pd(
         Engine(), dnnl::algorithm::convolution_direct,
@@ -111,7 +139,7 @@ ffi::Error InputGradImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
         g.padding_r, hint);
     dnnl::stream stream(Engine());
     memory diff_dst(pd.diff_dst_desc(), Engine(), dy.typed_data());
-    memory user_weights({g.weights, dt::f32, tag::hwio}, Engine(), w.typed_data());
+    memory user_weights(UserWeights(g), Engine(), w.typed_data());
     memory weights = AsLayout(user_weights, pd.weights_desc(), stream);
     memory diff_src(pd.diff_src_desc(), Engine(), dx->typed_data());
     dnnl::convolution_backward_data(pd).execute(
@@ -128,11 +156,12 @@ ffi::Error InputGradImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
 ffi::Error WeightGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                           ffi::ResultBuffer<ffi::F32> dw, int64_t stride_h,
                           int64_t stride_w, int64_t pad_top, int64_t pad_bottom,
-                          int64_t pad_left, int64_t pad_right) {
+                          int64_t pad_left, int64_t pad_right, int64_t groups) {
+  std::lock_guard<std::mutex> serialized(CallLock());
   try {
     Geometry g = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(),
                               stride_h, stride_w, pad_top, pad_bottom,
-                              pad_left, pad_right);
+                              pad_left, pad_right, groups);
     auto hint = ForwardDesc(g);
     dnnl::convolution_backward_weights::primitive_desc pd(
         Engine(), dnnl::algorithm::convolution_direct,
@@ -143,8 +172,7 @@ ffi::Error WeightGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
     dnnl::stream stream(Engine());
     memory src(pd.src_desc(), Engine(), x.typed_data());
     memory diff_dst(pd.diff_dst_desc(), Engine(), dy.typed_data());
-    memory user_diff_weights({g.weights, dt::f32, tag::hwio}, Engine(),
-                             dw->typed_data());
+    memory user_diff_weights(UserWeights(g), Engine(), dw->typed_data());
     bool direct = pd.diff_weights_desc() == user_diff_weights.get_desc();
     memory diff_weights =
         direct ? user_diff_weights : memory(pd.diff_weights_desc(), Engine());
@@ -163,7 +191,8 @@ ffi::Error WeightGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
   return ffi::Error::Success();
 }
 
-// The three handlers take the same attributes: the strides and the pads.
+// The three handlers take the same attributes: the strides, the pads and the
+// number of feature groups.
 auto Bind() {
   return ffi::Ffi::Bind()
       .Arg<ffi::Buffer<ffi::F32>>()
@@ -174,7 +203,8 @@ auto Bind() {
       .Attr<int64_t>("pad_top")
       .Attr<int64_t>("pad_bottom")
       .Attr<int64_t>("pad_left")
-      .Attr<int64_t>("pad_right");
+      .Attr<int64_t>("pad_right")
+      .Attr<int64_t>("groups");
 }
 
 }  // namespace

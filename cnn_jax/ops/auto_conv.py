@@ -1,0 +1,136 @@
+"""conv_impl="auto": oneDNN's kernels where they are here and faster, XLA's elsewhere.
+
+A float32, ungrouped, undilated 2-D convolution runs oneDNN's kernels
+(`cnn_jax.ops.onednn`) when the extension is available, the computation is
+on the CPU and JAX has one device (the custom calls have no SPMD
+partitioning rule). Per layer, by the measurements of
+experiments/benchmarks/onednn_layers.py (its README table):
+
+- a window that covers the whole input (one output position, like LeNet-5's
+  C5) is a matrix product, and XLA's is faster: the layer stays on
+  `col2im_conv_general_dilated`;
+- a first layer on images (at most 3 input channels) whose input gradient
+  `uses_col2im` keeps that col2im input gradient, faster there than oneDNN's;
+- every other such layer computes all three passes with oneDNN.
+
+Everything else goes to `col2im_conv_general_dilated`: XLA's convolution
+with the col2im input gradient where that measured faster. The path taken
+is said once per process on stdout, with the run's other progress lines:
+stderr is kept for a failed command's one-line error.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+from jax import lax
+
+from cnn_jax.ops.col2im_conv import col2im_conv_general_dilated, uses_col2im
+from cnn_jax.ops.onednn import onednn_computes, onednn_conv_general_dilated, unavailable_reason
+
+__all__ = ["auto_conv_general_dilated", "onednn_here", "onednn_input_grad"]
+
+# Input channels up to which a layer counts as a first layer on images.
+_IMAGE_CHANNELS = 3
+
+
+@functools.cache
+def onednn_here() -> bool:
+  """Whether conv_impl="auto" uses oneDNN in this process; says which on stdout, once.
+
+  Returns:
+    True when the extension loads (built on first use) and JAX has one device.
+  """
+  reason = unavailable_reason()
+  if reason is None and jax.device_count() > 1:
+    reason = (
+        f"JAX has {jax.device_count()} devices and oneDNN's custom calls have no "
+        "partitioning rule (conv_impl='onednn' forces them)"
+    )
+  if reason is None:
+    print("cnn_jax: conv_impl='auto' runs oneDNN's convolution kernels on the CPU", flush=True)
+  else:
+    print(f"cnn_jax: conv_impl='auto' runs XLA's convolutions: {reason}", flush=True)
+  return reason is None
+
+
+def onednn_input_grad(
+    input_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+) -> str | None:
+  """How conv_impl="auto" computes an eligible layer with oneDNN (see the module docstring).
+
+  Args:
+    input_shape: (N, H, W, C).
+    kernel_shape: (KH, KW, C, O).
+    stride: (sh, sw).
+    padding: ((top, bottom), (left, right)).
+
+  Returns:
+    None (the layer stays XLA's), or the `input_grad` of
+    `onednn_conv_general_dilated`: "onednn" or "col2im".
+  """
+  outputs = [
+      (size + low + high - kernel) // step + 1
+      for size, kernel, step, (low, high) in zip(
+          input_shape[1:3], kernel_shape[:2], stride, padding
+      )
+  ]
+  if outputs == [1, 1]:
+    return None
+  if input_shape[3] <= _IMAGE_CHANNELS and uses_col2im(kernel_shape[:2], stride):
+    return "col2im"
+  return "onednn"
+
+
+def auto_conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: Any,
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    out_sharding: Any = None,
+) -> jax.Array:
+  """`lax.conv_general_dilated` for conv_impl="auto", the models' default.
+
+  Args:
+    lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+    dimension_numbers, feature_group_count, batch_group_count, precision,
+    preferred_element_type, out_sharding: as for `lax.conv_general_dilated`.
+
+  Returns:
+    The convolution's output, as `lax.conv_general_dilated` returns it.
+  """
+  arguments = dict(
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+      out_sharding=out_sharding,
+  )
+  input_grad = None
+  if onednn_computes(lhs, rhs, dimension_numbers, arguments) and onednn_here():
+    stride = tuple(int(s) for s in window_strides)
+    pads = padding
+    if isinstance(pads, str):
+      pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], stride, pads)
+    input_grad = onednn_input_grad(lhs.shape, rhs.shape, stride, pads)
+  if input_grad is None:
+    return col2im_conv_general_dilated(lhs, rhs, window_strides, padding, **arguments)
+  return onednn_conv_general_dilated(
+      lhs, rhs, window_strides, padding, **arguments, input_grad=input_grad
+  )

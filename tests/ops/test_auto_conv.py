@@ -1,0 +1,136 @@
+"""conv_impl="auto": oneDNN's kernels where they are here and measured faster, XLA's elsewhere."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax import layers, models
+from cnn_jax.ops import auto_conv, auto_conv_general_dilated, col2im_conv_general_dilated, onednn
+
+NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.fixture
+def fresh_choice():
+  """auto_conv.onednn_here decides once per process: decide again in this test."""
+  auto_conv.onednn_here.cache_clear()
+  yield
+  auto_conv.onednn_here.cache_clear()
+
+
+def test_auto_is_the_default_conv_impl():
+  assert layers.CONV_IMPLS[0] == "auto"
+  assert layers.conv_general_dilated_fn() is auto_conv_general_dilated
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, expected",
+    [
+        # experiments/benchmarks/onednn_layers.py: LeNet-5's C1 dX 0.85x with
+        # oneDNN, EfficientNet-Lite0's stem dX 0.82x: they keep col2im's.
+        ((128, 32, 32, 1), (5, 5, 1, 6), (1, 1), [(0, 0)] * 2, "col2im"),
+        ((128, 64, 64, 3), (3, 3, 3, 32), (2, 2), [(1, 1)] * 2, "col2im"),
+        # resnet20's stem (no col2im at stride 1, 3x3): oneDNN 2.0x on dX.
+        ((128, 32, 32, 3), (3, 3, 3, 16), (1, 1), [(1, 1)] * 2, "onednn"),
+        ((128, 14, 14, 6), (5, 5, 6, 16), (1, 1), [(0, 0)] * 2, "onednn"),
+        ((128, 16, 16, 32), (3, 3, 32, 64), (2, 2), [(1, 1)] * 2, "onednn"),
+        ((128, 16, 16, 96), (1, 1, 96, 24), (1, 1), [(0, 0)] * 2, "onednn"),
+        # C5: one output position, a matrix product (oneDNN 0.71x forward, 0.23x dW).
+        ((128, 5, 5, 16), (5, 5, 16, 120), (1, 1), [(0, 0)] * 2, None),
+    ],
+)
+def test_the_per_layer_choice(x_shape, w_shape, stride, padding, expected):
+  assert auto_conv.onednn_input_grad(x_shape, w_shape, stride, padding) == expected
+
+
+def _traced_passes(monkeypatch) -> list[tuple[str, tuple[int, ...]]]:
+  """Records (pass, operand a's shape) of every oneDNN call traced from now on."""
+  traced = []
+  call = onednn.conv._call
+
+  def recording(target, shape, a, *rest):
+    traced.append((target.rsplit("conv_", 1)[1], tuple(a.shape)))
+    return call(target, shape, a, *rest)
+
+  monkeypatch.setattr(onednn.conv, "_call", recording)
+  return traced
+
+
+def _lenet5_gradients(conv_impl: str):
+  model = models.create("lenet5", conv_impl=conv_impl)
+  x = jax.random.normal(jax.random.key(0), (4, 32, 32, 1))
+  params = model.init(jax.random.key(1), x)
+
+  def loss(params):
+    return jnp.sum(model.apply(params, x) ** 2)
+
+  return jax.jit(jax.value_and_grad(loss))(params)
+
+
+def test_lenet5_runs_c1_and_c3_on_onednn_and_equals_xla(monkeypatch, fresh_choice):
+  traced = _traced_passes(monkeypatch)
+  (value, grads), (expected_value, expected_grads) = (
+      _lenet5_gradients("auto"),
+      _lenet5_gradients("xla"),
+  )
+  # C1 and C3 forward and dW; dX for C3 only (C1's is col2im's); C5 is XLA's.
+  assert set(traced) == {
+      ("forward", (4, 32, 32, 1)),
+      ("forward", (4, 14, 14, 6)),
+      ("weight_grad", (4, 32, 32, 1)),
+      ("weight_grad", (4, 14, 14, 6)),
+      ("input_grad", (4, 10, 10, 16)),
+  }
+  np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(np.abs(b).max()))
+
+
+def _conv(x, w):
+  return auto_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC_HWIO)
+
+
+@pytest.mark.parametrize(
+    "reason, devices, said",
+    [
+        ("oneDNN is not installed: pip install x", 1, "oneDNN is not installed: pip install x"),
+        (
+            None,
+            8,
+            "JAX has 8 devices and oneDNN's custom calls have no partitioning rule"
+            " (conv_impl='onednn' forces them)",
+        ),
+    ],
+)
+def test_without_onednn_auto_is_col2im_and_says_why_once_on_stdout(
+    monkeypatch, capsys, fresh_choice, reason, devices, said
+):
+  monkeypatch.setattr(auto_conv, "unavailable_reason", lambda: reason)
+  monkeypatch.setattr(auto_conv.jax, "device_count", lambda: devices)
+  traced = _traced_passes(monkeypatch)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 4, 8))
+  for _ in range(2):
+    ours = jax.grad(lambda x, w: jnp.sum(_conv(x, w) ** 2), (0, 1))(x, w)
+  assert not traced
+  expected = jax.grad(
+      lambda x, w: jnp.sum(
+          col2im_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC_HWIO) ** 2
+      ),
+      (0, 1),
+  )(x, w)
+  jax.tree.map(np.testing.assert_array_equal, ours, expected)
+  assert capsys.readouterr().out == f"cnn_jax: conv_impl='auto' runs XLA's convolutions: {said}\n"
+
+
+def test_with_onednn_auto_says_so_once_on_stdout(capsys, fresh_choice):
+  x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 8))
+  for _ in range(2):
+    jax.jit(_conv)(x, w)
+    jax.jit(functools.partial(_conv, w=w))(x)
+  assert capsys.readouterr().out == (
+      "cnn_jax: conv_impl='auto' runs oneDNN's convolution kernels on the CPU\n"
+  )
