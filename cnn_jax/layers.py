@@ -21,7 +21,9 @@ from cnn_jax import backward_rules, geometry
 from cnn_jax.errors import ArgumentError
 from cnn_jax.ops import (
     auto_conv_general_dilated,
+    auto_depthwise_conv_general_dilated,
     col2im_conv_general_dilated,
+    depthwise_conv_general_dilated,
     gemm_conv_general_dilated,
     lecture_conv_general_dilated,
     tiled_max_pool,
@@ -140,6 +142,28 @@ def conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]
   if conv_impl not in functions:
     raise ArgumentError(f"unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
   return functions[conv_impl]
+
+
+def depthwise_conv_general_dilated_fn(conv_impl: str = "auto") -> Callable[..., jax.Array]:
+  """The `lax.conv_general_dilated`-compatible function for depthwise layers.
+
+  Args:
+    conv_impl: one of CONV_IMPLS. "auto" and "onednn" take oneDNN's depthwise
+      kernels where `cnn_jax.ops.auto_depthwise_conv_general_dilated` says;
+      every other implementation the shifted sums (`cnn_jax.ops.depthwise_conv`),
+      since XLA's CPU convolution is 7-30x slower on them and the others would
+      run one convolution per channel.
+
+  Returns:
+    A function with the signature of `jax.lax.conv_general_dilated`.
+
+  Raises:
+    ValueError: for an unknown implementation.
+  """
+  conv_general_dilated_fn(conv_impl)  # the unknown names' error
+  if conv_impl in ("auto", "onednn"):
+    return auto_depthwise_conv_general_dilated
+  return depthwise_conv_general_dilated
 
 
 def conv_class(conv_impl: str = "auto") -> Callable[..., nn.Conv]:

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 
 from cnn_jax import layers
 from cnn_jax.models import registry
-from cnn_jax.ops.depthwise_conv import depthwise_conv_general_dilated
 
 # EfficientNet-B0's stages: (repeats, kernel, stride, expansion, output filters).
 B0_STAGES = (
@@ -103,9 +102,8 @@ class EfficientNetLite(nn.Module):
       hundreds of steps to forget its start (after 50 steps 60% of the
       initial mean and variance remain): short runs from scratch want 0.9.
     conv_impl: one of `cnn_jax.layers.CONV_IMPLS` (see `cnn_jax.layers.conv_class`)
-      for the dense convs. The depthwise convs are always sums of shifted
-      inputs (`cnn_jax.ops.depthwise_conv`): XLA's CPU convolution is 7-30x
-      slower on them, and the other two would run one conv per channel.
+      for the dense convs; the depthwise convs follow
+      `cnn_jax.layers.depthwise_conv_general_dilated_fn`.
   """
 
   num_classes: int = 1000
@@ -131,7 +129,7 @@ class EfficientNetLite(nn.Module):
     # steps from scratch predicted one class at evaluation.
     depthwise_conv = functools.partial(
         nn.Conv,
-        conv_general_dilated=depthwise_conv_general_dilated,
+        conv_general_dilated=layers.depthwise_conv_general_dilated_fn(self.conv_impl),
         **{**options, "kernel_init": nn.initializers.variance_scaling(2.0, "fan_in", "normal")},
     )
     norm = layers.batch_norm(train, self.dtype, momentum=self.bn_momentum, epsilon=1e-3)

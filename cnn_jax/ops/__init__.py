@@ -4,7 +4,7 @@ as im2col + matrix product, its input gradient as matrix product + col2im,
 depthwise convolution as shifted sums, and max pooling over tiles as
 reshape + max."""
 
-from cnn_jax.ops.auto_conv import auto_conv_general_dilated
+from cnn_jax.ops.auto_conv import auto_conv_general_dilated, auto_depthwise_conv_general_dilated
 from cnn_jax.ops.col2im_conv import col2im, col2im_conv2d, col2im_conv_general_dilated
 from cnn_jax.ops.depthwise_conv import depthwise_conv2d, depthwise_conv_general_dilated
 from cnn_jax.ops.gemm_conv import gemm_conv2d, gemm_conv_general_dilated, im2col
@@ -13,6 +13,7 @@ from cnn_jax.ops.tiled_max_pool import tiled_max_pool
 
 __all__ = [
     "auto_conv_general_dilated",
+    "auto_depthwise_conv_general_dilated",
     "col2im",
     "col2im_conv2d",
     "col2im_conv_general_dilated",

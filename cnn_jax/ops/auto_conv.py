@@ -14,7 +14,13 @@ experiments/benchmarks/onednn_layers.py (its README table):
 - every other such layer computes all three passes with oneDNN.
 
 Everything else goes to `col2im_conv_general_dilated`: XLA's convolution
-with the col2im input gradient where that measured faster. The path taken
+with the col2im input gradient where that measured faster.
+
+Depthwise convolutions (`auto_depthwise_conv_general_dilated`) run oneDNN's
+depthwise kernels in float32 where the output map is at least as large as
+the kernel; on smaller maps (EfficientNet-Lite0's 5x5 layers on 2x2 maps at
+64 px) oneDNN's weight gradient measured 20x slower than the shifted sums
+(`cnn_jax.ops.depthwise_conv`), which stay everywhere else. The path taken
 is said once per process on stdout, with the run's other progress lines:
 stderr is kept for a failed command's one-line error.
 """
@@ -26,12 +32,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 from cnn_jax.ops.col2im_conv import col2im_conv_general_dilated, uses_col2im
-from cnn_jax.ops.onednn import onednn_computes, onednn_conv_general_dilated, unavailable_reason
+from cnn_jax.ops.depthwise_conv import depthwise_conv_general_dilated
+from cnn_jax.ops.onednn import (
+    onednn_computes,
+    onednn_conv_general_dilated,
+    onednn_depthwise_conv_general_dilated,
+    unavailable_reason,
+)
 
-__all__ = ["auto_conv_general_dilated", "onednn_here", "onednn_input_grad"]
+__all__ = [
+    "auto_conv_general_dilated",
+    "auto_depthwise_conv_general_dilated",
+    "onednn_here",
+    "onednn_input_grad",
+]
 
 # Input channels up to which a layer counts as a first layer on images.
 _IMAGE_CHANNELS = 3
@@ -55,6 +73,22 @@ def onednn_here() -> bool:
   else:
     print(f"cnn_jax: conv_impl='auto' runs XLA's convolutions: {reason}", flush=True)
   return reason is None
+
+
+def _output_size(input_shape, kernel_shape, stride, padding) -> list[int]:
+  return [
+      (size + low + high - kernel) // step + 1
+      for size, kernel, step, (low, high) in zip(
+          input_shape[1:3], kernel_shape[:2], stride, padding
+      )
+  ]
+
+
+def _stride_and_pads(lhs, rhs, window_strides, padding):
+  stride = tuple(int(s) for s in window_strides)
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], stride, padding)
+  return stride, tuple(tuple(int(p) for p in pair) for pair in padding)
 
 
 def onednn_input_grad(
@@ -124,13 +158,44 @@ def auto_conv_general_dilated(
   )
   input_grad = None
   if onednn_computes(lhs, rhs, dimension_numbers, arguments) and onednn_here():
-    stride = tuple(int(s) for s in window_strides)
-    pads = padding
-    if isinstance(pads, str):
-      pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], stride, pads)
+    stride, pads = _stride_and_pads(lhs, rhs, window_strides, padding)
     input_grad = onednn_input_grad(lhs.shape, rhs.shape, stride, pads)
   if input_grad is None:
     return col2im_conv_general_dilated(lhs, rhs, window_strides, padding, **arguments)
   return onednn_conv_general_dilated(
       lhs, rhs, window_strides, padding, **arguments, input_grad=input_grad
   )
+
+
+def auto_depthwise_conv_general_dilated(
+    lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any, **options
+) -> jax.Array:
+  """`depthwise_conv_general_dilated` for conv_impl="auto": oneDNN's kernels where they pay.
+
+  Args:
+    lhs, rhs, window_strides, padding: as for `lax.conv_general_dilated`.
+    **options: its keyword arguments, as `depthwise_conv_general_dilated` takes them.
+
+  Returns:
+    The depthwise convolution's output.
+  """
+  shifted_sums = functools.partial(
+      depthwise_conv_general_dilated, window_strides=window_strides, padding=padding, **options
+  )
+  float32 = jnp.result_type(lhs) == jnp.result_type(rhs) == jnp.float32
+  if not (float32 and options.get("preferred_element_type") in (None, jnp.float32)):
+    return shifted_sums(lhs, rhs)
+  stride, pads = _stride_and_pads(lhs, rhs, window_strides, padding)
+  large_map = all(
+      out >= kernel
+      for out, kernel in zip(_output_size(lhs.shape, rhs.shape, stride, pads), rhs.shape)
+  )
+  if not (large_map and onednn_here()):
+    return shifted_sums(lhs, rhs)
+  onednn = functools.partial(
+      onednn_depthwise_conv_general_dilated,
+      window_strides=window_strides,
+      padding=padding,
+      **options,
+  )
+  return lax.platform_dependent(lhs, rhs, cpu=onednn, default=shifted_sums)

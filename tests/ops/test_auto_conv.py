@@ -134,3 +134,37 @@ def test_with_onednn_auto_says_so_once_on_stdout(capsys, fresh_choice):
   assert capsys.readouterr().out == (
       "cnn_jax: conv_impl='auto' runs oneDNN's convolution kernels on the CPU\n"
   )
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, dtype, onednn_runs",
+    [
+        ((2, 8, 8, 6), (3, 3, 1, 6), jnp.float32, True),
+        # A 5x5 kernel on a 2x2 map: oneDNN's dW measured 20x slower there.
+        ((2, 2, 2, 6), (5, 5, 1, 6), jnp.float32, False),
+        ((2, 8, 8, 6), (3, 3, 1, 6), jnp.bfloat16, False),
+    ],
+)
+def test_depthwise_layers_take_onednn_where_it_pays(
+    monkeypatch, x_shape, w_shape, dtype, onednn_runs
+):
+  traced = _traced_passes(monkeypatch)
+  x = jax.random.normal(jax.random.key(0), x_shape, dtype)
+  w = jax.random.normal(jax.random.key(1), w_shape, dtype)
+  layout = dict(
+      window_strides=(1, 1),
+      padding="SAME",
+      dimension_numbers=NHWC_HWIO,
+      feature_group_count=x_shape[3],
+  )
+
+  def loss_and_grads(conv):
+    loss = lambda x, w: jnp.sum(conv(x, w, **layout).astype(jnp.float32) ** 2)
+    return jax.jit(jax.value_and_grad(loss, (0, 1)))(x, w)
+
+  ours = loss_and_grads(layers.depthwise_conv_general_dilated_fn("auto"))
+  assert bool(traced) == onednn_runs
+  expected = loss_and_grads(layers.depthwise_conv_general_dilated_fn("col2im"))
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(expected)):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(np.abs(b).max()))
