@@ -70,7 +70,7 @@ _OUT = flags.DEFINE_string("out", None, "file to append the JSON lines to")
 _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl",
     None,
-    ["auto", "xla", "lecture", "gemm", "onednn"],
+    ["auto", "xla", "col2im", "lecture", "gemm", "onednn"],
     "cnn_jax's conv_impl (default: the model's)",
 )
 _CHECK_PARAMS = flags.DEFINE_bool(
@@ -205,7 +205,19 @@ def _torch_builders() -> dict[str, Callable[..., Any]]:
     builders[f"resnet{depth}"] = torchvision_model(getattr(tv, f"resnet{depth}"))
   for letter, depth in (("a", 11), ("b", 13), ("d", 16), ("e", 19)):
     builders[f"vgg_{letter}"] = torchvision_model(getattr(tv, f"vgg{depth}"))
+  for index in (0, 1, 2):
+    builders[f"efficientnet_lite{index}"] = functools.partial(efficientnet_lite, index)
   return builders
+
+
+def efficientnet_lite(index: int, num_classes: int, image_size: int, channels: int):
+  """The EfficientNet reference implementation's Lite model (efficientnet-lite-pytorch)."""
+  import efficientnet_lite_pytorch  # noqa: PLC0415 (a dev dependency, imported only here)
+
+  del image_size  # it pools adaptively
+  return efficientnet_lite_pytorch.EfficientNet.from_name(
+      f"efficientnet-lite{index}", in_channels=channels, num_classes=num_classes
+  )
 
 
 # Documented here as well as in `_torch_builders`, for the flags' help and
@@ -222,6 +234,10 @@ TORCH_EQUIVALENTS = {
     **{
         f"vgg_{letter}": f"torchvision.models.vgg{d}"
         for letter, d in (("a", 11), ("b", 13), ("d", 16), ("e", 19))
+    },
+    **{
+        f"efficientnet_lite{i}": f"efficientnet_lite_pytorch.EfficientNet (lite{i})"
+        for i in (0, 1, 2)
     },
 }
 

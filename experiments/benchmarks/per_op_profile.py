@@ -57,7 +57,9 @@ def layers_of(name, batch):
   from cnn_jax import introspection, layers, models
 
   spec = models.spec(name)
-  model = models.create(name)
+  # XLA's convolutions show in the jaxpr as conv_general_dilated with their
+  # geometry; "auto"'s oneDNN custom calls would not. The shapes are the same.
+  model = models.create(name, conv_impl="xla")
   x = jnp.zeros((batch, spec.image_size, spec.image_size, spec.channels))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
 
