@@ -49,6 +49,7 @@ __all__ = [
     "auto_depthwise_conv_general_dilated",
     "onednn_here",
     "onednn_input_grad",
+    "path_taken",
 ]
 
 # Input channels up to which a layer counts as a first layer on images.
@@ -56,23 +57,38 @@ _IMAGE_CHANNELS = 3
 
 
 @functools.cache
-def onednn_here() -> bool:
-  """Whether conv_impl="auto" uses oneDNN in this process; says which on stdout, once.
-
-  Returns:
-    True when the extension loads (built on first use) and JAX has one device.
-  """
+def _unavailable() -> str | None:
+  """None if "auto" takes oneDNN in this process, else why not (decided once)."""
   reason = unavailable_reason()
   if reason is None and jax.device_count() > 1:
     reason = (
         f"JAX has {jax.device_count()} devices and oneDNN's custom calls have no "
         "partitioning rule (conv_impl='onednn' forces them)"
     )
+  return reason
+
+
+def onednn_here() -> bool:
+  """Whether conv_impl="auto" uses oneDNN's kernels in this process.
+
+  Returns:
+    True when the extension loads (built on first use) and JAX has one device.
+  """
+  return _unavailable() is None
+
+
+def path_taken() -> str:
+  """One line for a run's log: the convolutions conv_impl="auto" runs here, and why.
+
+  Returns:
+    The line, e.g. "conv_impl='auto': oneDNN's convolution kernels on the CPU".
+  """
+  if jax.default_backend() != "cpu":
+    return f"conv_impl='auto': XLA's convolutions on {jax.default_backend()}"
+  reason = _unavailable()
   if reason is None:
-    print("cnn_jax: conv_impl='auto' runs oneDNN's convolution kernels on the CPU", flush=True)
-  else:
-    print(f"cnn_jax: conv_impl='auto' runs XLA's convolutions: {reason}", flush=True)
-  return reason is None
+    return "conv_impl='auto': oneDNN's convolution kernels on the CPU"
+  return f"conv_impl='auto': XLA's convolutions ({reason})"
 
 
 def _output_size(input_shape, kernel_shape, stride, padding) -> list[int]:

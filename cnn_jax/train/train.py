@@ -25,6 +25,7 @@ from jax.experimental import multihost_utils
 from cnn_jax import interrupts, models, summary
 from cnn_jax.data import augment, sources
 from cnn_jax.errors import NonFiniteLossError
+from cnn_jax.ops import auto_conv
 from cnn_jax import tasks
 from cnn_jax.train import inputs, parallel, run_record, sdlm, steps
 from cnn_jax.train import workdir as workdir_lib
@@ -408,6 +409,8 @@ def _announce(
       f"{setup.train_input.steps_per_epoch} steps/epoch, {setup.total_steps} "
       f"steps on {jax.device_count()} device(s)"
   )
+  if config.model_kwargs.get("conv_impl", "auto") == "auto":
+    reporter.message(auto_conv.path_taken())
   return param_count
 
 
