@@ -19,10 +19,13 @@ with the col2im input gradient where that measured faster.
 Depthwise convolutions (`auto_depthwise_conv_general_dilated`) run oneDNN's
 depthwise kernels in float32 where the output map is at least as large as
 the kernel; on smaller maps (EfficientNet-Lite0's 5x5 layers on 2x2 maps at
-64 px) oneDNN's weight gradient measured 20x slower than the shifted sums
-(`cnn_jax.ops.depthwise_conv`), which stay everywhere else. The path taken
-is said once per process on stdout, with the run's other progress lines:
-stderr is kept for a failed command's one-line error.
+64 px) oneDNN's weight gradient measured far slower than the shifted sums
+(`cnn_jax.ops.depthwise_conv`), which stay everywhere else.
+
+A training run says which path it took among its first lines
+(`path_taken`); the convolutions themselves print nothing, so that a tool's
+output (predict's top-5) and a failed command's one-line error stay what
+they are.
 """
 
 from __future__ import annotations
