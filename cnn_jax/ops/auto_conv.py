@@ -46,6 +46,7 @@ from cnn_jax.ops.onednn import (
     onednn_depthwise_conv_general_dilated,
     unavailable_reason,
 )
+from cnn_jax.ops.platforms import cpu_or_default
 
 __all__ = [
     "auto_conv_general_dilated",
@@ -217,4 +218,4 @@ def auto_depthwise_conv_general_dilated(
       padding=padding,
       **options,
   )
-  return lax.platform_dependent(lhs, rhs, cpu=onednn, default=shifted_sums)
+  return cpu_or_default(lhs, rhs, cpu=onednn, default=shifted_sums)

@@ -18,7 +18,7 @@ XLA vs col2im): LeNet-5's C3 2.9 vs 1.6 and C5 2.8 vs 0.4, resnet20's
 stride-2 layers 10.3 vs 3.3 and 3.5 vs 2.4, but its stride-1 3x3 layers
 4.0 vs 10.2. So `col2im_conv_general_dilated` (conv_impl="col2im", and "auto"'s
 path where oneDNN is not taken) uses it only for strided convolutions and for kernels of at least
-5x5, and only on the CPU (`lax.platform_dependent`); the forward pass and
+5x5, and only on the CPU (`cnn_jax.ops.platforms.cpu_or_default`); the forward pass and
 the filter gradient stay XLA's everywhere.
 """
 
@@ -34,6 +34,7 @@ from jax import lax
 
 from cnn_jax.ops.gemm_conv import im2col
 from cnn_jax.ops.conv_drop_in import NHWC_HWIO
+from cnn_jax.ops.platforms import cpu_or_default
 
 __all__ = ["col2im", "col2im_conv2d", "col2im_conv_general_dilated", "uses_col2im"]
 
@@ -138,7 +139,7 @@ def _backward(stride, padding, precision, preferred_element_type, residuals, g):
     )
     return col2im(columns, x.shape, (fh, fw), stride, padding)
 
-  dx = lax.platform_dependent(g, w, cpu=col2im_input_gradient, default=xla_input_gradient)
+  dx = cpu_or_default(g, w, cpu=col2im_input_gradient, default=xla_input_gradient)
   return dx.astype(x.dtype), dw.astype(w.dtype)
 
 

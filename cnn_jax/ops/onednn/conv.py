@@ -33,6 +33,7 @@ from jax.custom_batching import custom_vmap
 from cnn_jax.ops.col2im_conv import col2im_conv2d, col2im_conv_general_dilated
 from cnn_jax.ops.conv_drop_in import NHWC_HWIO, conv_general_dilated_from, output_size
 from cnn_jax.ops.onednn import build
+from cnn_jax.ops.platforms import cpu_or_default
 
 # FFI target name -> the handler's symbol in conv.cc.
 _HANDLERS = {
@@ -285,7 +286,7 @@ def onednn_conv_general_dilated(
   """`lax.conv_general_dilated` computed by oneDNN where it can be (conv_impl="onednn").
 
   Float32, ungrouped, undilated NHWC/HWIO 2-D convolutions run oneDNN's
-  kernels on the CPU (`lax.platform_dependent`: other platforms lower
+  kernels on the CPU (`cnn_jax.ops.platforms.cpu_or_default`: other platforms lower
   `col2im_conv_general_dilated`); every other call (bfloat16, grouped,
   dilated, other layouts) goes to `col2im_conv_general_dilated` unchanged.
 
@@ -312,7 +313,7 @@ def onednn_conv_general_dilated(
   if not onednn_computes(lhs, rhs, dimension_numbers, arguments):
     return auto(lhs, rhs, window_strides, padding)
   onednn = functools.partial(_DROP_INS[input_grad], **arguments)
-  return lax.platform_dependent(
+  return cpu_or_default(
       lhs,
       rhs,
       cpu=lambda x, w: onednn(x, w, window_strides, padding),
