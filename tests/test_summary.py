@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 from cnn_jax import models, summary
-from helpers import python
+from cnn_jax.train import train_and_evaluate
+from helpers import python, tiny_config
 
 
 def _summarize(name):
@@ -96,3 +97,20 @@ def test_cli_prints_the_vgg16_table():
   )
   assert "total parameters: 138,357,544" in out.stdout
   assert "conv5_3" in out.stdout and "7x7x512" in out.stdout
+
+
+def test_a_training_run_prints_the_table_of_the_trace_that_created_its_state(
+    tmp_path, capsys, monkeypatch
+):
+  # The run records the layer calls while it traces its state's creation:
+  # one trace of the model instead of two, and the table is summarize's.
+  config = tiny_config(num_train_steps=1, eval_every_steps=1)
+  model = models.create(config.model, num_classes=10, **config.model_kwargs)
+  expected = summary.summarize(model, (8, 8, 1)).table()
+  assert "BatchNorm" in expected and "total MACs" in expected
+  traced_again = []
+  monkeypatch.setattr(summary, "summarize", lambda *a: traced_again.append(a))
+  for run in ("first", "second"):
+    train_and_evaluate(config, str(tmp_path / run))
+    assert f"{expected}\n" in capsys.readouterr().out, run
+  assert not traced_again

@@ -99,8 +99,24 @@ def summarize(model: nn.Module, input_shape: Sequence[int]) -> Summary:
   x = jnp.zeros((1, *input_shape), jnp.float32)
   with introspection.recording_calls() as calls:
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  params = variables.get("params", {})
+  return tabulate(calls, variables.get("params", {}), input_shape)
 
+
+def tabulate(
+    calls: Sequence[introspection.LayerCall], params: Any, input_shape: Sequence[int]
+) -> Summary:
+  """The summary of layer calls recorded while a model was initialized on one image.
+
+  Args:
+    calls: what `introspection.recording_calls` recorded during
+      `model.init(key, x, train=False)` with x of shape (1, *input_shape)
+      (traced or not), e.g. inside the trace that creates a training state.
+    params: the "params" collection that init made (shapes suffice).
+    input_shape: (H, W, C) of the image.
+
+  Returns:
+    A `Summary` with a row per leaf layer call and the totals.
+  """
   # A module that called other modules is a container, not a layer of the table.
   parents = {call.path[:i] for call in calls for i in range(1, len(call.path))}
   rows, seen = [], set()

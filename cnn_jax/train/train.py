@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from cnn_jax import interrupts, models, summary
+from cnn_jax import interrupts, introspection, models, summary
 from cnn_jax.data import augment, sources
 from cnn_jax.errors import NonFiniteLossError
 from cnn_jax.ops import auto_conv
@@ -87,9 +87,10 @@ class _TerminationSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _model_table(model, image_shape) -> str:
+def _model_table(image_shape, calls, params) -> str:
+  """The model's per-layer table, from the calls that creating the state traced."""
   try:
-    return summary.summarize(model, tuple(image_shape)).table()
+    return summary.tabulate(calls, params, tuple(image_shape)).table()
   except Exception as e:  # a custom layer may lack counts; training need not stop
     return f"(no model summary: {e})"
 
@@ -121,6 +122,7 @@ class _Setup:
   schedule: Any
   create_state: Any
   abstract_state: Any
+  model_table: str  # the per-layer table a run prints
   augment_fn: Any
   pretrained_weights: Any
   total_steps: int
@@ -189,7 +191,9 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
       jnp.zeros((1, *input_shape), jnp.float32),
       in_steps(config, "unfreeze_after_steps", "unfreeze_after_epochs", steps_per_epoch),
   )
-  create_state, abstract_state = _state_factory(config, model, fine_tuning.tx, input_shape, mesh)
+  create_state, abstract_state, model_table = _state_factory(
+      config, model, fine_tuning.tx, input_shape, mesh
+  )
   return _Setup(
       config=config,
       workdir=workdir,
@@ -205,6 +209,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
       schedule=schedule,
       create_state=create_state,
       abstract_state=abstract_state,
+      model_table=model_table,
       augment_fn=_augment_fn(config),
       pretrained_weights=(
           pretrained.load(config.init_from, config.model) if config.init_from else None
@@ -242,23 +247,28 @@ def model_input_shape(
 
 
 def _state_factory(config, model, tx, image_shape, mesh):
-  """(jitted new-state function, its abstract output): traces the model once.
+  """(new-state function, its abstract output, the model's table): traces the model once.
 
   Tracing is where an impossible geometry (a layer that shrinks the image
-  below one pixel) fails, before anything is written.
+  below one pixel) fails, before anything is written. The one trace gives
+  the state's shapes, the program that creates it (compiled only if no
+  checkpoint is restored) and the per-layer table (the layer calls that
+  init made); each used to trace the model again.
   """
   replicated = parallel.replicated(mesh)
-  create_state = jax.jit(
+  create = jax.jit(
       functools.partial(
           state_lib.create, model, tx, (1, *image_shape), config.seed, config.ema_decay > 0
       ),
       out_shardings=replicated,
   )
+  with introspection.recording_calls() as calls:
+    traced = create.trace()
   abstract_state = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-      jax.eval_shape(create_state),
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), traced.out_info
   )
-  return create_state, abstract_state
+  table = _model_table(image_shape, calls, abstract_state.params)
+  return (lambda: traced.lower().compile()()), abstract_state, table
 
 
 def _update_record(
@@ -401,7 +411,7 @@ def _announce(
   elif restored:
     reporter.message(f"resumed from {checkpoints.directory} at step {int(state.step)}")
   if reporter.enabled:
-    reporter.message(_model_table(setup.model, setup.input_shape))
+    reporter.message(setup.model_table)
   param_count = sum(p.size for p in jax.tree.leaves(state.params))
   reporter.message(
       f"{config.model}: {param_count:,} parameters; {config.dataset} "
