@@ -88,6 +88,41 @@ def _bilinear_init(factor: int):
   return init
 
 
+def transposed_conv_by_blocks(x: jax.Array, kernel: jax.Array, factor: int) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, (f, f), "VALID")` (NHWC, HWIO) for a 2f x 2f kernel.
+
+  XLA:CPU computes a transposed convolution as a convolution of the input
+  dilated by f, which it runs in a generic loop, slow in training and slower
+  still at the tests' LLVM level 0 (experiments/segmentation/README.md). With
+  stride f a 2f x 2f kernel lands each input pixel on 2 x 2 output blocks of
+  f x f pixels: one matrix product gives every pixel's four blocks, and four
+  shifted pads and adds lay them out. Its gradients are matrix products,
+  slices and pads too.
+
+  Args:
+    x: (N, H, W, C).
+    kernel: (2f, 2f, C, O), used as `lax.conv_transpose` uses it (not flipped
+      by transpose_kernel).
+    factor: the stride f.
+
+  Returns:
+    (N, (H + 1) f, (W + 1) f, O), `lax.conv_transpose`'s output.
+  """
+  f = factor
+  n, h, w, c = x.shape
+  o = kernel.shape[-1]
+  # conv_transpose correlates the dilated input with the kernel: input pixel
+  # (i, j) adds kernel[2f-1-a, 2f-1-b] to output (i f + a, j f + b).
+  per_pixel = kernel[::-1, ::-1].transpose(2, 0, 1, 3).reshape(c, 4 * f * f * o)
+  blocks = (x.reshape(n * h * w, c) @ per_pixel).reshape(n, h, w, 2, f, 2, f, o)
+  y = sum(
+      jnp.pad(blocks[:, :, :, a, :, b], ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0), (0, 0), (0, 0)))
+      for a in (0, 1)
+      for b in (0, 1)
+  )
+  return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, (h + 1) * f, (w + 1) * f, o)
+
+
 class BilinearUpsampling(nn.Module):
   """Learned upsampling by an even factor f: a 2f x 2f transposed conv, stride f.
 
@@ -116,9 +151,7 @@ class BilinearUpsampling(nn.Module):
         "kernel", _bilinear_init(f), (2 * f, 2 * f, x.shape[-1], self.features), jnp.float32
     )
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    y = jax.lax.conv_transpose(
-        x, kernel, (f, f), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+    y = transposed_conv_by_blocks(x, kernel, f)
     return y[:, f // 2 : -(f // 2), f // 2 : -(f // 2), :]
 
   def count_macs(self, output_shape: tuple[int, ...]) -> int:

@@ -77,6 +77,34 @@ def test_fcn_shape_count_and_backbone_tree(name):
   assert {p.split("/")[0] for p in head} <= set(fcn.HEAD_LAYERS)
 
 
+@pytest.mark.parametrize("factor, size", [(2, 3), (8, 4), (32, 2)])
+def test_transposed_conv_by_blocks_equals_laxs_with_its_gradients(factor, size):
+  # A learned kernel (not the symmetric bilinear one: a flip would show) and
+  # non-square maps; float64, so that only a wrong formula can differ.
+  rng = np.random.default_rng(factor)
+  x = rng.standard_normal((2, size, size + 1, 3))
+  kernel = rng.standard_normal((2 * factor, 2 * factor, 3, 4))
+  target = rng.standard_normal((2, (size + 1) * factor, (size + 2) * factor, 4))
+
+  def lax_conv(x, kernel):
+    layout = ("NHWC", "HWIO", "NHWC")
+    return jax.lax.conv_transpose(x, kernel, (factor, factor), "VALID", dimension_numbers=layout)
+
+  def ours(x, kernel):
+    return fcn.transposed_conv_by_blocks(x, kernel, factor)
+
+  with jax.enable_x64():
+    x, kernel = jnp.asarray(x), jnp.asarray(kernel)
+    assert x.dtype == kernel.dtype == jnp.float64
+    np.testing.assert_allclose(ours(x, kernel), lax_conv(x, kernel), rtol=1e-12, atol=1e-12)
+    grads = [
+        jax.grad(lambda x, k: ((f(x, k) - target) ** 2).sum(), argnums=(0, 1))(x, kernel)
+        for f in (ours, lax_conv)
+    ]
+    for a, b in zip(*grads):
+      np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-10)
+
+
 def test_bilinear_transposed_conv_is_bilinear_upsampling():
   x = np.random.default_rng(0).standard_normal((2, 4, 5, 3)).astype(np.float32)
   for factor in (2, 8):
